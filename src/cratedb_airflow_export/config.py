@@ -1,0 +1,289 @@
+"""Configuration: which tables to export, where to, and how.
+
+Entries come from the seed's ``TABLES`` list in ``include/table_exports.py`` or from a YAML file
+named by ``CRATEDB_EXPORT_CONFIG``. Every entry is validated when the DAG is parsed; any problem
+raises :class:`ConfigError` naming the entry and the field, so it shows up as a DAG import error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "CRATEDB_EXPORT_CONFIG"
+DEFAULT_SCHEMA = "doc"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+class ConfigError(ValueError):
+    """A configuration entry is invalid. The message names the entry and the field."""
+
+
+def _check_identifier(value: str, what: str) -> str:
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a plain identifier (letters, digits and '_', not starting with a digit)"
+        )
+    return value
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (bucket, "some/prefix")."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{uri!r} must start with 's3://'")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not BUCKET.match(bucket):
+        raise ValueError(f"{bucket!r} is not a valid S3 bucket name")
+    prefix = prefix.strip("/")
+    if "//" in prefix or any(part in {".", ".."} for part in prefix.split("/")):
+        raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' segment")
+    return bucket, prefix
+
+
+class TableExport(BaseModel):
+    """One table to export. Unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    table: str = Field(description="Table name, 'schema.table' or 'table' (schema 'doc').")
+    timestamp_column: str = Field(description="Column whose value places a row in a day (UTC).")
+    target_bucket: str | None = Field(
+        default=None,
+        description="Seed layout: 'bucket/path' exports to s3://bucket/path-YYYY-MM-DD/.",
+    )
+    target: str | None = Field(
+        default=None,
+        description="Hive layout: 's3://bucket/prefix' exports to <prefix>/<schema>.<table>/dt=YYYY-MM-DD/.",
+    )
+    engine: Literal["copy", "stream"] = Field(
+        default="copy",
+        description="'copy': CrateDB writes to S3 itself (COPY TO). 'stream': read by cursor, upload from the worker.",
+    )
+    compression: Literal["gzip", "none"] = "gzip"
+    columns: tuple[str, ...] | None = Field(default=None, description="Columns to export; default: all.")
+    filter: str | None = Field(default=None, description="Extra SQL condition ANDed to the time window.")
+    aws_conn_id: str = "aws_default"
+    cratedb_conn_id: str = "cratedb_connection"
+    batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
+    part_size_mb: int = Field(default=16, ge=5, le=5_000, description="Multipart upload part size (stream).")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) > 2:
+            raise ValueError(f"table {value!r} must be 'schema.table' or 'table'")
+        for part in parts:
+            _check_identifier(part, "table name part")
+        return value
+
+    @field_validator("timestamp_column")
+    @classmethod
+    def _timestamp_column(cls, value: str) -> str:
+        return _check_identifier(value, "timestamp_column")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("columns must not be empty; leave it out to export all columns")
+        for column in value:
+            _check_identifier(column, "column")
+        if len(set(value)) != len(value):
+            raise ValueError("columns lists a column twice")
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from cratedb_airflow_export.sql import check_condition
+
+        check_condition(value)
+        return value
+
+    @field_validator("target_bucket")
+    @classmethod
+    def _target_bucket(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("s3://"):
+            raise ValueError("target_bucket is 'bucket/path' without 's3://'; use 'target' for an s3:// URI")
+        _, prefix = _split_s3("s3://" + value)
+        if not prefix:
+            raise ValueError("target_bucket needs a path after the bucket, as in 'bucket/metrics'")
+        return value.strip("/")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _split_s3(value)
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TableExport:
+        if (self.target is None) == (self.target_bucket is None):
+            raise ValueError("set exactly one of 'target_bucket' (seed layout) or 'target' (Hive layout)")
+        return self
+
+    @property
+    def schema_name(self) -> str:
+        return self.table.split(".")[0] if "." in self.table else DEFAULT_SCHEMA
+
+    @property
+    def table_name(self) -> str:
+        return self.table.split(".")[-1]
+
+    @property
+    def qualified_name(self) -> str:
+        """``schema.table``, always with the schema."""
+        return f"{self.schema_name}.{self.table_name}"
+
+    @property
+    def task_id(self) -> str:
+        return f"export_{self.qualified_name}"
+
+
+def _describe(index: int, raw: Any) -> str:
+    name = raw.get("table") if isinstance(raw, dict) else None
+    return f"entry {index}" + (f" (table {name!r})" if name else "")
+
+
+def _format_error(source: str, index: int, raw: Any, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(entry)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key; allowed keys: {', '.join(TableExport.model_fields)}"
+        lines.append(f"{source}: {_describe(index, raw)}: field '{field}': {message}")
+    return "\n".join(lines)
+
+
+def parse_tables(entries: Any, source: str = "TABLES") -> list[TableExport]:
+    """Validate raw entries (the seed's list of dicts). Raises :class:`ConfigError`."""
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise ConfigError(f"{source}: expected a non-empty list of table entries, got {type(entries).__name__}")
+    tables: list[TableExport] = []
+    errors: list[str] = []
+    for index, raw in enumerate(entries):
+        if not isinstance(raw, dict):
+            errors.append(f"{source}: entry {index}: expected a mapping, got {type(raw).__name__}")
+            continue
+        try:
+            tables.append(TableExport.model_validate(raw))
+        except ValidationError as exc:
+            errors.append(_format_error(source, index, raw, exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    _check_unique(tables, source)
+    return tables
+
+
+def _check_unique(tables: list[TableExport], source: str) -> None:
+    """No table twice, and no two tables writing into the same (or a nested) folder."""
+    from datetime import date
+
+    from cratedb_airflow_export.layout import partition
+
+    sample = date(2000, 1, 1)
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        where = f"{source}: entry {index} (table {table.table!r})"
+        if table.qualified_name in seen:
+            raise ConfigError(f"{where}: field 'table': duplicate of entry {seen[table.qualified_name]}")
+        seen[table.qualified_name] = index
+        mine = partition(table, sample)
+        for other_index, other in enumerate(tables[:index]):
+            theirs = partition(other, sample)
+            if mine.contains(theirs) or theirs.contains(mine):
+                field = "target" if table.target else "target_bucket"
+                raise ConfigError(
+                    f"{where}: field '{field}': writes into the same folder as entry {other_index} "
+                    f"({theirs.uri}); CrateDB's file names omit the schema, so two tables must never share a folder"
+                )
+
+
+def load_python_tables(path: Path) -> list[TableExport]:
+    """Load ``TABLES`` from a Python file such as ``include/table_exports.py``."""
+    spec = importlib.util.spec_from_file_location("cratedb_export_table_config", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "TABLES"):
+        raise ConfigError(f"{path}: defines no TABLES list")
+    return parse_tables(module.TABLES, source=f"{path.name} TABLES")
+
+
+def load_yaml_tables(path: Path) -> list[TableExport]:
+    """Load entries from YAML: a list of entries, or a mapping with a ``tables`` list."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{CONFIG_ENV}={path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict):
+        unknown = set(data) - {"tables"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected 'tables'")
+        data = data.get("tables")
+    return parse_tables(data, source=path.name)
+
+
+def load_tables(default_file: Path | None = None) -> list[TableExport]:
+    """The configured tables: ``$CRATEDB_EXPORT_CONFIG`` (YAML) if set, else ``default_file``."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return load_yaml_tables(Path(env))
+    if default_file is None:
+        raise ConfigError(f"no configuration: set {CONFIG_ENV} or pass include/table_exports.py")
+    return load_python_tables(default_file)
+
+
+class DagSettings(BaseModel):
+    """DAG-level settings, from ``CRATEDB_EXPORT_*`` environment variables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    catchup: bool = False
+    start_date: str = "2024-01-01"
+    pool: str = "cratedb_export"
+    retries: int = Field(default=2, ge=0)
+    retry_delay_minutes: float = Field(default=5, ge=0)
+    max_active_runs: int = Field(default=4, ge=1)
+
+    @field_validator("start_date")
+    @classmethod
+    def _start_date(cls, value: str) -> str:
+        from datetime import date
+
+        date.fromisoformat(value)
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Any = None) -> DagSettings:
+        environ = os.environ if environ is None else environ
+        raw = {
+            name: environ[f"CRATEDB_EXPORT_{name.upper()}"]
+            for name in cls.model_fields
+            if f"CRATEDB_EXPORT_{name.upper()}" in environ
+        }
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"CRATEDB_EXPORT_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"DAG settings: {problems}") from None

@@ -1,0 +1,75 @@
+"""The ``cratedb_table_export`` DAG: one export task per configured table, daily, UTC.
+
+The DAG file under ``dags/`` only calls :func:`build_dag`; configuration errors raise here and
+become DAG import errors naming the entry and the field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from airflow.sdk import DAG, CronDataIntervalTimetable
+
+from cratedb_airflow_export.config import DagSettings, TableExport, load_tables
+from cratedb_airflow_export.operators import CrateDBExportOperator
+
+DAG_ID = "cratedb_table_export"
+
+DOC = """\
+### CrateDB → S3 daily export
+
+Each run exports, for every configured table, the rows of its data interval
+`[data_interval_start, data_interval_end)`: one whole UTC day, `day <= timestamp_column < day + 1`.
+A run for day D fires at D+1 00:00 UTC. Tasks are independent and run in parallel, bounded by
+the `{pool}` pool. Each task returns (XCom) the row count and the objects written.
+
+| task | table | engine | target (one folder per day) |
+|---|---|---|---|
+{rows}
+
+Configuration: `include/table_exports.py` or the YAML file named by `CRATEDB_EXPORT_CONFIG`.
+Dry run: `cratedb-export plan --date YYYY-MM-DD`.
+"""
+
+
+def _doc(tables: list[TableExport], pool: str) -> str:
+    from cratedb_airflow_export.layout import partition
+
+    rows = "\n".join(
+        f"| `{t.task_id}` | `{t.qualified_name}` | {t.engine} | "
+        f"`{partition(t, datetime(2024, 1, 4).date()).uri.replace('2024-01-04', 'YYYY-MM-DD')}` |"
+        for t in tables
+    )
+    return DOC.format(rows=rows, pool=pool)
+
+
+def build_dag(
+    tables: list[TableExport] | None = None,
+    *,
+    tables_file: Path | None = None,
+    settings: DagSettings | None = None,
+    dag_id: str = DAG_ID,
+) -> DAG:
+    """Build the export DAG from ``tables`` (or ``$CRATEDB_EXPORT_CONFIG`` / ``tables_file``)."""
+    tables = tables if tables is not None else load_tables(tables_file)
+    settings = settings or DagSettings.from_env()
+    with DAG(
+        dag_id=dag_id,
+        description="Export each configured CrateDB table's rows of the previous UTC day to S3",
+        schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+        start_date=datetime.fromisoformat(settings.start_date).replace(tzinfo=timezone.utc),
+        catchup=settings.catchup,
+        max_active_runs=settings.max_active_runs,
+        tags=["cratedb", "export", "s3"],
+        doc_md=_doc(tables, settings.pool),
+        default_args={
+            "owner": "data-engineering",
+            "retries": settings.retries,
+            "retry_delay": timedelta(minutes=settings.retry_delay_minutes),
+            "pool": settings.pool,
+        },
+    ) as dag:
+        for table in tables:
+            CrateDBExportOperator(task_id=table.task_id, export=table)
+    return dag

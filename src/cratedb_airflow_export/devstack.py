@@ -1,0 +1,229 @@
+"""A local stack without Docker: a real PostgreSQL and a real S3-compatible server on 127.0.0.1.
+
+Used by ``make demo``, ``make up`` and the end-to-end tests. Everything binds to 127.0.0.1 and is
+stopped by the PID this module started, nothing else.
+
+- PostgreSQL: the binaries of the ``pgserver`` wheel (PostgreSQL 16), or a system installation
+  (``pg_config --bindir``). PostgreSQL refuses to run as root, so as root the cluster runs as a
+  dedicated system user created on first use.
+- S3: moto's server in a background thread of the calling process (objects live in memory).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
+
+PG_SYSTEM_USER = "cratedb-export-pg"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def postgres_bindir() -> Path:
+    """Where initdb/pg_ctl live: the pgserver wheel first, then a system installation."""
+    spec = importlib.util.find_spec("pgserver")  # not imported: its import has side effects
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bundled / "pg_ctl").exists():
+            return bundled
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0 and (Path(out.stdout.strip()) / "pg_ctl").exists():
+            return Path(out.stdout.strip())
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "pg_ctl").exists():
+            return candidate
+    raise RuntimeError("no PostgreSQL binaries found: install the 'pgserver' wheel or Debian's postgresql")
+
+
+def _ensure_system_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(name)
+
+
+def _make_traversable(path: Path) -> None:
+    """Let another user reach ``path``: add o+x to each parent (not o+r)."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod(mode | 0o011)
+
+
+@dataclass
+class LocalPostgres:
+    """A throwaway PostgreSQL cluster listening on 127.0.0.1:<port>."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    user: str = "postgres"
+    password: str = "postgres"
+    database: str = "postgres"
+
+    @property
+    def datadir(self) -> Path:
+        return self.workdir / "pgdata"
+
+    @property
+    def url(self) -> str:
+        """libpq URL; the password is percent-encoded."""
+        return (
+            f"postgresql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+            f"@127.0.0.1:{self.port}/{self.database}"
+        )
+
+    def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, object] = {}
+        if os.geteuid() == 0:
+            entry = _ensure_system_user(PG_SYSTEM_USER)
+            kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        proc = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+        if proc.returncode != 0:
+            raise RuntimeError(f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr or proc.stdout}")
+        return proc
+
+    def start(self) -> LocalPostgres:
+        bindir = postgres_bindir()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            entry = _ensure_system_user(PG_SYSTEM_USER)
+            _make_traversable(bindir)
+            os.chown(self.workdir, entry.pw_uid, entry.pw_gid)
+            _make_traversable(self.workdir)
+        pwfile = self.workdir / "pwfile"
+        if not (self.datadir / "PG_VERSION").exists():
+            pwfile.write_text(self.password + "\n")
+            if os.geteuid() == 0:
+                os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+            self._run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    self.user,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            )
+            pwfile.unlink()
+        self._run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.workdir / "postgres.log"),
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {self.workdir} -c timezone=UTC",
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+        log.info("PostgreSQL listening on 127.0.0.1:%s (data in %s)", self.port, self.datadir)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        pidfile = self.datadir / "postmaster.pid"
+        return int(pidfile.read_text().splitlines()[0]) if pidfile.exists() else None
+
+    def stop(self) -> None:
+        if self.pid is None:
+            return
+        self._run([str(postgres_bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"])
+
+
+@dataclass
+class LocalS3:
+    """moto's S3-compatible server in a thread of this process, on 127.0.0.1."""
+
+    port: int = field(default_factory=free_port)
+    access_key: str = "demo-access-key"
+    secret_key: str = "demo-secret-key"
+    region: str = "us-east-1"
+    _server: object | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalS3:
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        server.start()
+        self._server = server
+        log.info("S3-compatible server (moto) listening on %s", self.endpoint_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+    def airflow_conn_uri(self) -> str:
+        """``AIRFLOW_CONN_AWS_DEFAULT`` value for this server (keys percent-encoded)."""
+        return (
+            f"aws://{quote(self.access_key, safe='')}:{quote(self.secret_key, safe='')}@/"
+            f"?endpoint_url={quote(self.endpoint_url, safe='')}&region_name={self.region}"
+        )
+
+
+@contextmanager
+def local_stack(workdir: Path | None = None) -> Iterator[tuple[LocalPostgres, LocalS3]]:
+    """Start PostgreSQL and S3 on 127.0.0.1; stop both (and remove a temporary workdir) on exit."""
+    owned = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="cratedb-export-stack-")) if owned else workdir
+    assert root is not None
+    pg = LocalPostgres(root)
+    s3 = LocalS3()
+    try:
+        pg.start()
+        s3.start()
+        yield pg, s3
+    finally:
+        s3.stop()
+        pg.stop()
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)

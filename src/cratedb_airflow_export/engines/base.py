@@ -1,0 +1,59 @@
+"""What every engine shares: the job (table x window), its result, and the engine interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.credentials import S3Credentials
+from cratedb_airflow_export.layout import Location, partition
+from cratedb_airflow_export.s3 import StoredObject
+from cratedb_airflow_export.sql import Statement
+from cratedb_airflow_export.verify import SourceInfo
+from cratedb_airflow_export.windows import Window
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One table's export of one window."""
+
+    cfg: TableExport
+    window: Window
+
+    @property
+    def location(self) -> Location:
+        return partition(self.cfg, self.window.day)
+
+
+@dataclass
+class ExportResult:
+    job: ExportJob
+    engine: str
+    rows: int
+    objects: list[StoredObject] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Safe for XCom: no credentials, only JSON types."""
+        return {
+            "table": self.job.cfg.qualified_name,
+            "engine": self.engine,
+            "interval": self.job.window.as_dict(),
+            "target": self.job.location.uri,
+            "rows": self.rows,
+            "objects": [o.as_dict() for o in self.objects],
+            "bytes": sum(o.size for o in self.objects),
+        }
+
+
+class Engine(ABC):
+    name: str
+
+    @abstractmethod
+    def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[Statement]:
+        """The export statements, in order, as they will be sent (``creds=None``: placeholders)."""
+
+    @abstractmethod
+    def run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo, creds: S3Credentials) -> ExportResult:
+        """Export the window; raise on any failure, leaving no object that looks complete."""

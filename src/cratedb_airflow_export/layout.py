@@ -1,0 +1,55 @@
+"""Storage layout: where a table's export of one day lands in the bucket.
+
+- Seed layout (``target_bucket: "bucket/path"``): ``s3://bucket/path-YYYY-MM-DD/``, as the tutorial.
+- Hive layout (``target: "s3://bucket/prefix"``): ``s3://bucket/prefix/<schema>.<table>/dt=YYYY-MM-DD/``,
+  one folder per table and one ``dt=`` folder per day, readable as a partitioned dataset by
+  DuckDB, Spark and Athena.
+
+Each table gets its own folder (config validation rejects overlaps), because CrateDB's COPY TO
+file names (``<table>_<shard>_<partition>.json``) do not contain the schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cratedb_airflow_export.config import TableExport
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder in a bucket: ``prefix`` has no leading or trailing slash."""
+
+    bucket: str
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}/"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def contains(self, other: Location) -> bool:
+        """True when ``other`` is this folder or inside it."""
+        return self.bucket == other.bucket and (other.prefix + "/").startswith(self.prefix + "/")
+
+
+def partition(cfg: TableExport, day: date) -> Location:
+    """The folder holding ``cfg``'s export of ``day``."""
+    if cfg.target_bucket is not None:
+        bucket, _, path = cfg.target_bucket.partition("/")
+        return Location(bucket, f"{path}-{day.isoformat()}")
+    assert cfg.target is not None
+    bucket, _, prefix = cfg.target[len("s3://") :].partition("/")
+    table_folder = f"{prefix}/{cfg.qualified_name}" if prefix else cfg.qualified_name
+    return Location(bucket, f"{table_folder}/dt={day.isoformat()}")
+
+
+def data_file_name(cfg: TableExport, index: int = 0) -> str:
+    """Object name of the ``stream`` engine's output (COPY TO names its files itself)."""
+    suffix = ".jsonl.gz" if cfg.compression == "gzip" else ".jsonl"
+    return f"part-{index:05d}{suffix}"

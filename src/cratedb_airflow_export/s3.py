@@ -1,0 +1,143 @@
+"""The S3 destination: a boto3 client from the Airflow connection, target checks, listing and a
+memory-bounded multipart writer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from cratedb_airflow_export.credentials import S3Credentials
+from cratedb_airflow_export.layout import Location
+
+log = logging.getLogger(__name__)
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+
+
+class TargetError(RuntimeError):
+    """The target bucket cannot be reached or written."""
+
+
+def s3_client(creds: S3Credentials) -> Any:
+    """A boto3 S3 client: through S3Hook for an Airflow connection, plain boto3 for the env fallback."""
+    if creds.conn_id is not None:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=creds.conn_id).get_conn()
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        aws_access_key_id=creds.access_key,
+        aws_secret_access_key=creds.secret_key,
+        endpoint_url=creds.endpoint_url,
+        region_name=creds.region,
+        config=Config(s3={"addressing_style": "path"} if creds.endpoint_url else {}),
+    )
+
+
+def describe_client_error(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{error.get('Code', 'error')} (HTTP {status}): {error.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+def check_target(client: Any, location: Location) -> None:
+    """Fail fast when the bucket is missing, unreachable or the credentials are wrong.
+
+    CrateDB takes about 15 minutes to fail on a wrong S3 URL (crate/crate#18102); this takes a second.
+    """
+    try:
+        client.head_bucket(Bucket=location.bucket)
+    except EndpointConnectionError as exc:
+        raise TargetError(f"S3 endpoint unreachable: {exc}") from None
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        reason = {404: "does not exist", 403: "access denied (check the credentials and bucket policy)"}.get(
+            status, describe_client_error(exc)
+        )
+        raise TargetError(f"bucket {location.bucket!r} {reason}") from None
+    except BotoCoreError as exc:
+        raise TargetError(f"S3 check of bucket {location.bucket!r} failed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    etag: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "size": self.size, "etag": self.etag}
+
+
+def list_objects(client: Any, location: Location) -> list[StoredObject]:
+    """Every object below the folder, in key order."""
+    found: list[StoredObject] = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix + "/"):
+        for item in page.get("Contents", []):
+            found.append(StoredObject(item["Key"], int(item["Size"]), item.get("ETag", "").strip('"')))
+    return sorted(found, key=lambda o: o.key)
+
+
+class MultipartWriter:
+    """Streams bytes into one S3 object; memory is bounded by ``part_size``.
+
+    The object appears only on :meth:`close` (CompleteMultipartUpload, or one PutObject when the
+    data fit in a single part); :meth:`abort` discards every uploaded part, so a failed export
+    leaves no object behind.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.part_size = max(part_size, MIN_PART_SIZE)
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        self.bytes_written += len(data)
+        while len(self._buffer) >= self.part_size:
+            chunk = bytes(self._buffer[: self.part_size])
+            del self._buffer[: self.part_size]
+            self._upload_part(chunk)
+
+    def _upload_part(self, chunk: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+        number = len(self._parts) + 1
+        response = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        log.info("uploaded part %d of s3://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
+
+    def close(self) -> StoredObject:
+        if self._upload_id is None:
+            response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._upload_part(bytes(self._buffer))
+            response = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+            )
+        self._buffer = bytearray()
+        return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'))
+
+    def abort(self) -> None:
+        self._buffer = bytearray()
+        if self._upload_id is not None:
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            except (ClientError, BotoCoreError) as exc:  # pragma: no cover - best effort on a failing path
+                log.warning("could not abort multipart upload of s3://%s/%s: %s", self.bucket, self.key, exc)
+            self._upload_id = None

@@ -1,0 +1,165 @@
+"""Every SQL statement this project sends to CrateDB, built in one place.
+
+Statements use psycopg placeholders (``%s``); psycopg sends them as ``$1, $2, ...`` bind
+parameters, which is the form :attr:`Statement.wire_sql` shows and the tests check against
+CrateDB's grammar. Identifiers are always double-quoted. Window bounds and the COPY target URI
+are bind parameters, never text: CrateDB records statement text in ``sys.jobs_log`` and Airflow's
+SQL hooks log it, so a credential must never be part of it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.windows import Window
+
+CURSOR_NAME = "cratedb_export"
+TIMESTAMP_TYPES = frozenset({"timestamp with time zone", "timestamp without time zone", "timestamp"})
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A bind parameter holding a secret; only ``shown`` is ever displayed or logged."""
+
+    value: str = field(repr=False)
+    shown: str
+
+    def __repr__(self) -> str:
+        return self.shown
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str  # psycopg form: %s placeholders, literal % doubled
+    params: tuple[Any, ...] = ()
+
+    @property
+    def wire_sql(self) -> str:
+        """The text the server receives: ``%s`` -> ``$n``, ``%%`` -> ``%``."""
+        counter = iter(range(1, len(self.params) + 1))
+        return re.sub(r"%%|%s", lambda m: "%" if m.group() == "%%" else f"${next(counter)}", self.sql)
+
+    def bind(self) -> tuple[Any, ...]:
+        """Parameters for execution, secrets revealed."""
+        return tuple(p.value if isinstance(p, Secret) else p for p in self.params)
+
+    def shown_params(self) -> list[Any]:
+        """Parameters for display: secrets redacted, datetimes as ISO 8601."""
+        return [
+            p.shown if isinstance(p, Secret) else p.isoformat() if isinstance(p, datetime) else p for p in self.params
+        ]
+
+    def describe(self) -> str:
+        """One log line: wire SQL plus redacted parameters."""
+        return self.wire_sql + (f"  -- params: {self.shown_params()}" if self.params else "")
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified(cfg: TableExport) -> str:
+    return f"{quote_ident(cfg.schema_name)}.{quote_ident(cfg.table_name)}"
+
+
+def _where(cfg: TableExport, window: Window, naive: bool) -> tuple[str, tuple[Any, ...]]:
+    column = quote_ident(cfg.timestamp_column)
+    condition = f"{column} >= %s AND {column} < %s"
+    if cfg.filter:
+        condition += f" AND ({cfg.filter.replace('%', '%%')})"
+    return condition, window.bounds(naive=naive)
+
+
+def _column_list(cfg: TableExport) -> str:
+    return ", ".join(quote_ident(c) for c in cfg.columns) if cfg.columns else "*"
+
+
+def copy_to(
+    cfg: TableExport, window: Window, uri: Secret, *, protocol: str | None = None, naive: bool = False
+) -> Statement:
+    """``COPY t [(cols)] WHERE <window> TO DIRECTORY $3 WITH (...)``.
+
+    Starts with ``COPY`` (no comment before it) so the command tag ``COPY <n>`` gives the row count.
+    ``wait_for_completion = true`` is explicit: ``false`` returns before the export is done.
+    """
+    condition, bounds = _where(cfg, window, naive)
+    columns = f" ({_column_list(cfg)})" if cfg.columns else ""
+    options = ["format = 'json_object'", "wait_for_completion = true"]
+    if cfg.compression == "gzip":
+        options.insert(0, "compression = 'gzip'")
+    if protocol:
+        options.append(f"protocol = '{protocol}'")
+    sql = f"COPY {qualified(cfg)}{columns} WHERE {condition} TO DIRECTORY %s WITH ({', '.join(options)})"
+    return Statement(sql, (*bounds, uri))
+
+
+def select_window(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+    condition, bounds = _where(cfg, window, naive)
+    return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}", bounds)
+
+
+def declare_cursor(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+    """A WITH HOLD cursor: works in autocommit mode, as CrateDB has no transactions or ROLLBACK."""
+    select = select_window(cfg, window, naive=naive)
+    return Statement(f"DECLARE {quote_ident(CURSOR_NAME)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}", select.params)
+
+
+def fetch(batch_size: int) -> Statement:
+    return Statement(f"FETCH FORWARD {int(batch_size)} FROM {quote_ident(CURSOR_NAME)}")
+
+
+def close_cursor() -> Statement:
+    return Statement(f"CLOSE {quote_ident(CURSOR_NAME)}")
+
+
+def refresh(cfg: TableExport) -> Statement:
+    """CrateDB exports only refreshed data."""
+    return Statement(f"REFRESH TABLE {qualified(cfg)}")
+
+
+def count_window(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+    condition, bounds = _where(cfg, window, naive)
+    return Statement(f"SELECT count(*) FROM {qualified(cfg)} WHERE {condition}", bounds)
+
+
+def describe_table(cfg: TableExport) -> Statement:
+    return Statement(
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
+def describe_columns(cfg: TableExport) -> Statement:
+    return Statement(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
+def detect_cratedb() -> Statement:
+    """1 on CrateDB (it lists its ``sys`` tables), 0 on PostgreSQL. Valid in both dialects."""
+    return Statement(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'sys' AND table_name = 'cluster'"
+    )
+
+
+def check_condition(condition: str) -> None:
+    """Reject a ``filter`` that is not a single boolean SQL condition in CrateDB's grammar."""
+    if ";" in condition:
+        raise ValueError("filter must be one SQL condition; ';' is not allowed")
+    if "--" in condition or "/*" in condition:
+        raise ValueError("filter must not contain SQL comments")
+    from cratedb_sqlparse import sqlparse  # type: ignore[import-untyped]
+
+    parsed = sqlparse(f"SELECT * FROM t WHERE ({condition})", raise_exception=False)
+    if len(parsed) != 1 or parsed[0].exception is not None:
+        reason = parsed[0].exception if parsed and parsed[0].exception else "not one condition"
+        raise ValueError(f"filter {condition!r} does not parse as a CrateDB condition: {reason}")

@@ -1,0 +1,75 @@
+"""Time windows: the half-open UTC interval [start, end) a run exports.
+
+Windows come from the run's data interval (``data_interval_start`` / ``data_interval_end``), never
+from ``ds``: under Airflow 3 ``ds`` differs between scheduled and manual runs, the data interval
+does not. The DAG exports whole UTC days, so a window must be exactly one day aligned on midnight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+ONE_DAY = timedelta(days=1)
+
+
+class WindowError(ValueError):
+    """The run's data interval is not a whole UTC day."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open interval ``start <= t < end``, both timezone-aware UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name, value in (("start", self.start), ("end", self.end)):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise WindowError(f"window {name} {value!r} has no time zone; windows are UTC")
+        object.__setattr__(self, "start", self.start.astimezone(timezone.utc))
+        object.__setattr__(self, "end", self.end.astimezone(timezone.utc))
+        if self.end <= self.start:
+            raise WindowError(
+                f"empty data interval [{self.start.isoformat()}, {self.end.isoformat()}): the DAG needs a "
+                "data-interval timetable (CronDataIntervalTimetable), not a trigger timetable"
+            )
+        if self.end - self.start != ONE_DAY or self.start.timetz() != time(0, tzinfo=timezone.utc):
+            raise WindowError(
+                f"data interval [{self.start.isoformat()}, {self.end.isoformat()}) is not one whole UTC day"
+            )
+
+    @classmethod
+    def for_day(cls, day: date) -> Window:
+        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        return cls(start, start + ONE_DAY)
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> Window:
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        if start is None or end is None:
+            raise WindowError("the run has no data interval (data_interval_start/_end are unset)")
+        return cls(_plain(start), _plain(end))
+
+    @property
+    def day(self) -> date:
+        """The UTC day this window covers; it names the partition."""
+        return self.start.date()
+
+    def as_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    def bounds(self, *, naive: bool = False) -> tuple[datetime, datetime]:
+        """Bounds as bind parameters; naive UTC for TIMESTAMP WITHOUT TIME ZONE columns."""
+        if naive:
+            return self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
+        return self.start, self.end
+
+
+def _plain(value: datetime) -> datetime:
+    """pendulum.DateTime -> datetime.datetime (same instant), so psycopg binds a standard type."""
+    v = value.astimezone(timezone.utc)
+    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=timezone.utc)
