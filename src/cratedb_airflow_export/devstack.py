@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 log = logging.getLogger(__name__)
@@ -227,3 +230,77 @@ def local_stack(workdir: Path | None = None) -> Iterator[tuple[LocalPostgres, Lo
         pg.stop()
         if owned:
             shutil.rmtree(root, ignore_errors=True)
+
+
+# --- sample data: the seed's ``metrics`` table --------------------------------------------------
+
+METRICS_DDL_POSTGRES = """
+CREATE SCHEMA IF NOT EXISTS doc;
+CREATE TABLE IF NOT EXISTS doc.metrics (
+    "hash_id" BIGINT,
+    "timestamp" TIMESTAMP WITH TIME ZONE,
+    "name" TEXT,
+    "tags" JSON,
+    "fields" JSON
+)
+"""
+
+METRICS_DDL_CRATEDB = """
+CREATE TABLE IF NOT EXISTS doc.metrics (
+    "hash_id" BIGINT,
+    "timestamp" TIMESTAMP WITH TIME ZONE,
+    "name" TEXT,
+    "tags" OBJECT(DYNAMIC),
+    "fields" OBJECT(DYNAMIC),
+    "month" TIMESTAMP AS date_trunc('quarter', "timestamp")
+)
+"""
+
+SAMPLE_NAMES = ["cpu", "memory", "disk", "network", "température", "電力", "load 🚀"]
+
+
+def sample_metrics(days: list[date], per_day: int, seed: int = 42) -> list[tuple[Any, ...]]:
+    """Deterministic rows of the seed's shape: ``max(per_day, 4)`` a day, including boundary rows.
+
+    Each day gets a row exactly at 00:00:00 UTC, one at 23:59:59.999999 UTC, and two stored with
+    non-UTC offsets that fall inside the day only when converted to UTC.
+    """
+    rng = random.Random(seed)
+    rows: list[tuple[Any, ...]] = []
+    for day in days:
+        start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+        stamps = [
+            start,
+            start + timedelta(days=1) - timedelta(microseconds=1),
+            (start + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))),  # 03:00+02 = 01:00Z
+            (start + timedelta(hours=22)).astimezone(timezone(timedelta(hours=-5))),  # 17:00-05 = 22:00Z
+        ]
+        while len(stamps) < per_day:
+            stamps.append(start + timedelta(microseconds=rng.randrange(86_400_000_000)))
+        for stamp in stamps:
+            name = rng.choice(SAMPLE_NAMES)
+            tags = {"host": f"host-{rng.randrange(8)}", "region": rng.choice(["eu-west", "us-east"]), "name": name}
+            fields = {
+                "value": round(rng.uniform(0, 100), 3),
+                "ok": rng.random() > 0.1,
+                "samples": [rng.randrange(100) for _ in range(3)],
+                "note": None if rng.random() > 0.5 else 'ünïcødé "quoted" \\ back',
+            }
+            rows.append((rng.getrandbits(62), stamp, name, tags, fields))
+    return rows
+
+
+def create_metrics(conn: Any, rows: list[tuple[Any, ...]], *, cratedb: bool = False) -> None:
+    """Create ``doc.metrics`` (PostgreSQL or CrateDB flavour) and insert ``rows``."""
+    from psycopg.types.json import Json
+
+    with conn.cursor() as cur:
+        for statement in (METRICS_DDL_CRATEDB if cratedb else METRICS_DDL_POSTGRES).split(";"):
+            if statement.strip():
+                cur.execute(statement)
+        cur.executemany(
+            'INSERT INTO doc.metrics ("hash_id", "timestamp", "name", "tags", "fields") VALUES (%s, %s, %s, %s, %s)',
+            [(h, ts, name, Json(tags), Json(fields)) for h, ts, name, tags, fields in rows],
+        )
+        if cratedb:
+            cur.execute("REFRESH TABLE doc.metrics")

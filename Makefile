@@ -1,0 +1,39 @@
+# Every target installs what it needs first (pinned: pyproject.toml + constraints.txt).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SOURCES := src tests dags include scripts
+
+.PHONY: install test lint demo up plan clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+## lint: ruff check + format check
+lint: install
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+
+## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks)
+test: install lint
+	$(BIN)/python -m pytest
+
+## demo: local PostgreSQL + S3, sample data, one DAG run through Airflow, print what landed
+demo: install
+	$(BIN)/python scripts/demo.py
+
+## up: like demo, then keep Airflow (standalone, 127.0.0.1) running with the UI until Ctrl-C
+up: install
+	$(BIN)/python scripts/demo.py --up
+
+## plan: dry run of the shipped config for DATE (default 2024-01-04)
+plan: install
+	$(BIN)/cratedb-export plan --date $(or $(DATE),2024-01-04)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .demo

@@ -1,0 +1,167 @@
+"""Test harness: a private AIRFLOW_HOME, a real PostgreSQL and a real S3-compatible server.
+
+Airflow reads its configuration at import time, so the environment is set before anything
+imports airflow.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cratedb-export-test-airflow-"))
+TEST_DAGS = AIRFLOW_HOME / "dags"  # tests write their DAG files here; dag.test() parses this folder
+TEST_DAGS.mkdir()
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(AIRFLOW_HOME / "logs"),
+    }
+)
+for _name in ("CRATEDB_EXPORT_CONFIG", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "S3_ENDPOINT_URL",
+              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
+
+from cratedb_airflow_export.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics  # noqa: E402
+
+SAMPLE_DAYS = [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)]
+ROWS_PER_DAY = 50
+
+
+def airflow_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    proc = airflow_cli("db", "migrate")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    workdir = Path(tempfile.mkdtemp(prefix="cratedb-export-test-pg-"))
+    pg = LocalPostgres(workdir).start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[LocalS3]:
+    server = LocalS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def metrics(postgres: LocalPostgres) -> list[tuple[Any, ...]]:
+    """``doc.metrics`` in PostgreSQL with ROWS_PER_DAY rows on each of SAMPLE_DAYS."""
+    import psycopg
+
+    rows = sample_metrics(SAMPLE_DAYS, ROWS_PER_DAY)
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        create_metrics(conn, rows)
+    return rows
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch, postgres: LocalPostgres, s3_server: LocalS3) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", postgres.url)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.airflow_conn_uri())
+
+
+@pytest.fixture
+def bucket(s3_server: LocalS3) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+def rows_of_day(rows: list[tuple[Any, ...]], day: date) -> list[tuple[Any, ...]]:
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return [r for r in rows if start <= r[1] < start + timedelta(days=1)]
+
+
+def as_exported(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A sample row as the stream engine writes it."""
+    hash_id, stamp, name, tags, fields = row
+    return {
+        "hash_id": hash_id,
+        "timestamp": stamp.astimezone(timezone.utc).isoformat(),
+        "name": name,
+        "tags": tags,
+        "fields": fields,
+    }
+
+
+def read_objects(s3: LocalS3, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    client = s3.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in sorted(keys)}
+
+
+def json_lines(data: bytes) -> list[dict[str, Any]]:
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
+
+
+DAG_FILE = """\
+from pathlib import Path
+
+from cratedb_airflow_export.config import load_yaml_tables
+from cratedb_airflow_export.dag import build_dag
+
+dag = build_dag(load_yaml_tables(Path(__file__).with_suffix(".yaml")), dag_id=Path(__file__).stem)
+"""
+
+
+def make_dag(dag_id: str, tables: list[dict[str, Any]]) -> Any:
+    """Write a DAG file (and its YAML config) into the test DAG folder and build the same DAG."""
+    import yaml
+
+    from cratedb_airflow_export.config import load_yaml_tables
+    from cratedb_airflow_export.dag import build_dag
+
+    config = TEST_DAGS / f"{dag_id}.yaml"
+    config.write_text(yaml.safe_dump({"tables": tables}))
+    (TEST_DAGS / f"{dag_id}.py").write_text(DAG_FILE)
+    return build_dag(load_yaml_tables(config), dag_id=dag_id)
+
+
+def run_dag(dag: Any, day: date) -> Any:
+    """Run ``dag`` for the data interval [day, day + 1) in this process; return the DagRun."""
+    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+    return dag.test(logical_date=logical)
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
