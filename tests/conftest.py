@@ -31,6 +31,9 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(AIRFLOW_HOME / "logs"),
+        # test DAGs retry once, at once (the shipped default is 2 retries, 5 minutes apart)
+        "CRATEDB_EXPORT_RETRIES": "1",
+        "CRATEDB_EXPORT_RETRY_DELAY_MINUTES": "0",
     }
 )
 for _name in ("CRATEDB_EXPORT_CONFIG", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "S3_ENDPOINT_URL",
@@ -165,3 +168,7 @@ def run_dag(dag: Any, day: date) -> Any:
 
 def task_states(dag_run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def task_tries(dag_run: Any) -> dict[str, int]:
+    return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
