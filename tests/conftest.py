@@ -36,8 +36,15 @@ os.environ.update(
         "CRATEDB_EXPORT_RETRY_DELAY_MINUTES": "0",
     }
 )
-for _name in ("CRATEDB_EXPORT_CONFIG", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "S3_ENDPOINT_URL",
-              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+for _name in (
+    "CRATEDB_EXPORT_CONFIG",
+    "ACCESS_KEY_ID",
+    "SECRET_ACCESS_KEY",
+    "S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_PROFILE",
+):
     os.environ.pop(_name, None)
 
 from cratedb_airflow_export.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics  # noqa: E402

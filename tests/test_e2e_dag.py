@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from conftest import as_exported, json_lines, make_dag, read_objects, rows_of_day, run_dag, task_states
 
 pytestmark = pytest.mark.e2e
@@ -14,7 +15,14 @@ DAY = date(2024, 1, 4)
 def test_stream_export_lands_exactly_the_rows_of_the_day(airflow_db, connections, metrics, s3_server, bucket):
     dag = make_dag(
         "e2e_stream_hive",
-        [{"table": "doc.metrics", "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/lake"}],
+        [
+            {
+                "table": "doc.metrics",
+                "timestamp_column": "timestamp",
+                "engine": "stream",
+                "target": f"s3://{bucket}/lake",
+            }
+        ],
     )
     dag_run = run_dag(dag, DAY)
     assert task_states(dag_run) == {"export_doc.metrics": "success"}

@@ -6,8 +6,8 @@ import json
 from datetime import date
 
 import pytest
-from conftest import make_dag, read_objects, run_dag, task_states, task_tries
 
+from conftest import make_dag, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.export import ExportError, run_export
 from cratedb_airflow_export.windows import Window
@@ -25,7 +25,10 @@ def entry(bucket: str, **overrides: object) -> dict[str, object]:
     ("overrides", "message"),
     [
         ({"table": "doc.nosuchtable"}, "table doc.nosuchtable does not exist"),
-        ({"timestamp_column": "ts"}, "timestamp_column 'ts' does not exist in doc.metrics (columns: hash_id, timestamp"),
+        (
+            {"timestamp_column": "ts"},
+            "timestamp_column 'ts' does not exist in doc.metrics (columns: hash_id, timestamp",
+        ),
         ({"timestamp_column": "name"}, "timestamp_column 'name' of doc.metrics is text, not a timestamp"),
         ({"columns": ["hash_id", "nope"]}, "columns ['nope'] do not exist in doc.metrics"),
     ],
@@ -43,7 +46,9 @@ def test_bad_table_or_column_fails_before_writing(connections, metrics, s3_serve
 
 def test_missing_bucket_fails_fast(connections, metrics, s3_server):
     cfg = TableExport.model_validate(entry("no-such-bucket-here"))
-    with pytest.raises(ExportError, match=r"doc\.metrics .* failed: TargetError: bucket 'no-such-bucket-here' does not exist"):
+    with pytest.raises(
+        ExportError, match=r"doc\.metrics .* failed: TargetError: bucket 'no-such-bucket-here' does not exist"
+    ):
         run_export(cfg, WINDOW)
 
 

@@ -194,20 +194,17 @@ def parse_tables(entries: Any, source: str = "TABLES") -> list[TableExport]:
 
 def _check_unique(tables: list[TableExport], source: str) -> None:
     """No table twice, and no two tables writing into the same (or a nested) folder."""
-    from datetime import date
+    from cratedb_airflow_export.layout import exclusive_folder
 
-    from cratedb_airflow_export.layout import partition
-
-    sample = date(2000, 1, 1)
     seen: dict[str, int] = {}
     for index, table in enumerate(tables):
         where = f"{source}: entry {index} (table {table.table!r})"
         if table.qualified_name in seen:
             raise ConfigError(f"{where}: field 'table': duplicate of entry {seen[table.qualified_name]}")
         seen[table.qualified_name] = index
-        mine = partition(table, sample)
+        mine = exclusive_folder(table)
         for other_index, other in enumerate(tables[:index]):
-            theirs = partition(other, sample)
+            theirs = exclusive_folder(other)
             if mine.contains(theirs) or theirs.contains(mine):
                 field = "target" if table.target else "target_bucket"
                 raise ConfigError(

@@ -38,15 +38,26 @@ class Location:
         return self.bucket == other.bucket and (other.prefix + "/").startswith(self.prefix + "/")
 
 
+def table_folder(cfg: TableExport) -> Location:
+    """Hive layout: the folder of all of ``cfg``'s partitions (the dataset root readers point at)."""
+    if cfg.target is None:
+        raise ValueError(f"{cfg.qualified_name} uses the seed layout (target_bucket), which has no table folder")
+    bucket, _, prefix = cfg.target[len("s3://") :].partition("/")
+    return Location(bucket, f"{prefix}/{cfg.qualified_name}" if prefix else cfg.qualified_name)
+
+
 def partition(cfg: TableExport, day: date) -> Location:
     """The folder holding ``cfg``'s export of ``day``."""
     if cfg.target_bucket is not None:
         bucket, _, path = cfg.target_bucket.partition("/")
         return Location(bucket, f"{path}-{day.isoformat()}")
-    assert cfg.target is not None
-    bucket, _, prefix = cfg.target[len("s3://") :].partition("/")
-    table_folder = f"{prefix}/{cfg.qualified_name}" if prefix else cfg.qualified_name
-    return Location(bucket, f"{table_folder}/dt={day.isoformat()}")
+    root = table_folder(cfg)
+    return Location(root.bucket, f"{root.prefix}/dt={day.isoformat()}")
+
+
+def exclusive_folder(cfg: TableExport) -> Location:
+    """What no other table may share: the table folder (Hive) or a day's folder (seed layout)."""
+    return table_folder(cfg) if cfg.target is not None else partition(cfg, date(2000, 1, 1))
 
 
 def data_file_name(cfg: TableExport, index: int = 0) -> str:

@@ -157,9 +157,32 @@ def check_condition(condition: str) -> None:
         raise ValueError("filter must be one SQL condition; ';' is not allowed")
     if "--" in condition or "/*" in condition:
         raise ValueError("filter must not contain SQL comments")
+    if not _balanced(condition):
+        raise ValueError(f"filter {condition!r} has unbalanced parentheses or quotes")
     from cratedb_sqlparse import sqlparse  # type: ignore[import-untyped]
 
     parsed = sqlparse(f"SELECT * FROM t WHERE ({condition})", raise_exception=False)
     if len(parsed) != 1 or parsed[0].exception is not None:
         reason = parsed[0].exception if parsed and parsed[0].exception else "not one condition"
         raise ValueError(f"filter {condition!r} does not parse as a CrateDB condition: {reason}")
+
+
+def _balanced(text: str) -> bool:
+    """Parentheses balance outside string literals and quoted identifiers, and every quote closes.
+
+    Without this, ``1=1) OR (1=1`` would parse once wrapped in parentheses and escape the window.
+    """
+    depth, quote = 0, ""
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = ""  # a doubled quote closes and reopens: same result
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not quote

@@ -1,0 +1,149 @@
+"""The shipped DAG file and config, and the ``cratedb-export plan`` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cratedb_sqlparse import sqlparse
+
+from conftest import REPO
+from cratedb_airflow_export.cli import main
+
+CLI = str(Path(sys.executable).parent / "cratedb-export")
+
+
+def dagbag(folder: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(folder))
+
+
+def test_shipped_dag_imports_with_one_task_per_table():
+    bag = dagbag(REPO / "dags")
+    assert bag.import_errors == {}
+    dag = bag.dags["cratedb_table_export"]
+    assert [t.task_id for t in dag.tasks] == ["export_doc.metrics"]
+    task = dag.tasks[0]
+    assert (task.owner, task.pool, task.retries) == ("data-engineering", "cratedb_export", 1)  # tests set 1 retry
+    assert task.upstream_task_ids == set() and task.downstream_task_ids == set()
+    assert dag.catchup is False
+    assert set(dag.tags) == {"cratedb", "export", "s3"}
+    assert "CrateDB → S3 daily export" in dag.doc_md and "s3://crate-astro-tutorial/metrics-YYYY-MM-DD/" in dag.doc_md
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.timetable.expression == "0 0 * * *"
+    assert str(dag.timetable.timezone) in {"UTC", "Timezone('UTC')"}
+
+
+def test_shipped_defaults_two_retries_five_minutes(monkeypatch):
+    from datetime import timedelta
+
+    monkeypatch.delenv("CRATEDB_EXPORT_RETRIES")
+    monkeypatch.delenv("CRATEDB_EXPORT_RETRY_DELAY_MINUTES")
+    dag = dagbag(REPO / "dags").dags["cratedb_table_export"]
+    assert (dag.tasks[0].retries, dag.tasks[0].retry_delay) == (2, timedelta(minutes=5))
+
+
+def test_catchup_is_configurable(monkeypatch):
+    monkeypatch.setenv("CRATEDB_EXPORT_CATCHUP", "true")
+    assert dagbag(REPO / "dags").dags["cratedb_table_export"].catchup is True
+
+
+def broken_project(tmp_path: Path, tables: str) -> Path:
+    shutil.copytree(REPO / "dags", tmp_path / "dags")
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "table_exports.py").write_text(f"TABLES = {tables}\n")
+    return tmp_path / "dags"
+
+
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [
+        (
+            '[{"table": "doc.metrics", "target_bucket": "b/p"}]',
+            "entry 0 (table 'doc.metrics'): field 'timestamp_column': Field required",
+        ),
+        (
+            '[{"table": "doc.metrics", "timestamp_column": "ts", "target_bucket": "bkt/p", "engines": "copy"}]',
+            "entry 0 (table 'doc.metrics'): field 'engines': unknown key",
+        ),
+        (
+            '[{"table": "a.b.c", "timestamp_column": "ts", "target_bucket": "bkt/p"}]',
+            "entry 0 (table 'a.b.c'): field 'table'",
+        ),
+    ],
+)
+def test_broken_tables_entry_is_a_dag_import_error(tmp_path, tables, expected):
+    bag = dagbag(broken_project(tmp_path, tables))
+    assert bag.dags == {}
+    (error,) = bag.import_errors.values()
+    assert expected in error
+
+
+def test_plan_json_for_the_shipped_config():
+    proc = subprocess.run(
+        [CLI, "plan", "--date", "2024-01-04", "--json"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["interval"] == {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"}
+    (table,) = plan["tables"]
+    assert table["table"] == "doc.metrics"
+    assert table["engine"] == "copy"
+    assert table["interval"] == plan["interval"]
+    assert table["target"] == "s3://crate-astro-tutorial/metrics-2024-01-04/"
+    assert table["statements"][-1] == (
+        'COPY "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2 TO DIRECTORY $3 '
+        "WITH (compression = 'gzip', format = 'json_object', wait_for_completion = true)"
+    )
+    assert table["parameters"][-1] == [
+        "2024-01-04T00:00:00+00:00",
+        "2024-01-05T00:00:00+00:00",
+        "s3://<access_key>:<secret_key>@crate-astro-tutorial/metrics-2024-01-04",
+    ]
+    for statement in table["statements"]:
+        assert sqlparse(statement, raise_exception=False)[0].exception is None
+
+
+def test_plan_redacts_a_configured_secret_and_uses_the_endpoint(tmp_path, monkeypatch, capsys):
+    secret = "Plan/Secret+Key=1"
+    extra = {"endpoint_url": "http://127.0.0.1:9000"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "login": "AK", "password": secret, "extra": extra})
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("tables: [{table: doc.metrics, timestamp_column: ts, target: 's3://lake/x'}]\n")
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert secret not in out and "Plan%2FSecret" not in out
+    assert "protocol = 'http'" in out
+    assert "$3 = s3://<access_key>:<secret_key>@127.0.0.1:9000/lake/x/doc.metrics/dt=2024-01-04" in out
+    assert "target: s3://lake/x/doc.metrics/dt=2024-01-04/" in out
+
+
+def test_plan_errors(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("tables: [{table: doc.metrics, target: 's3://lake/x'}]\n")
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config)]) == 2
+    assert "field 'timestamp_column': Field required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--date", "04.01.2024"])
+    assert exit_.value.code == 2
+    assert "'04.01.2024' is not a date in the form YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_plan_single_table(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "tables: [{table: doc.a, timestamp_column: ts, target: 's3://lake/x'},"
+        " {table: doc.b, timestamp_column: ts, target: 's3://lake/x', engine: stream}]\n"
+    )
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "b", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [t["table"] for t in plan["tables"]] == ["doc.b"]
+    assert plan["tables"][0]["statements"][-3].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD')
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "doc.zzz"]) == 2

@@ -1,0 +1,230 @@
+"""Configuration: the seed's TABLES work unchanged; every invalid entry fails naming entry and field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cratedb_airflow_export.config import (
+    ConfigError,
+    DagSettings,
+    TableExport,
+    load_tables,
+    load_yaml_tables,
+    parse_tables,
+)
+
+SEED = {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
+
+
+def test_seed_entry_works_unchanged_with_defaults():
+    (cfg,) = parse_tables([SEED])
+    assert cfg.qualified_name == "doc.metrics"
+    assert (cfg.engine, cfg.compression, cfg.columns, cfg.filter) == ("copy", "gzip", None, None)
+    assert (cfg.aws_conn_id, cfg.cratedb_conn_id) == ("aws_default", "cratedb_connection")
+    assert cfg.task_id == "export_doc.metrics"
+
+
+def test_table_without_schema_is_in_doc():
+    (cfg,) = parse_tables([{**SEED, "table": "metrics"}])
+    assert (cfg.schema_name, cfg.table_name, cfg.qualified_name) == ("doc", "metrics", "doc.metrics")
+
+
+def test_all_optional_keys():
+    (cfg,) = parse_tables(
+        [
+            {
+                "table": "iot.readings",
+                "timestamp_column": "ts",
+                "target": "s3://lake/raw/",
+                "engine": "stream",
+                "compression": "none",
+                "columns": ["ts", "sensor", "value"],
+                "filter": "sensor LIKE 'a%' AND value > 0",
+                "aws_conn_id": "aws_lake",
+                "cratedb_conn_id": "cratedb_prod",
+                "batch_size": 5000,
+                "part_size_mb": 8,
+            }
+        ]
+    )
+    assert cfg.target == "s3://lake/raw"
+    assert cfg.columns == ("ts", "sensor", "value")
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({**SEED, "bucket": "x"}, "entry 0 (table 'doc.metrics'): field 'bucket': unknown key; allowed keys: table,"),
+        (
+            {"table": "doc.metrics", "target_bucket": "b/p"},
+            "entry 0 (table 'doc.metrics'): field 'timestamp_column': Field required",
+        ),
+        ({**SEED, "table": "doc.metrics.x"}, "field 'table': table 'doc.metrics.x' must be 'schema.table' or 'table'"),
+        ({**SEED, "table": "doc.met-rics"}, "field 'table': table name part 'met-rics' is not a plain identifier"),
+        ({**SEED, "table": 'doc."x"'}, "field 'table': table name part '\"x\"' is not a plain identifier"),
+        (
+            {**SEED, "timestamp_column": "ts; drop"},
+            "field 'timestamp_column': timestamp_column 'ts; drop' is not a plain",
+        ),
+        ({**SEED, "engine": "fast"}, "field 'engine': Input should be 'copy' or 'stream'"),
+        ({**SEED, "compression": "zip"}, "field 'compression': Input should be 'gzip' or 'none'"),
+        ({**SEED, "columns": []}, "field 'columns': columns must not be empty"),
+        ({**SEED, "columns": ["a", "a"]}, "field 'columns': columns lists a column twice"),
+        ({**SEED, "columns": ["ok", "not ok"]}, "field 'columns': column 'not ok' is not a plain identifier"),
+        ({**SEED, "filter": "1=1; DROP TABLE doc.metrics"}, "field 'filter': filter must be one SQL condition"),
+        ({**SEED, "filter": "name = 'x' -- c"}, "field 'filter': filter must not contain SQL comments"),
+        (
+            {**SEED, "filter": "name = = 'x'"},
+            "field 'filter': filter \"name = = 'x'\" does not parse as a CrateDB condition",
+        ),
+        ({**SEED, "filter": "1=1) OR (1=1"}, "field 'filter': filter '1=1) OR (1=1' has unbalanced parentheses"),
+        ({**SEED, "filter": "name = ')' OR (1=1"}, "has unbalanced parentheses or quotes"),
+        ({**SEED, "filter": "name = 'x"}, "has unbalanced parentheses or quotes"),
+        (
+            {**SEED, "target_bucket": "s3://b/p"},
+            "field 'target_bucket': target_bucket is 'bucket/path' without 's3://'",
+        ),
+        (
+            {**SEED, "target_bucket": "bucket-only"},
+            "field 'target_bucket': target_bucket needs a path after the bucket",
+        ),
+        (
+            {**SEED, "target_bucket": "Bad_Bucket/p"},
+            "field 'target_bucket': 'Bad_Bucket' is not a valid S3 bucket name",
+        ),
+        ({**SEED, "target_bucket": "ok-bucket/a/../b"}, "has an empty, '.' or '..' segment"),
+        (
+            {**SEED, "target": "s3://b2b/p"},
+            "field '(entry)': set exactly one of 'target_bucket' (seed layout) or 'target'",
+        ),
+        ({"table": "t", "timestamp_column": "ts"}, "field '(entry)': set exactly one of 'target_bucket'"),
+        (
+            {**{k: v for k, v in SEED.items() if k != "target_bucket"}, "target": "http://b/p"},
+            "field 'target': 'http://b/p' must start with 's3://'",
+        ),
+        ({**SEED, "batch_size": 0}, "field 'batch_size': Input should be greater than or equal to 1"),
+        ({**SEED, "part_size_mb": 1}, "field 'part_size_mb': Input should be greater than or equal to 5"),
+    ],
+)
+def test_invalid_entry_names_entry_and_field(entry, expected):
+    with pytest.raises(ConfigError) as failure:
+        parse_tables([entry])
+    assert expected in str(failure.value)
+    assert str(failure.value).startswith("TABLES: entry 0")
+
+
+@pytest.mark.parametrize("condition", ["name = 'a)b'", "\"name\" IN ('x', 'it''s')", "(a > 1 OR b < 2) AND c"])
+def test_valid_filters(condition):
+    (cfg,) = parse_tables([{**SEED, "filter": condition}])
+    assert cfg.filter == condition
+
+
+def test_second_entry_is_named_by_index():
+    with pytest.raises(ConfigError, match=r"TABLES: entry 1 \(table 'doc.b'\): field 'timestamp_column'"):
+        parse_tables([SEED, {"table": "doc.b", "target_bucket": "bkt/b"}])
+
+
+def test_duplicate_table_is_rejected():
+    with pytest.raises(ConfigError, match=r"entry 1 \(table 'metrics'\): field 'table': duplicate of entry 0"):
+        parse_tables([SEED, {**SEED, "table": "metrics", "target_bucket": "crate-astro-tutorial/other"}])
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"target_bucket": "bkt/metrics"}, {"target_bucket": "bkt/metrics"}),
+        ({"target": "s3://bkt/lake"}, {"target": "s3://bkt/lake/doc.a"}),
+    ],
+)
+def test_two_tables_never_share_a_folder(first, second):
+    entries = [
+        {"table": "doc.a", "timestamp_column": "ts", **first},
+        {"table": "other.a", "timestamp_column": "ts", **second},
+    ]
+    with pytest.raises(
+        ConfigError, match=r"entry 1 \(table 'other.a'\): field 'target.*': writes into the same folder"
+    ):
+        parse_tables(entries)
+
+
+def test_same_hive_target_for_many_tables_is_fine():
+    entries = [
+        {"table": "doc.metrics", "timestamp_column": "ts", "target": "s3://lake/x"},
+        {"table": "other.metrics", "timestamp_column": "ts", "target": "s3://lake/x"},
+    ]
+    assert [t.qualified_name for t in parse_tables(entries)] == ["doc.metrics", "other.metrics"]
+
+
+@pytest.mark.parametrize("value", [None, [], {"table": "x"}, "doc.metrics"])
+def test_tables_must_be_a_non_empty_list(value):
+    with pytest.raises(ConfigError, match="expected a non-empty list of table entries"):
+        parse_tables(value)
+
+
+def test_entry_must_be_a_mapping():
+    with pytest.raises(ConfigError, match="TABLES: entry 0: expected a mapping, got str"):
+        parse_tables(["doc.metrics"])
+
+
+def test_yaml_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = tmp_path / "exports.yaml"
+    config.write_text(
+        textwrap.dedent("""\
+        tables:
+          - table: doc.metrics
+            timestamp_column: timestamp
+            target: s3://lake/exports
+            engine: stream
+    """)
+    )
+    monkeypatch.setenv("CRATEDB_EXPORT_CONFIG", str(config))
+    (cfg,) = load_tables(default_file=tmp_path / "unused.py")
+    assert (cfg.qualified_name, cfg.engine, cfg.target) == ("doc.metrics", "stream", "s3://lake/exports")
+
+
+def test_yaml_bare_list_and_errors(tmp_path: Path):
+    config = tmp_path / "exports.yml"
+    config.write_text("- {table: doc.metrics, timestamp_column: ts, target: 's3://lake/x', engin: copy}\n")
+    with pytest.raises(ConfigError, match=r"exports.yml: entry 0 \(table 'doc.metrics'\): field 'engin': unknown key"):
+        load_yaml_tables(config)
+    config.write_text("tables: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml_tables(config)
+    config.write_text("table: []\n")
+    with pytest.raises(ConfigError, match=r"unknown top-level key\(s\) \['table'\]"):
+        load_yaml_tables(config)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_yaml_tables(tmp_path / "missing.yaml")
+
+
+def test_python_file_without_tables(tmp_path: Path):
+    module = tmp_path / "table_exports.py"
+    module.write_text("TABLE = []\n")
+    with pytest.raises(ConfigError, match="defines no TABLES list"):
+        load_tables(default_file=module)
+
+
+def test_dag_settings_from_environment():
+    assert DagSettings.from_env({}) == DagSettings(
+        catchup=False,
+        start_date="2024-01-01",
+        pool="cratedb_export",
+        retries=2,
+        retry_delay_minutes=5,
+        max_active_runs=4,
+    )
+    settings = DagSettings.from_env({"CRATEDB_EXPORT_CATCHUP": "true", "CRATEDB_EXPORT_POOL": "p"})
+    assert (settings.catchup, settings.pool) == (True, "p")
+    with pytest.raises(ConfigError, match="CRATEDB_EXPORT_RETRIES: Input should be a valid integer"):
+        DagSettings.from_env({"CRATEDB_EXPORT_RETRIES": "many"})
+    with pytest.raises(ConfigError, match="CRATEDB_EXPORT_START_DATE"):
+        DagSettings.from_env({"CRATEDB_EXPORT_START_DATE": "yesterday"})
+
+
+def test_model_is_frozen():
+    cfg = TableExport.model_validate(SEED)
+    with pytest.raises(ValueError):
+        cfg.table = "doc.other"  # type: ignore[misc]

@@ -1,0 +1,62 @@
+"""Time windows come from the data interval: half-open, UTC, one whole day."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pendulum
+import pytest
+
+from cratedb_airflow_export.windows import Window, WindowError
+
+UTC = timezone.utc
+
+
+def test_for_day_is_half_open_utc_day():
+    window = Window.for_day(date(2024, 1, 4))
+    assert window.start == datetime(2024, 1, 4, tzinfo=UTC)
+    assert window.end == datetime(2024, 1, 5, tzinfo=UTC)
+    assert window.day == date(2024, 1, 4)
+    assert window.as_dict() == {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"}
+
+
+def test_from_context_uses_data_interval_not_ds():
+    context = {
+        "ds": "2024-01-05",  # what a manual run's ds would say; must be ignored
+        "data_interval_start": pendulum.datetime(2024, 1, 4, tz="UTC"),
+        "data_interval_end": pendulum.datetime(2024, 1, 5, tz="UTC"),
+    }
+    window = Window.from_context(context)
+    assert window == Window.for_day(date(2024, 1, 4))
+    assert type(window.start) is datetime  # plain datetime for psycopg, not pendulum
+
+
+def test_interval_given_in_another_zone_is_normalised_to_utc():
+    berlin = pendulum.timezone("Europe/Berlin")
+    window = Window(datetime(2024, 1, 4, 1, tzinfo=berlin), datetime(2024, 1, 5, 1, tzinfo=berlin))
+    assert window.start.utcoffset() == timedelta(0)
+    assert window == Window.for_day(date(2024, 1, 4))
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        (datetime(2024, 1, 4), datetime(2024, 1, 5), "has no time zone"),
+        (datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 1, 5, tzinfo=UTC), "empty data interval"),
+        (datetime(2024, 1, 4, tzinfo=UTC), datetime(2024, 1, 6, tzinfo=UTC), "is not one whole UTC day"),
+        (datetime(2024, 1, 4, 6, tzinfo=UTC), datetime(2024, 1, 5, 6, tzinfo=UTC), "is not one whole UTC day"),
+    ],
+)
+def test_invalid_windows(start, end, message):
+    with pytest.raises(WindowError, match=message):
+        Window(start, end)
+
+
+def test_missing_interval():
+    with pytest.raises(WindowError, match="no data interval"):
+        Window.from_context({"data_interval_start": None, "data_interval_end": None})
+
+
+def test_naive_bounds_for_timestamp_without_time_zone():
+    start, end = Window.for_day(date(2024, 1, 4)).bounds(naive=True)
+    assert (start, end) == (datetime(2024, 1, 4), datetime(2024, 1, 5))
