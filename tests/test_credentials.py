@@ -53,7 +53,7 @@ def test_custom_endpoint_always_has_an_explicit_port(endpoint, authority, protoc
 def test_bad_endpoint_and_session_tokens_are_refused():
     with pytest.raises(CredentialsError, match="must be http"):
         cratedb_s3_uri(S3Credentials("a", "b", endpoint_url="ftp://x:21", source="t"), LOC)
-    with pytest.raises(CredentialsError, match="temporary credentials .* CrateDB's COPY TO cannot use them"):
+    with pytest.raises(CredentialsError, match=r"temporary credentials .* CrateDB's COPY TO cannot use them"):
         cratedb_s3_uri(S3Credentials("a", "b", session_token="tok", source="t"), LOC)
 
 

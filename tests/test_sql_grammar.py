@@ -95,7 +95,7 @@ def test_secrets_are_never_in_statement_text_only_in_a_bind_parameter():
 
 
 def test_copy_statement_facts():
-    for cfg, creds, source, statement in all_statements():
+    for cfg, creds, _, statement in all_statements():
         text = statement.wire_sql
         if not text.startswith("COPY"):
             continue
