@@ -84,7 +84,7 @@ def test_grammar_check_can_fail():
 
 
 def test_secrets_are_never_in_statement_text_only_in_a_bind_parameter():
-    for cfg, creds, _, statement in all_statements():
+    for _, creds, _, statement in all_statements():
         assert SECRET not in statement.wire_sql
         assert "%2F" not in statement.wire_sql
         assert SECRET not in statement.describe()
