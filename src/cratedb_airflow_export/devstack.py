@@ -183,6 +183,7 @@ class LocalS3:
     def start(self) -> LocalS3:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         server.start()
         self._server = server
@@ -235,8 +236,8 @@ def local_stack(workdir: Path | None = None) -> Iterator[tuple[LocalPostgres, Lo
 # --- sample data: the seed's ``metrics`` table --------------------------------------------------
 
 METRICS_DDL_POSTGRES = """
-CREATE SCHEMA IF NOT EXISTS doc;
-CREATE TABLE IF NOT EXISTS doc.metrics (
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {table} (
     "hash_id" BIGINT,
     "timestamp" TIMESTAMP WITH TIME ZONE,
     "name" TEXT,
@@ -246,7 +247,7 @@ CREATE TABLE IF NOT EXISTS doc.metrics (
 """
 
 METRICS_DDL_CRATEDB = """
-CREATE TABLE IF NOT EXISTS doc.metrics (
+CREATE TABLE IF NOT EXISTS {table} (
     "hash_id" BIGINT,
     "timestamp" TIMESTAMP WITH TIME ZONE,
     "name" TEXT,
@@ -290,17 +291,20 @@ def sample_metrics(days: list[date], per_day: int, seed: int = 42) -> list[tuple
     return rows
 
 
-def create_metrics(conn: Any, rows: list[tuple[Any, ...]], *, cratedb: bool = False) -> None:
-    """Create ``doc.metrics`` (PostgreSQL or CrateDB flavour) and insert ``rows``."""
+def create_metrics(
+    conn: Any, rows: list[tuple[Any, ...]], *, cratedb: bool = False, table: str = "doc.metrics"
+) -> None:
+    """Create the seed's ``metrics`` table (PostgreSQL or CrateDB flavour) and insert ``rows``."""
     from psycopg.types.json import Json
 
+    ddl = (METRICS_DDL_CRATEDB if cratedb else METRICS_DDL_POSTGRES).format(table=table, schema=table.split(".")[0])
     with conn.cursor() as cur:
-        for statement in (METRICS_DDL_CRATEDB if cratedb else METRICS_DDL_POSTGRES).split(";"):
+        for statement in ddl.split(";"):
             if statement.strip():
                 cur.execute(statement)
         cur.executemany(
-            'INSERT INTO doc.metrics ("hash_id", "timestamp", "name", "tags", "fields") VALUES (%s, %s, %s, %s, %s)',
+            f'INSERT INTO {table} ("hash_id", "timestamp", "name", "tags", "fields") VALUES (%s, %s, %s, %s, %s)',
             [(h, ts, name, Json(tags), Json(fields)) for h, ts, name, tags, fields in rows],
         )
         if cratedb:
-            cur.execute("REFRESH TABLE doc.metrics")
+            cur.execute(f"REFRESH TABLE {table}")
