@@ -57,7 +57,10 @@ def source_count(url: str, cratedb: bool) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             'SELECT count(*) FROM doc.metrics WHERE "timestamp" >= %s AND "timestamp" < %s',
-            (f"{EXPORT_DAY.isoformat()}T00:00:00+00:00", f"{(EXPORT_DAY + timedelta(days=1)).isoformat()}T00:00:00+00:00"),
+            (
+                f"{EXPORT_DAY.isoformat()}T00:00:00+00:00",
+                f"{(EXPORT_DAY + timedelta(days=1)).isoformat()}T00:00:00+00:00",
+            ),
         ).fetchone()
     return int(row[0])
 
@@ -70,8 +73,12 @@ def prepare_source(url: str, cratedb: bool, per_day: int) -> None:
 
 def run_up(env: dict[str, str]) -> None:
     port = os.environ.get("AIRFLOW_PORT", "8080")
-    env = {**env, "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": port,
-           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/"}
+    env = {
+        **env,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": port,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+    }
     proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     deadline = time.monotonic() + 120
@@ -126,10 +133,21 @@ def main() -> int:
         say(f"created doc.metrics with {per_day} rows a day for {DAYS[0]} .. {DAYS[-1]}")
 
         config = WORK / "table_exports.yaml"
-        config.write_text(json.dumps({"tables": [
-            {"table": "doc.metrics", "timestamp_column": "timestamp", "engine": engine,
-             "target": f"s3://{BUCKET}/exports"},
-        ]}, indent=2))
+        config.write_text(
+            json.dumps(
+                {
+                    "tables": [
+                        {
+                            "table": "doc.metrics",
+                            "timestamp_column": "timestamp",
+                            "engine": engine,
+                            "target": f"s3://{BUCKET}/exports",
+                        },
+                    ]
+                },
+                indent=2,
+            )
+        )
         env = {
             **os.environ,
             "AIRFLOW_HOME": str(airflow_home),

@@ -228,3 +228,10 @@ def test_model_is_frozen():
     cfg = TableExport.model_validate(SEED)
     with pytest.raises(ValueError):
         cfg.table = "doc.other"  # type: ignore[misc]
+
+
+def test_shipped_example_yaml_is_valid():
+    from conftest import REPO
+
+    tables = load_yaml_tables(REPO / "include" / "table_exports.example.yaml")
+    assert [(t.qualified_name, t.engine) for t in tables] == [("doc.metrics", "copy"), ("iot.readings", "stream")]

@@ -15,8 +15,8 @@ from datetime import date
 
 import psycopg
 import pytest
-from conftest import SAMPLE_DAYS, as_exported, json_lines, read_objects, rows_of_day
 
+from conftest import SAMPLE_DAYS, as_exported, json_lines, read_objects, rows_of_day
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.devstack import create_metrics, sample_metrics
 from cratedb_airflow_export.export import run_export
@@ -53,8 +53,9 @@ def s3_conn(monkeypatch, s3_server, bucket):
     secret = os.environ.get("CRATEDB_S3_SECRET_KEY", s3_server.secret_key)
     target_bucket = os.environ.get("CRATEDB_S3_BUCKET", bucket)
     extra = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT",
-                       json.dumps({"conn_type": "aws", "login": key, "password": secret, "extra": extra}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "login": key, "password": secret, "extra": extra})
+    )
     return target_bucket
 
 

@@ -39,8 +39,15 @@ def test_stream_export_lands_exactly_the_rows_of_the_day(airflow_db, connections
 def test_window_boundaries_are_half_open_utc(airflow_db, connections, metrics, s3_server, bucket):
     dag = make_dag(
         "e2e_boundaries",
-        [{"table": "doc.metrics", "timestamp_column": "timestamp", "engine": "stream", "compression": "none",
-          "target_bucket": f"{bucket}/metrics"}],
+        [
+            {
+                "table": "doc.metrics",
+                "timestamp_column": "timestamp",
+                "engine": "stream",
+                "compression": "none",
+                "target_bucket": f"{bucket}/metrics",
+            }
+        ],
     )
     assert task_states(run_dag(dag, DAY)) == {"export_doc.metrics": "success"}
     objects = read_objects(s3_server, bucket)
@@ -58,8 +65,16 @@ def test_window_boundaries_are_half_open_utc(airflow_db, connections, metrics, s
 def test_columns_and_filter(airflow_db, connections, metrics, s3_server, bucket):
     dag = make_dag(
         "e2e_columns_filter",
-        [{"table": "doc.metrics", "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/c",
-          "columns": ["hash_id", "name"], "filter": "name IN ('cpu', 'température')"}],
+        [
+            {
+                "table": "doc.metrics",
+                "timestamp_column": "timestamp",
+                "engine": "stream",
+                "target": f"s3://{bucket}/c",
+                "columns": ["hash_id", "name"],
+                "filter": "name IN ('cpu', 'température')",
+            }
+        ],
     )
     dag_run = run_dag(dag, DAY)
     assert task_states(dag_run) == {"export_doc.metrics": "success"}

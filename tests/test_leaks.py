@@ -21,8 +21,8 @@ from urllib.parse import quote, quote_plus
 
 import psycopg
 import pytest
-from conftest import AIRFLOW_HOME, REPO, airflow_cli, json_lines, read_objects
 
+from conftest import AIRFLOW_HOME, REPO, airflow_cli, json_lines, read_objects
 from cratedb_airflow_export.devstack import free_port
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,10 @@ def api_server(airflow_db):
     }
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 90
@@ -73,10 +76,26 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA doc TO leaktest")
 
     config = tmp_path / "exports.yaml"
-    config.write_text(json.dumps({"tables": [
-        {"table": "doc.metrics", "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/ok"},
-        {"table": "doc.metrics_copy", "timestamp_column": "timestamp", "engine": "copy", "target": f"s3://{bucket}/cp"},
-    ]}))
+    config.write_text(
+        json.dumps(
+            {
+                "tables": [
+                    {
+                        "table": "doc.metrics",
+                        "timestamp_column": "timestamp",
+                        "engine": "stream",
+                        "target": f"s3://{bucket}/ok",
+                    },
+                    {
+                        "table": "doc.metrics_copy",
+                        "timestamp_column": "timestamp",
+                        "engine": "copy",
+                        "target": f"s3://{bucket}/cp",
+                    },
+                ]
+            }
+        )
+    )
     env = {
         **api_server,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -105,17 +124,21 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
     # positive controls: the secret-bearing statement and the failure were logged, redacted
     assert "Running: COPY" in copy_logs[0] and "TO DIRECTORY $3" in copy_logs[0]
     assert "s3://AKIALEAKTEST:***@127.0.0.1" in copy_logs[0]
-    assert "export of doc.metrics_copy for [2024-01-04T00:00:00+00:00, 2024-01-05T00:00:00+00:00) failed" in copy_logs[0]
+    assert (
+        "export of doc.metrics_copy for [2024-01-04T00:00:00+00:00, 2024-01-05T00:00:00+00:00) failed" in copy_logs[0]
+    )
     assert "Exported 50 rows of doc.metrics" in stream_logs[0]
 
     db = sqlite3.connect(AIRFLOW_HOME / "airflow.db")
     dump = "\n".join(db.iterdump())
     checked = {
-        "rendered_task_instance_fields": db.execute("SELECT count(*) FROM rendered_task_instance_fields "
-                                                     "WHERE dag_id = 'cratedb_table_export'").fetchone()[0],
+        "rendered_task_instance_fields": db.execute(
+            "SELECT count(*) FROM rendered_task_instance_fields WHERE dag_id = 'cratedb_table_export'"
+        ).fetchone()[0],
         "xcom": db.execute("SELECT count(*) FROM xcom WHERE dag_id = 'cratedb_table_export'").fetchone()[0],
-        "serialized_dag": db.execute("SELECT count(*) FROM serialized_dag WHERE dag_id = 'cratedb_table_export'")
-        .fetchone()[0],
+        "serialized_dag": db.execute(
+            "SELECT count(*) FROM serialized_dag WHERE dag_id = 'cratedb_table_export'"
+        ).fetchone()[0],
     }
     # nothing is templated (template_fields = ()), so there may be no rendered row at all
     assert checked["xcom"] >= 1 and checked["serialized_dag"] >= 1, checked
