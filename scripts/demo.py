@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -79,17 +80,35 @@ def run_up(env: dict[str, str]) -> None:
         "AIRFLOW__API__PORT": port,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
     }
-    proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-    deadline = time.monotonic() + 120
-    while not password_file.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(1)
-    say(f"\nAirflow is running: http://127.0.0.1:{port}/  (DAG cratedb_table_export, paused until you unpause it)")
-    if password_file.exists():
-        for user, password in json.loads(password_file.read_text()).items():
-            say(f"login: {user} / {password}")
-    say("Press Ctrl-C to stop Airflow, S3 and PostgreSQL.")
+    log_file = WORK / "standalone.log"
+    say(f"starting airflow standalone on 127.0.0.1:{port} (log: .demo/standalone.log) ...")
+    with open(log_file, "w") as log:
+        # own process group, SIGINT at its default even when we were started in the background
+        proc = subprocess.Popen(
+            [AIRFLOW, "standalone"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    say(log_file.read_text()[-3000:])
+                    raise RuntimeError("airflow standalone did not come up") from None
+                time.sleep(1)
+        say(f"\nAirflow is running: http://127.0.0.1:{port}/  (DAG cratedb_table_export starts paused)")
+        password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        if password_file.exists():
+            for user, password in json.loads(password_file.read_text()).items():
+                say(f"login: {user} / {password}")
+        say("Press Ctrl-C to stop Airflow, S3 and PostgreSQL.")
         proc.wait()
     except KeyboardInterrupt:
         pass
@@ -99,10 +118,19 @@ def run_up(env: dict[str, str]) -> None:
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+        try:  # whatever is left of the group we started (scheduler, workers, api-server)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # stop what we started on SIGTERM too
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--up", action="store_true", help="keep Airflow running with the UI afterwards")
     args = parser.parse_args()
@@ -150,6 +178,7 @@ def main() -> int:
         )
         env = {
             **os.environ,
+            "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone runs `airflow`
             "AIRFLOW_HOME": str(airflow_home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
