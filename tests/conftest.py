@@ -138,6 +138,16 @@ def read_objects(s3: LocalS3, bucket: str, prefix: str = "") -> dict[str, bytes]
     return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in sorted(keys)}
 
 
+def data_objects(objects: dict[str, bytes]) -> dict[str, bytes]:
+    """Only the data files: no ``_SUCCESS`` / ``_manifest.json``."""
+    return {k: v for k, v in objects.items() if not k.rsplit("/", 1)[-1].startswith("_")}
+
+
+def partition_keys(folder: str, *data_files: str) -> list[str]:
+    """The keys of a complete partition, sorted as S3 lists them."""
+    return sorted([f"{folder}/_SUCCESS", f"{folder}/_manifest.json", *(f"{folder}/{f}" for f in data_files)])
+
+
 def json_lines(data: bytes) -> list[dict[str, Any]]:
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)

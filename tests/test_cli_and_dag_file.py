@@ -96,14 +96,16 @@ def test_plan_json_for_the_shipped_config():
     assert table["engine"] == "copy"
     assert table["interval"] == plan["interval"]
     assert table["target"] == "s3://crate-astro-tutorial/metrics-2024-01-04/"
-    assert table["statements"][-1] == (
+    assert table["statements"][-3:] == [
+        'REFRESH TABLE "doc"."metrics"',
         'COPY "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2 TO DIRECTORY $3 '
-        "WITH (compression = 'gzip', format = 'json_object', wait_for_completion = true)"
-    )
-    assert table["parameters"][-1] == [
+        "WITH (compression = 'gzip', format = 'json_object', wait_for_completion = true)",
+        'SELECT count(*) FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2',
+    ]
+    assert table["parameters"][-2] == [
         "2024-01-04T00:00:00+00:00",
         "2024-01-05T00:00:00+00:00",
-        "s3://<access_key>:<secret_key>@crate-astro-tutorial/metrics-2024-01-04",
+        "s3://<access_key>:<secret_key>@crate-astro-tutorial/_cratedb_export_staging/metrics-2024-01-04/<attempt>",
     ]
     for statement in table["statements"]:
         assert sqlparse(statement, raise_exception=False)[0].exception is None
@@ -121,7 +123,10 @@ def test_plan_redacts_a_configured_secret_and_uses_the_endpoint(tmp_path, monkey
     out = capsys.readouterr().out
     assert secret not in out and "Plan%2FSecret" not in out
     assert "protocol = 'http'" in out
-    assert "$3 = s3://<access_key>:<secret_key>@127.0.0.1:9000/lake/x/doc.metrics/dt=2024-01-04" in out
+    assert (
+        "$3 = s3://<access_key>:<secret_key>@127.0.0.1:9000/lake/_cratedb_export_staging/x/doc.metrics/dt=2024-01-04/"
+        "<attempt>" in out
+    )
     assert "target: s3://lake/x/doc.metrics/dt=2024-01-04/" in out
 
 
@@ -145,5 +150,5 @@ def test_plan_single_table(tmp_path, capsys):
     assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "b", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [t["table"] for t in plan["tables"]] == ["doc.b"]
-    assert plan["tables"][0]["statements"][-3].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD')
+    assert plan["tables"][0]["statements"][-4].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD')
     assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "doc.zzz"]) == 2

@@ -16,7 +16,7 @@ from datetime import date
 import psycopg
 import pytest
 
-from conftest import SAMPLE_DAYS, as_exported, json_lines, read_objects, rows_of_day
+from conftest import SAMPLE_DAYS, as_exported, data_objects, json_lines, read_objects, rows_of_day
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.devstack import create_metrics, sample_metrics
 from cratedb_airflow_export.export import run_export
@@ -77,7 +77,7 @@ def test_stream_engine_against_cratedb(crate_table, s3_conn, s3_server):
     result = run_export(cfg, Window.for_day(DAY))
     expected = rows_of_day(rows, DAY)
     assert result.rows == len(expected)
-    (data,) = read_objects(s3_server, s3_conn, f"it/{name}/dt=2024-01-04/").values()
+    (data,) = data_objects(read_objects(s3_server, s3_conn, f"it/{name}/dt=2024-01-04/")).values()
     exported = json_lines(data)
     wanted = [as_exported(r) for r in expected]
     for row in exported:
@@ -94,7 +94,7 @@ def test_copy_engine_against_cratedb(crate_table, s3_conn, s3_server):
     result = run_export(cfg, Window.for_day(DAY))
     expected = rows_of_day(rows, DAY)
     assert result.rows == len(expected)  # from the COPY command tag
-    objects = read_objects(s3_server, s3_conn, f"cp/{name}/dt=2024-01-04/")
+    objects = data_objects(read_objects(s3_server, s3_conn, f"cp/{name}/dt=2024-01-04/"))
     assert objects and all(key.endswith(".json.gz") for key in objects)
     lines = [json.loads(line) for data in objects.values() for line in gzip.decompress(data).splitlines() if line]
     assert sorted(line["hash_id"] for line in lines) == sorted(r[0] for r in expected)

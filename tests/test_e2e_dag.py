@@ -6,7 +6,17 @@ from datetime import date, timezone
 
 import pytest
 
-from conftest import as_exported, json_lines, make_dag, read_objects, rows_of_day, run_dag, task_states
+from conftest import (
+    as_exported,
+    data_objects,
+    json_lines,
+    make_dag,
+    partition_keys,
+    read_objects,
+    rows_of_day,
+    run_dag,
+    task_states,
+)
 
 pytestmark = pytest.mark.e2e
 DAY = date(2024, 1, 4)
@@ -28,7 +38,7 @@ def test_stream_export_lands_exactly_the_rows_of_the_day(airflow_db, connections
     assert task_states(dag_run) == {"export_doc.metrics": "success"}
 
     objects = read_objects(s3_server, bucket)
-    assert list(objects) == ["lake/doc.metrics/dt=2024-01-04/part-00000.jsonl.gz"]
+    assert list(objects) == partition_keys("lake/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz")
     exported = json_lines(objects["lake/doc.metrics/dt=2024-01-04/part-00000.jsonl.gz"])
     expected = [as_exported(r) for r in rows_of_day(metrics, DAY)]
     key = lambda r: (r["timestamp"], r["hash_id"])  # noqa: E731
@@ -51,7 +61,7 @@ def test_window_boundaries_are_half_open_utc(airflow_db, connections, metrics, s
     )
     assert task_states(run_dag(dag, DAY)) == {"export_doc.metrics": "success"}
     objects = read_objects(s3_server, bucket)
-    assert list(objects) == ["metrics-2024-01-04/part-00000.jsonl"]  # the seed's folder layout
+    assert list(objects) == partition_keys("metrics-2024-01-04", "part-00000.jsonl")  # the seed's folder layout
     stamps = {row["timestamp"] for row in json_lines(objects["metrics-2024-01-04/part-00000.jsonl"])}
     assert "2024-01-04T00:00:00+00:00" in stamps  # exactly D 00:00: exported
     assert "2024-01-04T23:59:59.999999+00:00" in stamps  # last microsecond of D: exported
@@ -78,7 +88,7 @@ def test_columns_and_filter(airflow_db, connections, metrics, s3_server, bucket)
     )
     dag_run = run_dag(dag, DAY)
     assert task_states(dag_run) == {"export_doc.metrics": "success"}
-    (data,) = read_objects(s3_server, bucket).values()
+    (data,) = data_objects(read_objects(s3_server, bucket)).values()
     expected = [{"hash_id": r[0], "name": r[2]} for r in rows_of_day(metrics, DAY) if r[2] in ("cpu", "température")]
     assert expected  # the sample has such rows
     assert sorted(json_lines(data), key=lambda r: r["hash_id"]) == sorted(expected, key=lambda r: r["hash_id"])
@@ -98,5 +108,5 @@ def test_several_days_land_in_their_own_partitions(airflow_db, connections, metr
     for day in days:
         assert task_states(run_dag(dag, day)) == {"export_doc.metrics": "success"}
     objects = read_objects(s3_server, bucket)
-    counts = {key.split("/")[2]: len(json_lines(data)) for key, data in objects.items()}
+    counts = {key.split("/")[2]: len(json_lines(data)) for key, data in data_objects(objects).items()}
     assert counts == {"dt=2024-01-03": 50, "dt=2024-01-04": 50, "dt=2024-01-05": 50, "dt=2024-01-06": 0}

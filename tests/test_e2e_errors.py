@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from conftest import make_dag, read_objects, run_dag, task_states, task_tries
+from conftest import make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.export import ExportError, run_export
 from cratedb_airflow_export.windows import Window
@@ -94,4 +94,6 @@ def test_failed_task_in_airflow_leaves_nothing_and_other_tables_still_export(
     dag_run = run_dag(dag, date(2024, 1, 4))
     assert task_states(dag_run) == {"export_doc.nosuchtable": "failed", "export_doc.metrics": "success"}
     assert task_tries(dag_run)["export_doc.nosuchtable"] == 2  # CRATEDB_EXPORT_RETRIES=1: one retry
-    assert list(read_objects(s3_server, bucket)) == ["good/doc.metrics/dt=2024-01-04/part-00000.jsonl.gz"]
+    assert list(read_objects(s3_server, bucket)) == partition_keys(
+        "good/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz"
+    )

@@ -116,7 +116,8 @@ def test_copy_exact_text_for_the_seed_table():
         {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
     )
     creds = S3Credentials("AKIAEXAMPLE", SECRET, source="test")
-    *_, refresh, copy = statements(cfg, WINDOW, SOURCES[0], creds)
+    *_, refresh, copy, count = statements(cfg, WINDOW, SOURCES[0], creds)
+    assert count.wire_sql == 'SELECT count(*) FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2'
     assert refresh.wire_sql == 'REFRESH TABLE "doc"."metrics"'
     assert copy.wire_sql == (
         'COPY "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2 TO DIRECTORY $3 '
@@ -125,16 +126,17 @@ def test_copy_exact_text_for_the_seed_table():
     assert copy.shown_params() == [
         "2024-01-04T00:00:00+00:00",
         "2024-01-05T00:00:00+00:00",
-        "s3://AKIAEXAMPLE:***@crate-astro-tutorial/metrics-2024-01-04",
+        "s3://AKIAEXAMPLE:***@crate-astro-tutorial/_cratedb_export_staging/metrics-2024-01-04/<attempt>",
     ]
 
 
 def test_stream_statements_use_a_with_hold_cursor_and_never_rollback():
     cfg = CONFIGS[2]
     texts = [s.wire_sql for s in statements(cfg.model_copy(update={"engine": "stream"}), WINDOW, SOURCES[0], None)]
-    assert texts[-3].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR SELECT ')
-    assert texts[-2] == f'FETCH FORWARD {cfg.batch_size} FROM "cratedb_export"'
-    assert texts[-1] == 'CLOSE "cratedb_export"'
+    assert texts[-4].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR SELECT ')
+    assert texts[-3] == f'FETCH FORWARD {cfg.batch_size} FROM "cratedb_export"'
+    assert texts[-2] == 'CLOSE "cratedb_export"'
+    assert texts[-1].startswith("SELECT count(*) FROM ")
     for _, _, _, statement in all_statements():
         assert "ROLLBACK" not in statement.wire_sql.upper()
         assert "TO STDOUT" not in statement.wire_sql.upper()

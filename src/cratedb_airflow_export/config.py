@@ -69,6 +69,11 @@ class TableExport(BaseModel):
     compression: Literal["gzip", "none"] = "gzip"
     columns: tuple[str, ...] | None = Field(default=None, description="Columns to export; default: all.")
     filter: str | None = Field(default=None, description="Extra SQL condition ANDed to the time window.")
+    row_count_check: Literal["strict", "warn"] = Field(
+        default="strict",
+        description="After writing, count(*) over the window must equal the rows exported: 'strict' fails "
+        "the task on a mismatch, 'warn' logs it (for tables that still receive rows for past days).",
+    )
     aws_conn_id: str = "aws_default"
     cratedb_conn_id: str = "cratedb_connection"
     batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")

@@ -1,14 +1,20 @@
 """One table's export of one window, end to end: plan it (no I/O) or run it.
 
 ``run_export`` resolves the S3 credentials, checks the bucket, connects to CrateDB, checks the
-table and columns, then hands over to the engine. Any failure becomes an :class:`ExportError`
-that names the table, the interval and the cause, with every secret scrubbed from its text.
+table and columns, lets the engine write into this attempt's staging folder, compares the rows
+written with ``count(*)`` over the window, and publishes the staged objects as the partition
+(``publish.py``: ``_manifest.json`` and ``_SUCCESS`` last). Any failure becomes an
+:class:`ExportError` that names the table, the interval and the cause, with every secret
+scrubbed from its text; a failed attempt never leaves a ``_SUCCESS``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -17,8 +23,11 @@ from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.credentials import Redactor, S3Credentials, mask, resolve_credentials
 from cratedb_airflow_export.engines import ExportJob, ExportResult, get_engine
 from cratedb_airflow_export.hooks import CrateDBHook
-from cratedb_airflow_export.s3 import check_target, s3_client
-from cratedb_airflow_export.verify import SourceInfo, check_source
+from cratedb_airflow_export.layout import staging_root
+from cratedb_airflow_export.manifest import Manifest, fingerprint, now_utc, object_entries
+from cratedb_airflow_export.publish import publish
+from cratedb_airflow_export.s3 import check_target, clear, s3_client
+from cratedb_airflow_export.verify import SourceInfo, check_counts, check_source, count_source
 from cratedb_airflow_export.windows import Window
 
 log = logging.getLogger(__name__)
@@ -34,9 +43,10 @@ class ExportError(RuntimeError):
 def statements(
     cfg: TableExport, window: Window, source: SourceInfo, creds: S3Credentials | None
 ) -> list[sql.Statement]:
-    """Every statement an export sends, in order: source checks, then the engine's."""
+    """Every statement an export sends, in order: source checks, the engine's, the row count check."""
     checks = [sql.detect_cratedb(), sql.describe_table(cfg), sql.describe_columns(cfg)]
-    return checks + get_engine(cfg.engine).statements(ExportJob(cfg, window), source, creds)
+    export = get_engine(cfg.engine).statements(ExportJob(cfg, window), source, creds)
+    return [*checks, *export, sql.count_window(cfg, window, naive=source.naive_timestamps)]
 
 
 def plan_export(cfg: TableExport, window: Window, creds: S3Credentials | None = None) -> dict[str, Any]:
@@ -61,8 +71,31 @@ def _source_password_forms(conn_id: str) -> list[str]:
     return forms
 
 
-def run_export(cfg: TableExport, window: Window) -> ExportResult:
-    job = ExportJob(cfg, window)
+@dataclass(frozen=True)
+class RunInfo:
+    """Who runs the export: recorded in the manifest and used to name the staging folder."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    try_number: int | None = None
+
+    @classmethod
+    def from_context(cls, context: Any) -> RunInfo:
+        ti = context.get("ti")
+        if ti is None:
+            return cls()
+        return cls(dag_id=ti.dag_id, run_id=ti.run_id, try_number=ti.try_number)
+
+    def attempt(self) -> str:
+        """A folder name unique to this attempt: run id, try number and a random suffix."""
+        base = f"{self.run_id or 'manual'}-try{self.try_number or 0}"
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", base) + "-" + uuid.uuid4().hex[:8]
+
+
+def run_export(cfg: TableExport, window: Window, run: RunInfo | None = None) -> ExportResult:
+    """Export, verify and publish ``cfg``'s rows of ``window``. Raises :class:`ExportError`."""
+    run = run or RunInfo()
+    job = ExportJob(cfg, window, attempt=run.attempt())
     engine = get_engine(cfg.engine)
     redact = Redactor()
     log.info(
@@ -82,7 +115,40 @@ def run_export(cfg: TableExport, window: Window) -> ExportResult:
         hook = CrateDBHook(cratedb_conn_id=cfg.cratedb_conn_id)
         with closing(hook.get_conn()) as conn, conn.cursor() as cursor:
             source = check_source(cursor, cfg)
-            result = engine.run(job, cursor, client, source, creds)
+            # earlier attempts that died before cleaning up; no other attempt is running
+            # (the task has max_active_tis_per_dag=1), so the whole staging root is ours
+            stale = clear(client, staging_root(cfg, window.day))
+            if stale:
+                log.info("removed %d staged object(s) left by an earlier attempt", stale)
+            try:
+                result = engine.run(job, cursor, client, source, creds)
+                result.source_count = count_source(cursor, cfg, window, source)
+                check_counts(cfg, result.rows, result.source_count)
+                fingerprint_of = fingerprint(engine.statements(job, source, None))
+                result.objects, _ = publish(
+                    client,
+                    result.objects,
+                    job.location,
+                    lambda objects: Manifest(
+                        table=cfg.qualified_name,
+                        interval=window.as_dict(),
+                        partition=job.location.uri,
+                        engine=engine.name,
+                        compression=cfg.compression,
+                        rows=result.rows,
+                        source_count=result.source_count,
+                        row_count_check=cfg.row_count_check,
+                        objects=object_entries(objects),
+                        statements_fingerprint=fingerprint_of,
+                        dag_id=run.dag_id,
+                        run_id=run.run_id,
+                        try_number=run.try_number,
+                        exported_at=now_utc(),
+                    ),
+                )
+                result.published = True
+            finally:
+                _discard_staging(client, job)
     except Exception as exc:
         cause = redact(f"{type(exc).__name__}: {exc}".strip())
         raise ExportError(
@@ -97,3 +163,10 @@ def run_export(cfg: TableExport, window: Window) -> ExportResult:
         job.location.uri,
     )
     return result
+
+
+def _discard_staging(client: Any, job: ExportJob) -> None:
+    try:
+        clear(client, job.staging)
+    except Exception as exc:  # best effort: the next attempt clears the staging root anyway
+        log.warning("could not remove the staging folder %s: %s", job.staging.uri, exc)

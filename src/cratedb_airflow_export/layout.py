@@ -7,6 +7,11 @@
 
 Each table gets its own folder (config validation rejects overlaps), because CrateDB's COPY TO
 file names (``<table>_<shard>_<partition>.json``) do not contain the schema.
+
+A complete partition holds its data objects, ``_manifest.json`` and an empty ``_SUCCESS``, written
+last. Every attempt first writes into its own staging folder under ``_cratedb_export_staging/`` at
+the bucket root (outside every table folder, and '_'-prefixed, so Hive readers never list it);
+see ``publish.py`` for how a staged export replaces a partition.
 """
 
 from __future__ import annotations
@@ -58,6 +63,38 @@ def partition(cfg: TableExport, day: date) -> Location:
 def exclusive_folder(cfg: TableExport) -> Location:
     """What no other table may share: the table folder (Hive) or a day's folder (seed layout)."""
     return table_folder(cfg) if cfg.target is not None else partition(cfg, date(2000, 1, 1))
+
+
+STAGING_ROOT = "_cratedb_export_staging"
+MANIFEST = "_manifest.json"
+SUCCESS = "_SUCCESS"
+
+
+def staging_root(cfg: TableExport, day: date) -> Location:
+    """Where every attempt at ``cfg``'s export of ``day`` stages its files."""
+    final = partition(cfg, day)
+    return Location(final.bucket, f"{STAGING_ROOT}/{final.prefix}")
+
+
+def staging(cfg: TableExport, day: date, attempt: str) -> Location:
+    """The staging folder of one attempt (one task try)."""
+    root = staging_root(cfg, day)
+    return Location(root.bucket, f"{root.prefix}/{attempt}")
+
+
+def dataset_uri(cfg: TableExport) -> str:
+    """The table's export location as an Airflow Asset URI: the folder that holds its day folders
+    (Hive: ``s3://bucket/prefix/<schema>.<table>``; seed layout: ``s3://bucket/path``)."""
+    if cfg.target is not None:
+        folder = table_folder(cfg)
+        return f"s3://{folder.bucket}/{folder.prefix}"
+    assert cfg.target_bucket is not None
+    return f"s3://{cfg.target_bucket}"
+
+
+def is_data_object(key: str) -> bool:
+    """Data files, as opposed to markers (``_SUCCESS``, ``_manifest.json``) and hidden files."""
+    return not key.rsplit("/", 1)[-1].startswith(("_", "."))
 
 
 def data_file_name(cfg: TableExport, index: int = 0) -> str:

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import Asset, BaseOperator
 
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.export import run_export
+from cratedb_airflow_export.export import RunInfo, run_export
+from cratedb_airflow_export.layout import dataset_uri
 from cratedb_airflow_export.windows import Window
+
+
+def export_asset(cfg: TableExport) -> Asset:
+    """The Asset a table's export updates: its export location (the folder of its day folders)."""
+    return Asset(uri=dataset_uri(cfg))
 
 
 class CrateDBExportOperator(BaseOperator):
@@ -17,16 +23,30 @@ class CrateDBExportOperator(BaseOperator):
 
     Nothing is templated: the window comes from the run's data interval, and credentials are
     resolved at run time from Airflow connections, so no secret can end up in rendered fields.
-    Returns (to XCom) the table, interval, target, row count and the objects written.
+    At most one instance of each table's task runs at a time (``max_active_tis_per_dag=1``), so
+    two runs of the same table and interval can never interleave their writes.
+    Emits an Asset event for the table's export location (extra: interval, rows, manifest URI)
+    and returns (to XCom) the table, interval, target, manifest, row counts and objects.
     """
 
     template_fields: Sequence[str] = ()
     ui_color = "#19c0ea"
 
     def __init__(self, *, export: TableExport | Mapping[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         self.export = export if isinstance(export, TableExport) else TableExport.model_validate(export)
+        self.asset = export_asset(self.export)
+        kwargs.setdefault("outlets", [self.asset])
+        kwargs.setdefault("max_active_tis_per_dag", 1)
+        super().__init__(**kwargs)
 
     def execute(self, context: Any) -> dict[str, Any]:
         window = Window.from_context(context)
-        return run_export(self.export, window).as_dict()
+        result = run_export(self.export, window, RunInfo.from_context(context)).as_dict()
+        context["outlet_events"][self.asset].extra = {
+            "table": result["table"],
+            "interval": result["interval"],
+            "rows": result["rows"],
+            "partition": result["target"],
+            "manifest": result["manifest"],
+        }
+        return result

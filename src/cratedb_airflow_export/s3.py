@@ -72,9 +72,14 @@ class StoredObject:
     key: str
     size: int
     etag: str
+    rows: int | None = None  # when the writer knows it
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "size": self.size, "etag": self.etag}
+        return {"key": self.key, "size": self.size, "etag": self.etag, "rows": self.rows}
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
 
 
 def list_objects(client: Any, location: Location) -> list[StoredObject]:
@@ -85,6 +90,22 @@ def list_objects(client: Any, location: Location) -> list[StoredObject]:
         for item in page.get("Contents", []):
             found.append(StoredObject(item["Key"], int(item["Size"]), item.get("ETag", "").strip('"')))
     return sorted(found, key=lambda o: o.key)
+
+
+def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
+    for start in range(0, len(keys), 1000):
+        batch = [{"Key": key} for key in keys[start : start + 1000]]
+        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if response.get("Errors"):
+            first = response["Errors"][0]
+            raise TargetError(f"could not delete s3://{bucket}/{first['Key']}: {first.get('Message', '')}")
+
+
+def clear(client: Any, location: Location) -> int:
+    """Delete every object below the folder; returns how many there were."""
+    keys = [o.key for o in list_objects(client, location)]
+    delete_keys(client, location.bucket, keys)
+    return len(keys)
 
 
 class MultipartWriter:
@@ -121,7 +142,7 @@ class MultipartWriter:
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
         log.info("uploaded part %d of s3://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
 
-    def close(self) -> StoredObject:
+    def close(self, rows: int | None = None) -> StoredObject:
         if self._upload_id is None:
             response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
         else:
@@ -131,7 +152,7 @@ class MultipartWriter:
                 Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
             )
         self._buffer = bytearray()
-        return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'))
+        return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'), rows)
 
     def abort(self) -> None:
         self._buffer = bytearray()

@@ -1,4 +1,4 @@
-"""What every engine shares: the job (table x window), its result, and the engine interface."""
+"""What every engine shares: the job (table x window x attempt), its result, the engine interface."""
 
 from __future__ import annotations
 
@@ -8,23 +8,31 @@ from typing import Any
 
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.credentials import S3Credentials
-from cratedb_airflow_export.layout import Location, partition
+from cratedb_airflow_export.layout import MANIFEST, Location, partition, staging
 from cratedb_airflow_export.s3 import StoredObject
 from cratedb_airflow_export.sql import Statement
 from cratedb_airflow_export.verify import SourceInfo
 from cratedb_airflow_export.windows import Window
 
+PLAN_ATTEMPT = "<attempt>"
+
 
 @dataclass(frozen=True)
 class ExportJob:
-    """One table's export of one window."""
+    """One attempt at one table's export of one window. Engines write into :attr:`staging` only."""
 
     cfg: TableExport
     window: Window
+    attempt: str = PLAN_ATTEMPT
 
     @property
     def location(self) -> Location:
+        """The partition the export is published to."""
         return partition(self.cfg, self.window.day)
+
+    @property
+    def staging(self) -> Location:
+        return staging(self.cfg, self.window.day, self.attempt)
 
 
 @dataclass
@@ -33,6 +41,8 @@ class ExportResult:
     engine: str
     rows: int
     objects: list[StoredObject] = field(default_factory=list)
+    source_count: int | None = None
+    published: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Safe for XCom: no credentials, only JSON types."""
@@ -41,7 +51,9 @@ class ExportResult:
             "engine": self.engine,
             "interval": self.job.window.as_dict(),
             "target": self.job.location.uri,
+            "manifest": f"s3://{self.job.location.bucket}/{self.job.location.key(MANIFEST)}",
             "rows": self.rows,
+            "source_count": self.source_count,
             "objects": [o.as_dict() for o in self.objects],
             "bytes": sum(o.size for o in self.objects),
         }
@@ -56,4 +68,4 @@ class Engine(ABC):
 
     @abstractmethod
     def run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo, creds: S3Credentials) -> ExportResult:
-        """Export the window; raise on any failure, leaving no object that looks complete."""
+        """Export the window into ``job.staging``; raise on any failure."""

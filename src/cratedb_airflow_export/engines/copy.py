@@ -24,7 +24,7 @@ class CopyEngine(Engine):
     name = "copy"
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
-        uri, protocol = cratedb_s3_uri(creds, job.location)
+        uri, protocol = cratedb_s3_uri(creds, job.staging)
         copy = sql.copy_to(job.cfg, job.window, uri, protocol=protocol, naive=source.naive_timestamps)
         return [sql.refresh(job.cfg), copy] if source.is_cratedb else [copy]
 
@@ -34,12 +34,12 @@ class CopyEngine(Engine):
         rows = cursor.rowcount
         if rows is None or rows < 0:
             raise RuntimeError(f"COPY returned no row count (command tag {cursor.statusmessage!r})")
-        objects = list_objects(client, job.location)
+        objects = list_objects(client, job.staging)
         log.info(
             "COPY wrote %d rows of %s into %d object(s) under %s",
             rows,
             job.cfg.qualified_name,
             len(objects),
-            job.location.uri,
+            job.staging.uri,
         )
         return ExportResult(job, self.name, rows, objects)

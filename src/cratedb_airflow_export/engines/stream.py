@@ -40,8 +40,8 @@ class StreamEngine(Engine):
         *prepare, declare, fetch, close = self.statements(job, source, creds)
         for statement in prepare:
             run_statement(cursor, statement)
-        key = job.location.key(data_file_name(job.cfg))
-        writer = MultipartWriter(client, job.location.bucket, key, job.cfg.part_size_mb * 1024 * 1024)
+        key = job.staging.key(data_file_name(job.cfg))
+        writer = MultipartWriter(client, job.staging.bucket, key, job.cfg.part_size_mb * 1024 * 1024)
         run_statement(cursor, declare)
         rows = 0
         started = last_report = time.monotonic()
@@ -68,7 +68,7 @@ class StreamEngine(Engine):
                     )
             assert encoder is not None
             writer.write(encoder.finish())
-            stored = writer.close()
+            stored = writer.close(rows=rows)
         except BaseException:
             writer.abort()
             raise
@@ -79,7 +79,7 @@ class StreamEngine(Engine):
             "streamed %d rows of %s to s3://%s/%s (%d bytes, %.0f rows/s)",
             rows,
             job.cfg.qualified_name,
-            job.location.bucket,
+            job.staging.bucket,
             key,
             stored.size,
             rows / elapsed,

@@ -1,0 +1,84 @@
+"""Publishing: a staged export becomes the partition, so readers never see a mix of two runs.
+
+S3 cannot rename a folder atomically, and Hive-style readers (DuckDB, Spark, Athena) list the
+folder, so completeness is signalled by ``_SUCCESS``, written last. Publishing a verified staging
+folder into the partition goes:
+
+1. delete the partition's ``_SUCCESS``: from here on the old partition is *clearly invalidated*;
+2. delete every object in the partition (the previous run's data and manifest, stale shard files);
+3. server-side copy each staged object into the partition;
+4. list the partition and check it holds exactly the staged objects, with their sizes;
+5. write ``_manifest.json``, then an empty ``_SUCCESS``.
+
+A run that fails at any step leaves no ``_SUCCESS``; a reader that waits for it never sees a mix
+of two runs, and the next successful run (a retry or a rerun) replaces whatever is there. We
+chose "invalidate, then replace" over "keep the old partition until the new one is complete"
+because readers glob the folder: keeping old files next to new ones would let globbing readers
+double-count, and a manifest-only swap would not help them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from cratedb_airflow_export.layout import MANIFEST, SUCCESS, Location
+from cratedb_airflow_export.manifest import Manifest
+from cratedb_airflow_export.s3 import StoredObject, TargetError, delete_keys, list_objects
+
+log = logging.getLogger(__name__)
+
+
+def invalidate(client: Any, partition: Location) -> None:
+    client.delete_object(Bucket=partition.bucket, Key=partition.key(SUCCESS))
+
+
+def write_manifest(client: Any, partition: Location, manifest: Manifest) -> None:
+    client.put_object(
+        Bucket=partition.bucket, Key=partition.key(MANIFEST), Body=manifest.to_bytes(), ContentType="application/json"
+    )
+
+
+def write_success(client: Any, partition: Location) -> None:
+    client.put_object(Bucket=partition.bucket, Key=partition.key(SUCCESS), Body=b"")
+
+
+def publish(
+    client: Any,
+    staged: list[StoredObject],
+    partition: Location,
+    make_manifest: Callable[[list[StoredObject]], Manifest],
+) -> tuple[list[StoredObject], Manifest]:
+    """Replace ``partition`` with the ``staged`` objects; returns the published objects and manifest."""
+    names = [o.name for o in staged]
+    if len(set(names)) != len(names) or any(n in (MANIFEST, SUCCESS) for n in names):
+        raise TargetError(f"staged object names collide: {sorted(names)}")
+    invalidate(client, partition)
+    old = [o.key for o in list_objects(client, partition)]
+    delete_keys(client, partition.bucket, old)
+    if old:
+        log.info("removed %d object(s) of the previous export of %s", len(old), partition.uri)
+    for obj in staged:
+        # managed copy: server-side, multipart above 8 MiB, so objects larger than 5 GiB work too
+        client.copy({"Bucket": partition.bucket, "Key": obj.key}, partition.bucket, partition.key(obj.name))
+    rows = {partition.key(o.name): o.rows for o in staged}
+    published = [StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in list_objects(client, partition)]
+    expected = sorted((partition.key(o.name), o.size) for o in staged)
+    if sorted((o.key, o.size) for o in published) != expected:
+        raise TargetError(
+            f"{partition.uri} does not hold exactly the staged objects after copying: "
+            f"expected {expected}, found {sorted((o.key, o.size) for o in published)}"
+        )
+    manifest = make_manifest(published)
+    write_manifest(client, partition, manifest)
+    write_success(client, partition)
+    log.info(
+        "published %d object(s), %d rows, to %s (+ %s, %s)",
+        len(published),
+        manifest.rows,
+        partition.uri,
+        MANIFEST,
+        SUCCESS,
+    )
+    return published, manifest
