@@ -85,7 +85,7 @@ def test_rerun_replaces_the_partition(airflow_db, connections, postgres, s3_serv
 
 
 def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
-    name, rows = table
+    name, _ = table
     dag = make_dag("e2e_manifest", [entry(name, bucket)])
     dag_run = run_dag(dag, DAY)
     objects = read_objects(s3_server, bucket)
@@ -118,7 +118,7 @@ def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
 def test_failure_between_data_and_manifest_leaves_no_success(airflow_db, connections, s3_server, bucket, table):
     from cratedb_airflow_export import publish
 
-    name, rows = table
+    name, _ = table
     folder = f"lake/{name}/dt=2024-01-04"
     dag = make_dag("e2e_inject", [entry(name, bucket)])
     assert task_states(run_dag(dag, DAY)) == {f"export_{name}": "success"}  # a complete partition first
@@ -147,7 +147,7 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
     caused on demand) are simulated by adding 3 to the real count(*)."""
     from cratedb_airflow_export import export
 
-    name, rows = table
+    name, _ = table
     real_count = export.count_source
     monkeypatch.setattr(export, "count_source", lambda *a, **k: real_count(*a, **k) + 3)
 
