@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,8 +81,9 @@ def broken_project(tmp_path: Path, tables: str) -> Path:
 def test_broken_tables_entry_is_a_dag_import_error(tmp_path, tables, expected):
     bag = dagbag(broken_project(tmp_path, tables))
     assert bag.dags == {}
-    (error,) = bag.import_errors.values()
-    assert expected in error
+    errors = {Path(path).name: text for path, text in bag.import_errors.items()}
+    assert set(errors) == {"cratedb_table_export.py", "example_export_consumer.py"}
+    assert all(expected in text for text in errors.values())
 
 
 def test_plan_json_for_the_shipped_config():
@@ -152,3 +154,18 @@ def test_plan_single_table(tmp_path, capsys):
     assert [t["table"] for t in plan["tables"]] == ["doc.b"]
     assert plan["tables"][0]["statements"][-4].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD')
     assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "doc.zzz"]) == 2
+
+
+def test_plan_json_stays_valid_when_airflow_logs(tmp_path):
+    """Airflow logs to stdout when it reads a connection; --json output must not be corrupted."""
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_AWS_DEFAULT": "aws://AKIA:Long%2FSecret%2BKey@/?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000",
+    }
+    proc = subprocess.run(
+        [CLI, "plan", "--date", "2024-01-04", "--json"], cwd=REPO, capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert "protocol = 'http'" in plan["tables"][0]["statements"][-2]
+    assert "Long/Secret" not in proc.stdout and "Long%2FSecret" not in proc.stdout

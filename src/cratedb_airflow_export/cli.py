@@ -1,22 +1,30 @@
 """``cratedb-export``: the command line.
 
     cratedb-export plan --date 2024-01-04 [--json] [--config FILE] [--table T]
+    cratedb-export verify --table doc.metrics --date 2024-01-04 [--config FILE] [--no-source]
 
 ``plan`` prints, for each configured table, the interval [D, D+1) UTC, the engine, every SQL
 statement exactly as it would be sent (bind parameters listed, secrets redacted) and the target
 URI. It touches neither CrateDB nor S3.
+
+``verify`` checks a published partition against its manifest (``_SUCCESS``, every listed object
+with its size and ETag, no unlisted data object) and against ``count(*)`` over the same window
+in the source; it exits 1 with a report when they disagree. Connections come from the same
+Airflow connections as the DAG (``AIRFLOW_CONN_*`` variables or the metadata database).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from cratedb_airflow_export.config import CONFIG_ENV, ConfigError, TableExport, load_python_tables, load_yaml_tables
 
@@ -51,19 +59,70 @@ def build_plan(tables: list[TableExport], day: date) -> dict[str, Any]:
     }
 
 
-def _print_text(plan: dict[str, Any]) -> None:
+def _print_text(plan: dict[str, Any], out: TextIO) -> None:
     interval = plan["interval"]
-    print(f"Interval: [{interval['start']}, {interval['end']}) UTC")
+    lines = [f"Interval: [{interval['start']}, {interval['end']}) UTC"]
     for table in plan["tables"]:
-        print(f"\n{table['table']}  engine={table['engine']}")
-        print(f"  target: {table['target']}")
+        lines += ["", f"{table['table']}  engine={table['engine']}", f"  target: {table['target']}"]
         for number, (statement, params) in enumerate(zip(table["statements"], table["parameters"], strict=True), 1):
-            print(f"  {number}. {statement}")
-            for index, value in enumerate(params, 1):
-                print(f"       ${index} = {value}")
+            lines.append(f"  {number}. {statement}")
+            lines += [f"       ${index} = {value}" for index, value in enumerate(params, 1)]
+    print("\n".join(lines), file=out)
+
+
+def _verify(tables: list[TableExport], table: str, day: date, out: TextIO, *, with_source: bool) -> int:
+    from contextlib import closing
+
+    from cratedb_airflow_export.credentials import Redactor, resolve_credentials
+    from cratedb_airflow_export.hooks import CrateDBHook
+    from cratedb_airflow_export.s3 import s3_client
+    from cratedb_airflow_export.verify import verify_partition
+    from cratedb_airflow_export.windows import Window
+
+    wanted = table if "." in table else f"doc.{table}"
+    matches = [t for t in tables if t.qualified_name == wanted]
+    if not matches:
+        print(f"not configured: {wanted}", file=sys.stderr)
+        return 2
+    cfg, window, redact = matches[0], Window.for_day(day), Redactor()
+    try:
+        creds = resolve_credentials(cfg.aws_conn_id)
+        redact.add(*creds.secrets())
+        client = s3_client(creds)
+        if with_source:
+            with closing(CrateDBHook(cratedb_conn_id=cfg.cratedb_conn_id).get_conn()) as conn, conn.cursor() as cur:
+                report = verify_partition(client, cur, cfg, window)
+        else:
+            report = verify_partition(client, None, cfg, window)
+    except Exception as exc:
+        print(f"error: could not verify {wanted} for {day}: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return 2
+    print(report.render(), file=out)
+    return 0 if report.ok else 1
+
+
+@contextmanager
+def _logs_to_stderr() -> Iterator[TextIO]:
+    """Keep stdout for results: Airflow's logging writes to stdout, which would corrupt ``--json``."""
+    out = sys.stdout
+    moved = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler) and h.stream is out]
+    for handler in moved:
+        handler.setStream(sys.stderr)
+    sys.stdout = sys.stderr  # handlers Airflow creates from now on log to stderr
+    try:
+        yield out
+    finally:
+        sys.stdout = out
+        for handler in moved:
+            handler.setStream(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with _logs_to_stderr() as out:
+        return _main(argv, out)
+
+
+def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="cratedb-export", description="CrateDB -> S3 export tools")
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser("plan", help="show what the export of one day would do (dry run)")
@@ -73,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--config", help=f"table config (.py with TABLES, or YAML); default ${CONFIG_ENV} or {DEFAULT_TABLES_FILE}"
     )
     plan.add_argument("--table", action="append", help="only this table (repeatable)")
+    verify = commands.add_parser("verify", help="check a published partition against its manifest and the source")
+    verify.add_argument("--table", required=True, help="a configured table, 'schema.table' or 'table'")
+    verify.add_argument("--date", required=True, type=_day, help="the day D of the partition")
+    verify.add_argument("--config", help="table config, as for plan")
+    verify.add_argument("--no-source", action="store_true", help="skip the count(*) against the source")
     args = parser.parse_args(argv)
 
     try:
@@ -80,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
+    if args.command == "verify":
+        return _verify(tables, args.table, args.date, out, with_source=not args.no_source)
     if args.table:
         wanted = {t if "." in t else f"doc.{t}" for t in args.table}
         unknown = wanted - {t.qualified_name for t in tables}
@@ -89,9 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tables = [t for t in tables if t.qualified_name in wanted]
     result = build_plan(tables, args.date)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2), file=out)
     else:
-        _print_text(result)
+        _print_text(result, out)
     return 0
 
 

@@ -75,3 +75,16 @@ def now_utc() -> str:
 
 def object_entries(objects: list[Any]) -> list[ManifestObject]:
     return [ManifestObject(key=o.key, size=o.size, etag=o.etag, rows=o.rows) for o in objects]
+
+
+def fetch(client: Any, bucket: str, key: str) -> Manifest:
+    """Read and validate a manifest from S3."""
+    return Manifest.from_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key

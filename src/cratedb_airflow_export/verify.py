@@ -103,7 +103,7 @@ def verify_partition(client: Any, cursor: Any | None, cfg: TableExport, window: 
     """Check a published partition: ``_SUCCESS``, manifest, every listed object with its size and
     ETag, no unlisted data object, and (with a cursor) the source count of the window."""
     from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition
-    from cratedb_airflow_export.manifest import Manifest
+    from cratedb_airflow_export.manifest import fetch
     from cratedb_airflow_export.s3 import list_objects
 
     location = partition(cfg, window.day)
@@ -114,9 +114,8 @@ def verify_partition(client: Any, cursor: Any | None, cfg: TableExport, window: 
     if location.key(MANIFEST) not in stored:
         report.problems.append(f"{MANIFEST} is missing")
         return report
-    body = client.get_object(Bucket=location.bucket, Key=location.key(MANIFEST))["Body"].read()
     try:
-        manifest = Manifest.from_bytes(body)
+        manifest = fetch(client, location.bucket, location.key(MANIFEST))
     except ValueError as exc:
         report.problems.append(f"{MANIFEST} is not a valid manifest: {exc}")
         return report

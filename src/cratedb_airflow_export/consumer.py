@@ -1,0 +1,74 @@
+"""An example downstream DAG: scheduled on the export Assets, it reads each new partition's manifest.
+
+Use it as a template: a DAG that processes a table's day as soon as its export is complete,
+reading the exact object list from ``_manifest.json`` instead of listing the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, AssetAny, task
+
+from cratedb_airflow_export.config import TableExport, load_tables
+from cratedb_airflow_export.credentials import resolve_credentials
+from cratedb_airflow_export.manifest import Manifest, fetch, split_uri
+from cratedb_airflow_export.operators import export_asset
+from cratedb_airflow_export.s3 import s3_client
+
+log = logging.getLogger(__name__)
+CONSUMER_DAG_ID = "cratedb_export_consumer"
+
+
+def read_manifest(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest:
+    bucket, key = split_uri(manifest_uri)
+    return fetch(s3_client(resolve_credentials(aws_conn_id)), bucket, key)
+
+
+def summarize(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "table": manifest.table,
+        "interval": manifest.interval,
+        "rows": manifest.rows,
+        "objects": [o.key for o in manifest.objects],
+        "run_id": manifest.run_id,
+    }
+
+
+def build_consumer_dag(
+    tables: list[TableExport] | None = None, *, tables_file: Path | None = None, dag_id: str = CONSUMER_DAG_ID
+) -> DAG:
+    tables = tables if tables is not None else load_tables(tables_file)
+    conn_of = {export_asset(t).uri: t.aws_conn_id for t in tables}
+    with DAG(
+        dag_id=dag_id,
+        description="Example consumer: runs when a CrateDB export completes and reads its manifest",
+        schedule=AssetAny(*(export_asset(t) for t in tables)),
+        start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        tags=["cratedb", "export", "example"],
+        doc_md=__doc__,
+        default_args={"owner": "data-engineering"},
+    ) as dag:
+
+        @task
+        def read_manifests(**context: Any) -> list[dict[str, Any]]:
+            summaries = []
+            for asset, events in context["triggering_asset_events"].items():
+                for event in events:
+                    manifest = read_manifest(event.extra["manifest"], conn_of.get(asset.uri, "aws_default"))
+                    log.info(
+                        "%s %s: %d rows in %d object(s)",
+                        manifest.table,
+                        manifest.interval["start"][:10],
+                        manifest.rows,
+                        len(manifest.objects),
+                    )
+                    summaries.append(summarize(manifest))
+            return summaries
+
+        read_manifests()
+    return dag
