@@ -31,6 +31,8 @@ from pathlib import Path
 import psycopg
 
 from cratedb_airflow_export.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics
+from cratedb_airflow_export.layout import MANIFEST, is_data_object
+from cratedb_airflow_export.manifest import fetch
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".demo"
@@ -208,13 +210,36 @@ def main() -> int:
         say(f"\nObjects in s3://{BUCKET}/:")
         exported = 0
         for item in sorted(listing, key=lambda o: o["Key"]):
-            rows = count_lines(client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
-            exported += rows
-            say(f"  {item['Key']}  {item['Size']:,} bytes  {rows} rows")
+            if is_data_object(item["Key"]):
+                rows = count_lines(client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
+                exported += rows
+                say(f"  {item['Key']}  {item['Size']:,} bytes  {rows} rows")
+            else:
+                say(f"  {item['Key']}  {item['Size']:,} bytes")
+        manifest_key = next((o["Key"] for o in listing if o["Key"].endswith(MANIFEST)), None)
+        manifest_rows = fetch(client, BUCKET, manifest_key).rows if manifest_key else None
         expected = source_count(source_url, bool(crate_url))
-        verdict = "OK" if exported == expected and listing else "MISMATCH"
-        say(f"\nRows exported: {exported}; source rows in [{EXPORT_DAY}, {logical}): {expected}  -> {verdict}")
-        if verdict != "OK":
+        verdict = "OK" if exported == expected == manifest_rows and listing else "MISMATCH"
+        say(
+            f"\nRows exported: {exported}; manifest: {manifest_rows}; "
+            f"source rows in [{EXPORT_DAY}, {logical}): {expected}  -> {verdict}"
+        )
+        check = subprocess.run(
+            [
+                str(Path(AIRFLOW).parent / "cratedb-export"),
+                "verify",
+                "--table",
+                "doc.metrics",
+                "--date",
+                EXPORT_DAY.isoformat(),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        say(f"\n$ cratedb-export verify --table doc.metrics --date {EXPORT_DAY}\n{check.stdout.strip()}")
+        if verdict != "OK" or check.returncode != 0:
             return 1
         if args.up:
             run_up(env)
