@@ -24,13 +24,18 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
 
-from cratedb_airflow_export.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics
+from cratedb_airflow_export.devstack import (
+    LocalPostgres,
+    LocalS3,
+    create_metrics,
+    sample_metrics,
+    wait_for_airflow_api,
+)
 from cratedb_airflow_export.layout import MANIFEST, is_data_object
 from cratedb_airflow_export.manifest import fetch
 
@@ -95,16 +100,9 @@ def run_up(env: dict[str, str]) -> None:
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    say(log_file.read_text()[-3000:])
-                    raise RuntimeError("airflow standalone did not come up") from None
-                time.sleep(1)
+        if not wait_for_airflow_api(int(port), proc, timeout=180):
+            say(log_file.read_text()[-3000:])
+            raise RuntimeError("airflow standalone did not come up")
         say(f"\nAirflow is running: http://127.0.0.1:{port}/  (DAG cratedb_table_export starts paused)")
         password_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         if password_file.exists():

@@ -14,8 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -23,7 +21,7 @@ import psycopg
 import pytest
 
 from conftest import AIRFLOW_HOME, REPO, airflow_cli, json_lines, partition_keys, read_objects
-from cratedb_airflow_export.devstack import free_port
+from cratedb_airflow_export.devstack import free_port, wait_for_airflow_api
 
 pytestmark = pytest.mark.e2e
 
@@ -52,15 +50,8 @@ def api_server(airflow_db):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("airflow api-server did not come up") from None
-                time.sleep(0.5)
+        if not wait_for_airflow_api(port, proc, timeout=120):
+            raise RuntimeError("airflow api-server did not come up")
         yield env
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

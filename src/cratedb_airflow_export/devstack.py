@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -308,3 +309,17 @@ def create_metrics(
         )
         if cratedb:
             cur.execute(f"REFRESH TABLE {table}")
+
+
+def wait_for_airflow_api(port: int, proc: subprocess.Popen, timeout: float) -> bool:  # type: ignore[type-arg]
+    """Wait until Airflow's API server on 127.0.0.1:``port`` answers; False if ``proc`` died or time ran out."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2)
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
