@@ -169,3 +169,26 @@ def test_plan_json_stays_valid_when_airflow_logs(tmp_path):
     plan = json.loads(proc.stdout)
     assert "protocol = 'http'" in plan["tables"][0]["statements"][-2]
     assert "Long/Secret" not in proc.stdout and "Long%2FSecret" not in proc.stdout
+
+
+def test_airflow_backfill_accepts_the_dag(airflow_db):
+    """Airflow's own backfill plans one run per past day (logical date = start of the exported day)."""
+    from conftest import airflow_cli
+
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags")}
+    assert airflow_cli("dags", "reserialize", env=env).returncode == 0
+    proc = airflow_cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        "cratedb_table_export",
+        "--from-date",
+        "2024-01-01",
+        "--to-date",
+        "2024-01-03",
+        "--dry-run",
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dates = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| 2024-")]
+    assert dates == ["2024-01-01 00:00:00+00:00", "2024-01-02 00:00:00+00:00", "2024-01-03 00:00:00+00:00"]
