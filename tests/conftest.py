@@ -120,12 +120,17 @@ def rows_of_day(rows: list[tuple[Any, ...]], day: date) -> list[tuple[Any, ...]]
     return [r for r in rows if start <= r[1] < start + timedelta(days=1)]
 
 
+def iso(stamp: datetime) -> str:
+    """How the stream engine writes a TIMESTAMP WITH TIME ZONE."""
+    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
 def as_exported(row: tuple[Any, ...]) -> dict[str, Any]:
     """A sample row as the stream engine writes it."""
     hash_id, stamp, name, tags, fields = row
     return {
         "hash_id": hash_id,
-        "timestamp": stamp.astimezone(timezone.utc).isoformat(),
+        "timestamp": iso(stamp),
         "name": name,
         "tags": tags,
         "fields": fields,

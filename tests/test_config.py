@@ -70,7 +70,15 @@ def test_all_optional_keys():
             "field 'timestamp_column': timestamp_column 'ts; drop' is not a plain",
         ),
         ({**SEED, "engine": "fast"}, "field 'engine': Input should be 'copy' or 'stream'"),
-        ({**SEED, "compression": "zip"}, "field 'compression': Input should be 'gzip' or 'none'"),
+        ({**SEED, "compression": "zip"}, "field 'compression': Input should be 'gzip', 'zstd', 'snappy' or 'none'"),
+        ({**SEED, "compression": "zstd"}, "field 'compression': 'zstd' is not available for jsonl with engine 'copy'"),
+        ({**SEED, "format": "parquet"}, "field 'format': 'parquet' needs engine 'stream'"),
+        ({**SEED, "format": "xml"}, "field 'format': Input should be 'jsonl', 'csv' or 'parquet'"),
+        (
+            {**SEED, "engine": "stream", "format": "csv", "compression": "snappy"},
+            "field 'compression': 'snappy' is not available for csv with engine 'stream'; choose one of gzip, none",
+        ),
+        ({**SEED, "engine": "stream", "parquet_row_group_size": 10}, "field 'parquet_row_group_size'"),
         ({**SEED, "columns": []}, "field 'columns': columns must not be empty"),
         ({**SEED, "columns": ["a", "a"]}, "field 'columns': columns lists a column twice"),
         ({**SEED, "columns": ["ok", "not ok"]}, "field 'columns': column 'not ok' is not a plain identifier"),
@@ -98,9 +106,9 @@ def test_all_optional_keys():
         ({**SEED, "target_bucket": "ok-bucket/a/../b"}, "has an empty, '.' or '..' segment"),
         (
             {**SEED, "target": "s3://b2b/p"},
-            "field '(entry)': set exactly one of 'target_bucket' (seed layout) or 'target'",
+            "field 'target': set exactly one of 'target_bucket' (seed layout) or 'target'",
         ),
-        ({"table": "t", "timestamp_column": "ts"}, "field '(entry)': set exactly one of 'target_bucket'"),
+        ({"table": "t", "timestamp_column": "ts"}, "field 'target': set exactly one of 'target_bucket'"),
         (
             {**{k: v for k, v in SEED.items() if k != "target_bucket"}, "target": "http://b/p"},
             "field 'target': 'http://b/p' must start with 's3://'",
@@ -120,6 +128,12 @@ def test_invalid_entry_names_entry_and_field(entry, expected):
 def test_valid_filters(condition):
     (cfg,) = parse_tables([{**SEED, "filter": condition}])
     assert cfg.filter == condition
+
+
+@pytest.mark.parametrize(("fmt", "compression"), [("jsonl", "gzip"), ("csv", "gzip"), ("parquet", "zstd")])
+def test_default_compression_per_format(fmt, compression):
+    (cfg,) = parse_tables([{**SEED, "engine": "stream", "format": fmt}])
+    assert cfg.compression == compression
 
 
 def test_second_entry_is_named_by_index():

@@ -63,11 +63,11 @@ def test_window_boundaries_are_half_open_utc(airflow_db, connections, metrics, s
     objects = read_objects(s3_server, bucket)
     assert list(objects) == partition_keys("metrics-2024-01-04", "part-00000.jsonl")  # the seed's folder layout
     stamps = {row["timestamp"] for row in json_lines(objects["metrics-2024-01-04/part-00000.jsonl"])}
-    assert "2024-01-04T00:00:00+00:00" in stamps  # exactly D 00:00: exported
+    assert "2024-01-04T00:00:00.000000+00:00" in stamps  # exactly D 00:00: exported
     assert "2024-01-04T23:59:59.999999+00:00" in stamps  # last microsecond of D: exported
-    assert "2024-01-04T01:00:00+00:00" in stamps  # stored as 03:00+02:00
-    assert "2024-01-04T22:00:00+00:00" in stamps  # stored as 17:00-05:00
-    assert "2024-01-05T00:00:00+00:00" not in stamps  # exactly D+1 00:00: belongs to the next day
+    assert "2024-01-04T01:00:00.000000+00:00" in stamps  # stored as 03:00+02:00
+    assert "2024-01-04T22:00:00.000000+00:00" in stamps  # stored as 17:00-05:00
+    assert "2024-01-05T00:00:00.000000+00:00" not in stamps  # exactly D+1 00:00: belongs to the next day
     assert "2024-01-03T23:59:59.999999+00:00" not in stamps
     assert "2024-01-05T00:00:00+00:00" in {m[1].astimezone(timezone.utc).isoformat() for m in metrics}  # in the source
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.formats import JsonLinesEncoder
-from cratedb_airflow_export.layout import Location, data_file_name, partition
+from cratedb_airflow_export.formats import file_name, make_encoder
+from cratedb_airflow_export.layout import Location, partition
+from cratedb_airflow_export.reader import field_for, to_batch
 from cratedb_airflow_export.s3 import MultipartWriter, list_objects
 
 DAY = date(2024, 1, 4)
@@ -42,31 +46,60 @@ def test_hive_layout(target, uri):
 
 
 def test_data_file_names():
-    assert data_file_name(cfg(target="s3://lake")) == "part-00000.jsonl.gz"
-    assert data_file_name(cfg(target="s3://lake", compression="none"), 3) == "part-00003.jsonl"
+    assert file_name("jsonl", "gzip", 0) == "part-00000.jsonl.gz"
+    assert file_name("jsonl", "zstd", 1) == "part-00001.jsonl.zst"
+    assert file_name("jsonl", "none", 3) == "part-00003.jsonl"
+    assert file_name("csv", "gzip", 0) == "part-00000.csv.gz"
+    assert file_name("parquet", "zstd", 12) == "part-00012.parquet"
+
+
+OIDS = {
+    "id": 20,
+    "ts": 1184,
+    "obj": 114,
+    "arr": 1022,
+    "nothing": 25,
+    "text": 25,
+    "dec": 1700,
+    "uuid": 2950,
+    "raw": 17,
+    "naive": 1114,
+    "flag": 16,
+    "nan": 701,
+    "point": 600,
+    "objs": 199,
+}
+
+
+def encode(fmt: str, compression: str, rows) -> bytes:
+    schema = pa.schema([field_for(name, oid) for name, oid in OIDS.items()])
+    sink = io.BytesIO()
+    encoder = make_encoder(fmt, schema, sink, compression, 1000)
+    encoder.write(to_batch(rows, schema))
+    encoder.close()
+    return sink.getvalue()
+
+
+ROW = (
+    1,
+    datetime(2024, 1, 4, 1, 2, 3, 456789, tzinfo=timezone(timedelta(hours=1))),
+    '{"a": {"b": [1, 2]}}',
+    [1.5, None],
+    None,
+    'ünï "q" \\ 🚀\n\x01',
+    Decimal("12.50"),
+    UUID(int=1),
+    b"\x00\xff",
+    datetime(2024, 1, 4, 5),
+    True,
+    float("nan"),
+    [9.5, 47.25],
+    ['{"k": 1}', None],
+)
 
 
 def test_json_lines_are_faithful():
-    berlin = timezone(timedelta(hours=1))
-    rows = [
-        (
-            1,
-            datetime(2024, 1, 4, 1, 2, 3, 456789, tzinfo=berlin),
-            {"a": {"b": [1, 2]}},
-            [1.5, None],
-            None,
-            'ünï "q" 🚀',
-            Decimal("12.50"),
-            Decimal("7"),
-            UUID(int=1),
-            b"\x00\xff",
-            datetime(2024, 1, 4, 5),
-            True,
-        ),
-    ]
-    names = ["id", "ts", "obj", "arr", "nothing", "text", "dec", "int_dec", "uuid", "raw", "naive", "flag"]
-    encoder = JsonLinesEncoder(names, gzip=True)
-    data = gzip.decompress(encoder.encode(rows) + encoder.finish())
+    data = gzip.decompress(encode("jsonl", "gzip", [ROW]))
     assert "ünï".encode() in data  # UTF-8, not \\u escapes
     (line,) = [json.loads(x) for x in data.decode().splitlines()]
     assert line == {
@@ -75,19 +108,47 @@ def test_json_lines_are_faithful():
         "obj": {"a": {"b": [1, 2]}},
         "arr": [1.5, None],
         "nothing": None,
-        "text": 'ünï "q" 🚀',
-        "dec": 12.5,
-        "int_dec": 7,
+        "text": 'ünï "q" \\ 🚀\n\x01',
+        "dec": "12.50",
         "uuid": "00000000-0000-0000-0000-000000000001",
         "raw": "AP8=",
-        "naive": "2024-01-04T05:00:00",
+        "naive": "2024-01-04T05:00:00.000000",
         "flag": True,
+        "nan": None,
+        "point": [9.5, 47.25],
+        "objs": [{"k": 1}, None],
     }
 
 
-def test_uncompressed_json_lines():
-    encoder = JsonLinesEncoder(["a"], gzip=False)
-    assert encoder.encode([(1,), (2,)]) + encoder.finish() == b'{"a":1}\n{"a":2}\n'
+def test_uncompressed_and_zstd_json_lines():
+    rows = [(i, None, None, None, None, None, None, None, None, None, None, None, None, None) for i in (1, 2)]
+    plain = encode("jsonl", "none", rows)
+    assert plain.startswith(b'{"id":1,"ts":null,') and plain.count(b"\n") == 2
+    packed = encode("jsonl", "zstd", rows)
+    assert pa.CompressedInputStream(pa.BufferReader(packed), "zstd").read() == plain
+
+
+def test_csv_is_rfc4180():
+    text = encode("csv", "none", [ROW]).decode()
+    header, row, end = text.split("\r\n")
+    assert header == '"id","ts","obj","arr","nothing","text","dec","uuid","raw","naive","flag","nan","point","objs"'
+    assert row.startswith('1,"2024-01-04T00:02:03.456789+00:00","{""a"": {""b"": [1, 2]}}","[1.5,null]",,')
+    assert '"ünï ""q"" \\ 🚀\n\x01"' in row  # quoted, quotes doubled, newline kept inside the field
+    assert end == ""
+
+
+def test_parquet_has_a_typed_schema():
+    table = pq.read_table(io.BytesIO(encode("parquet", "zstd", [ROW])))
+    assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("naive").type == pa.timestamp("us")
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("arr").type == pa.list_(pa.float64())
+    assert table.schema.field("flag").type == pa.bool_()
+    assert table.schema.field("obj").metadata == {b"json": b"true"}
+    (row,) = table.to_pylist()
+    assert row["ts"] == datetime(2024, 1, 4, 0, 2, 3, 456789, tzinfo=timezone.utc)
+    assert json.loads(row["obj"]) == {"a": {"b": [1, 2]}}
+    assert row["raw"] == b"\x00\xff" and row["dec"] == "12.50" and row["point"] == [9.5, 47.25]
 
 
 def test_multipart_writer_uploads_parts_and_completes(s3_server, bucket):
@@ -96,7 +157,8 @@ def test_multipart_writer_uploads_parts_and_completes(s3_server, bucket):
     writer = MultipartWriter(client, bucket, "big/object.bin", 5 * 1024 * 1024)
     for offset in range(0, len(payload), 1_000_000):
         writer.write(payload[offset : offset + 1_000_000])
-    assert len(writer._parts) == 2  # two full parts uploaded while writing; memory stays below one part
+    assert writer._next_part == 3  # two full parts handed to the uploader while writing
+    assert len(writer._buffer) < 5 * 1024 * 1024  # what is left stays below one part
     stored = writer.close()
     assert stored.size == len(payload)
     assert client.get_object(Bucket=bucket, Key="big/object.bin")["Body"].read() == payload

@@ -22,6 +22,14 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
+DEFAULT_COMPRESSION = {"jsonl": "gzip", "csv": "gzip", "parquet": "zstd"}
+COMPRESSIONS = {
+    "jsonl": ("gzip", "zstd", "none"),
+    "csv": ("gzip", "none"),
+    "parquet": ("zstd", "snappy", "gzip", "none"),
+}
+
+
 class ConfigError(ValueError):
     """A configuration entry is invalid. The message names the entry and the field."""
 
@@ -66,7 +74,14 @@ class TableExport(BaseModel):
         default="copy",
         description="'copy': CrateDB writes to S3 itself (COPY TO). 'stream': read by cursor, upload from the worker.",
     )
-    compression: Literal["gzip", "none"] = "gzip"
+    format: Literal["jsonl", "csv", "parquet"] = Field(
+        default="jsonl", description="Output format; 'copy' writes JSON Lines only (CrateDB's COPY TO)."
+    )
+    compression: Literal["gzip", "zstd", "snappy", "none"] = Field(
+        default=None,  # type: ignore[assignment]  # resolved per format before validation
+        description="jsonl: gzip (default), zstd, none; csv: gzip (default), none; "
+        "parquet: zstd (default), snappy, gzip, none; copy engine: gzip (default), none.",
+    )
     columns: tuple[str, ...] | None = Field(default=None, description="Columns to export; default: all.")
     filter: str | None = Field(default=None, description="Extra SQL condition ANDed to the time window.")
     row_count_check: Literal["strict", "warn"] = Field(
@@ -78,6 +93,17 @@ class TableExport(BaseModel):
     cratedb_conn_id: str = "cratedb_connection"
     batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
     part_size_mb: int = Field(default=16, ge=5, le=5_000, description="Multipart upload part size (stream).")
+    file_size_mb: int = Field(
+        default=512, ge=5, le=100_000, description="Start a new file once one reaches this size (stream)."
+    )
+    parquet_row_group_size: int = Field(default=131_072, ge=1_000, le=10_000_000, description="Rows per row group.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_compression(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("compression") is None:
+            data = {**data, "compression": DEFAULT_COMPRESSION.get(data.get("format", "jsonl"), "gzip")}
+        return data
 
     @field_validator("table")
     @classmethod
@@ -140,7 +166,15 @@ class TableExport(BaseModel):
     @model_validator(mode="after")
     def _one_target(self) -> TableExport:
         if (self.target is None) == (self.target_bucket is None):
-            raise ValueError("set exactly one of 'target_bucket' (seed layout) or 'target' (Hive layout)")
+            raise ValueError("target: set exactly one of 'target_bucket' (seed layout) or 'target' (Hive layout)")
+        if self.engine == "copy" and self.format != "jsonl":
+            raise ValueError(f"format: {self.format!r} needs engine 'stream'; CrateDB's COPY TO writes JSON Lines only")
+        allowed = ("gzip", "none") if self.engine == "copy" else COMPRESSIONS[self.format]
+        if self.compression not in allowed:
+            raise ValueError(
+                f"compression: {self.compression!r} is not available for {self.format} with engine "
+                f"{self.engine!r}; choose one of {', '.join(allowed)}"
+            )
         return self
 
     @property
@@ -169,8 +203,11 @@ def _describe(index: int, raw: Any) -> str:
 def _format_error(source: str, index: int, raw: Any, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(entry)"
+        field = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        if not field:  # checks across fields name theirs as "field: message"
+            named = re.match(r"^(\w+): (.*)$", message, re.S)
+            field, message = (named.group(1), named.group(2)) if named else ("(entry)", message)
         if item["type"] == "extra_forbidden":
             message = f"unknown key; allowed keys: {', '.join(TableExport.model_fields)}"
         lines.append(f"{source}: {_describe(index, raw)}: field '{field}': {message}")

@@ -1,54 +1,225 @@
-"""Output formats of the ``stream`` engine: faithful JSON Lines, optionally gzip-compressed.
+"""Output formats of the ``stream`` engine, written from Arrow record batches.
 
-- timestamps with time zone: ISO 8601 in UTC with offset (``2024-01-04T12:00:00.123456+00:00``);
-  timestamps without time zone: ISO 8601 without offset;
-- objects: nested JSON; arrays: JSON arrays; NULL: ``null`` (the key is kept);
-- unicode as is (UTF-8), not ``\\u`` escapes; numeric: a JSON number; bytes: base64.
+- ``jsonl``: one JSON object per line (gzip, zstd or none). Timestamps with time zone as ISO 8601
+  in UTC with microseconds and offset (``2024-01-04T12:00:00.123456+00:00``), without time zone
+  without offset; objects nested (CrateDB OBJECT / json); arrays as arrays; NULL as ``null``;
+  UTF-8, not ``\\u`` escapes; NaN and infinities as ``null`` (JSON has no such numbers);
+  bytea as base64. Encoded column by column with Arrow compute kernels, not row by row.
+- ``csv``: RFC 4180 (header row, fields quoted when needed, CRLF line ends; gzip or none).
+  Timestamps as in JSON Lines; objects and arrays as JSON text.
+- ``parquet``: typed schema (see ``reader.py``), zstd (default), snappy, gzip or none, row groups of
+  ``parquet_row_group_size`` rows. Objects are JSON text columns (Parquet has no schemaless
+  object type), arrays are lists.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import zlib
-from collections.abc import Sequence
-from datetime import date, datetime, time, timezone
-from decimal import Decimal
-from typing import Any
-from uuid import UUID
+import math
+from abc import ABC, abstractmethod
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from cratedb_airflow_export.reader import is_json
+
+EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "none": ""}
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 
 
-def json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
-        return value.isoformat()
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+def file_name(fmt: str, compression: str, index: int) -> str:
+    """``part-00000.jsonl.gz``, ``part-00001.csv``, ``part-00000.parquet`` (Parquet compresses inside)."""
+    suffix = "" if fmt == "parquet" else COMPRESSION_SUFFIX[compression]
+    return f"part-{index:05d}{EXTENSIONS[fmt]}{suffix}"
 
 
-class JsonLinesEncoder:
-    """Rows (tuples) -> bytes of JSON Lines; ``finish()`` flushes the compressor."""
+class _Forward:
+    """Passes writes on to ``sink``; closing the Arrow stream around it leaves ``sink`` open."""
 
-    def __init__(self, columns: Sequence[str], *, gzip: bool) -> None:
-        self.columns = list(columns)
-        self._encoder = json.JSONEncoder(default=json_default, ensure_ascii=False, separators=(",", ":"))
-        # wbits=31: a gzip container, readable by gzip, DuckDB, Spark, pandas
-        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
+    closed = False
 
-    def encode(self, rows: Sequence[Sequence[Any]]) -> bytes:
-        names = self.columns
-        text = "".join(self._encoder.encode(dict(zip(names, row, strict=True))) + "\n" for row in rows).encode("utf-8")
-        return self._compressor.compress(text) if self._compressor else text
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
 
-    def finish(self) -> bytes:
-        return self._compressor.flush() if self._compressor else b""
+    def write(self, data: Any) -> int:
+        self._sink.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Encoder(ABC):
+    """Encodes batches into one file written to ``sink`` (anything with ``write(bytes)``)."""
+
+    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str) -> None:
+        self.schema, self.compression = schema, compression
+        self._raw = pa.PythonFile(_Forward(sink), mode="w")
+        self._out: Any = self._raw
+        if compression in ("gzip", "zstd") and not isinstance(self, ParquetEncoder):
+            self._out = pa.CompressedOutputStream(self._raw, compression)
+
+    @abstractmethod
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    def close(self) -> None:
+        self._out.close()  # flushes a compressor's trailer into the sink
+
+
+# --- JSON Lines ---------------------------------------------------------------------------------
+
+
+def _quote(strings: pa.Array) -> pa.Array:
+    escaped = pc.replace_substring(strings, "\\", "\\\\")
+    for char, code in (('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        escaped = pc.replace_substring(escaped, char, code)
+    return pc.binary_join_element_wise('"', escaped, '"', "")
+
+
+def _python_json(value: Any, field_type: pa.DataType, json_text: bool) -> str:
+    """Slow path for values Arrow kernels cannot encode (lists, bytes, control characters)."""
+    if value is None:
+        return "null"
+    if json_text and isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        item_type = field_type.value_type if pa.types.is_list(field_type) else pa.null()
+        return "[" + ",".join(_python_json(v, item_type, json_text) for v in value) + "]"
+    if isinstance(value, (bytes, bytearray)):
+        return json.dumps(base64.b64encode(value).decode("ascii"))
+    if isinstance(value, float) and not math.isfinite(value):
+        return "null"
+    if hasattr(value, "isoformat"):
+        return json.dumps(_iso(value))
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _iso(value: Any) -> str:
+    if getattr(value, "tzinfo", None) is not None:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
+    return value.isoformat()
+
+
+def _timestamps(array: pa.Array) -> pa.Array:
+    """ISO 8601 text with microseconds; ``+00:00`` for timestamps with a time zone (stored as UTC)."""
+    us = pc.cast(array, pa.timestamp("us", tz=array.type.tz))
+    text = pc.strftime(us, format="%Y-%m-%dT%H:%M:%S")  # %S carries the .ffffff of the unit
+    return pc.binary_join_element_wise(text, "+00:00", "") if array.type.tz else text
+
+
+def json_values(array: pa.Array, field: pa.Field) -> pa.Array:
+    """Each value's JSON text, as a string array without nulls."""
+    kind = field.type
+    if pa.types.is_null(kind):
+        return pa.array(["null"] * len(array), pa.string())
+    if is_json(field) and pa.types.is_string(kind):
+        text = array
+    elif pa.types.is_boolean(kind):
+        text = pc.if_else(array, "true", "false")
+    elif pa.types.is_integer(kind):
+        text = pc.cast(array, pa.string())
+    elif pa.types.is_floating(kind):
+        finite = pc.is_finite(array)
+        text = pc.if_else(finite, pc.cast(array, pa.string()), pa.scalar(None, pa.string()))
+    elif pa.types.is_timestamp(kind):
+        text = _quote(_timestamps(array))
+    elif pa.types.is_date(kind):
+        text = _quote(pc.strftime(array, format="%Y-%m-%d"))
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = _quote(array)
+        special = pc.match_substring_regex(array, CONTROL)
+        if pc.any(special).as_py():
+            slow = [_python_json(v, kind, False) for v in array.filter(special).to_pylist()]
+            text = pc.replace_with_mask(text, special, pa.array(slow, pa.string()))
+    else:  # lists, binary, anything else: per value
+        return pa.array([_python_json(v, kind, is_json(field)) for v in array.to_pylist()], pa.string())
+    return pc.fill_null(text, "null")
+
+
+class JsonLinesEncoder(Encoder):
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        parts: list[Any] = []
+        for index, field in enumerate(self.schema):
+            parts.append(("{" if index == 0 else ",") + json.dumps(field.name, ensure_ascii=False) + ":")
+            parts.append(json_values(batch.column(index), field))
+        parts.append("}\n")
+        lines = pc.binary_join_element_wise(*parts, "")
+        # the lines are contiguous in the array's data buffer: write that slice, no per-row copy
+        _, offsets_buffer, data = lines.buffers()
+        offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
+        start, end = offsets[0].as_py(), offsets[len(lines)].as_py()
+        self._out.write(data[start:end])
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+
+def csv_column(array: pa.Array, field: pa.Field) -> pa.Array:
+    kind = field.type
+    if pa.types.is_timestamp(kind):
+        return _timestamps(array)
+    if pa.types.is_list(kind) or pa.types.is_binary(kind):
+        values = [None if v is None else _python_json(v, kind, is_json(field)) for v in array.to_pylist()]
+        return pa.array(values, pa.string())
+    return array
+
+
+class CsvEncoder(Encoder):
+    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str) -> None:
+        super().__init__(schema, sink, compression)
+        self._header = True
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0 and not self._header:
+            return
+        columns = [csv_column(batch.column(i), field) for i, field in enumerate(self.schema)]
+        table = pa.Table.from_arrays(columns, names=self.schema.names)
+        options = pacsv.WriteOptions(include_header=self._header, quoting_style="needed", eol="\r\n")
+        pacsv.write_csv(table, self._out, write_options=options)
+        self._header = False
+
+
+# --- Parquet ------------------------------------------------------------------------------------
+
+
+class ParquetEncoder(Encoder):
+    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, row_group_size: int) -> None:
+        super().__init__(schema, sink, compression)
+        self.row_group_size = row_group_size
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._writer = pq.ParquetWriter(self._raw, schema, compression=compression)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= self.row_group_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending_rows:
+            table = pa.Table.from_batches(self._pending, schema=self.schema)
+            self._writer.write_table(table, row_group_size=self.row_group_size)
+        self._pending, self._pending_rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def make_encoder(fmt: str, schema: pa.Schema, sink: BinaryIO, compression: str, row_group_size: int) -> Encoder:
+    if fmt == "parquet":
+        return ParquetEncoder(schema, sink, compression, row_group_size)
+    if fmt == "csv":
+        return CsvEncoder(schema, sink, compression)
+    return JsonLinesEncoder(schema, sink, compression)

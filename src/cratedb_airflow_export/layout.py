@@ -95,9 +95,3 @@ def dataset_uri(cfg: TableExport) -> str:
 def is_data_object(key: str) -> bool:
     """Data files, as opposed to markers (``_SUCCESS``, ``_manifest.json``) and hidden files."""
     return not key.rsplit("/", 1)[-1].startswith(("_", "."))
-
-
-def data_file_name(cfg: TableExport, index: int = 0) -> str:
-    """Object name of the ``stream`` engine's output (COPY TO names its files itself)."""
-    suffix = ".jsonl.gz" if cfg.compression == "gzip" else ".jsonl"
-    return f"part-{index:05d}{suffix}"

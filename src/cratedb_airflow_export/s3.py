@@ -4,6 +4,7 @@ memory-bounded multipart writer."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,11 +110,12 @@ def clear(client: Any, location: Location) -> int:
 
 
 class MultipartWriter:
-    """Streams bytes into one S3 object; memory is bounded by ``part_size``.
+    """Streams bytes into one S3 object; memory is bounded by two parts.
 
-    The object appears only on :meth:`close` (CompleteMultipartUpload, or one PutObject when the
-    data fit in a single part); :meth:`abort` discards every uploaded part, so a failed export
-    leaves no object behind.
+    A full part is uploaded by a background thread while the caller produces the next one (at most
+    one upload in flight). The object appears only on :meth:`close` (CompleteMultipartUpload, or
+    one PutObject when the data fit in a single part); :meth:`abort` discards every uploaded
+    part, so a failed export leaves no object behind.
     """
 
     def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
@@ -122,6 +124,9 @@ class MultipartWriter:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-upload")
+        self._inflight: Future[None] | None = None
+        self._next_part = 1
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
@@ -130,12 +135,21 @@ class MultipartWriter:
         while len(self._buffer) >= self.part_size:
             chunk = bytes(self._buffer[: self.part_size])
             del self._buffer[: self.part_size]
-            self._upload_part(chunk)
+            self._submit(chunk)
 
-    def _upload_part(self, chunk: bytes) -> None:
+    def _submit(self, chunk: bytes) -> None:
+        self._wait()
         if self._upload_id is None:
             self._upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
-        number = len(self._parts) + 1
+        self._next_part += 1
+        self._inflight = self._pool.submit(self._upload_part, self._next_part - 1, chunk)
+
+    def _wait(self) -> None:
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            inflight.result()  # re-raises an upload error in the caller
+
+    def _upload_part(self, number: int, chunk: bytes) -> None:
         response = self.client.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk
         )
@@ -143,19 +157,29 @@ class MultipartWriter:
         log.info("uploaded part %d of s3://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
 
     def close(self, rows: int | None = None) -> StoredObject:
-        if self._upload_id is None:
-            response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
-        else:
-            if self._buffer:
-                self._upload_part(bytes(self._buffer))
-            response = self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
-            )
+        try:
+            if self._upload_id is None:
+                response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
+            else:
+                if self._buffer:
+                    self._submit(bytes(self._buffer))
+                self._wait()
+                parts = sorted(self._parts, key=lambda p: p["PartNumber"])
+                response = self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
+                )
+        finally:
+            self._pool.shutdown(wait=True)
         self._buffer = bytearray()
         return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'), rows)
 
     def abort(self) -> None:
         self._buffer = bytearray()
+        try:
+            self._wait()
+        except Exception:  # the upload that failed is why we abort
+            pass
+        self._pool.shutdown(wait=True)
         if self._upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)

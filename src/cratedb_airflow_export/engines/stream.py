@@ -1,9 +1,13 @@
-"""Engine ``stream``: read the window through a server-side cursor, upload JSON Lines to S3.
+"""Engine ``stream``: read the window through a server-side cursor, write JSON Lines, CSV or
+Parquet to S3 by multipart upload.
 
 CrateDB has no ``COPY ... TO STDOUT`` and no ROLLBACK, so the rows come through a
 ``DECLARE ... NO SCROLL CURSOR WITH HOLD`` in autocommit mode, ``FETCH FORWARD <batch_size>`` at a
-time, and the cursor is closed explicitly. Memory is bounded by one batch plus one upload part,
-whatever the table size. The object appears only when the upload completes.
+time, and the cursor is closed explicitly. Each batch becomes an Arrow record batch (typed from
+the column OIDs, ``reader.py``) and is encoded column by column (``formats.py``). Files roll over
+at ``file_size_mb`` (``part-00000``, ``part-00001``, ...); parts upload while the next batch is
+read. Memory is bounded by one batch, one Parquet row group and two upload parts, whatever the
+table size. Objects appear only when their upload completes.
 """
 
 from __future__ import annotations
@@ -12,17 +16,67 @@ import logging
 import time
 from typing import Any
 
+import pyarrow as pa
+
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
-from cratedb_airflow_export.formats import JsonLinesEncoder
+from cratedb_airflow_export.formats import Encoder, file_name, make_encoder
 from cratedb_airflow_export.hooks import run_statement
-from cratedb_airflow_export.layout import data_file_name
-from cratedb_airflow_export.s3 import MultipartWriter
+from cratedb_airflow_export.reader import register_loaders, schema_for, to_batch
+from cratedb_airflow_export.s3 import MultipartWriter, StoredObject
 from cratedb_airflow_export.verify import SourceInfo
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 10.0
+
+
+class RollingFiles:
+    """Encoded batches into ``part-NNNNN`` objects of about ``file_size`` bytes each."""
+
+    def __init__(self, job: ExportJob, client: Any, schema: pa.Schema) -> None:
+        self.job, self.client, self.schema = job, client, schema
+        self.stored: list[StoredObject] = []
+        self._writer: MultipartWriter | None = None
+        self._encoder: Encoder | None = None
+        self._rows = 0
+
+    def _open(self) -> None:
+        cfg = self.job.cfg
+        key = self.job.staging.key(file_name(cfg.format, cfg.compression, len(self.stored)))
+        self._writer = MultipartWriter(self.client, self.job.staging.bucket, key, cfg.part_size_mb * 1024 * 1024)
+        self._encoder = make_encoder(cfg.format, self.schema, self._writer, cfg.compression, cfg.parquet_row_group_size)
+        self._rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._encoder is None:
+            self._open()
+        assert self._encoder is not None and self._writer is not None
+        self._encoder.write(batch)
+        self._rows += batch.num_rows
+        if self._writer.bytes_written >= self.job.cfg.file_size_mb * 1024 * 1024:
+            self._finish()
+
+    def _finish(self) -> None:
+        assert self._encoder is not None and self._writer is not None
+        self._encoder.close()
+        self.stored.append(self._writer.close(rows=self._rows))
+        self._encoder = self._writer = None
+
+    def close(self) -> list[StoredObject]:
+        if self._encoder is None and not self.stored:
+            self._open()  # an empty window still gets one (empty) file: the day was exported
+        if self._encoder is not None:
+            self._finish()
+        return self.stored
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(o.size for o in self.stored) + (self._writer.bytes_written if self._writer else 0)
 
 
 class StreamEngine(Engine):
@@ -40,22 +94,21 @@ class StreamEngine(Engine):
         *prepare, declare, fetch, close = self.statements(job, source, creds)
         for statement in prepare:
             run_statement(cursor, statement)
-        key = job.staging.key(data_file_name(job.cfg))
-        writer = MultipartWriter(client, job.staging.bucket, key, job.cfg.part_size_mb * 1024 * 1024)
+        register_loaders(cursor)  # JSON stays text: no parse and re-serialise per value
         run_statement(cursor, declare)
         rows = 0
+        files: RollingFiles | None = None
         started = last_report = time.monotonic()
         try:
-            encoder: JsonLinesEncoder | None = None
             log.info("Fetching with: %s", fetch.describe())
             while True:
                 cursor.execute(fetch.sql, fetch.bind())
-                if encoder is None:
-                    encoder = JsonLinesEncoder([c.name for c in cursor.description], gzip=job.cfg.compression == "gzip")
+                if files is None:
+                    files = RollingFiles(job, client, schema_for(cursor.description))
                 batch = cursor.fetchall()
                 if not batch:
                     break
-                writer.write(encoder.encode(batch))
+                files.write(to_batch(batch, files.schema))
                 rows += len(batch)
                 if time.monotonic() - last_report >= PROGRESS_SECONDS:
                     last_report = time.monotonic()
@@ -63,28 +116,28 @@ class StreamEngine(Engine):
                         "%s: %d rows, %.1f MB written, %.0f rows/s",
                         job.cfg.qualified_name,
                         rows,
-                        writer.bytes_written / 1e6,
+                        files.bytes_written / 1e6,
                         rows / (last_report - started),
                     )
-            assert encoder is not None
-            writer.write(encoder.finish())
-            stored = writer.close(rows=rows)
+            assert files is not None
+            stored = files.close()
         except BaseException:
-            writer.abort()
+            if files is not None:
+                files.abort()
             raise
         finally:
             _close_quietly(cursor, close)
         elapsed = max(time.monotonic() - started, 1e-9)
         log.info(
-            "streamed %d rows of %s to s3://%s/%s (%d bytes, %.0f rows/s)",
+            "streamed %d rows of %s into %d %s file(s), %d bytes, %.0f rows/s",
             rows,
             job.cfg.qualified_name,
-            job.staging.bucket,
-            key,
-            stored.size,
+            len(stored),
+            job.cfg.format,
+            sum(o.size for o in stored),
             rows / elapsed,
         )
-        return ExportResult(job, self.name, rows, [stored])
+        return ExportResult(job, self.name, rows, stored)
 
 
 def _close_quietly(cursor: Any, close: sql.Statement) -> None:

@@ -1,0 +1,121 @@
+"""Reading a window from the source as typed Arrow record batches (the ``stream`` engine's input).
+
+The Arrow schema comes from the columns' PostgreSQL-wire type OIDs, which CrateDB reports too
+(notes/cratedb.md): TEXT -> varchar, BIGINT -> int8, TIMESTAMPTZ -> 1184, OBJECT -> json (114),
+geo_point -> point (600), arrays -> the matching array OIDs, nested arrays -> json.
+
+| source type | Arrow type |
+|---|---|
+| boolean | bool |
+| smallint / integer / bigint | int16 / int32 / int64 |
+| real / double precision | float32 / float64 |
+| numeric | string (exact decimal text) |
+| text, varchar, char, uuid, anything unknown | string |
+| timestamp with time zone | timestamp[us, UTC] |
+| timestamp without time zone | timestamp[us] |
+| date | date32 |
+| json, jsonb (CrateDB OBJECT, nested arrays) | string holding JSON text (field metadata ``json=true``) |
+| geo_point / point | list<float64> ``[lon, lat]`` |
+| bytea | binary |
+| arrays of the above | list<...> |
+
+JSON arrives as text and stays text: no parse and re-serialise per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+from psycopg.adapt import Loader
+
+JSON_META = {b"json": b"true"}
+
+SCALARS: dict[int, pa.DataType] = {
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    700: pa.float32(),
+    701: pa.float64(),
+    1700: pa.string(),
+    25: pa.string(),
+    1043: pa.string(),
+    1042: pa.string(),
+    19: pa.string(),
+    2950: pa.string(),
+    1082: pa.date32(),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+    17: pa.binary(),
+    600: pa.list_(pa.float64()),
+}
+JSON_OIDS = {114, 3802}
+ARRAYS: dict[int, int] = {  # array OID -> element OID
+    1000: 16,
+    1016: 20,
+    1005: 21,
+    1007: 23,
+    1021: 700,
+    1022: 701,
+    1231: 1700,
+    1009: 25,
+    1015: 1043,
+    1014: 1042,
+    2951: 2950,
+    1182: 1082,
+    1115: 1114,
+    1185: 1184,
+    1001: 17,
+    1017: 600,
+    199: 114,
+    3807: 3802,
+}
+
+
+class JsonTextLoader(Loader):
+    """json/jsonb as the text the server sent (valid JSON), not parsed into Python objects."""
+
+    def load(self, data: Any) -> str:
+        return bytes(data).decode("utf-8")
+
+
+def register_loaders(conn: Any) -> None:
+    for oid in JSON_OIDS:
+        conn.adapters.register_loader(oid, JsonTextLoader)
+
+
+def field_for(name: str, oid: int) -> pa.Field:
+    if oid in JSON_OIDS:
+        return pa.field(name, pa.string(), metadata=JSON_META)
+    if oid in ARRAYS:
+        element = field_for("item", ARRAYS[oid])
+        return pa.field(name, pa.list_(element), metadata=element.metadata)
+    return pa.field(name, SCALARS.get(oid, pa.string()))
+
+
+def schema_for(description: Sequence[Any]) -> pa.Schema:
+    """Arrow schema from a psycopg ``cursor.description``."""
+    return pa.schema([field_for(column.name, column.type_code) for column in description])
+
+
+def _column(values: list[Any], field: pa.Field) -> pa.Array:
+    try:
+        return pa.array(values, type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if pa.types.is_string(field.type):  # unknown types: their text form
+            return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        raise
+
+
+def to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Rows (tuples from the cursor) -> one record batch, converted column by column."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.RecordBatch.from_arrays(
+        [_column(list(values), field) for values, field in zip(columns, schema, strict=True)], schema=schema
+    )
+
+
+def is_json(field: pa.Field) -> bool:
+    return bool(field.metadata and field.metadata.get(b"json") == b"true")
