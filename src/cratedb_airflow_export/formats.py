@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import zlib
 from abc import ABC, abstractmethod
 from typing import Any, BinaryIO
 
@@ -38,23 +39,30 @@ def file_name(fmt: str, compression: str, index: int) -> str:
     return f"part-{index:05d}{EXTENSIONS[fmt]}{suffix}"
 
 
+GZIP_LEVEL = 6  # Arrow's gzip stream defaults to 9: about 3x slower for 1-2% smaller files
+
+
 class _Forward:
-    """Passes writes on to ``sink``; closing the Arrow stream around it leaves ``sink`` open."""
+    """Passes writes on to ``sink``, optionally through a gzip compressor; closing the Arrow stream
+    around it flushes the compressor but leaves ``sink`` open."""
 
     closed = False
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: BinaryIO, gzip: bool = False) -> None:
         self._sink = sink
+        self._gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gzip else None  # 31: gzip container
 
     def write(self, data: Any) -> int:
-        self._sink.write(bytes(data))
+        self._sink.write(self._gzip.compress(data) if self._gzip else bytes(data))
         return len(data)
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        if self._gzip is not None:
+            self._sink.write(self._gzip.flush())
+            self._gzip = None
 
 
 class Encoder(ABC):
@@ -62,10 +70,11 @@ class Encoder(ABC):
 
     def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str) -> None:
         self.schema, self.compression = schema, compression
-        self._raw = pa.PythonFile(_Forward(sink), mode="w")
+        text = not isinstance(self, ParquetEncoder)  # Parquet compresses inside the file
+        self._raw = pa.PythonFile(_Forward(sink, gzip=text and compression == "gzip"), mode="w")
         self._out: Any = self._raw
-        if compression in ("gzip", "zstd") and not isinstance(self, ParquetEncoder):
-            self._out = pa.CompressedOutputStream(self._raw, compression)
+        if text and compression == "zstd":
+            self._out = pa.CompressedOutputStream(self._raw, "zstd")
 
     @abstractmethod
     def write(self, batch: pa.RecordBatch) -> None: ...

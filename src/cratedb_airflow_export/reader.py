@@ -24,11 +24,13 @@ JSON arrives as text and stays text: no parse and re-serialise per value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
-from psycopg.adapt import Loader
+from psycopg.types.string import TextLoader
 
 JSON_META = {b"json": b"true"}
 
@@ -74,16 +76,11 @@ ARRAYS: dict[int, int] = {  # array OID -> element OID
 }
 
 
-class JsonTextLoader(Loader):
-    """json/jsonb as the text the server sent (valid JSON), not parsed into Python objects."""
-
-    def load(self, data: Any) -> str:
-        return bytes(data).decode("utf-8")
-
-
 def register_loaders(conn: Any) -> None:
+    """json/jsonb as the text the server sent (valid JSON), not parsed into Python objects.
+    psycopg's own text loader (its C implementation with psycopg[binary])."""
     for oid in JSON_OIDS:
-        conn.adapters.register_loader(oid, JsonTextLoader)
+        conn.adapters.register_loader(oid, TextLoader)
 
 
 def field_for(name: str, oid: int) -> pa.Field:
@@ -119,3 +116,68 @@ def to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch
 
 def is_json(field: pa.Field) -> bool:
     return bool(field.metadata and field.metadata.get(b"json") == b"true")
+
+
+class Prefetcher:
+    """Runs ``FETCH`` and the Arrow conversion in a background thread, one batch ahead, so the
+    database and the network work while the previous batch is encoded and uploaded.
+
+    Iterate for record batches; :attr:`schema` is set once the first ``FETCH`` returned (also for
+    an empty window). Leaving the ``with`` block stops the thread.
+    """
+
+    def __init__(self, cursor: Any, fetch_sql: str, params: Sequence[Any] = (), depth: int = 1) -> None:
+        self.cursor, self.fetch_sql, self.params = cursor, fetch_sql, tuple(params)
+        self.schema: pa.Schema | None = None
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="cratedb-fetch", daemon=True)
+
+    def __enter__(self) -> Prefetcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:  # unblock a producer waiting on a full queue
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            schema: pa.Schema | None = None
+            while not self._stop.is_set():
+                self.cursor.execute(self.fetch_sql, self.params)
+                if schema is None:
+                    schema = schema_for(self.cursor.description)
+                    self.schema = schema
+                rows = self.cursor.fetchall()
+                if not rows:
+                    break
+                if not self._put(("batch", to_batch(rows, schema))):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(("error", exc))
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == "batch":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value

@@ -23,7 +23,7 @@ from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.formats import Encoder, file_name, make_encoder
 from cratedb_airflow_export.hooks import run_statement
-from cratedb_airflow_export.reader import register_loaders, schema_for, to_batch
+from cratedb_airflow_export.reader import Prefetcher, register_loaders
 from cratedb_airflow_export.s3 import MultipartWriter, StoredObject
 from cratedb_airflow_export.verify import SourceInfo
 
@@ -101,25 +101,24 @@ class StreamEngine(Engine):
         started = last_report = time.monotonic()
         try:
             log.info("Fetching with: %s", fetch.describe())
-            while True:
-                cursor.execute(fetch.sql, fetch.bind())
-                if files is None:
-                    files = RollingFiles(job, client, schema_for(cursor.description))
-                batch = cursor.fetchall()
-                if not batch:
-                    break
-                files.write(to_batch(batch, files.schema))
-                rows += len(batch)
-                if time.monotonic() - last_report >= PROGRESS_SECONDS:
-                    last_report = time.monotonic()
-                    log.info(
-                        "%s: %d rows, %.1f MB written, %.0f rows/s",
-                        job.cfg.qualified_name,
-                        rows,
-                        files.bytes_written / 1e6,
-                        rows / (last_report - started),
-                    )
-            assert files is not None
+            with Prefetcher(cursor, fetch.sql, fetch.bind()) as batches:
+                for batch in batches:
+                    if files is None:
+                        files = RollingFiles(job, client, batch.schema)
+                    files.write(batch)
+                    rows += batch.num_rows
+                    if time.monotonic() - last_report >= PROGRESS_SECONDS:
+                        last_report = time.monotonic()
+                        log.info(
+                            "%s: %d rows, %.1f MB written, %.0f rows/s",
+                            job.cfg.qualified_name,
+                            rows,
+                            files.bytes_written / 1e6,
+                            rows / (last_report - started),
+                        )
+                if files is None:  # an empty window
+                    assert batches.schema is not None
+                    files = RollingFiles(job, client, batches.schema)
             stored = files.close()
         except BaseException:
             if files is not None:
