@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include scripts
 
-.PHONY: install test lint demo up plan clean
+.PHONY: install test lint demo up plan bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: install
 ## up: like demo, then keep Airflow (standalone, 127.0.0.1) running with the UI until Ctrl-C
 up: install
 	$(BIN)/python scripts/demo.py --up
+
+## bench: rows/s and peak RSS of the stream engine vs SqlToS3Operator (BENCH_ROWS, default 2000000)
+bench: install
+	$(BIN)/python scripts/bench.py
 
 ## plan: dry run of the shipped config for DATE (default 2024-01-04)
 plan: install

@@ -22,14 +22,16 @@ pytestmark = pytest.mark.e2e
 DAY = date(2024, 1, 4)
 
 
-def test_stream_export_lands_exactly_the_rows_of_the_day(airflow_db, connections, metrics, s3_server, bucket):
+@pytest.mark.parametrize("reader", ["auto", "cursor"])
+def test_stream_export_lands_exactly_the_rows_of_the_day(airflow_db, connections, metrics, s3_server, bucket, reader):
     dag = make_dag(
-        "e2e_stream_hive",
+        f"e2e_stream_hive_{reader}",
         [
             {
                 "table": "doc.metrics",
                 "timestamp_column": "timestamp",
                 "engine": "stream",
+                "reader": reader,
                 "target": f"s3://{bucket}/lake",
             }
         ],

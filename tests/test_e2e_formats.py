@@ -117,8 +117,14 @@ def typed_table(postgres):
     return name
 
 
-def export(typed_table, bucket, s3_server, fmt, compression):
-    dag_id = f"e2e_fmt_{fmt}_{compression}"
+@pytest.fixture(params=["auto", "cursor"])
+def reader(request):
+    """'auto' reads PostgreSQL through ADBC; 'cursor' is the path CrateDB always takes."""
+    return request.param
+
+
+def export(typed_table, bucket, s3_server, fmt, compression, reader):
+    dag_id = f"e2e_fmt_{fmt}_{compression}_{reader}"
     entry = {
         "table": typed_table,
         "timestamp_column": "ts",
@@ -126,6 +132,7 @@ def export(typed_table, bucket, s3_server, fmt, compression):
         "format": fmt,
         "compression": compression,
         "target": f"s3://{bucket}/lake",
+        "reader": reader,
     }
     assert task_states(run_dag(make_dag(dag_id, [entry]), DAY)) == {f"export_{typed_table}": "success"}
     ((key, data),) = data_objects(read_objects(s3_server, bucket)).items()
@@ -148,8 +155,8 @@ def expected_json(row) -> dict:
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
-def test_jsonl(airflow_db, connections, s3_server, bucket, typed_table, compression):
-    key, data = export(typed_table, bucket, s3_server, "jsonl", compression)
+def test_jsonl(airflow_db, connections, s3_server, bucket, typed_table, compression, reader):
+    key, data = export(typed_table, bucket, s3_server, "jsonl", compression, reader)
     assert key.endswith({"gzip": ".jsonl.gz", "zstd": ".jsonl.zst", "none": ".jsonl"}[compression])
     if compression == "gzip":
         data = gzip.decompress(data)
@@ -161,14 +168,14 @@ def test_jsonl(airflow_db, connections, s3_server, bucket, typed_table, compress
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
-def test_csv(airflow_db, connections, s3_server, bucket, typed_table, compression):
-    key, data = export(typed_table, bucket, s3_server, "csv", compression)
+def test_csv(airflow_db, connections, s3_server, bucket, typed_table, compression, reader):
+    key, data = export(typed_table, bucket, s3_server, "csv", compression, reader)
     assert key.endswith(".csv.gz" if compression == "gzip" else ".csv")
     text = (gzip.decompress(data) if compression == "gzip" else data).decode("utf-8")
     assert text.count("\r\n") == len(IN_DAY) + 1 or "\n" in ROWS[1][6]  # CRLF row ends
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    assert reader.fieldnames == NAMES
-    got = sorted(reader, key=lambda r: int(r["id"]))
+    rows = csv.DictReader(io.StringIO(text, newline=""))
+    assert rows.fieldnames == NAMES
+    got = sorted(rows, key=lambda r: int(r["id"]))
     for row, source in zip(got, IN_DAY, strict=True):
         want = expected_json(source)
         assert int(row["id"]) == want["id"]
@@ -181,8 +188,8 @@ def test_csv(airflow_db, connections, s3_server, bucket, typed_table, compressio
 
 
 @pytest.mark.parametrize("compression", ["zstd", "snappy", "none"])
-def test_parquet(airflow_db, connections, s3_server, bucket, typed_table, compression):
-    key, data = export(typed_table, bucket, s3_server, "parquet", compression)
+def test_parquet(airflow_db, connections, s3_server, bucket, typed_table, compression, reader):
+    key, data = export(typed_table, bucket, s3_server, "parquet", compression, reader)
     assert key.endswith("part-00000.parquet")
     parquet = pq.ParquetFile(io.BytesIO(data))
     codec = parquet.metadata.row_group(0).column(0).compression
@@ -228,7 +235,7 @@ def test_parquet(airflow_db, connections, s3_server, bucket, typed_table, compre
         assert (json.loads(row["objb"]) if row["objb"] else None) == want["objb"]
 
 
-def test_files_roll_over_at_the_target_size(airflow_db, connections, postgres, s3_server, bucket):
+def test_files_roll_over_at_the_target_size(airflow_db, connections, postgres, s3_server, bucket, reader):
     name = f"doc.big_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS doc")
@@ -246,7 +253,8 @@ def test_files_roll_over_at_the_target_size(airflow_db, connections, postgres, s
         "part_size_mb": 5,
         "target": f"s3://{bucket}/big",
     }
-    assert task_states(run_dag(make_dag("e2e_rollover", [entry]), DAY)) == {f"export_{name}": "success"}
+    entry["reader"] = reader
+    assert task_states(run_dag(make_dag(f"e2e_rollover_{reader}", [entry]), DAY)) == {f"export_{name}": "success"}
     objects = data_objects(read_objects(s3_server, bucket))
     folder = f"big/{name}/dt=2024-01-04"
     assert list(objects) == [f"{folder}/part-0000{i}.jsonl" for i in range(len(objects))]

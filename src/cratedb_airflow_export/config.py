@@ -91,6 +91,11 @@ class TableExport(BaseModel):
     )
     aws_conn_id: str = "aws_default"
     cratedb_conn_id: str = "cratedb_connection"
+    reader: Literal["auto", "cursor"] = Field(
+        default="auto",
+        description="stream: 'auto' reads PostgreSQL sources through ADBC (COPY binary) and CrateDB through a "
+        "server-side cursor; 'cursor' always uses the cursor.",
+    )
     batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
     part_size_mb: int = Field(default=16, ge=5, le=5_000, description="Multipart upload part size (stream).")
     file_size_mb: int = Field(

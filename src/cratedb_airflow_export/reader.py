@@ -1,5 +1,11 @@
 """Reading a window from the source as typed Arrow record batches (the ``stream`` engine's input).
 
+Two paths:
+- CrateDB (and the fallback): a server-side cursor, ``FETCH`` by ``FETCH``, rows converted to Arrow
+  column by column, one batch ahead in a background thread (:class:`Prefetcher`).
+- PostgreSQL: the ADBC PostgreSQL driver, which reads ``COPY ... TO STDOUT (FORMAT binary)``
+  straight into Arrow batches in C (:func:`adbc_batches`). CrateDB has no COPY TO STDOUT.
+
 The Arrow schema comes from the columns' PostgreSQL-wire type OIDs, which CrateDB reports too
 (notes/cratedb.md): TEXT -> varchar, BIGINT -> int8, TIMESTAMPTZ -> 1184, OBJECT -> json (114),
 geo_point -> point (600), arrays -> the matching array OIDs, nested arrays -> json.
@@ -24,15 +30,18 @@ JSON arrives as text and stays text: no parse and re-serialise per value.
 
 from __future__ import annotations
 
+import importlib.util
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 from psycopg.types.string import TextLoader
 
 JSON_META = {b"json": b"true"}
+ADBC_BATCH_BYTES = 8 * 1024 * 1024
 
 SCALARS: dict[int, pa.DataType] = {
     16: pa.bool_(),
@@ -181,3 +190,39 @@ class Prefetcher:
                 return
             else:
                 raise value
+
+
+def normalize_schema(schema: pa.Schema) -> pa.Schema:
+    """ADBC's schema in this module's terms: extension types by their storage (``arrow.json`` -> string
+    with json metadata; ``arrow.opaque`` such as numeric -> its text), no driver metadata."""
+    fields = []
+    for field in schema:
+        kind = field.type
+        if isinstance(kind, pa.BaseExtensionType):
+            json_text = kind.extension_name == "arrow.json"
+            fields.append(pa.field(field.name, kind.storage_type, metadata=JSON_META if json_text else None))
+        else:
+            fields.append(pa.field(field.name, kind))
+    return pa.schema(fields)
+
+
+def _plain(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = [c.storage if isinstance(c.type, pa.BaseExtensionType) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+@contextmanager
+def adbc_batches(uri: str, select_sql: str) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
+    """Stream a parameterless SELECT from PostgreSQL through the ADBC driver (COPY binary)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(uri) as conn, conn.cursor() as cursor:
+        cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
+        cursor.execute(select_sql)
+        reader = cursor.fetch_record_batch()
+        schema = normalize_schema(reader.schema)
+        yield schema, (_plain(batch, schema) for batch in reader)
+
+
+def adbc_available() -> bool:
+    return importlib.util.find_spec("adbc_driver_postgresql") is not None

@@ -105,6 +105,19 @@ def select_window(cfg: TableExport, window: Window, *, naive: bool = False) -> S
     return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}", bounds)
 
 
+def select_window_literal(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+    """The window's SELECT with the bounds as typed literals, for the PostgreSQL fast path: the ADBC
+    driver streams a parameterless query through COPY, but materialises a parameterised one whole.
+    The literals are rendered from the window's datetimes, never from user input."""
+    cast = "timestamp" if naive else "timestamptz"
+    start, end = (f"'{bound.isoformat()}'::{cast}" for bound in window.bounds(naive=naive))
+    column = quote_ident(cfg.timestamp_column)
+    condition = f"{column} >= {start} AND {column} < {end}"
+    if cfg.filter:
+        condition += f" AND ({cfg.filter.replace('%', '%%')})"
+    return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}")
+
+
 def declare_cursor(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
     """A WITH HOLD cursor: works in autocommit mode, as CrateDB has no transactions or ROLLBACK."""
     select = select_window(cfg, window, naive=naive)

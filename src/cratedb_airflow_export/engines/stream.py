@@ -12,18 +12,21 @@ table size. Objects appear only when their upload completes.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+from psycopg.conninfo import make_conninfo
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.formats import Encoder, file_name, make_encoder
 from cratedb_airflow_export.hooks import run_statement
-from cratedb_airflow_export.reader import Prefetcher, register_loaders
+from cratedb_airflow_export.reader import Prefetcher, adbc_available, adbc_batches, register_loaders
 from cratedb_airflow_export.s3 import MultipartWriter, StoredObject
 from cratedb_airflow_export.verify import SourceInfo
 
@@ -49,13 +52,16 @@ class RollingFiles:
         self._rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._encoder is None:
-            self._open()
-        assert self._encoder is not None and self._writer is not None
-        self._encoder.write(batch)
-        self._rows += batch.num_rows
-        if self._writer.bytes_written >= self.job.cfg.file_size_mb * 1024 * 1024:
-            self._finish()
+        step = self.job.cfg.batch_size  # slices (zero-copy): a file can end inside a large batch
+        for offset in range(0, batch.num_rows, step):
+            if self._encoder is None:
+                self._open()
+            assert self._encoder is not None and self._writer is not None
+            piece = batch.slice(offset, step)
+            self._encoder.write(piece)
+            self._rows += piece.num_rows
+            if self._writer.bytes_written >= self.job.cfg.file_size_mb * 1024 * 1024:
+                self._finish()
 
     def _finish(self) -> None:
         assert self._encoder is not None and self._writer is not None
@@ -83,6 +89,8 @@ class StreamEngine(Engine):
     name = "stream"
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
+        if _fast_path(job, source):
+            return [sql.select_window_literal(job.cfg, job.window, naive=source.naive_timestamps)]
         cursor_statements = [
             sql.declare_cursor(job.cfg, job.window, naive=source.naive_timestamps),
             sql.fetch(job.cfg.batch_size),
@@ -91,41 +99,55 @@ class StreamEngine(Engine):
         return [sql.refresh(job.cfg), *cursor_statements] if source.is_cratedb else cursor_statements
 
     def run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo, creds: S3Credentials) -> ExportResult:
+        started = time.monotonic()
+        if _fast_path(job, source):
+            (select,) = self.statements(job, source, creds)
+            log.info("Running (PostgreSQL via ADBC, COPY binary): %s", select.describe())
+            conninfo = make_conninfo(cursor.connection.info.dsn, password=cursor.connection.info.password)
+            with adbc_batches(conninfo, select.wire_sql) as (schema, batches):
+                files = RollingFiles(job, client, schema)
+                rows, stored = self._write(job, files, batches, started)
+            return self._result(job, rows, stored, started)
         *prepare, declare, fetch, close = self.statements(job, source, creds)
         for statement in prepare:
             run_statement(cursor, statement)
         register_loaders(cursor)  # JSON stays text: no parse and re-serialise per value
         run_statement(cursor, declare)
-        rows = 0
-        files: RollingFiles | None = None
-        started = last_report = time.monotonic()
         try:
             log.info("Fetching with: %s", fetch.describe())
-            with Prefetcher(cursor, fetch.sql, fetch.bind()) as batches:
-                for batch in batches:
-                    if files is None:
-                        files = RollingFiles(job, client, batch.schema)
-                    files.write(batch)
-                    rows += batch.num_rows
-                    if time.monotonic() - last_report >= PROGRESS_SECONDS:
-                        last_report = time.monotonic()
-                        log.info(
-                            "%s: %d rows, %.1f MB written, %.0f rows/s",
-                            job.cfg.qualified_name,
-                            rows,
-                            files.bytes_written / 1e6,
-                            rows / (last_report - started),
-                        )
-                if files is None:  # an empty window
-                    assert batches.schema is not None
-                    files = RollingFiles(job, client, batches.schema)
-            stored = files.close()
-        except BaseException:
-            if files is not None:
-                files.abort()
-            raise
+            with Prefetcher(cursor, fetch.sql, fetch.bind()) as prefetched:
+                batches = iter(prefetched)
+                first = next(batches, None)  # the schema is known after the first FETCH, even an empty one
+                assert prefetched.schema is not None
+                files = RollingFiles(job, client, prefetched.schema)
+                rows, stored = self._write(job, files, itertools.chain([first] if first else [], batches), started)
         finally:
             _close_quietly(cursor, close)
+        return self._result(job, rows, stored, started)
+
+    def _write(
+        self, job: ExportJob, files: RollingFiles, batches: Iterator[pa.RecordBatch], started: float
+    ) -> tuple[int, list[StoredObject]]:
+        rows, last_report = 0, time.monotonic()
+        try:
+            for batch in batches:
+                files.write(batch)
+                rows += batch.num_rows
+                if time.monotonic() - last_report >= PROGRESS_SECONDS:
+                    last_report = time.monotonic()
+                    log.info(
+                        "%s: %d rows, %.1f MB written, %.0f rows/s",
+                        job.cfg.qualified_name,
+                        rows,
+                        files.bytes_written / 1e6,
+                        rows / (last_report - started),
+                    )
+            return rows, files.close()
+        except BaseException:
+            files.abort()
+            raise
+
+    def _result(self, job: ExportJob, rows: int, stored: list[StoredObject], started: float) -> ExportResult:
         elapsed = max(time.monotonic() - started, 1e-9)
         log.info(
             "streamed %d rows of %s into %d %s file(s), %d bytes, %.0f rows/s",
@@ -137,6 +159,11 @@ class StreamEngine(Engine):
             rows / elapsed,
         )
         return ExportResult(job, self.name, rows, stored)
+
+
+def _fast_path(job: ExportJob, source: SourceInfo) -> bool:
+    """PostgreSQL sources go through ADBC (COPY binary -> Arrow); CrateDB has no COPY TO STDOUT."""
+    return job.cfg.reader == "auto" and not source.is_cratedb and adbc_available()
 
 
 def _close_quietly(cursor: Any, close: sql.Statement) -> None:
