@@ -8,7 +8,8 @@ local PostgreSQL, then, each in a fresh process so that peak RSS is its own:
   upload, count(*) check, publish) and SqlToS3Operator on the same query, target and format.
 
 The last line printed is one JSON object:
-{"rows": N, "raw_read_rows_per_s": ..., "results": [{"tool": ..., "format": ..., "rows_per_s": ..., "peak_rss_mb": ...}]}
+{"rows": N, "raw_read_rows_per_s": ..., "results": [{"tool": ..., "format": ..., "rows_per_s": ...,
+ "peak_rss_mb": ..., "baseline_rss_mb": ...}]}   (baseline: RSS after imports, before the export)
 
 Environment: BENCH_ROWS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS (default "stream,sql_to_s3").
 """
@@ -57,15 +58,26 @@ SQL_TO_S3_OPTIONS = {
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS (VmHWM). Not ru_maxrss: on Linux that survives fork+exec and would
+    report the parent's size (the parent holds the S3 server's objects)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(tool: str, fmt: str) -> dict[str, float]:
-    """Runs in a child process; prints one JSON line."""
+    """Runs in a child process; prints one JSON line. Imports happen before the clock starts."""
+    import psycopg
+    from airflow.providers.amazon.aws.transfers.sql_to_s3 import SqlToS3Operator
+
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.export import run_export
+    from cratedb_airflow_export.windows import Window
+
+    baseline = peak_rss_mb()
     started = time.monotonic()
     if tool == "raw":
-        import psycopg
-
         rows = 0
         with psycopg.connect(os.environ["BENCH_PG_URL"]) as conn, conn.cursor() as cur:
             sql = QUERY.replace("%(start)s", f"'{START.isoformat()}'").replace("%(end)s", f"'{END.isoformat()}'")
@@ -73,18 +85,12 @@ def measure(tool: str, fmt: str) -> dict[str, float]:
                 for chunk in copy:
                     rows += bytes(chunk).count(b"\n")
     elif tool == "stream":
-        from cratedb_airflow_export.config import TableExport
-        from cratedb_airflow_export.export import run_export
-        from cratedb_airflow_export.windows import Window
-
         cfg = TableExport.model_validate(
             {"table": "doc.metrics", "timestamp_column": "timestamp", "engine": "stream",
              "target": f"s3://{BUCKET}/stream-{fmt}", **STREAM_OPTIONS[fmt]}
         )
         rows = run_export(cfg, Window.for_day(DAY)).rows
     else:
-        from airflow.providers.amazon.aws.transfers.sql_to_s3 import SqlToS3Operator
-
         operator = SqlToS3Operator(
             task_id="sql_to_s3", query=QUERY, parameters={"start": START, "end": END},
             sql_conn_id="cratedb_connection", aws_conn_id="aws_default", s3_bucket=BUCKET,
@@ -93,7 +99,8 @@ def measure(tool: str, fmt: str) -> dict[str, float]:
         operator.execute(context={})  # type: ignore[arg-type]
         rows = int(os.environ["BENCH_ROWS"])
     seconds = time.monotonic() - started
-    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mb": peak_rss_mb()}
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mb": peak_rss_mb(),
+            "baseline_rss_mb": baseline}
 
 
 def child(tool: str, fmt: str, env: dict[str, str]) -> dict[str, float]:
@@ -141,9 +148,11 @@ def main() -> int:
                     raise RuntimeError(f"{tool} {fmt} exported {result['rows']} rows, expected {rows}")
                 share = result["rows_per_s"] / raw["rows_per_s"]
                 print(f"{tool:10} {fmt:8} {result['rows_per_s']:>10,.0f} rows/s ({share:4.0%} of raw read)  "
-                      f"peak RSS {result['peak_rss_mb']:,.0f} MB  ({result['seconds']:.1f}s)", flush=True)
+                      f"peak RSS {result['peak_rss_mb']:,.0f} MB (after imports {result['baseline_rss_mb']:,.0f} MB)"
+                      f"  ({result['seconds']:.1f}s)", flush=True)
                 results.append({"tool": tool, "format": fmt, "rows_per_s": round(result["rows_per_s"]),
-                                "peak_rss_mb": round(result["peak_rss_mb"], 1)})
+                                "peak_rss_mb": round(result["peak_rss_mb"], 1),
+                                "baseline_rss_mb": round(result["baseline_rss_mb"], 1)})
     print(json.dumps({"rows": rows, "raw_read_rows_per_s": round(raw["rows_per_s"]), "results": results}))
     return 0
 

@@ -97,7 +97,7 @@ class TableExport(BaseModel):
         "server-side cursor; 'cursor' always uses the cursor.",
     )
     batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
-    part_size_mb: int = Field(default=16, ge=5, le=5_000, description="Multipart upload part size (stream).")
+    part_size_mb: int = Field(default=8, ge=5, le=5_000, description="Multipart upload part size (stream).")
     file_size_mb: int = Field(
         default=512, ge=5, le=100_000, description="Start a new file once one reaches this size (stream)."
     )
