@@ -11,7 +11,8 @@ The last line printed is one JSON object:
 {"rows": N, "raw_read_rows_per_s": ..., "results": [{"tool": ..., "format": ..., "rows_per_s": ...,
  "peak_rss_mb": ..., "baseline_rss_mb": ...}]}   (baseline: RSS after imports, before the export)
 
-Environment: BENCH_ROWS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS (default "stream,sql_to_s3").
+Environment: BENCH_ROWS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS (default "stream,sql_to_s3";
+"stream_cursor" adds the stream engine forced onto the server-side cursor, the path CrateDB sources take).
 """
 
 from __future__ import annotations
@@ -84,23 +85,40 @@ def measure(tool: str, fmt: str) -> dict[str, float]:
             with cur.copy(f"COPY ({sql}) TO STDOUT") as copy:
                 for chunk in copy:
                     rows += bytes(chunk).count(b"\n")
-    elif tool == "stream":
+    elif tool in ("stream", "stream_cursor"):  # stream_cursor: the path CrateDB takes (no COPY TO STDOUT)
         cfg = TableExport.model_validate(
-            {"table": "doc.metrics", "timestamp_column": "timestamp", "engine": "stream",
-             "target": f"s3://{BUCKET}/stream-{fmt}", **STREAM_OPTIONS[fmt]}
+            {
+                "table": "doc.metrics",
+                "timestamp_column": "timestamp",
+                "engine": "stream",
+                "target": f"s3://{BUCKET}/{tool}-{fmt}",
+                "reader": "cursor" if tool == "stream_cursor" else "auto",
+                **STREAM_OPTIONS[fmt],
+            }
         )
         rows = run_export(cfg, Window.for_day(DAY)).rows
     else:
         operator = SqlToS3Operator(
-            task_id="sql_to_s3", query=QUERY, parameters={"start": START, "end": END},
-            sql_conn_id="cratedb_connection", aws_conn_id="aws_default", s3_bucket=BUCKET,
-            s3_key=f"sql-to-s3-{fmt}/part", replace=True, **SQL_TO_S3_OPTIONS[fmt],
+            task_id="sql_to_s3",
+            query=QUERY,
+            parameters={"start": START, "end": END},
+            sql_conn_id="cratedb_connection",
+            aws_conn_id="aws_default",
+            s3_bucket=BUCKET,
+            s3_key=f"sql-to-s3-{fmt}/part",
+            replace=True,
+            **SQL_TO_S3_OPTIONS[fmt],
         )
         operator.execute(context={})  # type: ignore[arg-type]
         rows = int(os.environ["BENCH_ROWS"])
     seconds = time.monotonic() - started
-    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mb": peak_rss_mb(),
-            "baseline_rss_mb": baseline}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+    }
 
 
 def child(tool: str, fmt: str, env: dict[str, str]) -> dict[str, float]:
@@ -147,12 +165,21 @@ def main() -> int:
                 if result["rows"] != rows:
                     raise RuntimeError(f"{tool} {fmt} exported {result['rows']} rows, expected {rows}")
                 share = result["rows_per_s"] / raw["rows_per_s"]
-                print(f"{tool:10} {fmt:8} {result['rows_per_s']:>10,.0f} rows/s ({share:4.0%} of raw read)  "
-                      f"peak RSS {result['peak_rss_mb']:,.0f} MB (after imports {result['baseline_rss_mb']:,.0f} MB)"
-                      f"  ({result['seconds']:.1f}s)", flush=True)
-                results.append({"tool": tool, "format": fmt, "rows_per_s": round(result["rows_per_s"]),
-                                "peak_rss_mb": round(result["peak_rss_mb"], 1),
-                                "baseline_rss_mb": round(result["baseline_rss_mb"], 1)})
+                print(
+                    f"{tool:10} {fmt:8} {result['rows_per_s']:>10,.0f} rows/s ({share:4.0%} of raw read)  "
+                    f"peak RSS {result['peak_rss_mb']:,.0f} MB (after imports {result['baseline_rss_mb']:,.0f} MB)"
+                    f"  ({result['seconds']:.1f}s)",
+                    flush=True,
+                )
+                results.append(
+                    {
+                        "tool": tool,
+                        "format": fmt,
+                        "rows_per_s": round(result["rows_per_s"]),
+                        "peak_rss_mb": round(result["peak_rss_mb"], 1),
+                        "baseline_rss_mb": round(result["baseline_rss_mb"], 1),
+                    }
+                )
     print(json.dumps({"rows": rows, "raw_read_rows_per_s": round(raw["rows_per_s"]), "results": results}))
     return 0
 
