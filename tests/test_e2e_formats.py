@@ -18,6 +18,7 @@ import pytest
 from psycopg.types.json import Json, Jsonb
 
 from conftest import data_objects, make_dag, read_objects, run_dag, task_states
+from cratedb_airflow_export.manifest import Manifest
 
 pytestmark = pytest.mark.e2e
 DAY = date(2024, 1, 4)
@@ -135,7 +136,11 @@ def export(typed_table, bucket, s3_server, fmt, compression, reader):
         "reader": reader,
     }
     assert task_states(run_dag(make_dag(dag_id, [entry]), DAY)) == {f"export_{typed_table}": "success"}
-    ((key, data),) = data_objects(read_objects(s3_server, bucket)).items()
+    objects = read_objects(s3_server, bucket)
+    manifest = Manifest.from_bytes(next(v for k, v in objects.items() if k.endswith("_manifest.json")))
+    assert (manifest.format, manifest.compression, manifest.rows) == (fmt, compression, len(IN_DAY))
+    ((key, data),) = data_objects(objects).items()
+    assert [o.key for o in manifest.objects] == [key]
     return key, data
 
 

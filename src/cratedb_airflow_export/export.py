@@ -26,7 +26,7 @@ from cratedb_airflow_export.hooks import CrateDBHook
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.manifest import Manifest, fingerprint, now_utc, object_entries
 from cratedb_airflow_export.publish import publish
-from cratedb_airflow_export.s3 import check_target, clear, s3_client
+from cratedb_airflow_export.s3 import StoredObject, check_target, clear, s3_client
 from cratedb_airflow_export.verify import SourceInfo, check_counts, check_source, count_source
 from cratedb_airflow_export.windows import Window
 
@@ -129,24 +129,8 @@ def run_export(cfg: TableExport, window: Window, run: RunInfo | None = None) -> 
                     client,
                     result.objects,
                     job.location,
-                    lambda objects: Manifest(
-                        table=cfg.qualified_name,
-                        interval=window.as_dict(),
-                        partition=job.location.uri,
-                        engine=engine.name,
-                        compression=cfg.compression,
-                        rows=result.rows,
-                        source_count=result.source_count,
-                        row_count_check=cfg.row_count_check,
-                        objects=object_entries(objects),
-                        statements_fingerprint=fingerprint_of,
-                        dag_id=run.dag_id,
-                        run_id=run.run_id,
-                        try_number=run.try_number,
-                        exported_at=now_utc(),
-                    ),
+                    lambda objects: _manifest(result, objects, fingerprint_of, run),
                 )
-                result.published = True
             finally:
                 _discard_staging(client, job)
     except Exception as exc:
@@ -163,6 +147,27 @@ def run_export(cfg: TableExport, window: Window, run: RunInfo | None = None) -> 
         job.location.uri,
     )
     return result
+
+
+def _manifest(result: ExportResult, objects: list[StoredObject], fingerprint_of: str, run: RunInfo) -> Manifest:
+    cfg, window = result.job.cfg, result.job.window
+    return Manifest(
+        table=cfg.qualified_name,
+        interval=window.as_dict(),
+        partition=result.job.location.uri,
+        engine=result.engine,
+        format=cfg.format,
+        compression=cfg.compression,
+        rows=result.rows,
+        source_count=result.source_count,
+        row_count_check=cfg.row_count_check,
+        objects=object_entries(objects),
+        statements_fingerprint=fingerprint_of,
+        dag_id=run.dag_id,
+        run_id=run.run_id,
+        try_number=run.try_number,
+        exported_at=now_utc(),
+    )
 
 
 def _discard_staging(client: Any, job: ExportJob) -> None:

@@ -37,7 +37,7 @@ class Manifest(BaseModel):
     interval: dict[str, str]
     partition: str
     engine: str
-    format: Literal["jsonl"] = "jsonl"
+    format: Literal["jsonl", "csv", "parquet"]
     compression: str
     rows: int
     source_count: int | None

@@ -42,7 +42,6 @@ class ExportResult:
     rows: int
     objects: list[StoredObject] = field(default_factory=list)
     source_count: int | None = None
-    published: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Safe for XCom: no credentials, only JSON types."""
