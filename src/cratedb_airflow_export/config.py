@@ -96,6 +96,13 @@ class TableExport(BaseModel):
         description="stream: 'auto' reads PostgreSQL sources through ADBC (COPY binary) and CrateDB through a "
         "server-side cursor; 'cursor' always uses the cursor.",
     )
+    slices: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Split the day into this many sub-windows, exported concurrently by mapped tasks and "
+        "published together as one partition.",
+    )
     batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
     part_size_mb: int = Field(default=8, ge=5, le=5_000, description="Multipart upload part size (stream).")
     file_size_mb: int = Field(

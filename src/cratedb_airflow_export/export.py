@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -23,10 +24,10 @@ from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.credentials import Redactor, S3Credentials, mask, resolve_credentials
 from cratedb_airflow_export.engines import ExportJob, ExportResult, get_engine
 from cratedb_airflow_export.hooks import CrateDBHook
-from cratedb_airflow_export.layout import staging_root
+from cratedb_airflow_export.layout import Location, partition, staging_root
 from cratedb_airflow_export.manifest import Manifest, fingerprint, now_utc, object_entries
 from cratedb_airflow_export.publish import publish
-from cratedb_airflow_export.s3 import StoredObject, check_target, clear, s3_client
+from cratedb_airflow_export.s3 import StoredObject, check_target, clear, list_objects, s3_client
 from cratedb_airflow_export.verify import SourceInfo, check_counts, check_source, count_source
 from cratedb_airflow_export.windows import Window
 
@@ -91,13 +92,68 @@ class RunInfo:
         base = f"{self.run_id or 'manual'}-try{self.try_number or 0}"
         return re.sub(r"[^A-Za-z0-9._-]+", "-", base) + "-" + uuid.uuid4().hex[:8]
 
+    def run_folder(self) -> str:
+        """A folder name shared by all tasks of this run (the slices and their publish task)."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.run_id or "manual")
+
+
+@dataclass
+class _Session:
+    creds: S3Credentials
+    client: Any
+    cursor: Any
+    source: SourceInfo
+
+
+@contextmanager
+def _session(cfg: TableExport, window: Window, what: str) -> Iterator[_Session]:
+    """Credentials, a checked bucket, a CrateDB cursor and the checked source table; any failure
+    inside becomes an :class:`ExportError` naming the table and the cause, secrets scrubbed."""
+    redact = Redactor()
+    try:
+        creds = resolve_credentials(cfg.aws_conn_id)
+        redact.add(*creds.secrets())
+        client = s3_client(creds)
+        check_target(client, partition(cfg, window.day))
+        redact.add(*_source_password_forms(cfg.cratedb_conn_id))
+        hook = CrateDBHook(cratedb_conn_id=cfg.cratedb_conn_id)
+        with closing(hook.get_conn()) as conn, conn.cursor() as cursor:
+            yield _Session(creds, client, cursor, check_source(cursor, cfg))
+    except Exception as exc:
+        cause = redact(f"{type(exc).__name__}: {exc}".strip())
+        raise ExportError(
+            f"{what} of {cfg.qualified_name} for [{window.start.isoformat()}, {window.end.isoformat()}) failed: {cause}"
+        ) from None
+
+
+def _verify_and_publish(session: _Session, result: ExportResult, run: RunInfo) -> None:
+    """count(*) check, then staging -> partition with the manifest and _SUCCESS last."""
+    job, engine = result.job, get_engine(result.job.cfg.engine)
+    result.source_count = count_source(session.cursor, job.cfg, job.window, session.source)
+    check_counts(job.cfg, result.rows, result.source_count)
+    fingerprint_of = fingerprint(engine.statements(job, session.source, None))
+    result.objects, _ = publish(
+        session.client,
+        result.objects,
+        job.staging,
+        job.location,
+        lambda objects: _manifest(result, objects, fingerprint_of, run),
+    )
+    log.info(
+        "Exported %d rows of %s into %d object(s), %d bytes, under %s",
+        result.rows,
+        job.cfg.qualified_name,
+        len(result.objects),
+        sum(o.size for o in result.objects),
+        job.location.uri,
+    )
+
 
 def run_export(cfg: TableExport, window: Window, run: RunInfo | None = None) -> ExportResult:
     """Export, verify and publish ``cfg``'s rows of ``window``. Raises :class:`ExportError`."""
     run = run or RunInfo()
     job = ExportJob(cfg, window, attempt=run.attempt())
     engine = get_engine(cfg.engine)
-    redact = Redactor()
     log.info(
         "Exporting %s, interval [%s, %s), engine %s, to %s",
         cfg.qualified_name,
@@ -106,46 +162,63 @@ def run_export(cfg: TableExport, window: Window, run: RunInfo | None = None) -> 
         engine.name,
         job.location.uri,
     )
-    try:
-        creds = resolve_credentials(cfg.aws_conn_id)
-        redact.add(*creds.secrets())
-        client = s3_client(creds)
-        check_target(client, job.location)
-        redact.add(*_source_password_forms(cfg.cratedb_conn_id))
-        hook = CrateDBHook(cratedb_conn_id=cfg.cratedb_conn_id)
-        with closing(hook.get_conn()) as conn, conn.cursor() as cursor:
-            source = check_source(cursor, cfg)
-            # earlier attempts that died before cleaning up; no other attempt is running
-            # (the task has max_active_tis_per_dag=1), so the whole staging root is ours
-            stale = clear(client, staging_root(cfg, window.day))
-            if stale:
-                log.info("removed %d staged object(s) left by an earlier attempt", stale)
-            try:
-                result = engine.run(job, cursor, client, source, creds)
-                result.source_count = count_source(cursor, cfg, window, source)
-                check_counts(cfg, result.rows, result.source_count)
-                fingerprint_of = fingerprint(engine.statements(job, source, None))
-                result.objects, _ = publish(
-                    client,
-                    result.objects,
-                    job.location,
-                    lambda objects: _manifest(result, objects, fingerprint_of, run),
-                )
-            finally:
-                _discard_staging(client, job)
-    except Exception as exc:
-        cause = redact(f"{type(exc).__name__}: {exc}".strip())
-        raise ExportError(
-            f"export of {cfg.qualified_name} for [{window.start.isoformat()}, {window.end.isoformat()}) failed: {cause}"
-        ) from None
+    with _session(cfg, window, "export") as session:
+        # earlier attempts that died before cleaning up; no other attempt is running
+        # (the task has max_active_tis_per_dag=1), so the whole staging root is ours
+        stale = clear(session.client, staging_root(cfg, window.day))
+        if stale:
+            log.info("removed %d staged object(s) left by an earlier attempt", stale)
+        try:
+            result = engine.run(job, session.cursor, session.client, session.source, session.creds)
+            _verify_and_publish(session, result, run)
+        finally:
+            _discard_staging(session.client, job.staging)
+    return result
+
+
+def export_slice(cfg: TableExport, window: Window, index: int, run: RunInfo) -> dict[str, Any]:
+    """Export slice ``index`` of ``cfg.slices`` into the run's staging folder (``publish_slices``
+    publishes them all). A retry first removes what an earlier try of this slice staged."""
+    job = ExportJob(cfg, window, attempt=run.run_folder(), slice_index=index)
     log.info(
-        "Exported %d rows of %s into %d object(s), %d bytes, under %s",
-        result.rows,
+        "Exporting slice %d/%d of %s: [%s, %s)",
+        index + 1,
+        cfg.slices,
         cfg.qualified_name,
-        len(result.objects),
-        sum(o.size for o in result.objects),
-        job.location.uri,
+        job.range.start.isoformat(),
+        job.range.end.isoformat(),
     )
+    with _session(cfg, window, f"export of slice {index}") as session:
+        clear(session.client, job.staging)
+        result = get_engine(cfg.engine).run(job, session.cursor, session.client, session.source, session.creds)
+    return {
+        "slice": index,
+        "range": job.range.as_dict(),
+        "rows": result.rows,
+        "objects": [o.as_dict() for o in result.objects],
+    }
+
+
+def publish_slices(cfg: TableExport, window: Window, slices: list[dict[str, Any]], run: RunInfo) -> ExportResult:
+    """Check that the run's staging folder holds exactly what every slice reported, then verify the
+    total against count(*) over the whole window and publish it as one partition."""
+    job = ExportJob(cfg, window, attempt=run.run_folder())
+    with _session(cfg, window, "publish") as session:
+        try:
+            reported = sorted((o["key"], o["size"]) for s in slices for o in s["objects"])
+            staged = list_objects(session.client, job.staging)
+            if sorted(s["slice"] for s in slices) != list(range(cfg.slices)):
+                raise RuntimeError(
+                    f"expected results of slices 0..{cfg.slices - 1}, got {[s['slice'] for s in slices]}"
+                )
+            if sorted((o.key, o.size) for o in staged) != reported:
+                raise RuntimeError(f"{job.staging.uri} does not hold exactly the objects the slices reported")
+            rows = {o["key"]: o["rows"] for s in slices for o in s["objects"]}
+            objects = [StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in staged]
+            result = ExportResult(job, cfg.engine, sum(s["rows"] for s in slices), objects)
+            _verify_and_publish(session, result, run)
+        finally:
+            _discard_staging(session.client, job.staging)
     return result
 
 
@@ -170,8 +243,8 @@ def _manifest(result: ExportResult, objects: list[StoredObject], fingerprint_of:
     )
 
 
-def _discard_staging(client: Any, job: ExportJob) -> None:
+def _discard_staging(client: Any, folder: Location) -> None:
     try:
-        clear(client, job.staging)
+        clear(client, folder)
     except Exception as exc:  # best effort: the next attempt clears the staging root anyway
-        log.warning("could not remove the staging folder %s: %s", job.staging.uri, exc)
+        log.warning("could not remove the staging folder %s: %s", folder.uri, exc)

@@ -44,14 +44,21 @@ def write_success(client: Any, partition: Location) -> None:
     client.put_object(Bucket=partition.bucket, Key=partition.key(SUCCESS), Body=b"")
 
 
+def published_name(staging: Location, key: str) -> str:
+    """A staged object's name in the partition: its path below the staging folder, '/' -> '-'
+    (``part-00000.parquet``; from a slice: ``slice-003-part-00000.parquet``)."""
+    return key[len(staging.prefix) + 1 :].replace("/", "-")
+
+
 def publish(
     client: Any,
     staged: list[StoredObject],
+    staging: Location,
     partition: Location,
     make_manifest: Callable[[list[StoredObject]], Manifest],
 ) -> tuple[list[StoredObject], Manifest]:
     """Replace ``partition`` with the ``staged`` objects; returns the published objects and manifest."""
-    names = [o.name for o in staged]
+    names = [published_name(staging, o.key) for o in staged]
     if len(set(names)) != len(names) or any(n in (MANIFEST, SUCCESS) for n in names):
         raise TargetError(f"staged object names collide: {sorted(names)}")
     invalidate(client, partition)
@@ -59,12 +66,12 @@ def publish(
     delete_keys(client, partition.bucket, old)
     if old:
         log.info("removed %d object(s) of the previous export of %s", len(old), partition.uri)
-    for obj in staged:
+    for obj, name in zip(staged, names, strict=True):
         # managed copy: server-side, multipart above 8 MiB, so objects larger than 5 GiB work too
-        client.copy({"Bucket": partition.bucket, "Key": obj.key}, partition.bucket, partition.key(obj.name))
-    rows = {partition.key(o.name): o.rows for o in staged}
+        client.copy({"Bucket": partition.bucket, "Key": obj.key}, partition.bucket, partition.key(name))
+    rows = {partition.key(name): o.rows for o, name in zip(staged, names, strict=True)}
     published = [StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in list_objects(client, partition)]
-    expected = sorted((partition.key(o.name), o.size) for o in staged)
+    expected = sorted((partition.key(name), o.size) for o, name in zip(staged, names, strict=True))
     if sorted((o.key, o.size) for o in published) != expected:
         raise TargetError(
             f"{partition.uri} does not hold exactly the staged objects after copying: "

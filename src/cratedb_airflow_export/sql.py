@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.windows import Window
+    from cratedb_airflow_export.windows import TimeRange
 
 CURSOR_NAME = "cratedb_export"
 TIMESTAMP_TYPES = frozenset({"timestamp with time zone", "timestamp without time zone", "timestamp"})
@@ -69,7 +69,7 @@ def qualified(cfg: TableExport) -> str:
     return f"{quote_ident(cfg.schema_name)}.{quote_ident(cfg.table_name)}"
 
 
-def _where(cfg: TableExport, window: Window, naive: bool) -> tuple[str, tuple[Any, ...]]:
+def _where(cfg: TableExport, window: TimeRange, naive: bool) -> tuple[str, tuple[Any, ...]]:
     column = quote_ident(cfg.timestamp_column)
     condition = f"{column} >= %s AND {column} < %s"
     if cfg.filter:
@@ -82,7 +82,7 @@ def _column_list(cfg: TableExport) -> str:
 
 
 def copy_to(
-    cfg: TableExport, window: Window, uri: Secret, *, protocol: str | None = None, naive: bool = False
+    cfg: TableExport, window: TimeRange, uri: Secret, *, protocol: str | None = None, naive: bool = False
 ) -> Statement:
     """``COPY t [(cols)] WHERE <window> TO DIRECTORY $3 WITH (...)``.
 
@@ -100,12 +100,12 @@ def copy_to(
     return Statement(sql, (*bounds, uri))
 
 
-def select_window(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+def select_window(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
     condition, bounds = _where(cfg, window, naive)
     return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}", bounds)
 
 
-def select_window_literal(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+def select_window_literal(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
     """The window's SELECT with the bounds as typed literals, for the PostgreSQL fast path: the ADBC
     driver streams a parameterless query through COPY, but materialises a parameterised one whole.
     The literals are rendered from the window's datetimes, never from user input."""
@@ -118,7 +118,7 @@ def select_window_literal(cfg: TableExport, window: Window, *, naive: bool = Fal
     return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}")
 
 
-def declare_cursor(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+def declare_cursor(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
     """A WITH HOLD cursor: works in autocommit mode, as CrateDB has no transactions or ROLLBACK."""
     select = select_window(cfg, window, naive=naive)
     return Statement(f"DECLARE {quote_ident(CURSOR_NAME)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}", select.params)
@@ -137,7 +137,7 @@ def refresh(cfg: TableExport) -> Statement:
     return Statement(f"REFRESH TABLE {qualified(cfg)}")
 
 
-def count_window(cfg: TableExport, window: Window, *, naive: bool = False) -> Statement:
+def count_window(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
     condition, bounds = _where(cfg, window, naive)
     return Statement(f"SELECT count(*) FROM {qualified(cfg)} WHERE {condition}", bounds)
 

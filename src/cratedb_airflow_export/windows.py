@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from itertools import pairwise
 from typing import Any
 
 ONE_DAY = timedelta(days=1)
@@ -20,8 +21,8 @@ class WindowError(ValueError):
 
 
 @dataclass(frozen=True)
-class Window:
-    """Half-open interval ``start <= t < end``, both timezone-aware UTC."""
+class TimeRange:
+    """Half-open interval ``start <= t < end``, both timezone-aware, normalised to UTC."""
 
     start: datetime
     end: datetime
@@ -37,6 +38,23 @@ class Window:
                 f"empty data interval [{self.start.isoformat()}, {self.end.isoformat()}): the DAG needs a "
                 "data-interval timetable (CronDataIntervalTimetable), not a trigger timetable"
             )
+
+    def as_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    def bounds(self, *, naive: bool = False) -> tuple[datetime, datetime]:
+        """Bounds as bind parameters; naive UTC for TIMESTAMP WITHOUT TIME ZONE columns."""
+        if naive:
+            return self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
+        return self.start, self.end
+
+
+@dataclass(frozen=True)
+class Window(TimeRange):
+    """The run's window: one whole UTC day, ``start <= t < end``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.end - self.start != ONE_DAY or self.start.timetz() != time(0, tzinfo=timezone.utc):
             raise WindowError(
                 f"data interval [{self.start.isoformat()}, {self.end.isoformat()}) is not one whole UTC day"
@@ -59,14 +77,11 @@ class Window:
         """The UTC day this window covers; it names the partition."""
         return self.start.date()
 
-    def as_dict(self) -> dict[str, str]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
-
-    def bounds(self, *, naive: bool = False) -> tuple[datetime, datetime]:
-        """Bounds as bind parameters; naive UTC for TIMESTAMP WITHOUT TIME ZONE columns."""
-        if naive:
-            return self.start.replace(tzinfo=None), self.end.replace(tzinfo=None)
-        return self.start, self.end
+    def slices(self, count: int) -> list[TimeRange]:
+        """``count`` adjacent half-open sub-ranges covering the window exactly (microsecond cuts)."""
+        total = (self.end - self.start) // timedelta(microseconds=1)
+        cuts = [self.start + timedelta(microseconds=total * i // count) for i in range(count)] + [self.end]
+        return [TimeRange(a, b) for a, b in pairwise(cuts)]
 
 
 def _plain(value: datetime) -> datetime:

@@ -12,18 +12,27 @@ from cratedb_airflow_export.layout import MANIFEST, Location, partition, staging
 from cratedb_airflow_export.s3 import StoredObject
 from cratedb_airflow_export.sql import Statement
 from cratedb_airflow_export.verify import SourceInfo
-from cratedb_airflow_export.windows import Window
+from cratedb_airflow_export.windows import TimeRange, Window
 
 PLAN_ATTEMPT = "<attempt>"
 
 
 @dataclass(frozen=True)
 class ExportJob:
-    """One attempt at one table's export of one window. Engines write into :attr:`staging` only."""
+    """One attempt at one table's export of one window (or of one slice of it, with ``slice_index``).
+    Engines read the rows of :attr:`range` and write into :attr:`staging` only."""
 
     cfg: TableExport
     window: Window
     attempt: str = PLAN_ATTEMPT
+    slice_index: int | None = None
+
+    @property
+    def range(self) -> TimeRange:
+        """The rows this job reads: the whole window, or its slice."""
+        if self.slice_index is None:
+            return self.window
+        return self.window.slices(self.cfg.slices)[self.slice_index]
 
     @property
     def location(self) -> Location:
@@ -32,7 +41,10 @@ class ExportJob:
 
     @property
     def staging(self) -> Location:
-        return staging(self.cfg, self.window.day, self.attempt)
+        folder = staging(self.cfg, self.window.day, self.attempt)
+        if self.slice_index is None:
+            return folder
+        return Location(folder.bucket, f"{folder.prefix}/slice-{self.slice_index:03d}")
 
 
 @dataclass

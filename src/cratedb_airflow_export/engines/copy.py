@@ -25,7 +25,7 @@ class CopyEngine(Engine):
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
         uri, protocol = cratedb_s3_uri(creds, job.staging)
-        copy = sql.copy_to(job.cfg, job.window, uri, protocol=protocol, naive=source.naive_timestamps)
+        copy = sql.copy_to(job.cfg, job.range, uri, protocol=protocol, naive=source.naive_timestamps)
         return [sql.refresh(job.cfg), copy] if source.is_cratedb else [copy]
 
     def run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo, creds: S3Credentials) -> ExportResult:

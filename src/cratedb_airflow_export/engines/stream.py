@@ -90,9 +90,9 @@ class StreamEngine(Engine):
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
         if _fast_path(job, source):
-            return [sql.select_window_literal(job.cfg, job.window, naive=source.naive_timestamps)]
+            return [sql.select_window_literal(job.cfg, job.range, naive=source.naive_timestamps)]
         cursor_statements = [
-            sql.declare_cursor(job.cfg, job.window, naive=source.naive_timestamps),
+            sql.declare_cursor(job.cfg, job.range, naive=source.naive_timestamps),
             sql.fetch(job.cfg.batch_size),
             sql.close_cursor(),
         ]
