@@ -79,6 +79,8 @@ def test_all_optional_keys():
             "field 'compression': 'snappy' is not available for csv with engine 'stream'; choose one of gzip, none",
         ),
         ({**SEED, "engine": "stream", "parquet_row_group_size": 10}, "field 'parquet_row_group_size'"),
+        ({**SEED, "slices": 0}, "field 'slices': Input should be greater than or equal to 1"),
+        ({**SEED, "slices": 65}, "field 'slices': Input should be less than or equal to 64"),
         ({**SEED, "columns": []}, "field 'columns': columns must not be empty"),
         ({**SEED, "columns": ["a", "a"]}, "field 'columns': columns lists a column twice"),
         ({**SEED, "columns": ["ok", "not ok"]}, "field 'columns': column 'not ok' is not a plain identifier"),

@@ -267,3 +267,36 @@ def test_files_roll_over_at_the_target_size(airflow_db, connections, postgres, s
     assert all(len(data) >= 5 * 1024 * 1024 for data in list(objects.values())[:-1])
     ids = [json.loads(line)["id"] for data in objects.values() for line in data.splitlines()]
     assert ids == list(range(1, 120001))  # every row once, files in order
+
+
+@pytest.mark.parametrize("reader", ["auto", "cursor"])
+def test_parallel_slices_make_one_partition(airflow_db, connections, metrics, s3_server, bucket, reader):
+    """The day split into 3 sub-windows, exported by mapped tasks, published as one partition."""
+    from conftest import rows_of_day, task_states
+
+    entry = {
+        "table": "doc.metrics",
+        "timestamp_column": "timestamp",
+        "engine": "stream",
+        "format": "parquet",
+        "slices": 3,
+        "reader": reader,
+        "target": f"s3://{bucket}/sliced",
+    }
+    dag = make_dag(f"e2e_slices_{reader}", [entry])
+    assert [t.task_id for t in dag.tasks] == ["export_doc.metrics.slices", "export_doc.metrics"]
+    dag_run = run_dag(dag, DAY)
+    states = task_states(dag_run)
+    assert states == {"export_doc.metrics.slices": "success", "export_doc.metrics": "success"}
+    assert sorted(ti.map_index for ti in dag_run.get_task_instances() if ti.task_id.endswith(".slices")) == [0, 1, 2]
+
+    objects = read_objects(s3_server, bucket)
+    folder = "sliced/doc.metrics/dt=2024-01-04"
+    data = data_objects(objects)
+    assert list(data) == [f"{folder}/slice-00{i}-part-00000.parquet" for i in range(3)]
+    assert f"{folder}/_SUCCESS" in objects
+    assert not [k for k in objects if "_cratedb_export_staging" in k]
+    got = sorted(r["hash_id"] for blob in data.values() for r in pq.read_table(io.BytesIO(blob)).to_pylist())
+    assert got == sorted(r[0] for r in rows_of_day(metrics, DAY))
+    manifest = Manifest.from_bytes(objects[f"{folder}/_manifest.json"])
+    assert manifest.rows == manifest.source_count == 50 == sum(o.rows for o in manifest.objects)

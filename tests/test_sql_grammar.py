@@ -39,6 +39,7 @@ CONFIGS = [
             {},
             {"columns": ["hash_id", "timestamp", "name"]},
             {"filter": "name LIKE 'cpu%' AND (tags['host'] = 'h1' OR hash_id > 10)"},
+            {"slices": 3},
         ],
     )
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from itertools import pairwise
 
 import pendulum
 import pytest
@@ -60,3 +61,14 @@ def test_missing_interval():
 def test_naive_bounds_for_timestamp_without_time_zone():
     start, end = Window.for_day(date(2024, 1, 4)).bounds(naive=True)
     assert (start, end) == (datetime(2024, 1, 4), datetime(2024, 1, 5))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 24])
+def test_slices_cover_the_day_exactly(count):
+    window = Window.for_day(date(2024, 1, 4))
+    parts = window.slices(count)
+    assert len(parts) == count
+    assert parts[0].start == window.start and parts[-1].end == window.end
+    assert all(a.end == b.start for a, b in pairwise(parts))  # adjacent, half-open: no gap, no overlap
+    lengths = {p.end - p.start for p in parts}
+    assert max(lengths) - min(lengths) <= timedelta(microseconds=1)

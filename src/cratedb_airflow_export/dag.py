@@ -12,7 +12,11 @@ from pathlib import Path
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from cratedb_airflow_export.config import DagSettings, TableExport, load_tables
-from cratedb_airflow_export.operators import CrateDBExportOperator
+from cratedb_airflow_export.operators import (
+    CrateDBExportOperator,
+    CrateDBExportSliceOperator,
+    CrateDBPublishSlicesOperator,
+)
 
 DAG_ID = "cratedb_table_export"
 
@@ -71,5 +75,11 @@ def build_dag(
         },
     ) as dag:
         for table in tables:
-            CrateDBExportOperator(task_id=table.task_id, export=table)
+            if table.slices == 1:
+                CrateDBExportOperator(task_id=table.task_id, export=table)
+                continue
+            slices = CrateDBExportSliceOperator.partial(task_id=f"{table.task_id}.slices", export=table).expand(
+                slice_index=list(range(table.slices))
+            )
+            CrateDBPublishSlicesOperator(task_id=table.task_id, export=table, slice_results=slices.output)
     return dag

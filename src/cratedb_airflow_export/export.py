@@ -44,9 +44,15 @@ class ExportError(RuntimeError):
 def statements(
     cfg: TableExport, window: Window, source: SourceInfo, creds: S3Credentials | None
 ) -> list[sql.Statement]:
-    """Every statement an export sends, in order: source checks, the engine's, the row count check."""
+    """Every statement an export sends, in order: source checks, the engine's (per slice, when the
+    day is sliced: each slice task also runs the checks), the row count check."""
     checks = [sql.detect_cratedb(), sql.describe_table(cfg), sql.describe_columns(cfg)]
-    export = get_engine(cfg.engine).statements(ExportJob(cfg, window), source, creds)
+    jobs = (
+        [ExportJob(cfg, window)]
+        if cfg.slices == 1
+        else [ExportJob(cfg, window, slice_index=i) for i in range(cfg.slices)]
+    )
+    export = [s for job in jobs for s in get_engine(cfg.engine).statements(job, source, creds)]
     return [*checks, *export, sql.count_window(cfg, window, naive=source.naive_timestamps)]
 
 

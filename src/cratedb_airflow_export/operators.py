@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.export import RunInfo, run_export
+from cratedb_airflow_export.export import RunInfo, export_slice, publish_slices, run_export
 from cratedb_airflow_export.layout import dataset_uri
 from cratedb_airflow_export.windows import Window
 
@@ -41,7 +41,9 @@ class CrateDBExportOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         window = Window.from_context(context)
-        result = run_export(self.export, window, RunInfo.from_context(context)).as_dict()
+        return self._announce(context, run_export(self.export, window, RunInfo.from_context(context)).as_dict())
+
+    def _announce(self, context: Any, result: dict[str, Any]) -> dict[str, Any]:
         context["outlet_events"][self.asset].extra = {
             "table": result["table"],
             "interval": result["interval"],
@@ -50,3 +52,39 @@ class CrateDBExportOperator(BaseOperator):
             "manifest": result["manifest"],
         }
         return result
+
+
+class CrateDBExportSliceOperator(BaseOperator):
+    """Export one slice of the run's day into the run's staging folder (``slices`` > 1).
+
+    Mapped over ``slice_index``; the table's :class:`CrateDBPublishSlicesOperator` publishes all
+    slices as one partition. Returns the slice's row count and staged objects.
+    """
+
+    template_fields: Sequence[str] = ()
+    ui_color = "#8fd3ea"
+
+    def __init__(self, *, export: TableExport | Mapping[str, Any], slice_index: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.export = export if isinstance(export, TableExport) else TableExport.model_validate(export)
+        self.slice_index = slice_index
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        window = Window.from_context(context)
+        return export_slice(self.export, window, self.slice_index, RunInfo.from_context(context))
+
+
+class CrateDBPublishSlicesOperator(CrateDBExportOperator):
+    """Verify the slices of a table's day together (count(*) over the whole day) and publish them
+    as one partition, with the manifest, ``_SUCCESS`` and the Asset event."""
+
+    template_fields: Sequence[str] = ("slice_results",)
+
+    def __init__(self, *, slice_results: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.slice_results = slice_results
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        window = Window.from_context(context)
+        result = publish_slices(self.export, window, list(self.slice_results), RunInfo.from_context(context))
+        return self._announce(context, result.as_dict())
