@@ -153,21 +153,32 @@ def json_values(array: pa.Array, field: pa.Field) -> pa.Array:
     return pc.fill_null(text, "null")
 
 
+def encode_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
+    """The batch's JSON Lines, uncompressed. Pure: safe to run on several threads at once."""
+    if batch.num_rows == 0:
+        return b""
+    parts: list[Any] = []
+    for index, field in enumerate(schema):
+        parts.append(("{" if index == 0 else ",") + json.dumps(field.name, ensure_ascii=False) + ":")
+        parts.append(json_values(batch.column(index), field))
+    parts.append("}\n")
+    lines = pc.binary_join_element_wise(*parts, "")
+    # the lines are contiguous in the array's data buffer: return that slice, no per-row copy
+    _, offsets_buffer, data = lines.buffers()
+    offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
+    return data[offsets[0].as_py() : offsets[len(lines)].as_py()]
+
+
 class JsonLinesEncoder(Encoder):
+    encode = staticmethod(encode_jsonl)
+
     def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
-        parts: list[Any] = []
-        for index, field in enumerate(self.schema):
-            parts.append(("{" if index == 0 else ",") + json.dumps(field.name, ensure_ascii=False) + ":")
-            parts.append(json_values(batch.column(index), field))
-        parts.append("}\n")
-        lines = pc.binary_join_element_wise(*parts, "")
-        # the lines are contiguous in the array's data buffer: write that slice, no per-row copy
-        _, offsets_buffer, data = lines.buffers()
-        offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
-        start, end = offsets[0].as_py(), offsets[len(lines)].as_py()
-        self._out.write(data[start:end])
+        self.write_encoded(encode_jsonl(self.schema, batch))
+
+    def write_encoded(self, data: Any) -> None:
+        """Append what :func:`encode_jsonl` returned (compression and order stay sequential)."""
+        if len(data):
+            self._out.write(data)
 
 
 # --- CSV ----------------------------------------------------------------------------------------
@@ -183,19 +194,33 @@ def csv_column(array: pa.Array, field: pa.Field) -> pa.Array:
     return array
 
 
+def _csv(schema: pa.Schema, batch: pa.RecordBatch, header: bool) -> Any:
+    columns = [csv_column(batch.column(i), field) for i, field in enumerate(schema)]
+    sink = pa.BufferOutputStream()
+    options = pacsv.WriteOptions(include_header=header, quoting_style="needed", eol="\r\n")
+    pacsv.write_csv(pa.Table.from_arrays(columns, names=schema.names), sink, write_options=options)
+    return sink.getvalue()
+
+
+def encode_csv(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
+    """The batch's CSV rows without header, uncompressed. Pure: safe to run on several threads."""
+    return _csv(schema, batch, header=False) if batch.num_rows else b""
+
+
 class CsvEncoder(Encoder):
+    encode = staticmethod(encode_csv)
+
     def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str) -> None:
         super().__init__(schema, sink, compression)
-        self._header = True
+        self._out.write(_csv(schema, pa.RecordBatch.from_pylist([], schema=schema), header=True))
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0 and not self._header:
-            return
-        columns = [csv_column(batch.column(i), field) for i, field in enumerate(self.schema)]
-        table = pa.Table.from_arrays(columns, names=self.schema.names)
-        options = pacsv.WriteOptions(include_header=self._header, quoting_style="needed", eol="\r\n")
-        pacsv.write_csv(table, self._out, write_options=options)
-        self._header = False
+        self.write_encoded(encode_csv(self.schema, batch))
+
+    def write_encoded(self, data: Any) -> None:
+        """Append what :func:`encode_csv` returned (the header went first, at open)."""
+        if len(data):
+            self._out.write(data)
 
 
 # --- Parquet ------------------------------------------------------------------------------------
@@ -226,9 +251,10 @@ class ParquetEncoder(Encoder):
         self._writer.close()
 
 
+ENCODERS: dict[str, type[Encoder]] = {"jsonl": JsonLinesEncoder, "csv": CsvEncoder, "parquet": ParquetEncoder}
+
+
 def make_encoder(fmt: str, schema: pa.Schema, sink: BinaryIO, compression: str, row_group_size: int) -> Encoder:
     if fmt == "parquet":
         return ParquetEncoder(schema, sink, compression, row_group_size)
-    if fmt == "csv":
-        return CsvEncoder(schema, sink, compression)
-    return JsonLinesEncoder(schema, sink, compression)
+    return ENCODERS[fmt](schema, sink, compression)

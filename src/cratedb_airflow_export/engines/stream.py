@@ -15,7 +15,9 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
-from cratedb_airflow_export.formats import Encoder, file_name, make_encoder
+from cratedb_airflow_export.formats import ENCODERS, Encoder, file_name, make_encoder
 from cratedb_airflow_export.hooks import run_statement
 from cratedb_airflow_export.reader import Prefetcher, adbc_available, adbc_batches, register_loaders
 from cratedb_airflow_export.s3 import MultipartWriter, StoredObject
@@ -32,10 +34,17 @@ from cratedb_airflow_export.verify import SourceInfo
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 10.0
+ENCODE_THREADS = 2
+ENCODE_AHEAD = 4  # encoded chunks waiting to be written: bounds memory
 
 
 class RollingFiles:
-    """Encoded batches into ``part-NNNNN`` objects of about ``file_size`` bytes each."""
+    """Encoded batches into ``part-NNNNN`` objects of about ``file_size`` bytes each.
+
+    Text formats (JSON Lines, CSV) are encoded chunk by chunk on a small thread pool (Arrow's
+    kernels release the GIL), at most ``ENCODE_AHEAD`` chunks ahead; compression and writing stay
+    sequential, in order. Parquet is encoded in the writer.
+    """
 
     def __init__(self, job: ExportJob, client: Any, schema: pa.Schema) -> None:
         self.job, self.client, self.schema = job, client, schema
@@ -43,6 +52,9 @@ class RollingFiles:
         self._writer: MultipartWriter | None = None
         self._encoder: Encoder | None = None
         self._rows = 0
+        self._encode = getattr(ENCODERS[job.cfg.format], "encode", None)
+        self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="encode") if self._encode else None
+        self._pending: deque[tuple[Future[Any], int]] = deque()
 
     def _open(self) -> None:
         cfg = self.job.cfg
@@ -54,14 +66,30 @@ class RollingFiles:
     def write(self, batch: pa.RecordBatch) -> None:
         step = self.job.cfg.batch_size  # slices (zero-copy): a file can end inside a large batch
         for offset in range(0, batch.num_rows, step):
-            if self._encoder is None:
-                self._open()
-            assert self._encoder is not None and self._writer is not None
             piece = batch.slice(offset, step)
-            self._encoder.write(piece)
-            self._rows += piece.num_rows
-            if self._writer.bytes_written >= self.job.cfg.file_size_mb * 1024 * 1024:
-                self._finish()
+            if self._pool is None:
+                self._append(piece, piece.num_rows)
+                continue
+            self._pending.append((self._pool.submit(self._encode, self.schema, piece), piece.num_rows))
+            while len(self._pending) > ENCODE_AHEAD:
+                self._drain_one()
+
+    def _drain_one(self) -> None:
+        future, rows = self._pending.popleft()
+        self._append(future.result(), rows)
+
+    def _append(self, data: Any, rows: int) -> None:
+        """``data``: an encoded chunk (text formats) or a record batch (Parquet)."""
+        if self._encoder is None:
+            self._open()
+        assert self._encoder is not None and self._writer is not None
+        if isinstance(data, pa.RecordBatch):
+            self._encoder.write(data)
+        else:
+            self._encoder.write_encoded(data)  # type: ignore[attr-defined]
+        self._rows += rows
+        if self._writer.bytes_written >= self.job.cfg.file_size_mb * 1024 * 1024:
+            self._finish()
 
     def _finish(self) -> None:
         assert self._encoder is not None and self._writer is not None
@@ -70,6 +98,9 @@ class RollingFiles:
         self._encoder = self._writer = None
 
     def close(self) -> list[StoredObject]:
+        while self._pending:
+            self._drain_one()
+        self._shutdown()
         if self._encoder is None and not self.stored:
             self._open()  # an empty window still gets one (empty) file: the day was exported
         if self._encoder is not None:
@@ -77,8 +108,17 @@ class RollingFiles:
         return self.stored
 
     def abort(self) -> None:
+        for future, _ in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._shutdown()
         if self._writer is not None:
             self._writer.abort()
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     @property
     def bytes_written(self) -> int:
