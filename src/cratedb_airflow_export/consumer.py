@@ -14,16 +14,17 @@ from typing import Any
 from airflow.sdk import DAG, AssetAny, task
 
 from cratedb_airflow_export.config import TableExport, load_tables
-from cratedb_airflow_export.credentials import resolve_credentials
 from cratedb_airflow_export.manifest import Manifest, fetch, split_uri
 from cratedb_airflow_export.operators import export_asset
-from cratedb_airflow_export.s3 import s3_client
 
 log = logging.getLogger(__name__)
 CONSUMER_DAG_ID = "cratedb_export_consumer"
 
 
 def read_manifest(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest:
+    from cratedb_airflow_export.credentials import resolve_credentials
+    from cratedb_airflow_export.s3 import s3_client  # boto3: at run time, not at parse time
+
     bucket, key = split_uri(manifest_uri)
     return fetch(s3_client(resolve_credentials(aws_conn_id)), bucket, key)
 

@@ -8,7 +8,6 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.export import RunInfo, export_slice, publish_slices, run_export
 from cratedb_airflow_export.layout import dataset_uri
 from cratedb_airflow_export.windows import Window
 
@@ -40,6 +39,8 @@ class CrateDBExportOperator(BaseOperator):
         super().__init__(**kwargs)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from cratedb_airflow_export.export import RunInfo, run_export  # heavy (pyarrow, boto3): not at parse time
+
         window = Window.from_context(context)
         return self._announce(context, run_export(self.export, window, RunInfo.from_context(context)).as_dict())
 
@@ -70,6 +71,8 @@ class CrateDBExportSliceOperator(BaseOperator):
         self.slice_index = slice_index
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from cratedb_airflow_export.export import RunInfo, export_slice
+
         window = Window.from_context(context)
         return export_slice(self.export, window, self.slice_index, RunInfo.from_context(context))
 
@@ -85,6 +88,8 @@ class CrateDBPublishSlicesOperator(CrateDBExportOperator):
         self.slice_results = slice_results
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from cratedb_airflow_export.export import RunInfo, publish_slices
+
         window = Window.from_context(context)
         result = publish_slices(self.export, window, list(self.slice_results), RunInfo.from_context(context))
         return self._announce(context, result.as_dict())
