@@ -192,3 +192,16 @@ def test_airflow_backfill_accepts_the_dag(airflow_db):
     assert proc.returncode == 0, proc.stderr[-2000:]
     dates = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| 2024-")]
     assert dates == ["2024-01-01 00:00:00+00:00", "2024-01-02 00:00:00+00:00", "2024-01-03 00:00:00+00:00"]
+
+
+def test_parsing_the_dag_files_does_not_import_the_export_machinery():
+    """DAG files are parsed often: pyarrow, psycopg and the ADBC driver load only when a task runs."""
+    code = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(REPO / 'dags' / 'cratedb_table_export.py')!r})\n"
+        f"runpy.run_path({str(REPO / 'dags' / 'example_export_consumer.py')!r})\n"
+        "print(sorted(m for m in ('pyarrow', 'psycopg', 'adbc_driver_postgresql', 'cratedb_sqlparse') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
