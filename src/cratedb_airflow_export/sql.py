@@ -69,12 +69,20 @@ def qualified(cfg: TableExport) -> str:
     return f"{quote_ident(cfg.schema_name)}.{quote_ident(cfg.table_name)}"
 
 
-def _where(cfg: TableExport, window: TimeRange, naive: bool) -> tuple[str, tuple[Any, ...]]:
+def _where(cfg: TableExport, window: TimeRange, naive: bool, *, literal: bool = False) -> tuple[str, tuple[Any, ...]]:
+    """The window (and the table's filter) as a condition: bounds as placeholders with their
+    parameters, or (``literal``) as typed literals rendered from the window's datetimes."""
     column = quote_ident(cfg.timestamp_column)
-    condition = f"{column} >= %s AND {column} < %s"
+    bounds = window.bounds(naive=naive)
+    if literal:
+        cast = "timestamp" if naive else "timestamptz"
+        start, end = (f"'{bound.isoformat()}'::{cast}" for bound in bounds)
+        condition, params = f"{column} >= {start} AND {column} < {end}", ()
+    else:
+        condition, params = f"{column} >= %s AND {column} < %s", bounds
     if cfg.filter:
         condition += f" AND ({cfg.filter.replace('%', '%%')})"
-    return condition, window.bounds(naive=naive)
+    return condition, params
 
 
 def _column_list(cfg: TableExport) -> str:
@@ -100,22 +108,12 @@ def copy_to(
     return Statement(sql, (*bounds, uri))
 
 
-def select_window(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
-    condition, bounds = _where(cfg, window, naive)
-    return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}", bounds)
-
-
-def select_window_literal(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
-    """The window's SELECT with the bounds as typed literals, for the PostgreSQL fast path: the ADBC
-    driver streams a parameterless query through COPY, but materialises a parameterised one whole.
-    The literals are rendered from the window's datetimes, never from user input."""
-    cast = "timestamp" if naive else "timestamptz"
-    start, end = (f"'{bound.isoformat()}'::{cast}" for bound in window.bounds(naive=naive))
-    column = quote_ident(cfg.timestamp_column)
-    condition = f"{column} >= {start} AND {column} < {end}"
-    if cfg.filter:
-        condition += f" AND ({cfg.filter.replace('%', '%%')})"
-    return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}")
+def select_window(cfg: TableExport, window: TimeRange, *, naive: bool = False, literal: bool = False) -> Statement:
+    """The window's SELECT. ``literal`` renders the bounds as typed literals, for the PostgreSQL fast
+    path: the ADBC driver streams a parameterless query through COPY, but materialises a
+    parameterised one whole. The literals come from the window's datetimes, never from user input."""
+    condition, params = _where(cfg, window, naive, literal=literal)
+    return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}", params)
 
 
 def declare_cursor(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:

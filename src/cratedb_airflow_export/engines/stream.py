@@ -130,7 +130,7 @@ class StreamEngine(Engine):
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
         if _fast_path(job, source):
-            return [sql.select_window_literal(job.cfg, job.range, naive=source.naive_timestamps)]
+            return [sql.select_window(job.cfg, job.range, naive=source.naive_timestamps, literal=True)]
         cursor_statements = [
             sql.declare_cursor(job.cfg, job.range, naive=source.naive_timestamps),
             sql.fetch(job.cfg.batch_size),
