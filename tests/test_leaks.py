@@ -20,7 +20,7 @@ from urllib.parse import quote, quote_plus
 import psycopg
 import pytest
 
-from conftest import AIRFLOW_HOME, REPO, airflow_cli, json_lines, partition_keys, read_objects
+from conftest import REPO, airflow_cli, json_lines, partition_keys, read_objects
 from cratedb_airflow_export.devstack import free_port, wait_for_airflow_api
 
 pytestmark = pytest.mark.e2e
@@ -34,10 +34,23 @@ def forms(secret: str) -> set[str]:
 
 
 @pytest.fixture
-def api_server(airflow_db):
+def leak_home(tmp_path_factory):
+    """A metadata DB of its own: the API server, the executor's workers and `dags test` all write
+    to it, and nothing else from the suite is in the logs or the DB that are searched."""
+    home = tmp_path_factory.mktemp("leak-airflow-home")
+    env = {"AIRFLOW_HOME": str(home), "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs")}
+    migrated = airflow_cli("db", "migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    return home, env
+
+
+@pytest.fixture
+def api_server(leak_home):
+    home, home_env = leak_home
     port = free_port()
     env = {
         **os.environ,
+        **home_env,
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -52,13 +65,34 @@ def api_server(airflow_db):
     try:
         if not wait_for_airflow_api(port, proc, timeout=120):
             raise RuntimeError("airflow api-server did not come up")
-        yield env
+        yield home, env
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
 
+def run_in_group(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run an airflow command in its own process group; on timeout kill the whole group (the
+    executor's workers too) and fail with what it printed."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "airflow"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"airflow {' '.join(args)} did not finish in {timeout}s:\n{output[-4000:]}")
+    return proc.returncode, output
+
+
 def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, bucket, tmp_path):
+    airflow_home, server_env = api_server
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS leaktest")
         conn.execute(f"CREATE ROLE leaktest LOGIN PASSWORD '{PG_PASSWORD}'")
@@ -88,7 +122,7 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
         )
     )
     env = {
-        **api_server,
+        **server_env,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "CRATEDB_EXPORT_CONFIG": str(config),
         "AIRFLOW_CONN_CRATEDB_CONNECTION": (
@@ -100,15 +134,14 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
         ),
     }
     assert airflow_cli("pools", "set", "cratedb_export", "4", "CrateDB exports", env=env).returncode == 0
-    run = airflow_cli("dags", "test", "--use-executor", "cratedb_table_export", "2024-01-05", env=env)
-    console = run.stdout + run.stderr
+    _, console = run_in_group(["dags", "test", "--use-executor", "cratedb_table_export", "2024-01-05"], env, 240)
 
     # the export really ran: the stream table landed, the copy table failed as expected
     objects = read_objects(s3_server, bucket)
     assert list(objects) == partition_keys("ok/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz")
     assert len(json_lines(objects["ok/doc.metrics/dt=2024-01-04/part-00000.jsonl.gz"])) == 50
 
-    logs = {p: p.read_text(errors="replace") for p in (AIRFLOW_HOME / "logs").rglob("*.log")}
+    logs = {p: p.read_text(errors="replace") for p in (airflow_home / "logs").rglob("*.log")}
     copy_logs = [text for p, text in logs.items() if "task_id=export_doc.metrics_copy" in str(p)]
     stream_logs = [text for p, text in logs.items() if "task_id=export_doc.metrics/" in str(p)]
     assert len(copy_logs) == 2 and len(stream_logs) == 1, sorted(map(str, logs))  # 1 retry for the failing task
@@ -120,7 +153,7 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
     )
     assert "Exported 50 rows of doc.metrics" in stream_logs[0]
 
-    db = sqlite3.connect(AIRFLOW_HOME / "airflow.db")
+    db = sqlite3.connect(airflow_home / "airflow.db")
     dump = "\n".join(db.iterdump())
     checked = {
         "rendered_task_instance_fields": db.execute(
