@@ -41,7 +41,7 @@ import pyarrow as pa
 from psycopg.types.string import TextLoader
 
 JSON_META = {b"json": b"true"}
-ADBC_BATCH_BYTES = 8 * 1024 * 1024
+ADBC_BATCH_BYTES = 2 * 1024 * 1024
 
 SCALARS: dict[int, pa.DataType] = {
     16: pa.bool_(),
@@ -213,15 +213,25 @@ def _plain(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 @contextmanager
 def adbc_batches(uri: str, select_sql: str) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
-    """Stream a parameterless SELECT from PostgreSQL through the ADBC driver (COPY binary)."""
-    import adbc_driver_postgresql.dbapi as adbc
+    """Stream a parameterless SELECT from PostgreSQL through the ADBC driver (COPY binary).
 
-    with adbc.connect(uri) as conn, conn.cursor() as cursor:
-        cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
-        cursor.execute(select_sql)
-        reader = cursor.fetch_record_batch()
-        schema = normalize_schema(reader.schema)
-        yield schema, (_plain(batch, schema) for batch in reader)
+    Uses ADBC's low-level API: its DB-API module imports ``pyarrow.dataset`` and with it pandas,
+    60 MB of resident memory a task does not need.
+    """
+    import adbc_driver_manager
+    import adbc_driver_postgresql
+
+    with (
+        adbc_driver_postgresql.connect(uri) as database,
+        adbc_driver_manager.AdbcConnection(database) as conn,
+        adbc_driver_manager.AdbcStatement(conn) as statement,
+    ):
+        statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
+        statement.set_sql_query(select_sql)
+        stream, _ = statement.execute_query()
+        with pa.RecordBatchReader.from_stream(stream) as reader:
+            schema = normalize_schema(reader.schema)
+            yield schema, (_plain(batch, schema) for batch in reader)
 
 
 def adbc_available() -> bool:
