@@ -158,7 +158,7 @@ def test_multipart_writer_uploads_parts_and_completes(s3_server, bucket):
     for offset in range(0, len(payload), 1_000_000):
         writer.write(payload[offset : offset + 1_000_000])
     assert writer._next_part == 3  # two full parts handed to the uploader while writing
-    assert len(writer._buffer) < 5 * 1024 * 1024  # what is left stays below one part
+    assert writer._fill == len(payload) - 2 * 5 * 1024 * 1024  # parts are exactly part_size
     stored = writer.close()
     assert stored.size == len(payload)
     assert client.get_object(Bucket=bucket, Key="big/object.bin")["Body"].read() == payload

@@ -110,7 +110,8 @@ def clear(client: Any, location: Location) -> int:
 
 
 class MultipartWriter:
-    """Streams bytes into one S3 object; memory is bounded by two parts.
+    """Streams bytes into one S3 object; memory is bounded by two parts (the one being filled and
+    the one uploading).
 
     A full part is uploaded by a background thread while the caller produces the next one (at most
     one upload in flight). The object appears only on :meth:`close` (CompleteMultipartUpload, or
@@ -121,7 +122,8 @@ class MultipartWriter:
     def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = max(part_size, MIN_PART_SIZE)
-        self._buffer = bytearray()
+        self._part: bytearray | None = None  # the part being filled, allocated at full size once
+        self._fill = 0
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-upload")
@@ -129,15 +131,28 @@ class MultipartWriter:
         self._next_part = 1
         self.bytes_written = 0
 
-    def write(self, data: bytes) -> None:
-        self._buffer += data
-        self.bytes_written += len(data)
-        while len(self._buffer) >= self.part_size:
-            chunk = bytes(self._buffer[: self.part_size])
-            del self._buffer[: self.part_size]
-            self._submit(chunk)
+    def write(self, data: Any) -> None:
+        """Append ``data`` (bytes or any buffer; copied before this returns). Each byte is copied
+        once, into the part it belongs to; a full part goes to the uploader as it is."""
+        view = memoryview(data).cast("B")
+        self.bytes_written += len(view)
+        while len(view):
+            if self._part is None:
+                self._part, self._fill = bytearray(self.part_size), 0
+            n = min(len(view), self.part_size - self._fill)
+            self._part[self._fill : self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == self.part_size:
+                self._submit(self._take())
 
-    def _submit(self, chunk: bytes) -> None:
+    def _take(self) -> bytearray:
+        part, fill = self._part if self._part is not None else bytearray(), self._fill
+        self._part, self._fill = None, 0
+        del part[fill:]  # in place: no copy
+        return part
+
+    def _submit(self, chunk: bytearray) -> None:
         self._wait()
         if self._upload_id is None:
             self._upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
@@ -149,7 +164,7 @@ class MultipartWriter:
             inflight, self._inflight = self._inflight, None
             inflight.result()  # re-raises an upload error in the caller
 
-    def _upload_part(self, number: int, chunk: bytes) -> None:
+    def _upload_part(self, number: int, chunk: bytearray) -> None:
         response = self.client.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk
         )
@@ -159,10 +174,10 @@ class MultipartWriter:
     def close(self, rows: int | None = None) -> StoredObject:
         try:
             if self._upload_id is None:
-                response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer))
+                response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._take())
             else:
-                if self._buffer:
-                    self._submit(bytes(self._buffer))
+                if self._fill:
+                    self._submit(self._take())
                 self._wait()
                 parts = sorted(self._parts, key=lambda p: p["PartNumber"])
                 response = self.client.complete_multipart_upload(
@@ -170,11 +185,10 @@ class MultipartWriter:
                 )
         finally:
             self._pool.shutdown(wait=True)
-        self._buffer = bytearray()
         return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'), rows)
 
     def abort(self) -> None:
-        self._buffer = bytearray()
+        self._part, self._fill = None, 0
         try:
             self._wait()
         except Exception:  # the upload that failed is why we abort
