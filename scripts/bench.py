@@ -68,13 +68,16 @@ def peak_rss_mb() -> float:
 
 
 def measure(tool: str, fmt: str) -> dict[str, float]:
-    """Runs in a child process; prints one JSON line. Imports happen before the clock starts."""
-    import psycopg
-    from airflow.providers.amazon.aws.transfers.sql_to_s3 import SqlToS3Operator
-
-    from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.export import run_export
-    from cratedb_airflow_export.windows import Window
+    """Runs in a child process; prints one JSON line. Each tool imports what it needs (only that,
+    so the baseline is its own) before the clock starts."""
+    if tool == "raw":
+        import psycopg
+    elif tool in ("stream", "stream_cursor"):
+        from cratedb_airflow_export.config import TableExport
+        from cratedb_airflow_export.export import run_export
+        from cratedb_airflow_export.windows import Window
+    else:
+        from airflow.providers.amazon.aws.transfers.sql_to_s3 import SqlToS3Operator
 
     baseline = peak_rss_mb()
     started = time.monotonic()
