@@ -5,3 +5,7 @@ FROM astrocrpublic.azurecr.io/runtime:3.3-2
 # The Runtime's ONBUILD steps have copied the project and installed requirements.txt;
 # install the export package itself (all logic lives in src/cratedb_airflow_export).
 RUN pip install --no-cache-dir --no-deps /usr/local/airflow
+
+# Arrow allocates from the system allocator: with its default (mimalloc) a streaming export keeps
+# 20-30 MB more resident (measured with `make bench`). Read once, when pyarrow starts.
+ENV ARROW_DEFAULT_MEMORY_POOL=system

@@ -11,6 +11,9 @@ The last line printed is one JSON object:
 {"rows": N, "raw_read_rows_per_s": ..., "results": [{"tool": ..., "format": ..., "rows_per_s": ...,
  "peak_rss_mb": ..., "baseline_rss_mb": ...}]}   (baseline: RSS after imports, before the export)
 
+Every tool runs with ARROW_DEFAULT_MEMORY_POOL=system, as the project's Dockerfile sets it (set the
+variable to "mimalloc" to measure Arrow's default).
+
 Environment: BENCH_ROWS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS (default "stream,sql_to_s3";
 "stream_cursor" adds the stream engine forced onto the server-side cursor, the path CrateDB sources take).
 """
@@ -47,8 +50,8 @@ SELECT g * 2654435761 % 9223372036854775807,
        json_build_object('value', (g % 100000) / 1000.0, 'ok', g % 10 <> 0,
                          'samples', json_build_array(g % 100, g % 37, g % 11))
 FROM generate_series(1, {n}) AS g;
-ANALYZE doc.metrics
-"""
+VACUUM (ANALYZE) doc.metrics
+"""  # VACUUM: a past day's table is settled (hint bits set, no autovacuum running during the measurements)
 
 STREAM_OPTIONS = {"parquet": {"format": "parquet"}, "jsonl": {"format": "jsonl"}, "csv": {"format": "csv"}}
 SQL_TO_S3_OPTIONS = {
@@ -156,6 +159,8 @@ def main() -> int:
             "AIRFLOW_CONN_AWS_DEFAULT": s3.airflow_conn_uri(),
             "BENCH_PG_URL": pg.url,
             "BENCH_ROWS": str(rows),
+            # as the project's Dockerfile sets it (for every tool): Arrow on the system allocator
+            "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
         }
         raw = child("raw", "-", env)
         if raw["rows"] != rows:

@@ -185,6 +185,7 @@ def main() -> int:
             "CRATEDB_EXPORT_CONFIG": str(config),
             "AIRFLOW_CONN_CRATEDB_CONNECTION": source_url,
             "AIRFLOW_CONN_AWS_DEFAULT": s3.airflow_conn_uri(),
+            "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),  # as the Dockerfile
         }
         say("airflow db migrate ...")
         migrated = airflow(env, "db", "migrate")
