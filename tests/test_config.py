@@ -79,6 +79,11 @@ def test_all_optional_keys():
             "field 'compression': 'snappy' is not available for csv with engine 'stream'; choose one of gzip, none",
         ),
         ({**SEED, "engine": "stream", "parquet_row_group_size": 10}, "field 'parquet_row_group_size'"),
+        (
+            {**SEED, "engine": "stream", "file_size_mb": 50_000, "part_size_mb": 5},
+            "field 'file_size_mb': files of 50000 MB in parts of 5 MB would need more than S3's 10,000 parts per "
+            "object; set part_size_mb to at least 6 or lower file_size_mb",
+        ),
         ({**SEED, "slices": 0}, "field 'slices': Input should be greater than or equal to 1"),
         ({**SEED, "slices": 65}, "field 'slices': Input should be less than or equal to 64"),
         ({**SEED, "columns": []}, "field 'columns': columns must not be empty"),

@@ -176,3 +176,15 @@ print(result.rows, "pandas" in sys.modules)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=os.environ, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[-2:] == [str(len(rows_of_day(metrics, date(2024, 1, 4)))), "False"]
+
+
+def test_fewer_gc_passes_restores_the_collector():
+    import gc
+
+    from cratedb_airflow_export.engines.stream import GC_THRESHOLD, fewer_gc_passes
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with pytest.raises(RuntimeError), fewer_gc_passes():
+        assert gc.get_threshold()[0] == GC_THRESHOLD and gc.get_freeze_count() > frozen
+        raise RuntimeError("export failed")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -34,6 +34,9 @@ class ConfigError(ValueError):
     """A configuration entry is invalid. The message names the entry and the field."""
 
 
+PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
+
+
 def _check_identifier(value: str, what: str) -> str:
     if not IDENTIFIER.match(value):
         raise ValueError(
@@ -186,6 +189,12 @@ class TableExport(BaseModel):
             raise ValueError(
                 f"compression: {self.compression!r} is not available for {self.format} with engine "
                 f"{self.engine!r}; choose one of {', '.join(allowed)}"
+            )
+        if self.file_size_mb > self.part_size_mb * PARTS_PER_FILE:
+            need = -(-self.file_size_mb // PARTS_PER_FILE)
+            raise ValueError(
+                f"file_size_mb: files of {self.file_size_mb} MB in parts of {self.part_size_mb} MB would need more "
+                f"than S3's 10,000 parts per object; set part_size_mb to at least {need} or lower file_size_mb"
             )
         return self
 
