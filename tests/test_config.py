@@ -84,6 +84,23 @@ def test_all_optional_keys():
             "field 'file_size_mb': files of 50000 MB in parts of 5 MB would need more than S3's 10,000 parts per "
             "object; set part_size_mb to at least 6 or lower file_size_mb",
         ),
+        (
+            {**SEED, "compression_level": 3},
+            "field 'compression_level': jsonl with gzip compression and engine 'copy' has no levels to choose "
+            "from; leave it out",
+        ),
+        (
+            {**SEED, "engine": "stream", "compression": "zstd", "compression_level": 3},
+            "field 'compression_level': jsonl with zstd compression and engine 'stream' has no levels",
+        ),
+        (
+            {**SEED, "engine": "stream", "compression_level": 10},
+            "field 'compression_level': 10 is not a gzip level (from 1 to 9)",
+        ),
+        (
+            {**SEED, "engine": "stream", "format": "parquet", "compression_level": 23},
+            "field 'compression_level': 23 is not a zstd level (from 1 to 22)",
+        ),
         ({**SEED, "slices": 0}, "field 'slices': Input should be greater than or equal to 1"),
         ({**SEED, "slices": 65}, "field 'slices': Input should be less than or equal to 64"),
         ({**SEED, "columns": []}, "field 'columns': columns must not be empty"),

@@ -300,3 +300,22 @@ def test_parallel_slices_make_one_partition(airflow_db, connections, metrics, s3
     assert got == sorted(r[0] for r in rows_of_day(metrics, DAY))
     manifest = Manifest.from_bytes(objects[f"{folder}/_manifest.json"])
     assert manifest.rows == manifest.source_count == 50 == sum(o.rows for o in manifest.objects)
+
+
+def test_compression_level_is_applied_and_recorded(airflow_db, connections, s3_server, bucket, typed_table):
+    entry = {
+        "table": typed_table,
+        "timestamp_column": "ts",
+        "engine": "stream",
+        "format": "csv",
+        "compression_level": 1,
+        "target": f"s3://{bucket}/levels",
+    }
+    assert task_states(run_dag(make_dag("e2e_fmt_level", [entry]), DAY)) == {f"export_{typed_table}": "success"}
+    objects = read_objects(s3_server, bucket, "levels/")
+    manifest = Manifest.from_bytes(next(v for k, v in objects.items() if k.endswith("_manifest.json")))
+    assert (manifest.compression, manifest.compression_level, manifest.rows) == ("gzip", 1, len(IN_DAY))
+    ((key, data),) = data_objects(objects).items()
+    assert key.endswith("part-00000.csv.gz")
+    rows = list(csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8"), newline="")))
+    assert len(rows) == len(IN_DAY) + 1  # header + rows

@@ -188,3 +188,23 @@ def test_fewer_gc_passes_restores_the_collector():
         assert gc.get_threshold()[0] == GC_THRESHOLD and gc.get_freeze_count() > frozen
         raise RuntimeError("export failed")
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+@pytest.mark.parametrize(("fmt", "compression", "fast", "small"), [("jsonl", "gzip", 1, 9), ("parquet", "zstd", 1, 19)])
+def test_compression_level_trades_speed_for_size(fmt, compression, fast, small):
+    rng = random.Random(5)
+    words = ["cpu", "memory", "disk", "network", "load", "température"]
+    batch = pa.RecordBatch.from_pydict(
+        {"id": list(range(20_000)), "text": [" ".join(rng.choices(words, k=12)) for _ in range(20_000)]}
+    )
+    sizes, contents = {}, {}
+    for level in (fast, small):
+        sink = io.BytesIO()
+        encoder = make_encoder(fmt, batch.schema, sink, compression, 10_000, level=level)
+        encoder.write(batch)
+        encoder.close()
+        data = sink.getvalue()
+        sizes[level] = len(data)
+        contents[level] = one_member(data) if fmt == "jsonl" else pq.read_table(io.BytesIO(data)).to_pylist()
+    assert contents[fast] == contents[small]
+    assert sizes[small] < sizes[fast]

@@ -34,6 +34,12 @@ class ConfigError(ValueError):
     """A configuration entry is invalid. The message names the entry and the field."""
 
 
+LEVELS = {  # (format, compression) -> levels (stream engine); JSON Lines zstd goes through Arrow's stream, level 1
+    ("jsonl", "gzip"): (1, 9),
+    ("csv", "gzip"): (1, 9),
+    ("parquet", "gzip"): (1, 9),
+    ("parquet", "zstd"): (1, 22),
+}
 PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
 
 
@@ -84,6 +90,11 @@ class TableExport(BaseModel):
         default=None,  # type: ignore[assignment]  # resolved per format before validation
         description="jsonl: gzip (default), zstd, none; csv: gzip (default), none; "
         "parquet: zstd (default), snappy, gzip, none; copy engine: gzip (default), none.",
+    )
+    compression_level: int | None = Field(
+        default=None,
+        description="gzip 1-9 (default 6 for JSON Lines/CSV, 9 in Parquet), Parquet zstd 1-22 (default 1): "
+        "lower is faster, higher makes smaller files (stream engine).",
     )
     columns: tuple[str, ...] | None = Field(default=None, description="Columns to export; default: all.")
     filter: str | None = Field(default=None, description="Extra SQL condition ANDed to the time window.")
@@ -190,6 +201,18 @@ class TableExport(BaseModel):
                 f"compression: {self.compression!r} is not available for {self.format} with engine "
                 f"{self.engine!r}; choose one of {', '.join(allowed)}"
             )
+        if self.compression_level is not None:
+            levels = LEVELS.get((self.format, self.compression)) if self.engine == "stream" else None
+            if levels is None:
+                raise ValueError(
+                    f"compression_level: {self.format} with {self.compression} compression and engine "
+                    f"{self.engine!r} has no levels to choose from; leave it out"
+                )
+            if not levels[0] <= self.compression_level <= levels[1]:
+                raise ValueError(
+                    f"compression_level: {self.compression_level} is not a {self.compression} level "
+                    f"(from {levels[0]} to {levels[1]})"
+                )
         if self.file_size_mb > self.part_size_mb * PARTS_PER_FILE:
             need = -(-self.file_size_mb // PARTS_PER_FILE)
             raise ValueError(

@@ -237,6 +237,7 @@ def _manifest(result: ExportResult, objects: list[StoredObject], fingerprint_of:
         engine=result.engine,
         format=cfg.format,
         compression=cfg.compression,
+        compression_level=cfg.compression_level,
         rows=result.rows,
         source_count=result.source_count,
         row_count_check=cfg.row_count_check,

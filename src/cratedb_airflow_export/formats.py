@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from cratedb_airflow_export.compression import GzipMember, deflate
+from cratedb_airflow_export.compression import GZIP_LEVEL, GzipMember, deflate
 from cratedb_airflow_export.reader import is_json
 
 EXTENSIONS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
@@ -64,8 +64,8 @@ class _Forward:
 class Encoder(ABC):
     """Encodes batches into one file written to ``sink`` (anything with ``write(bytes)``)."""
 
-    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str) -> None:
-        self.schema, self.compression, self._sink = schema, compression, sink
+    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, level: int | None = None) -> None:
+        self.schema, self.compression, self.level, self._sink = schema, compression, level, sink
 
     @abstractmethod
     def write(self, batch: pa.RecordBatch) -> None: ...
@@ -85,22 +85,22 @@ class TextEncoder(Encoder):
     def encode(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
         """The batch as uncompressed text (bytes or an Arrow buffer)."""
 
-    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str) -> None:
-        super().__init__(schema, sink, compression)
+    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, level: int | None = None) -> None:
+        super().__init__(schema, sink, compression, level)
         self._gzip = GzipMember(sink) if compression == "gzip" else None
         zstd = compression == "zstd"
         self._zstd = pa.CompressedOutputStream(pa.PythonFile(_Forward(sink), mode="w"), "zstd") if zstd else None
 
     @classmethod
-    def prepare(cls, schema: pa.Schema, batch: pa.RecordBatch, compression: str) -> Any:
-        return cls.compress(cls.encode(schema, batch), compression)
+    def prepare(cls, schema: pa.Schema, batch: pa.RecordBatch, compression: str, level: int | None = None) -> Any:
+        return cls.compress(cls.encode(schema, batch), compression, level)
 
     @staticmethod
-    def compress(data: Any, compression: str) -> Any:
-        return deflate(data) if compression == "gzip" else data
+    def compress(data: Any, compression: str, level: int | None = None) -> Any:
+        return deflate(data, level or GZIP_LEVEL) if compression == "gzip" else data
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self.write_prepared(self.prepare(self.schema, batch, self.compression))
+        self.write_prepared(self.prepare(self.schema, batch, self.compression, self.level))
 
     def write_prepared(self, chunk: Any) -> None:
         """Append what :meth:`prepare` returned."""
@@ -311,11 +311,11 @@ def encode_csv(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
 class CsvEncoder(TextEncoder):
     encode = staticmethod(encode_csv)
 
-    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str) -> None:
-        super().__init__(schema, sink, compression)
+    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, level: int | None = None) -> None:
+        super().__init__(schema, sink, compression, level)
         empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
         header = _csv(schema, empty, header=True)
-        self.write_prepared(self.compress(header, compression))
+        self.write_prepared(self.compress(header, compression, level))
 
 
 # --- Parquet ------------------------------------------------------------------------------------
@@ -353,14 +353,17 @@ class ParquetEncoder(Encoder):
         compression: str,
         row_group_size: int,
         sample: pa.RecordBatch | None = None,
+        level: int | None = None,
     ) -> None:
-        super().__init__(schema, sink, compression)
+        super().__init__(schema, sink, compression, level)
         self._raw = pa.PythonFile(_Forward(sink), mode="w")
         self.row_group_size = row_group_size
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.dictionary = dictionary_columns(schema, sample)
-        self._writer = pq.ParquetWriter(self._raw, schema, compression=compression, use_dictionary=self.dictionary)
+        self._writer = pq.ParquetWriter(
+            self._raw, schema, compression=compression, compression_level=level, use_dictionary=self.dictionary
+        )
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._pending.append(batch)
@@ -392,8 +395,10 @@ def make_encoder(
     compression: str,
     row_group_size: int,
     sample: pa.RecordBatch | None = None,
+    level: int | None = None,
 ) -> Encoder:
-    """``sample``: the file's first batch (Parquet chooses its dictionary-encoded columns from it)."""
+    """``sample``: the file's first batch (Parquet chooses its dictionary-encoded columns from it);
+    ``level``: the codec's level (None: its default)."""
     if fmt == "parquet":
-        return ParquetEncoder(schema, sink, compression, row_group_size, sample)
-    return ENCODERS[fmt](schema, sink, compression)
+        return ParquetEncoder(schema, sink, compression, row_group_size, sample, level)
+    return ENCODERS[fmt](schema, sink, compression, level)

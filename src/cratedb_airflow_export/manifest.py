@@ -39,6 +39,7 @@ class Manifest(BaseModel):
     engine: str
     format: Literal["jsonl", "csv", "parquet"]
     compression: str
+    compression_level: int | None = None  # None: the codec's default
     rows: int
     source_count: int | None
     row_count_check: str

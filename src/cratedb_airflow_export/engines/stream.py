@@ -101,7 +101,13 @@ class RollingFiles:
         key = self.job.staging.key(file_name(cfg.format, cfg.compression, len(self.stored)))
         self._writer = MultipartWriter(self.client, self.job.staging.bucket, key, cfg.part_size_mb * 1024 * 1024)
         self._encoder = make_encoder(
-            cfg.format, self.schema, self._writer, cfg.compression, cfg.parquet_row_group_size, sample
+            cfg.format,
+            self.schema,
+            self._writer,
+            cfg.compression,
+            cfg.parquet_row_group_size,
+            sample,
+            cfg.compression_level,
         )
         self._rows = 0
 
@@ -112,7 +118,8 @@ class RollingFiles:
             if self._pool is None or self._prepare is None:
                 self._append(piece, piece.num_rows)
                 continue
-            chunk = self._pool.submit(self._prepare, self.schema, piece, self.job.cfg.compression)
+            cfg = self.job.cfg
+            chunk = self._pool.submit(self._prepare, self.schema, piece, cfg.compression, cfg.compression_level)
             self._pending.append((chunk, piece.num_rows))
             while len(self._pending) > ENCODE_AHEAD:
                 self._drain_one()
