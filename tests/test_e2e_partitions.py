@@ -101,6 +101,7 @@ def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
         "engine": "stream",
         "format": "jsonl",
         "compression": "gzip",
+        "compression_level": None,
         "rows": 50,
         "source_count": 50,
         "row_count_check": "strict",
