@@ -208,3 +208,18 @@ def test_compression_level_trades_speed_for_size(fmt, compression, fast, small):
         contents[level] = one_member(data) if fmt == "jsonl" else pq.read_table(io.BytesIO(data)).to_pylist()
     assert contents[fast] == contents[small]
     assert sizes[small] < sizes[fast]
+
+
+def test_fewer_gc_passes_leaves_objects_frozen_by_others_frozen():
+    import gc
+
+    from cratedb_airflow_export.engines.stream import fewer_gc_passes
+
+    gc.freeze()  # as Airflow's LocalExecutor does before forking its workers
+    try:
+        frozen = gc.get_freeze_count()
+        with fewer_gc_passes():
+            pass
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()

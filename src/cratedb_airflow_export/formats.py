@@ -339,7 +339,10 @@ def dictionary_columns(schema: pa.Schema, sample: pa.RecordBatch | None) -> list
     for index, field in enumerate(schema):
         if pa.types.is_nested(field.type) or pa.types.is_null(field.type):
             continue
-        distinct = pc.count_distinct(sample.column(index), mode="all").as_py()
+        try:
+            distinct = pc.count_distinct(sample.column(index), mode="all").as_py()
+        except pa.ArrowNotImplementedError:  # a type without the kernel: written plain
+            continue
         if distinct <= sample.num_rows * DICTIONARY_MAX_DISTINCT:
             chosen.append(field.name)
     return chosen
