@@ -19,6 +19,7 @@ import functools
 import json
 import math
 import struct
+import threading
 from abc import ABC, abstractmethod
 from typing import Any, BinaryIO
 
@@ -189,10 +190,20 @@ def _iso(value: Any) -> str:
 US_PER_DAY = 86_400_000_000
 
 
-@functools.cache
+_CLOCK_LOCK = threading.Lock()
+
+
 def _clock_texts() -> pa.Array:
     """``HH:MM:SS`` for each second of a day (86,400 strings, built once)."""
-    data = "".join(f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86_400)).encode("ascii")
+    with _CLOCK_LOCK:  # the encode threads ask at the same time: build once
+        return _build_clock_texts()
+
+
+@functools.cache
+def _build_clock_texts() -> pa.Array:
+    two = [f"{i:02d}" for i in range(60)]
+    minutes = [f"{h}:{m}:" for h in two[:24] for m in two]
+    data = "".join(minute + second for minute in minutes for second in two).encode("ascii")
     offsets = struct.pack(f"<{86_401}i", *range(0, 8 * 86_401, 8))  # 8 bytes each
     return pa.Array.from_buffers(pa.string(), 86_400, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
