@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-SOURCES := src tests dags include scripts
+SOURCES := src tests dags include devtools
 
 .PHONY: install test lint demo up plan bench clean
 
@@ -25,15 +25,15 @@ test: install lint
 
 ## demo: local PostgreSQL + S3, sample data, one DAG run through Airflow, print what landed
 demo: install
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python -m devtools.demo
 
 ## up: like demo, then keep Airflow (standalone, 127.0.0.1) running with the UI until Ctrl-C
 up: install
-	$(BIN)/python scripts/demo.py --up
+	$(BIN)/python -m devtools.demo --up
 
 ## bench: rows/s and peak RSS of the stream engine vs SqlToS3Operator (BENCH_ROWS, default 2000000)
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m devtools.bench
 
 ## plan: dry run of the shipped config for DATE (default 2024-01-04)
 plan: install

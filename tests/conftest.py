@@ -47,7 +47,7 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 
-from cratedb_airflow_export.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics  # noqa: E402
+from devtools.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics  # noqa: E402
 
 SAMPLE_DAYS = [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)]
 ROWS_PER_DAY = 50
@@ -163,7 +163,7 @@ DAG_FILE = """\
 from pathlib import Path
 
 from cratedb_airflow_export.config import load_yaml_tables
-from cratedb_airflow_export.dag import build_dag
+from cratedb_airflow_export.airflow.dag import build_dag
 
 dag = build_dag(load_yaml_tables(Path(__file__).with_suffix(".yaml")), dag_id=Path(__file__).stem)
 """
@@ -173,8 +173,8 @@ def make_dag(dag_id: str, tables: list[dict[str, Any]]) -> Any:
     """Write a DAG file (and its YAML config) into the test DAG folder and build the same DAG."""
     import yaml
 
+    from cratedb_airflow_export.airflow.dag import build_dag
     from cratedb_airflow_export.config import load_yaml_tables
-    from cratedb_airflow_export.dag import build_dag
 
     config = TEST_DAGS / f"{dag_id}.yaml"
     config.write_text(yaml.safe_dump({"tables": tables}))

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.e2e
 def test_bench_prints_its_json_line():
     env = {**os.environ, "BENCH_ROWS": "3000", "BENCH_FORMATS": "parquet,csv"}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench.py")],
+        [sys.executable, "-m", "devtools.bench"],
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,

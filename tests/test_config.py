@@ -1,4 +1,4 @@
-"""Configuration: the seed's TABLES work unchanged; every invalid entry fails naming entry and field."""
+"""Configuration: the tutorial's TABLES work unchanged; every invalid entry fails naming entry and field."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from cratedb_airflow_export.config import (
     parse_tables,
 )
 
-SEED = {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
+ENTRY = {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
 
 
-def test_seed_entry_works_unchanged_with_defaults():
-    (cfg,) = parse_tables([SEED])
+def test_tutorial_entry_works_unchanged_with_defaults():
+    (cfg,) = parse_tables([ENTRY])
     assert cfg.qualified_name == "doc.metrics"
     assert (cfg.engine, cfg.compression, cfg.columns, cfg.filter) == ("copy", "gzip", None, None)
     assert (cfg.aws_conn_id, cfg.cratedb_conn_id) == ("aws_default", "cratedb_connection")
@@ -28,7 +28,7 @@ def test_seed_entry_works_unchanged_with_defaults():
 
 
 def test_table_without_schema_is_in_doc():
-    (cfg,) = parse_tables([{**SEED, "table": "metrics"}])
+    (cfg,) = parse_tables([{**ENTRY, "table": "metrics"}])
     assert (cfg.schema_name, cfg.table_name, cfg.qualified_name) == ("doc", "metrics", "doc.metrics")
 
 
@@ -57,88 +57,97 @@ def test_all_optional_keys():
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ({**SEED, "bucket": "x"}, "entry 0 (table 'doc.metrics'): field 'bucket': unknown key; allowed keys: table,"),
+        (
+            {**ENTRY, "bucket": "x"},
+            "entry 0 (table 'doc.metrics'): field 'bucket': unknown key; allowed keys: table,",
+        ),
         (
             {"table": "doc.metrics", "target_bucket": "b/p"},
             "entry 0 (table 'doc.metrics'): field 'timestamp_column': Field required",
         ),
-        ({**SEED, "table": "doc.metrics.x"}, "field 'table': table 'doc.metrics.x' must be 'schema.table' or 'table'"),
-        ({**SEED, "table": "doc.met-rics"}, "field 'table': table name part 'met-rics' is not a plain identifier"),
-        ({**SEED, "table": 'doc."x"'}, "field 'table': table name part '\"x\"' is not a plain identifier"),
         (
-            {**SEED, "timestamp_column": "ts; drop"},
+            {**ENTRY, "table": "doc.metrics.x"},
+            "field 'table': table 'doc.metrics.x' must be 'schema.table' or 'table'",
+        ),
+        ({**ENTRY, "table": "doc.met-rics"}, "field 'table': table name part 'met-rics' is not a plain identifier"),
+        ({**ENTRY, "table": 'doc."x"'}, "field 'table': table name part '\"x\"' is not a plain identifier"),
+        (
+            {**ENTRY, "timestamp_column": "ts; drop"},
             "field 'timestamp_column': timestamp_column 'ts; drop' is not a plain",
         ),
-        ({**SEED, "engine": "fast"}, "field 'engine': Input should be 'copy' or 'stream'"),
-        ({**SEED, "compression": "zip"}, "field 'compression': Input should be 'gzip', 'zstd', 'snappy' or 'none'"),
-        ({**SEED, "compression": "zstd"}, "field 'compression': 'zstd' is not available for jsonl with engine 'copy'"),
-        ({**SEED, "format": "parquet"}, "field 'format': 'parquet' needs engine 'stream'"),
-        ({**SEED, "format": "xml"}, "field 'format': Input should be 'jsonl', 'csv' or 'parquet'"),
+        ({**ENTRY, "engine": "fast"}, "field 'engine': Input should be 'copy' or 'stream'"),
+        ({**ENTRY, "compression": "zip"}, "field 'compression': Input should be 'gzip', 'zstd', 'snappy' or 'none'"),
         (
-            {**SEED, "engine": "stream", "format": "csv", "compression": "snappy"},
+            {**ENTRY, "compression": "zstd"},
+            "field 'compression': 'zstd' is not available for jsonl with engine 'copy'",
+        ),
+        ({**ENTRY, "format": "parquet"}, "field 'format': 'parquet' needs engine 'stream'"),
+        ({**ENTRY, "format": "xml"}, "field 'format': Input should be 'jsonl', 'csv' or 'parquet'"),
+        (
+            {**ENTRY, "engine": "stream", "format": "csv", "compression": "snappy"},
             "field 'compression': 'snappy' is not available for csv with engine 'stream'; choose one of gzip, none",
         ),
-        ({**SEED, "engine": "stream", "parquet_row_group_size": 10}, "field 'parquet_row_group_size'"),
+        ({**ENTRY, "engine": "stream", "parquet_row_group_size": 10}, "field 'parquet_row_group_size'"),
         (
-            {**SEED, "engine": "stream", "file_size_mb": 50_000, "part_size_mb": 5},
+            {**ENTRY, "engine": "stream", "file_size_mb": 50_000, "part_size_mb": 5},
             "field 'file_size_mb': files of 50000 MB in parts of 5 MB would need more than S3's 10,000 parts per "
             "object; set part_size_mb to at least 6 or lower file_size_mb",
         ),
         (
-            {**SEED, "compression_level": 3},
+            {**ENTRY, "compression_level": 3},
             "field 'compression_level': jsonl with gzip compression and engine 'copy' has no levels to choose "
             "from; leave it out",
         ),
         (
-            {**SEED, "engine": "stream", "compression": "zstd", "compression_level": 3},
+            {**ENTRY, "engine": "stream", "compression": "zstd", "compression_level": 3},
             "field 'compression_level': jsonl with zstd compression and engine 'stream' has no levels",
         ),
         (
-            {**SEED, "engine": "stream", "compression_level": 10},
+            {**ENTRY, "engine": "stream", "compression_level": 10},
             "field 'compression_level': 10 is not a gzip level (from 1 to 9)",
         ),
         (
-            {**SEED, "engine": "stream", "format": "parquet", "compression_level": 23},
+            {**ENTRY, "engine": "stream", "format": "parquet", "compression_level": 23},
             "field 'compression_level': 23 is not a zstd level (from 1 to 22)",
         ),
-        ({**SEED, "slices": 0}, "field 'slices': Input should be greater than or equal to 1"),
-        ({**SEED, "slices": 65}, "field 'slices': Input should be less than or equal to 64"),
-        ({**SEED, "columns": []}, "field 'columns': columns must not be empty"),
-        ({**SEED, "columns": ["a", "a"]}, "field 'columns': columns lists a column twice"),
-        ({**SEED, "columns": ["ok", "not ok"]}, "field 'columns': column 'not ok' is not a plain identifier"),
-        ({**SEED, "filter": "1=1; DROP TABLE doc.metrics"}, "field 'filter': filter must be one SQL condition"),
-        ({**SEED, "filter": "name = 'x' -- c"}, "field 'filter': filter must not contain SQL comments"),
+        ({**ENTRY, "slices": 0}, "field 'slices': Input should be greater than or equal to 1"),
+        ({**ENTRY, "slices": 65}, "field 'slices': Input should be less than or equal to 64"),
+        ({**ENTRY, "columns": []}, "field 'columns': columns must not be empty"),
+        ({**ENTRY, "columns": ["a", "a"]}, "field 'columns': columns lists a column twice"),
+        ({**ENTRY, "columns": ["ok", "not ok"]}, "field 'columns': column 'not ok' is not a plain identifier"),
+        ({**ENTRY, "filter": "1=1; DROP TABLE doc.metrics"}, "field 'filter': filter must be one SQL condition"),
+        ({**ENTRY, "filter": "name = 'x' -- c"}, "field 'filter': filter must not contain SQL comments"),
         (
-            {**SEED, "filter": "name = = 'x'"},
+            {**ENTRY, "filter": "name = = 'x'"},
             "field 'filter': filter \"name = = 'x'\" does not parse as a CrateDB condition",
         ),
-        ({**SEED, "filter": "1=1) OR (1=1"}, "field 'filter': filter '1=1) OR (1=1' has unbalanced parentheses"),
-        ({**SEED, "filter": "name = ')' OR (1=1"}, "has unbalanced parentheses or quotes"),
-        ({**SEED, "filter": "name = 'x"}, "has unbalanced parentheses or quotes"),
+        ({**ENTRY, "filter": "1=1) OR (1=1"}, "field 'filter': filter '1=1) OR (1=1' has unbalanced parentheses"),
+        ({**ENTRY, "filter": "name = ')' OR (1=1"}, "has unbalanced parentheses or quotes"),
+        ({**ENTRY, "filter": "name = 'x"}, "has unbalanced parentheses or quotes"),
         (
-            {**SEED, "target_bucket": "s3://b/p"},
+            {**ENTRY, "target_bucket": "s3://b/p"},
             "field 'target_bucket': target_bucket is 'bucket/path' without 's3://'",
         ),
         (
-            {**SEED, "target_bucket": "bucket-only"},
+            {**ENTRY, "target_bucket": "bucket-only"},
             "field 'target_bucket': target_bucket needs a path after the bucket",
         ),
         (
-            {**SEED, "target_bucket": "Bad_Bucket/p"},
+            {**ENTRY, "target_bucket": "Bad_Bucket/p"},
             "field 'target_bucket': 'Bad_Bucket' is not a valid S3 bucket name",
         ),
-        ({**SEED, "target_bucket": "ok-bucket/a/../b"}, "has an empty, '.' or '..' segment"),
+        ({**ENTRY, "target_bucket": "ok-bucket/a/../b"}, "has an empty, '.' or '..' segment"),
         (
-            {**SEED, "target": "s3://b2b/p"},
-            "field 'target': set exactly one of 'target_bucket' (seed layout) or 'target'",
+            {**ENTRY, "target": "s3://b2b/p"},
+            "field 'target': set exactly one of 'target_bucket' (tutorial layout) or 'target'",
         ),
         ({"table": "t", "timestamp_column": "ts"}, "field 'target': set exactly one of 'target_bucket'"),
         (
-            {**{k: v for k, v in SEED.items() if k != "target_bucket"}, "target": "http://b/p"},
+            {**{k: v for k, v in ENTRY.items() if k != "target_bucket"}, "target": "http://b/p"},
             "field 'target': 'http://b/p' must start with 's3://'",
         ),
-        ({**SEED, "batch_size": 0}, "field 'batch_size': Input should be greater than or equal to 1"),
-        ({**SEED, "part_size_mb": 1}, "field 'part_size_mb': Input should be greater than or equal to 5"),
+        ({**ENTRY, "batch_size": 0}, "field 'batch_size': Input should be greater than or equal to 1"),
+        ({**ENTRY, "part_size_mb": 1}, "field 'part_size_mb': Input should be greater than or equal to 5"),
     ],
 )
 def test_invalid_entry_names_entry_and_field(entry, expected):
@@ -150,24 +159,24 @@ def test_invalid_entry_names_entry_and_field(entry, expected):
 
 @pytest.mark.parametrize("condition", ["name = 'a)b'", "\"name\" IN ('x', 'it''s')", "(a > 1 OR b < 2) AND c"])
 def test_valid_filters(condition):
-    (cfg,) = parse_tables([{**SEED, "filter": condition}])
+    (cfg,) = parse_tables([{**ENTRY, "filter": condition}])
     assert cfg.filter == condition
 
 
 @pytest.mark.parametrize(("fmt", "compression"), [("jsonl", "gzip"), ("csv", "gzip"), ("parquet", "zstd")])
 def test_default_compression_per_format(fmt, compression):
-    (cfg,) = parse_tables([{**SEED, "engine": "stream", "format": fmt}])
+    (cfg,) = parse_tables([{**ENTRY, "engine": "stream", "format": fmt}])
     assert cfg.compression == compression
 
 
 def test_second_entry_is_named_by_index():
     with pytest.raises(ConfigError, match=r"TABLES: entry 1 \(table 'doc.b'\): field 'timestamp_column'"):
-        parse_tables([SEED, {"table": "doc.b", "target_bucket": "bkt/b"}])
+        parse_tables([ENTRY, {"table": "doc.b", "target_bucket": "bkt/b"}])
 
 
 def test_duplicate_table_is_rejected():
     with pytest.raises(ConfigError, match=r"entry 1 \(table 'metrics'\): field 'table': duplicate of entry 0"):
-        parse_tables([SEED, {**SEED, "table": "metrics", "target_bucket": "crate-astro-tutorial/other"}])
+        parse_tables([ENTRY, {**ENTRY, "table": "metrics", "target_bucket": "crate-astro-tutorial/other"}])
 
 
 @pytest.mark.parametrize(
@@ -263,7 +272,7 @@ def test_dag_settings_from_environment():
 
 
 def test_model_is_frozen():
-    cfg = TableExport.model_validate(SEED)
+    cfg = TableExport.model_validate(ENTRY)
     with pytest.raises(ValueError):
         cfg.table = "doc.other"  # type: ignore[misc]
 

@@ -15,13 +15,13 @@ from datetime import date
 
 import psycopg
 import pytest
+from devtools.devstack import create_metrics, sample_metrics
 
 from conftest import SAMPLE_DAYS, as_exported, data_objects, json_lines, read_objects, rows_of_day
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.devstack import create_metrics, sample_metrics
+from cratedb_airflow_export.connections import environment_lookup, source_params
 from cratedb_airflow_export.export import run_export
-from cratedb_airflow_export.hooks import CrateDBHook
-from cratedb_airflow_export.verify import check_source
+from cratedb_airflow_export.source import CRATEDB, connect, inspect
 from cratedb_airflow_export.windows import Window
 
 CRATEDB_URL = os.environ.get("CRATEDB_URL")
@@ -62,9 +62,10 @@ def s3_conn(monkeypatch, s3_server, bucket):
 def test_source_checks_detect_cratedb(crate_table):
     name, _ = crate_table
     cfg = TableExport.model_validate({"table": name, "timestamp_column": "timestamp", "target": "s3://lake/x"})
-    with CrateDBHook().get_conn() as conn, conn.cursor() as cursor:
-        info = check_source(cursor, cfg)
-    assert info.is_cratedb
+    spec = environment_lookup()("cratedb_connection")
+    with connect(source_params(spec)) as conn, conn.cursor() as cursor:
+        info = inspect(cursor, cfg)
+    assert info.dialect == CRATEDB
     assert info.timestamp_type == "timestamp with time zone"
     assert info.columns["tags"] == "object"
 

@@ -63,7 +63,7 @@ def test_window_boundaries_are_half_open_utc(airflow_db, connections, metrics, s
     )
     assert task_states(run_dag(dag, DAY)) == {"export_doc.metrics": "success"}
     objects = read_objects(s3_server, bucket)
-    assert list(objects) == partition_keys("metrics-2024-01-04", "part-00000.jsonl")  # the seed's folder layout
+    assert list(objects) == partition_keys("metrics-2024-01-04", "part-00000.jsonl")  # the tutorial's folder layout
     stamps = {row["timestamp"] for row in json_lines(objects["metrics-2024-01-04/part-00000.jsonl"])}
     assert "2024-01-04T00:00:00.000000+00:00" in stamps  # exactly D 00:00: exported
     assert "2024-01-04T23:59:59.999999+00:00" in stamps  # last microsecond of D: exported

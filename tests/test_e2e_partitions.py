@@ -11,6 +11,7 @@ from datetime import date
 
 import psycopg
 import pytest
+from devtools.devstack import create_metrics, sample_metrics
 
 from conftest import (
     AIRFLOW_HOME,
@@ -24,7 +25,6 @@ from conftest import (
     run_dag,
     task_states,
 )
-from cratedb_airflow_export.devstack import create_metrics, sample_metrics
 from cratedb_airflow_export.manifest import Manifest
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ DAY = date(2024, 1, 4)
 
 @pytest.fixture
 def table(postgres):
-    """A fresh copy of the seed's table, so tests may delete rows."""
+    """A fresh copy of the tutorial's table, so tests may delete rows."""
     name = f"doc.m_{uuid.uuid4().hex[:8]}"
     rows = sample_metrics(SAMPLE_DAYS, 50, seed=11)
     with psycopg.connect(postgres.url, autocommit=True) as conn:
@@ -149,8 +149,8 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
     from cratedb_airflow_export import export
 
     name, _ = table
-    real_count = export.count_source
-    monkeypatch.setattr(export, "count_source", lambda *a, **k: real_count(*a, **k) + 3)
+    real_count = export.count_window
+    monkeypatch.setattr(export, "count_window", lambda *a, **k: real_count(*a, **k) + 3)
 
     strict = make_dag("e2e_count_strict", [entry(name, bucket)])
     assert task_states(run_dag(strict, DAY)) == {f"export_{name}": "failed"}

@@ -19,15 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import rows_of_day
-from cratedb_airflow_export.compression import GzipMember, crc32_combine, deflate
-from cratedb_airflow_export.formats import (
-    ParquetEncoder,
-    _timestamps,
-    dictionary_columns,
-    encode_jsonl,
-    make_encoder,
-)
-from cratedb_airflow_export.s3 import MultipartWriter
+from cratedb_airflow_export.formats import FORMATS, make_encoder
+from cratedb_airflow_export.formats.gzip import GzipMember, crc32_combine, deflate
+from cratedb_airflow_export.formats.jsonl import encode_jsonl
+from cratedb_airflow_export.formats.parquet import ParquetEncoder, dictionary_columns
+from cratedb_airflow_export.formats.text import timestamps
+from cratedb_airflow_export.storage import MultipartWriter
 
 UTC = timezone.utc
 
@@ -72,7 +69,7 @@ def test_an_empty_gzip_file_is_valid():
 def test_text_formats_gzip_is_one_member(fmt):
     schema = pa.schema([("id", pa.int64()), ("label", pa.string())])
     sink = io.BytesIO()
-    encoder = make_encoder(fmt, schema, sink, "gzip", 1000)
+    encoder = make_encoder(FORMATS[fmt], schema, sink, "gzip", row_group_size=1000)
     for start in range(0, 30_000, 10_000):
         ids = list(range(start, start + 10_000))
         encoder.write(pa.RecordBatch.from_arrays([pa.array(ids), pa.array([f"n{i}" for i in ids])], schema=schema))
@@ -91,12 +88,12 @@ def test_timestamp_text_matches_python_isoformat():
     values = [low, high, datetime(1970, 1, 1, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
     values += [low + timedelta(microseconds=rng.randrange(span)) for _ in range(5000)]
     values.append(None)
-    aware = _timestamps(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist()
+    aware = timestamps(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist()
     assert aware == [None if v is None else v.isoformat(timespec="microseconds") for v in values]
     naive_values = [None if v is None else v.replace(tzinfo=None) for v in values]
-    naive = _timestamps(pa.array(naive_values, pa.timestamp("us"))).to_pylist()
+    naive = timestamps(pa.array(naive_values, pa.timestamp("us"))).to_pylist()
     assert naive == [None if v is None else v.isoformat(timespec="microseconds") for v in naive_values]
-    millis = _timestamps(pa.array([datetime(2024, 1, 4, 1, 2, 3, 456000, tzinfo=UTC)], pa.timestamp("ms", "UTC")))
+    millis = timestamps(pa.array([datetime(2024, 1, 4, 1, 2, 3, 456000, tzinfo=UTC)], pa.timestamp("ms", "UTC")))
     assert millis.to_pylist() == ["2024-01-04T01:02:03.456000+00:00"]
 
 
@@ -112,7 +109,7 @@ def test_json_strings_escape_only_where_needed():
 def test_parquet_row_groups_have_exactly_the_configured_rows():
     schema = pa.schema([("id", pa.int64())])
     sink = io.BytesIO()
-    encoder = ParquetEncoder(schema, sink, "zstd", 1000)
+    encoder = ParquetEncoder(schema, sink, "zstd", row_group_size=1000)
     for start in range(0, 3500, 300):  # batches do not line up with row groups
         ids = pa.array(range(start, min(start + 300, 3500)), pa.int64())
         encoder.write(pa.RecordBatch.from_arrays([ids], schema=schema))
@@ -136,7 +133,7 @@ def test_dictionary_encoding_only_for_repetitive_columns():
     assert dictionary_columns(batch.schema, batch) == ["name"]
     assert dictionary_columns(batch.schema, None) is True  # no sample: Arrow's default
     sink = io.BytesIO()
-    encoder = ParquetEncoder(batch.schema, sink, "zstd", 100_000, sample=batch)
+    encoder = ParquetEncoder(batch.schema, sink, "zstd", row_group_size=100_000, sample=batch)
     encoder.write(batch)
     encoder.close()
     group = pq.ParquetFile(io.BytesIO(sink.getvalue())).metadata.row_group(0)
@@ -200,7 +197,7 @@ def test_compression_level_trades_speed_for_size(fmt, compression, fast, small):
     sizes, contents = {}, {}
     for level in (fast, small):
         sink = io.BytesIO()
-        encoder = make_encoder(fmt, batch.schema, sink, compression, 10_000, level=level)
+        encoder = make_encoder(FORMATS[fmt], batch.schema, sink, compression, row_group_size=10_000, level=level)
         encoder.write(batch)
         encoder.close()
         data = sink.getvalue()

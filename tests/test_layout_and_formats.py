@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.formats import file_name, make_encoder
-from cratedb_airflow_export.layout import Location, partition
-from cratedb_airflow_export.reader import field_for, to_batch
-from cratedb_airflow_export.s3 import MultipartWriter, list_objects
+from cratedb_airflow_export.formats import FORMATS, make_encoder
+from cratedb_airflow_export.layout import partition
+from cratedb_airflow_export.readers import field_for, to_batch
+from cratedb_airflow_export.storage import Location, MultipartWriter, list_objects
 
 DAY = date(2024, 1, 4)
 
@@ -27,7 +27,7 @@ def cfg(**kw):
     return TableExport.model_validate({"table": "doc.metrics", "timestamp_column": "ts", **kw})
 
 
-def test_seed_layout_matches_the_tutorial():
+def test_tutorial_layout_matches_the_tutorial():
     loc = partition(cfg(target_bucket="crate-astro-tutorial/metrics"), DAY)
     assert loc == Location("crate-astro-tutorial", "metrics-2024-01-04")
     assert loc.uri == "s3://crate-astro-tutorial/metrics-2024-01-04/"
@@ -46,11 +46,11 @@ def test_hive_layout(target, uri):
 
 
 def test_data_file_names():
-    assert file_name("jsonl", "gzip", 0) == "part-00000.jsonl.gz"
-    assert file_name("jsonl", "zstd", 1) == "part-00001.jsonl.zst"
-    assert file_name("jsonl", "none", 3) == "part-00003.jsonl"
-    assert file_name("csv", "gzip", 0) == "part-00000.csv.gz"
-    assert file_name("parquet", "zstd", 12) == "part-00012.parquet"
+    assert FORMATS["jsonl"].file_name("gzip", 0) == "part-00000.jsonl.gz"
+    assert FORMATS["jsonl"].file_name("zstd", 1) == "part-00001.jsonl.zst"
+    assert FORMATS["jsonl"].file_name("none", 3) == "part-00003.jsonl"
+    assert FORMATS["csv"].file_name("gzip", 0) == "part-00000.csv.gz"
+    assert FORMATS["parquet"].file_name("zstd", 12) == "part-00012.parquet"
 
 
 OIDS = {
@@ -74,7 +74,7 @@ OIDS = {
 def encode(fmt: str, compression: str, rows) -> bytes:
     schema = pa.schema([field_for(name, oid) for name, oid in OIDS.items()])
     sink = io.BytesIO()
-    encoder = make_encoder(fmt, schema, sink, compression, 1000)
+    encoder = make_encoder(FORMATS[fmt], schema, sink, compression, row_group_size=1000)
     encoder.write(to_batch(rows, schema))
     encoder.close()
     return sink.getvalue()

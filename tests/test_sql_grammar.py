@@ -1,5 +1,5 @@
 """Every statement the project can send to CrateDB parses under CrateDB's own grammar
-(cratedb-sqlparse) and respects the facts in notes/cratedb.md."""
+(cratedb-sqlparse) and respects the facts in docs/cratedb.md."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from cratedb_sqlparse import sqlparse
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.credentials import S3Credentials
-from cratedb_airflow_export.export import statements
-from cratedb_airflow_export.verify import SourceInfo
+from cratedb_airflow_export.connections import S3Credentials
+from cratedb_airflow_export.export import plan_statements as statements
+from cratedb_airflow_export.source import CRATEDB, POSTGRESQL, SourceInfo
 from cratedb_airflow_export.windows import Window
 
 SECRET = "wJalr/K7MDENG+bPxRfiCY=EXAMPLEKEY"
@@ -51,9 +51,9 @@ CREDENTIALS = [
     S3Credentials("minio", SECRET, endpoint_url="https://minio.example.com", source="test"),
 ]
 SOURCES = [
-    SourceInfo(True, {}, "timestamp with time zone"),
-    SourceInfo(True, {}, "timestamp without time zone"),
-    SourceInfo(False, {}, "timestamp with time zone"),
+    SourceInfo(CRATEDB, {}, "timestamp with time zone"),
+    SourceInfo(CRATEDB, {}, "timestamp without time zone"),
+    SourceInfo(POSTGRESQL, {}, "timestamp with time zone"),
 ]
 
 
@@ -112,7 +112,7 @@ def test_copy_statement_facts():
         assert (f"protocol = '{expected_protocol}'" in text) == bool(expected_protocol)
 
 
-def test_copy_exact_text_for_the_seed_table():
+def test_copy_exact_text_for_the_tutorial_table():
     cfg = TableExport.model_validate(
         {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
     )

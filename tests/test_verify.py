@@ -8,12 +8,12 @@ from datetime import date
 
 import psycopg
 import pytest
+from devtools.devstack import create_metrics, sample_metrics
 
 from conftest import REPO, SAMPLE_DAYS
+from cratedb_airflow_export.airflow.consumer import manifest_at, summarize
 from cratedb_airflow_export.cli import main
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.consumer import read_manifest, summarize
-from cratedb_airflow_export.devstack import create_metrics, sample_metrics
 from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.windows import Window
 
@@ -76,7 +76,7 @@ def test_verify_missing_partition_and_unknown_table(exported, capsys):
 
 def test_consumer_reads_the_manifest(exported):
     name, _, result, folder = exported
-    manifest = read_manifest(result.as_dict()["manifest"])
+    manifest = manifest_at(result.as_dict()["manifest"])
     assert summarize(manifest) == {
         "table": name,
         "interval": {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"},

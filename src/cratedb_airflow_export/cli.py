@@ -9,13 +9,17 @@ URI. It touches neither CrateDB nor S3.
 
 ``verify`` checks a published partition against its manifest (``_SUCCESS``, every listed object
 with its size and ETag, no unlisted data object) and against ``count(*)`` over the same window
-in the source; it exits 1 with a report when they disagree. Connections come from the same
-Airflow connections as the DAG (``AIRFLOW_CONN_*`` variables or the metadata database).
+in the source; it exits 1 with a report when they disagree.
+
+Connections come from the same Airflow connections as the DAG: the ``AIRFLOW_CONN_*`` variables,
+read without importing Airflow; a connection id that is not in the environment is looked up
+through Airflow (metadata database, secrets backend) when Airflow is installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cratedb_airflow_export.config import CONFIG_ENV, ConfigError, TableExport, load_python_tables, load_yaml_tables
+from cratedb_airflow_export.connections import ENV_ENDPOINT, ConnectionSpec, S3Credentials, environment_lookup
 
 DEFAULT_TABLES_FILE = Path("include") / "table_exports.py"
 
@@ -47,8 +52,32 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from None
 
 
+def lookup(conn_id: str) -> ConnectionSpec | None:
+    """A connection from ``AIRFLOW_CONN_<ID>``; else, when Airflow is installed, from Airflow."""
+    spec = environment_lookup()(conn_id)
+    if spec is None and importlib.util.find_spec("airflow") is not None:
+        from cratedb_airflow_export.airflow.connections import lookup as airflow_lookup
+
+        spec = airflow_lookup(conn_id)
+    return spec
+
+
+def plan_credentials(aws_conn_id: str) -> S3Credentials:
+    """Endpoint and region of ``aws_conn_id``, without any key and without network access."""
+    from cratedb_airflow_export.connections import s3_credentials
+
+    try:
+        spec = lookup(aws_conn_id)
+        if spec is not None:
+            return s3_credentials(spec).without_keys()
+    except Exception:  # an unreadable connection: fall back to the environment, as without one
+        pass
+    return S3Credentials(
+        endpoint_url=os.environ.get(ENV_ENDPOINT) or None, region=os.environ.get("AWS_REGION") or None, source="plan"
+    )
+
+
 def build_plan(tables: list[TableExport], day: date) -> dict[str, Any]:
-    from cratedb_airflow_export.credentials import plan_credentials
     from cratedb_airflow_export.export import plan_export
     from cratedb_airflow_export.windows import Window
 
@@ -73,9 +102,8 @@ def _print_text(plan: dict[str, Any], out: TextIO) -> None:
 def _verify(tables: list[TableExport], table: str, day: date, out: TextIO, *, with_source: bool) -> int:
     from contextlib import closing
 
-    from cratedb_airflow_export.credentials import Redactor, resolve_credentials
-    from cratedb_airflow_export.hooks import CrateDBHook
-    from cratedb_airflow_export.s3 import s3_client
+    from cratedb_airflow_export.connections import Redactor, from_environment
+    from cratedb_airflow_export.source import connect
     from cratedb_airflow_export.verify import verify_partition
     from cratedb_airflow_export.windows import Window
 
@@ -86,14 +114,13 @@ def _verify(tables: list[TableExport], table: str, day: date, out: TextIO, *, wi
         return 2
     cfg, window, redact = matches[0], Window.for_day(day), Redactor()
     try:
-        creds = resolve_credentials(cfg.aws_conn_id)
-        redact.add(*creds.secrets())
-        client = s3_client(creds)
+        connections = from_environment(cfg, lookup)
+        redact.add(connections.secrets)
         if with_source:
-            with closing(CrateDBHook(cratedb_conn_id=cfg.cratedb_conn_id).get_conn()) as conn, conn.cursor() as cur:
-                report = verify_partition(client, cur, cfg, window)
+            with closing(connect(connections.source)) as conn, conn.cursor() as cursor:
+                report = verify_partition(connections.client, cursor, cfg, window)
         else:
-            report = verify_partition(client, None, cfg, window)
+            report = verify_partition(connections.client, None, cfg, window)
     except Exception as exc:
         print(f"error: could not verify {wanted} for {day}: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Configuration: which tables to export, where to, and how.
 
-Entries come from the seed's ``TABLES`` list in ``include/table_exports.py`` or from a YAML file
+Entries come from the tutorial's ``TABLES`` list in ``include/table_exports.py`` or from a YAML file
 named by ``CRATEDB_EXPORT_CONFIG``. Every entry is validated when the DAG is parsed; any problem
 raises :class:`ConfigError` naming the entry and the field, so it shows up as a DAG import error.
 """
@@ -16,30 +16,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cratedb_airflow_export.errors import ConfigError
+from cratedb_airflow_export.formats import FORMATS, output_spec
+from cratedb_airflow_export.storage import parse_s3_uri
+
+__all__ = ["CONFIG_ENV", "ConfigError", "DagSettings", "TableExport", "load_tables", "parse_tables"]
+
 CONFIG_ENV = "CRATEDB_EXPORT_CONFIG"
 DEFAULT_SCHEMA = "doc"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-
-
-DEFAULT_COMPRESSION = {"jsonl": "gzip", "csv": "gzip", "parquet": "zstd"}
-COMPRESSIONS = {
-    "jsonl": ("gzip", "zstd", "none"),
-    "csv": ("gzip", "none"),
-    "parquet": ("zstd", "snappy", "gzip", "none"),
-}
-
-
-class ConfigError(ValueError):
-    """A configuration entry is invalid. The message names the entry and the field."""
-
-
-LEVELS = {  # (format, compression) -> levels (stream engine); JSON Lines zstd goes through Arrow's stream, level 1
-    ("jsonl", "gzip"): (1, 9),
-    ("csv", "gzip"): (1, 9),
-    ("parquet", "gzip"): (1, 9),
-    ("parquet", "zstd"): (1, 22),
-}
 PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
 
 
@@ -51,19 +36,6 @@ def _check_identifier(value: str, what: str) -> str:
     return value
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> (bucket, "some/prefix")."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"{uri!r} must start with 's3://'")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not BUCKET.match(bucket):
-        raise ValueError(f"{bucket!r} is not a valid S3 bucket name")
-    prefix = prefix.strip("/")
-    if "//" in prefix or any(part in {".", ".."} for part in prefix.split("/")):
-        raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' segment")
-    return bucket, prefix
-
-
 class TableExport(BaseModel):
     """One table to export. Unknown keys are rejected."""
 
@@ -73,7 +45,7 @@ class TableExport(BaseModel):
     timestamp_column: str = Field(description="Column whose value places a row in a day (UTC).")
     target_bucket: str | None = Field(
         default=None,
-        description="Seed layout: 'bucket/path' exports to s3://bucket/path-YYYY-MM-DD/.",
+        description="Tutorial layout: 'bucket/path' exports to s3://bucket/path-YYYY-MM-DD/.",
     )
     target: str | None = Field(
         default=None,
@@ -128,7 +100,8 @@ class TableExport(BaseModel):
     @classmethod
     def _default_compression(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("compression") is None:
-            data = {**data, "compression": DEFAULT_COMPRESSION.get(data.get("format", "jsonl"), "gzip")}
+            spec = FORMATS.get(data.get("format", "jsonl"))
+            data = {**data, "compression": spec.default_compression if spec else "gzip"}
         return data
 
     @field_validator("table")
@@ -176,8 +149,7 @@ class TableExport(BaseModel):
             return None
         if value.startswith("s3://"):
             raise ValueError("target_bucket is 'bucket/path' without 's3://'; use 'target' for an s3:// URI")
-        _, prefix = _split_s3("s3://" + value)
-        if not prefix:
+        if not parse_s3_uri("s3://" + value).prefix:
             raise ValueError("target_bucket needs a path after the bucket, as in 'bucket/metrics'")
         return value.strip("/")
 
@@ -186,32 +158,32 @@ class TableExport(BaseModel):
     def _target(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _split_s3(value)
+        parse_s3_uri(value)
         return value.rstrip("/")
 
     @model_validator(mode="after")
     def _one_target(self) -> TableExport:
         if (self.target is None) == (self.target_bucket is None):
-            raise ValueError("target: set exactly one of 'target_bucket' (seed layout) or 'target' (Hive layout)")
-        if self.engine == "copy" and self.format != "jsonl":
+            raise ValueError("target: set exactly one of 'target_bucket' (tutorial layout) or 'target' (Hive layout)")
+        spec = output_spec(self.engine, self.format)
+        if spec is None:
             raise ValueError(f"format: {self.format!r} needs engine 'stream'; CrateDB's COPY TO writes JSON Lines only")
-        allowed = ("gzip", "none") if self.engine == "copy" else COMPRESSIONS[self.format]
-        if self.compression not in allowed:
+        if self.compression not in spec.compressions:
             raise ValueError(
                 f"compression: {self.compression!r} is not available for {self.format} with engine "
-                f"{self.engine!r}; choose one of {', '.join(allowed)}"
+                f"{self.engine!r}; choose one of {', '.join(spec.compressions)}"
             )
         if self.compression_level is not None:
-            levels = LEVELS.get((self.format, self.compression)) if self.engine == "stream" else None
+            levels = spec.levels.get(self.compression)
             if levels is None:
                 raise ValueError(
                     f"compression_level: {self.format} with {self.compression} compression and engine "
                     f"{self.engine!r} has no levels to choose from; leave it out"
                 )
-            if not levels[0] <= self.compression_level <= levels[1]:
+            if self.compression_level not in levels:
                 raise ValueError(
                     f"compression_level: {self.compression_level} is not a {self.compression} level "
-                    f"(from {levels[0]} to {levels[1]})"
+                    f"(from {levels.low} to {levels.high})"
                 )
         if self.file_size_mb > self.part_size_mb * PARTS_PER_FILE:
             need = -(-self.file_size_mb // PARTS_PER_FILE)
@@ -259,7 +231,7 @@ def _format_error(source: str, index: int, raw: Any, error: ValidationError) -> 
 
 
 def parse_tables(entries: Any, source: str = "TABLES") -> list[TableExport]:
-    """Validate raw entries (the seed's list of dicts). Raises :class:`ConfigError`."""
+    """Validate raw entries (the tutorial's list of dicts). Raises :class:`ConfigError`."""
     if not isinstance(entries, (list, tuple)) or not entries:
         raise ConfigError(f"{source}: expected a non-empty list of table entries, got {type(entries).__name__}")
     tables: list[TableExport] = []

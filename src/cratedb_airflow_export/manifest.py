@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from cratedb_airflow_export.formats import FormatName
 from cratedb_airflow_export.sql import Statement
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.storage import StoredObject
 
 MANIFEST_VERSION = 1
 
@@ -37,7 +44,7 @@ class Manifest(BaseModel):
     interval: dict[str, str]
     partition: str
     engine: str
-    format: Literal["jsonl", "csv", "parquet"]
+    format: FormatName
     compression: str
     compression_level: int | None = None  # None: the codec's default
     rows: int
@@ -48,7 +55,7 @@ class Manifest(BaseModel):
     dag_id: str | None = None
     run_id: str | None = None
     try_number: int | None = None
-    exported_at: str
+    exported_at: str = ""  # set when published
 
     def to_bytes(self) -> bytes:
         return (json.dumps(self.model_dump(), indent=2) + "\n").encode("utf-8")
@@ -74,18 +81,14 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def object_entries(objects: list[Any]) -> list[ManifestObject]:
-    return [ManifestObject(key=o.key, size=o.size, etag=o.etag, rows=o.rows) for o in objects]
+def completed(draft: Manifest, objects: Iterable[StoredObject]) -> Manifest:
+    """``draft`` with the published objects and the time of publishing."""
+    entries = [ManifestObject(key=o.key, size=o.size, etag=o.etag, rows=o.rows) for o in objects]
+    return draft.model_copy(update={"objects": entries, "exported_at": now_utc()})
 
 
-def fetch(client: Any, bucket: str, key: str) -> Manifest:
+def read_manifest(client: S3Client, bucket: str, key: str) -> Manifest:
     """Read and validate a manifest from S3."""
-    return Manifest.from_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    from cratedb_airflow_export.storage import read_object
 
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key)."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
+    return Manifest.from_bytes(read_object(client, bucket, key))

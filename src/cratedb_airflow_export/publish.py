@@ -20,28 +20,28 @@ double-count, and a manifest-only swap would not help them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-from cratedb_airflow_export.layout import MANIFEST, SUCCESS, Location
-from cratedb_airflow_export.manifest import Manifest
-from cratedb_airflow_export.s3 import StoredObject, TargetError, delete_keys, list_objects
+from cratedb_airflow_export.layout import MANIFEST, SUCCESS
+from cratedb_airflow_export.manifest import Manifest, completed
+from cratedb_airflow_export.storage import Location, StoredObject, TargetError, delete_keys, list_objects, put_object
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
 
-def invalidate(client: Any, partition: Location) -> None:
+def invalidate(client: S3Client, partition: Location) -> None:
     client.delete_object(Bucket=partition.bucket, Key=partition.key(SUCCESS))
 
 
-def write_manifest(client: Any, partition: Location, manifest: Manifest) -> None:
-    client.put_object(
-        Bucket=partition.bucket, Key=partition.key(MANIFEST), Body=manifest.to_bytes(), ContentType="application/json"
-    )
+def write_manifest(client: S3Client, partition: Location, manifest: Manifest) -> None:
+    put_object(client, partition.bucket, partition.key(MANIFEST), manifest.to_bytes(), "application/json")
 
 
-def write_success(client: Any, partition: Location) -> None:
-    client.put_object(Bucket=partition.bucket, Key=partition.key(SUCCESS), Body=b"")
+def write_success(client: S3Client, partition: Location) -> None:
+    put_object(client, partition.bucket, partition.key(SUCCESS), b"")
 
 
 def published_name(staging: Location, key: str) -> str:
@@ -51,13 +51,10 @@ def published_name(staging: Location, key: str) -> str:
 
 
 def publish(
-    client: Any,
-    staged: list[StoredObject],
-    staging: Location,
-    partition: Location,
-    make_manifest: Callable[[list[StoredObject]], Manifest],
+    client: S3Client, staged: list[StoredObject], staging: Location, partition: Location, draft: Manifest
 ) -> tuple[list[StoredObject], Manifest]:
-    """Replace ``partition`` with the ``staged`` objects; returns the published objects and manifest."""
+    """Replace ``partition`` with the ``staged`` objects and write ``draft`` completed with them as
+    the manifest; returns the published objects and the manifest."""
     names = [published_name(staging, o.key) for o in staged]
     if len(set(names)) != len(names) or any(n in (MANIFEST, SUCCESS) for n in names):
         raise TargetError(f"staged object names collide: {sorted(names)}")
@@ -77,7 +74,7 @@ def publish(
             f"{partition.uri} does not hold exactly the staged objects after copying: "
             f"expected {expected}, found {sorted((o.key, o.size) for o in published)}"
         )
-    manifest = make_manifest(published)
+    manifest = completed(draft, published)
     write_manifest(client, partition, manifest)
     write_success(client, partition)
     log.info(

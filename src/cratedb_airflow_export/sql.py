@@ -122,7 +122,7 @@ def declare_cursor(cfg: TableExport, window: TimeRange, *, naive: bool = False) 
     return Statement(f"DECLARE {quote_ident(CURSOR_NAME)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}", select.params)
 
 
-def fetch(batch_size: int) -> Statement:
+def fetch_forward(batch_size: int) -> Statement:
     return Statement(f"FETCH FORWARD {int(batch_size)} FROM {quote_ident(CURSOR_NAME)}")
 
 

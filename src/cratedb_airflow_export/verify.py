@@ -1,69 +1,30 @@
-"""Verification, before and after writing.
+"""Verification of what was written: the row-count check after an export, and the check of a
+published partition against its manifest and the source (``cratedb-export verify``).
 
-- Before: the source table, columns and timestamp type (a bad table or column fails here, with a
-  message naming the table and the cause, before any object is written).
-- After: rows exported vs ``count(*)`` over the same window (strict by default).
-- Any time: ``verify_partition`` checks a published partition against its manifest and the source
-  (``cratedb-export verify``).
+The checks before an export (table, columns, timestamp type) are the source's: ``source.inspect``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cratedb_airflow_export import sql
-from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.hooks import run_statement
-from cratedb_airflow_export.windows import Window
+from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition
+from cratedb_airflow_export.manifest import read_manifest
+from cratedb_airflow_export.storage import list_objects
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.windows import Window
 
 log = logging.getLogger(__name__)
 
 
-class SourceError(RuntimeError):
-    """The source table or a column is missing or of the wrong type."""
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    is_cratedb: bool
-    columns: dict[str, str]  # name -> data_type, in table order
-    timestamp_type: str
-
-    @property
-    def naive_timestamps(self) -> bool:
-        """TIMESTAMP WITHOUT TIME ZONE: the window bounds are bound as naive UTC values."""
-        return self.timestamp_type in {"timestamp without time zone", "timestamp"}
-
-
-def check_source(cursor: Any, cfg: TableExport) -> SourceInfo:
-    is_cratedb = bool(run_statement(cursor, sql.detect_cratedb()).fetchone()[0])
-    if run_statement(cursor, sql.describe_table(cfg)).fetchone() is None:
-        raise SourceError(f"table {cfg.qualified_name} does not exist (not in information_schema.tables)")
-    columns = {name: dtype for name, dtype in run_statement(cursor, sql.describe_columns(cfg)).fetchall()}
-    available = ", ".join(columns)
-    ts_type = columns.get(cfg.timestamp_column)
-    if ts_type is None:
-        raise SourceError(
-            f"timestamp_column {cfg.timestamp_column!r} does not exist in {cfg.qualified_name} (columns: {available})"
-        )
-    if ts_type.lower() not in sql.TIMESTAMP_TYPES:
-        raise SourceError(
-            f"timestamp_column {cfg.timestamp_column!r} of {cfg.qualified_name} is {ts_type}, not a timestamp"
-        )
-    missing = [c for c in cfg.columns or () if c not in columns]
-    if missing:
-        raise SourceError(f"columns {missing} do not exist in {cfg.qualified_name} (columns: {available})")
-    return SourceInfo(is_cratedb=is_cratedb, columns=columns, timestamp_type=ts_type.lower())
-
-
 class VerificationError(RuntimeError):
-    """Exported data and source disagree."""
-
-
-def count_source(cursor: Any, cfg: TableExport, window: Window, source: SourceInfo) -> int:
-    return int(run_statement(cursor, sql.count_window(cfg, window, naive=source.naive_timestamps)).fetchone()[0])
+    """Exported data and source disagree (worth a retry: rows may still be arriving)."""
 
 
 def check_counts(cfg: TableExport, exported: int, source_count: int) -> None:
@@ -99,12 +60,10 @@ class PartitionReport:
         return "\n".join(lines)
 
 
-def verify_partition(client: Any, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
+def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
     """Check a published partition: ``_SUCCESS``, manifest, every listed object with its size and
-    ETag, no unlisted data object, and (with a cursor) the source count of the window."""
-    from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition
-    from cratedb_airflow_export.manifest import fetch
-    from cratedb_airflow_export.s3 import list_objects
+    ETag, no unlisted data object, and (with a source cursor) the source count of the window."""
+    from cratedb_airflow_export.source import count_window, inspect
 
     location = partition(cfg, window.day)
     report = PartitionReport(location.uri)
@@ -115,7 +74,7 @@ def verify_partition(client: Any, cursor: Any | None, cfg: TableExport, window: 
         report.problems.append(f"{MANIFEST} is missing")
         return report
     try:
-        manifest = fetch(client, location.bucket, location.key(MANIFEST))
+        manifest = read_manifest(client, location.bucket, location.key(MANIFEST))
     except ValueError as exc:
         report.problems.append(f"{MANIFEST} is not a valid manifest: {exc}")
         return report
@@ -141,8 +100,7 @@ def verify_partition(client: Any, cursor: Any | None, cfg: TableExport, window: 
     if manifest.object_rows is not None and manifest.object_rows != manifest.rows:
         report.problems.append(f"manifest objects hold {manifest.object_rows} rows, its total says {manifest.rows}")
     if cursor is not None:
-        source = check_source(cursor, cfg)
-        count = count_source(cursor, cfg, window, source)
+        count = count_window(cursor, cfg, window, inspect(cursor, cfg))
         if count == manifest.rows:
             report.facts.append(f"source count(*) over the window: {count} = manifest rows")
         else:

@@ -70,7 +70,7 @@ class Window(TimeRange):
         start, end = context.get("data_interval_start"), context.get("data_interval_end")
         if start is None or end is None:
             raise WindowError("the run has no data interval (data_interval_start/_end are unset)")
-        return cls(_plain(start), _plain(end))
+        return cls(to_utc_datetime(start), to_utc_datetime(end))
 
     @property
     def day(self) -> date:
@@ -84,7 +84,8 @@ class Window(TimeRange):
         return [TimeRange(a, b) for a, b in pairwise(cuts)]
 
 
-def _plain(value: datetime) -> datetime:
-    """pendulum.DateTime -> datetime.datetime (same instant), so psycopg binds a standard type."""
+def to_utc_datetime(value: datetime) -> datetime:
+    """Any aware datetime (pendulum's too) as a plain ``datetime.datetime`` in UTC, the same instant,
+    so psycopg binds a standard type."""
     v = value.astimezone(timezone.utc)
     return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=timezone.utc)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.credentials import S3Credentials
-from cratedb_airflow_export.layout import MANIFEST, Location, partition, staging
-from cratedb_airflow_export.s3 import StoredObject
-from cratedb_airflow_export.sql import Statement
-from cratedb_airflow_export.verify import SourceInfo
-from cratedb_airflow_export.windows import TimeRange, Window
+from cratedb_airflow_export.layout import MANIFEST, partition, staging
+from cratedb_airflow_export.storage import Location, StoredObject, object_uri
+
+if TYPE_CHECKING:
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.connections import S3Credentials
+    from cratedb_airflow_export.session import Session
+    from cratedb_airflow_export.source import SourceInfo
+    from cratedb_airflow_export.sql import Statement
+    from cratedb_airflow_export.windows import TimeRange, Window
 
 PLAN_ATTEMPT = "<attempt>"
 
@@ -42,17 +45,15 @@ class ExportJob:
     @property
     def staging(self) -> Location:
         folder = staging(self.cfg, self.window.day, self.attempt)
-        if self.slice_index is None:
-            return folder
-        return Location(folder.bucket, f"{folder.prefix}/slice-{self.slice_index:03d}")
+        return folder if self.slice_index is None else folder.child(f"slice-{self.slice_index:03d}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportResult:
     job: ExportJob
     engine: str
     rows: int
-    objects: list[StoredObject] = field(default_factory=list)
+    objects: tuple[StoredObject, ...] = ()
     source_count: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class ExportResult:
             "engine": self.engine,
             "interval": self.job.window.as_dict(),
             "target": self.job.location.uri,
-            "manifest": f"s3://{self.job.location.bucket}/{self.job.location.key(MANIFEST)}",
+            "manifest": object_uri(self.job.location.bucket, self.job.location.key(MANIFEST)),
             "rows": self.rows,
             "source_count": self.source_count,
             "objects": [o.as_dict() for o in self.objects],
@@ -73,10 +74,14 @@ class ExportResult:
 class Engine(ABC):
     name: str
 
+    def check(self, job: ExportJob, source: SourceInfo) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~.source.SourceError` when the source cannot do this engine's work."""
+
     @abstractmethod
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[Statement]:
         """The export statements, in order, as they will be sent (``creds=None``: placeholders)."""
 
     @abstractmethod
-    def run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo, creds: S3Credentials) -> ExportResult:
-        """Export the window into ``job.staging``; raise on any failure."""
+    def run(self, job: ExportJob, session: Session, statements: list[Statement]) -> ExportResult:
+        """Export ``job`` into ``job.staging`` with ``statements`` (built by :meth:`statements` for this
+        session); raise on any failure."""

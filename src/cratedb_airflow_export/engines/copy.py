@@ -1,40 +1,89 @@
-"""Engine ``copy``: CrateDB's server-side ``COPY ... TO DIRECTORY 's3://...'`` (the seed's).
+"""Engine ``copy``: CrateDB's server-side ``COPY ... TO DIRECTORY 's3://...'`` (the tutorial's).
 
-The target URI, with the keys percent-encoded, is a bind parameter: it never appears in the
-statement text that CrateDB records in ``sys.jobs_log`` or that the task log shows. The exact
-row count comes from the command tag (``COPY <n>``).
+CrateDB writes the files itself, one per shard, so nothing passes through the worker; CrateDB needs
+network access to the bucket. The target URI, with the keys percent-encoded, is a bind parameter:
+it never appears in the statement text that CrateDB records in ``sys.jobs_log`` or that the task
+log shows. The exact row count comes from the command tag (``COPY <n>``). See docs/cratedb.md for
+the URI form and the behaviours this relies on.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.credentials import S3Credentials, cratedb_s3_uri
+from cratedb_airflow_export.connections import REDACTED, CredentialsError
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
-from cratedb_airflow_export.hooks import run_statement
-from cratedb_airflow_export.s3 import list_objects
-from cratedb_airflow_export.verify import SourceInfo
+from cratedb_airflow_export.source import SourceError, run
+from cratedb_airflow_export.storage import list_objects
+
+if TYPE_CHECKING:
+    from cratedb_airflow_export.connections import S3Credentials
+    from cratedb_airflow_export.session import Session
+    from cratedb_airflow_export.source import SourceInfo
+    from cratedb_airflow_export.storage import Location
 
 log = logging.getLogger(__name__)
+
+
+def cratedb_s3_uri(creds: S3Credentials | None, location: Location) -> tuple[sql.Secret, str | None]:
+    """The ``s3://`` URI CrateDB's COPY writes to (or reads from), and the ``protocol`` option it needs.
+
+    Form: ``s3://<access>:<secret>@[<host>:<port>/]<bucket>/<prefix>``. Keys are percent-encoded
+    (AWS secrets contain '/', '+', '='). CrateDB treats the authority as an endpoint only with an
+    explicit port, so custom endpoints always get one; with a region and no endpoint the portable
+    AWS form ``s3.<region>.amazonaws.com:443`` is used. Without keys (``plan``) it shows placeholders.
+    """
+    if creds is not None and creds.session_token:
+        raise CredentialsError(
+            f"{creds.source} yields temporary credentials (a session token); CrateDB's COPY TO cannot "
+            "use them. Use an access key pair, or the 'stream' engine"
+        )
+    protocol = None
+    endpoint = ""
+    endpoint_url = creds.endpoint_url if creds else None
+    if endpoint_url:
+        parts = urlsplit(endpoint_url if "://" in endpoint_url else f"https://{endpoint_url}")
+        protocol = parts.scheme.lower()
+        if protocol not in {"http", "https"} or not parts.hostname:
+            raise CredentialsError(f"endpoint_url {endpoint_url!r} must be http(s)://host[:port]")
+        port = parts.port or (443 if protocol == "https" else 80)
+        endpoint = f"{parts.hostname}:{port}/"
+    elif creds is not None and creds.region:
+        endpoint = f"s3.{creds.region}.amazonaws.com:443/"
+    path = f"{endpoint}{location.bucket}/{location.prefix}"
+    if creds is None or creds.access_key is None or creds.secret_key is None:
+        shown = f"s3://<access_key>:<secret_key>@{path}"
+        return sql.Secret(shown, shown), protocol
+    access = quote(creds.access_key, safe="")
+    secret = sql.Secret(f"s3://{access}:{quote(creds.secret_key, safe='')}@{path}", f"s3://{access}:{REDACTED}@{path}")
+    return secret, protocol
 
 
 class CopyEngine(Engine):
     name = "copy"
 
+    def check(self, job: ExportJob, source: SourceInfo) -> None:
+        if not source.dialect.copy_to_directory:
+            raise SourceError(
+                f"engine 'copy' needs CrateDB's COPY ... TO DIRECTORY, and the source of {job.cfg.qualified_name} "
+                f"is {source.dialect}: use engine 'stream'"
+            )
+
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
         uri, protocol = cratedb_s3_uri(creds, job.staging)
         copy = sql.copy_to(job.cfg, job.range, uri, protocol=protocol, naive=source.naive_timestamps)
-        return [sql.refresh(job.cfg), copy] if source.is_cratedb else [copy]
+        return [sql.refresh(job.cfg), copy] if source.dialect.needs_refresh else [copy]
 
-    def run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo, creds: S3Credentials) -> ExportResult:
-        for statement in self.statements(job, source, creds):
-            run_statement(cursor, statement)
-        rows = cursor.rowcount
+    def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
+        for statement in statements:
+            run(session.cursor, statement)
+        rows = session.cursor.rowcount
         if rows is None or rows < 0:
-            raise RuntimeError(f"COPY returned no row count (command tag {cursor.statusmessage!r})")
-        objects = list_objects(client, job.staging)
+            raise RuntimeError(f"COPY returned no row count (command tag {session.cursor.statusmessage!r})")
+        objects = tuple(list_objects(session.client, job.staging))
         log.info(
             "COPY wrote %d rows of %s into %d object(s) under %s",
             rows,

@@ -21,19 +21,25 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from psycopg.conninfo import make_conninfo
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
-from cratedb_airflow_export.formats import ENCODERS, Encoder, TextEncoder, file_name, make_encoder
-from cratedb_airflow_export.hooks import run_statement
-from cratedb_airflow_export.reader import Prefetcher, adbc_available, adbc_batches, register_loaders
-from cratedb_airflow_export.s3 import MultipartWriter, StoredObject
-from cratedb_airflow_export.verify import SourceInfo
+from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
+from cratedb_airflow_export.formats.base import Encoder, TextEncoder
+from cratedb_airflow_export.readers import Prefetcher, adbc_available, adbc_batches, register_loaders
+from cratedb_airflow_export.source import run
+from cratedb_airflow_export.storage import MultipartWriter, StoredObject
+
+if TYPE_CHECKING:
+    import psycopg
+    from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.connections import S3Credentials
+    from cratedb_airflow_export.session import Session
+    from cratedb_airflow_export.source import SourceInfo
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 10.0
@@ -88,29 +94,36 @@ class RollingFiles:
     chunks are written in order. Parquet is encoded in the writer.
     """
 
-    def __init__(self, job: ExportJob, client: Any, schema: pa.Schema) -> None:
+    def __init__(self, job: ExportJob, client: S3Client, schema: pa.Schema) -> None:
         self.job, self.client, self.schema = job, client, schema
+        self.spec = FORMATS[job.cfg.format]
         self.stored: list[StoredObject] = []
         self._writer: MultipartWriter | None = None
         self._encoder: Encoder | None = None
         self._rows = 0
-        encoder = ENCODERS[job.cfg.format]
+        encoder = encoder_class(self.spec)
         self._prepare = encoder.prepare if issubclass(encoder, TextEncoder) else None
         self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="encode") if self._prepare else None
         self._pending: deque[tuple[Future[Any], int]] = deque()
 
     def _open(self, sample: pa.RecordBatch | None = None) -> None:
-        cfg = self.job.cfg
-        key = self.job.staging.key(file_name(cfg.format, cfg.compression, len(self.stored)))
-        self._writer = MultipartWriter(self.client, self.job.staging.bucket, key, cfg.part_size_mb * 1024 * 1024)
+        cfg, spec = self.job.cfg, self.spec
+        key = self.job.staging.key(spec.file_name(cfg.compression, len(self.stored)))
+        self._writer = MultipartWriter(
+            self.client,
+            self.job.staging.bucket,
+            key,
+            cfg.part_size_mb * 1024 * 1024,
+            content_type=spec.content_type_for(cfg.compression),
+        )
         self._encoder = make_encoder(
-            cfg.format,
+            spec,
             self.schema,
-            self._writer,
+            self._writer,  # type: ignore[arg-type]  # a binary sink: write(bytes)
             cfg.compression,
-            cfg.parquet_row_group_size,
-            sample,
-            cfg.compression_level,
+            level=cfg.compression_level,
+            row_group_size=cfg.parquet_row_group_size,
+            sample=sample,
         )
         self._rows = 0
 
@@ -187,38 +200,42 @@ class StreamEngine(Engine):
             return [sql.select_window(job.cfg, job.range, naive=source.naive_timestamps, literal=True)]
         cursor_statements = [
             sql.declare_cursor(job.cfg, job.range, naive=source.naive_timestamps),
-            sql.fetch(job.cfg.batch_size),
+            sql.fetch_forward(job.cfg.batch_size),
             sql.close_cursor(),
         ]
-        return [sql.refresh(job.cfg), *cursor_statements] if source.is_cratedb else cursor_statements
+        return [sql.refresh(job.cfg), *cursor_statements] if source.dialect.needs_refresh else cursor_statements
 
-    def run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo, creds: S3Credentials) -> ExportResult:
+    def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
         lean_allocators()
         with fewer_gc_passes():
-            return self._run(job, cursor, client, source)
+            if _fast_path(job, session.source):
+                return self._run_adbc(job, session, statements)
+            return self._run_cursor(job, session, statements)
 
-    def _run(self, job: ExportJob, cursor: Any, client: Any, source: SourceInfo) -> ExportResult:
+    def _run_adbc(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
         started = time.monotonic()
-        if _fast_path(job, source):
-            (select,) = self.statements(job, source, None)
-            log.info("Running (PostgreSQL via ADBC, COPY binary): %s", select.describe())
-            conninfo = make_conninfo(cursor.connection.info.dsn, password=cursor.connection.info.password)
-            with adbc_batches(conninfo, select.wire_sql) as (schema, batches):
-                files = RollingFiles(job, client, schema)
-                rows, stored = self._write(job, files, batches, started)
-            return self._result(job, rows, stored, started)
-        *prepare, declare, fetch, close = self.statements(job, source, None)
+        (select,) = statements
+        log.info("Running (PostgreSQL via ADBC, COPY binary): %s", select.describe())
+        with adbc_batches(session.connections.source.conninfo(), select.wire_sql) as (schema, batches):
+            files = RollingFiles(job, session.client, schema)
+            rows, stored = self._write(job, files, batches, started)
+        return self._result(job, rows, stored, started)
+
+    def _run_cursor(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
+        started = time.monotonic()
+        cursor = session.cursor
+        *prepare, declare, fetch, close = statements
         for statement in prepare:
-            run_statement(cursor, statement)
+            run(cursor, statement)
         register_loaders(cursor)  # JSON stays text: no parse and re-serialise per value
-        run_statement(cursor, declare)
+        run(cursor, declare)
         try:
             log.info("Fetching with: %s", fetch.describe())
             with Prefetcher(cursor, fetch.sql, fetch.bind()) as prefetched:
                 batches = iter(prefetched)
                 first = next(batches, None)  # the schema is known after the first FETCH, even an empty one
                 assert prefetched.schema is not None
-                files = RollingFiles(job, client, prefetched.schema)
+                files = RollingFiles(job, session.client, prefetched.schema)
                 rows, stored = self._write(job, files, itertools.chain([first] if first else [], batches), started)
         finally:
             _close_quietly(cursor, close)
@@ -257,16 +274,16 @@ class StreamEngine(Engine):
             sum(o.size for o in stored),
             rows / elapsed,
         )
-        return ExportResult(job, self.name, rows, stored)
+        return ExportResult(job, self.name, rows, tuple(stored))
 
 
 def _fast_path(job: ExportJob, source: SourceInfo) -> bool:
     """PostgreSQL sources go through ADBC (COPY binary -> Arrow); CrateDB has no COPY TO STDOUT."""
-    return job.cfg.reader == "auto" and not source.is_cratedb and adbc_available()
+    return job.cfg.reader == "auto" and source.dialect.copy_binary and adbc_available()
 
 
-def _close_quietly(cursor: Any, close: sql.Statement) -> None:
+def _close_quietly(cursor: psycopg.Cursor[Any], close: sql.Statement) -> None:
     try:
-        run_statement(cursor, close)
+        run(cursor, close)
     except Exception as exc:  # the connection may be gone; the export error matters more
         log.warning("could not close cursor: %s", exc)

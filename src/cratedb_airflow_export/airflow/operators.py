@@ -1,20 +1,61 @@
-"""CrateDBExportOperator: export one table's rows of the run's data interval to S3."""
+"""The export operators: one table's rows of the run's data interval to S3.
+
+Each operator resolves its connections once (``airflow/connections.py``), hands them to the core,
+and turns the core's result into XCom and an Asset event. A failure that no retry can heal (a
+missing table or column, a wrong column type, credentials CrateDB cannot use) fails the task at
+once with :class:`AirflowFailException`; anything else (network, S3, database unavailable) keeps
+the task's retries.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, BaseOperator
 
 from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.layout import dataset_uri
 from cratedb_airflow_export.windows import Window
+
+if TYPE_CHECKING:
+    from cratedb_airflow_export.connections import Connections
+    from cratedb_airflow_export.export import RunInfo
+
+T = TypeVar("T")
 
 
 def export_asset(cfg: TableExport) -> Asset:
     """The Asset a table's export updates: its export location (the folder of its day folders)."""
     return Asset(uri=dataset_uri(cfg))
+
+
+def run_info(context: Mapping[str, Any]) -> RunInfo:
+    """The task instance's dag id, run id and try number."""
+    from cratedb_airflow_export.export import RunInfo
+
+    ti = context.get("ti")
+    return RunInfo() if ti is None else RunInfo(dag_id=ti.dag_id, run_id=ti.run_id, try_number=ti.try_number)
+
+
+def run_in_task(what: str, cfg: TableExport, window: Window, call: Callable[[Connections], T]) -> T:
+    """Resolve ``cfg``'s connections and run ``call`` with them. An :class:`ExportError` that a
+    retry cannot heal becomes :class:`AirflowFailException` (no retries), with the same message."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cratedb_airflow_export.airflow.connections import resolve
+    from cratedb_airflow_export.errors import failures_named
+    from cratedb_airflow_export.session import describe
+
+    try:
+        with failures_named(describe(what, cfg, window)):
+            connections = resolve(cfg)
+        return call(connections)
+    except ExportError as exc:
+        if not exc.retryable:
+            raise AirflowFailException(f"{exc} (not retried: this cannot heal by itself)") from None
+        raise
 
 
 class CrateDBExportOperator(BaseOperator):
@@ -39,10 +80,13 @@ class CrateDBExportOperator(BaseOperator):
         super().__init__(**kwargs)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from cratedb_airflow_export.export import RunInfo, run_export  # heavy (pyarrow, boto3): not at parse time
+        from cratedb_airflow_export.export import run_export  # heavy (pyarrow, boto3): not at parse time
 
         window = Window.from_context(context)
-        return self._announce(context, run_export(self.export, window, RunInfo.from_context(context)).as_dict())
+        result = run_in_task(
+            "export", self.export, window, lambda c: run_export(self.export, window, run_info(context), c)
+        )
+        return self._announce(context, result.as_dict())
 
     def _announce(self, context: Any, result: dict[str, Any]) -> dict[str, Any]:
         context["outlet_events"][self.asset].extra = {
@@ -71,10 +115,15 @@ class CrateDBExportSliceOperator(BaseOperator):
         self.slice_index = slice_index
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from cratedb_airflow_export.export import RunInfo, export_slice
+        from cratedb_airflow_export.export import export_slice
 
         window = Window.from_context(context)
-        return export_slice(self.export, window, self.slice_index, RunInfo.from_context(context))
+        return run_in_task(
+            f"export of slice {self.slice_index}",
+            self.export,
+            window,
+            lambda c: export_slice(self.export, window, self.slice_index, run_info(context), c),
+        )
 
 
 class CrateDBPublishSlicesOperator(CrateDBExportOperator):
@@ -88,8 +137,13 @@ class CrateDBPublishSlicesOperator(CrateDBExportOperator):
         self.slice_results = slice_results
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from cratedb_airflow_export.export import RunInfo, publish_slices
+        from cratedb_airflow_export.export import publish_slices
 
         window = Window.from_context(context)
-        result = publish_slices(self.export, window, list(self.slice_results), RunInfo.from_context(context))
+        result = run_in_task(
+            "publish",
+            self.export,
+            window,
+            lambda c: publish_slices(self.export, window, list(self.slice_results), run_info(context), c),
+        )
         return self._announce(context, result.as_dict())

@@ -234,7 +234,7 @@ def local_stack(workdir: Path | None = None) -> Iterator[tuple[LocalPostgres, Lo
             shutil.rmtree(root, ignore_errors=True)
 
 
-# --- sample data: the seed's ``metrics`` table --------------------------------------------------
+# --- sample data: the tutorial's ``metrics`` table --------------------------------------------------
 
 METRICS_DDL_POSTGRES = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -262,7 +262,7 @@ SAMPLE_NAMES = ["cpu", "memory", "disk", "network", "température", "電力", "l
 
 
 def sample_metrics(days: list[date], per_day: int, seed: int = 42) -> list[tuple[Any, ...]]:
-    """Deterministic rows of the seed's shape: ``max(per_day, 4)`` a day, including boundary rows.
+    """Deterministic rows of the tutorial's shape: ``max(per_day, 4)`` a day, including boundary rows.
 
     Each day gets a row exactly at 00:00:00 UTC, one at 23:59:59.999999 UTC, and two stored with
     non-UTC offsets that fall inside the day only when converted to UTC.
@@ -295,7 +295,7 @@ def sample_metrics(days: list[date], per_day: int, seed: int = 42) -> list[tuple
 def create_metrics(
     conn: Any, rows: list[tuple[Any, ...]], *, cratedb: bool = False, table: str = "doc.metrics"
 ) -> None:
-    """Create the seed's ``metrics`` table (PostgreSQL or CrateDB flavour) and insert ``rows``."""
+    """Create the tutorial's ``metrics`` table (PostgreSQL or CrateDB flavour) and insert ``rows``."""
     from psycopg.types.json import Json
 
     ddl = (METRICS_DDL_CRATEDB if cratedb else METRICS_DDL_POSTGRES).format(table=table, schema=table.split(".")[0])

@@ -1,33 +1,90 @@
-"""The S3 destination: a boto3 client from the Airflow connection, target checks, listing and a
-memory-bounded multipart writer."""
+"""The S3-compatible store: locations and the one ``s3://`` URI parser, the client, the bucket check,
+listing and deleting, and a memory-bounded multipart writer.
+
+Configuration parses its targets with :func:`parse_s3_uri` at DAG parse time, so this module
+imports boto3 and botocore only inside the functions that talk to S3.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
-from cratedb_airflow_export.credentials import S3Credentials
-from cratedb_airflow_export.layout import Location
+    from cratedb_airflow_export.connections import S3Credentials
 
 log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder in a bucket: ``prefix`` has no leading or trailing slash."""
+
+    bucket: str
+    prefix: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}/"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def child(self, name: str) -> Location:
+        return Location(self.bucket, f"{self.prefix}/{name}" if self.prefix else name)
+
+    def contains(self, other: Location) -> bool:
+        """True when ``other`` is this folder or inside it."""
+        return self.bucket == other.bucket and (other.prefix + "/").startswith(self.prefix + "/")
+
+
+def parse_s3_uri(uri: str) -> Location:
+    """``s3://bucket/some/prefix/`` -> ``Location("bucket", "some/prefix")``; the bucket name is
+    checked, and the prefix may not have empty, ``.`` or ``..`` segments. Raises ValueError."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{uri!r} must start with 's3://'")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not BUCKET.match(bucket):
+        raise ValueError(f"{bucket!r} is not a valid S3 bucket name")
+    prefix = prefix.strip("/")
+    if "//" in prefix or any(part in {".", ".."} for part in prefix.split("/")):
+        raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' segment")
+    return Location(bucket, prefix)
+
+
+def object_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def split_object_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
+    location = parse_s3_uri(uri)
+    if not location.prefix:
+        raise ValueError(f"{uri!r} names a bucket, not an object")
+    return location.bucket, location.prefix
 
 
 class TargetError(RuntimeError):
-    """The target bucket cannot be reached or written."""
+    """The target cannot be reached or written. ``retryable=False`` when a retry cannot heal it (the
+    bucket does not exist, or the credentials may not use it)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
-def s3_client(creds: S3Credentials) -> Any:
-    """A boto3 S3 client: through S3Hook for an Airflow connection, plain boto3 for the env fallback."""
-    if creds.conn_id is not None:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        return S3Hook(aws_conn_id=creds.conn_id).get_conn()
+def make_client(creds: S3Credentials) -> S3Client:
+    """A boto3 S3 client from plain credentials (the command line; the Airflow edge uses S3Hook's).
+    Without keys, boto3's own chain applies (environment, profile, instance role). Custom endpoints
+    use path-style addressing."""
     import boto3
     from botocore.config import Config
 
@@ -35,6 +92,7 @@ def s3_client(creds: S3Credentials) -> Any:
         "s3",
         aws_access_key_id=creds.access_key,
         aws_secret_access_key=creds.secret_key,
+        aws_session_token=creds.session_token,
         endpoint_url=creds.endpoint_url,
         region_name=creds.region,
         config=Config(s3={"addressing_style": "path"} if creds.endpoint_url else {}),
@@ -42,6 +100,8 @@ def s3_client(creds: S3Credentials) -> Any:
 
 
 def describe_client_error(exc: Exception) -> str:
+    from botocore.exceptions import ClientError
+
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -49,21 +109,27 @@ def describe_client_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def check_target(client: Any, location: Location) -> None:
+def check_target(client: S3Client, location: Location) -> None:
     """Fail fast when the bucket is missing, unreachable or the credentials are wrong.
 
     CrateDB takes about 15 minutes to fail on a wrong S3 URL (crate/crate#18102); this takes a second.
     """
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
     try:
         client.head_bucket(Bucket=location.bucket)
     except EndpointConnectionError as exc:
         raise TargetError(f"S3 endpoint unreachable: {exc}") from None
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        reason = {404: "does not exist", 403: "access denied (check the credentials and bucket policy)"}.get(
-            status, describe_client_error(exc)
-        )
-        raise TargetError(f"bucket {location.bucket!r} {reason}") from None
+        if status == 404:
+            raise TargetError(f"bucket {location.bucket!r} does not exist", retryable=False) from None
+        if status == 403:
+            raise TargetError(
+                f"bucket {location.bucket!r} access denied (check the credentials and bucket policy)",
+                retryable=False,
+            ) from None
+        raise TargetError(f"bucket {location.bucket!r} {describe_client_error(exc)}") from None
     except BotoCoreError as exc:
         raise TargetError(f"S3 check of bucket {location.bucket!r} failed: {exc}") from None
 
@@ -83,7 +149,7 @@ class StoredObject:
         return self.key.rsplit("/", 1)[-1]
 
 
-def list_objects(client: Any, location: Location) -> list[StoredObject]:
+def list_objects(client: S3Client, location: Location) -> list[StoredObject]:
     """Every object below the folder, in key order."""
     found: list[StoredObject] = []
     paginator = client.get_paginator("list_objects_v2")
@@ -93,16 +159,25 @@ def list_objects(client: Any, location: Location) -> list[StoredObject]:
     return sorted(found, key=lambda o: o.key)
 
 
-def delete_keys(client: Any, bucket: str, keys: list[str]) -> None:
+def read_object(client: S3Client, bucket: str, key: str) -> bytes:
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def put_object(client: S3Client, bucket: str, key: str, body: bytes, content_type: str | None = None) -> None:
+    extra = {"ContentType": content_type} if content_type else {}
+    client.put_object(Bucket=bucket, Key=key, Body=body, **extra)  # type: ignore[arg-type]
+
+
+def delete_keys(client: S3Client, bucket: str, keys: list[str]) -> None:
     for start in range(0, len(keys), 1000):
-        batch = [{"Key": key} for key in keys[start : start + 1000]]
+        batch: Any = [{"Key": key} for key in keys[start : start + 1000]]
         response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         if response.get("Errors"):
             first = response["Errors"][0]
-            raise TargetError(f"could not delete s3://{bucket}/{first['Key']}: {first.get('Message', '')}")
+            raise TargetError(f"could not delete s3://{bucket}/{first.get('Key')}: {first.get('Message', '')}")
 
 
-def clear(client: Any, location: Location) -> int:
+def clear(client: S3Client, location: Location) -> int:
     """Delete every object below the folder; returns how many there were."""
     keys = [o.key for o in list_objects(client, location)]
     delete_keys(client, location.bucket, keys)
@@ -119,9 +194,12 @@ class MultipartWriter:
     part, so a failed export leaves no object behind.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, part_size: int) -> None:
+    def __init__(
+        self, client: S3Client, bucket: str, key: str, part_size: int, content_type: str | None = None
+    ) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = max(part_size, MIN_PART_SIZE)
+        self._extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
         self._part: bytearray | None = None  # the part being filled, allocated at full size once
         self._fill = 0
         self._upload_id: str | None = None
@@ -155,7 +233,8 @@ class MultipartWriter:
     def _submit(self, chunk: bytearray) -> None:
         self._wait()
         if self._upload_id is None:
-            self._upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key)["UploadId"]
+            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
+            self._upload_id = created["UploadId"]
         self._next_part += 1
         self._inflight = self._pool.submit(self._upload_part, self._next_part - 1, chunk)
 
@@ -165,6 +244,7 @@ class MultipartWriter:
             inflight.result()  # re-raises an upload error in the caller
 
     def _upload_part(self, number: int, chunk: bytearray) -> None:
+        assert self._upload_id is not None
         response = self.client.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk
         )
@@ -174,12 +254,14 @@ class MultipartWriter:
     def close(self, rows: int | None = None) -> StoredObject:
         try:
             if self._upload_id is None:
-                response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._take())
+                response: Any = self.client.put_object(
+                    Bucket=self.bucket, Key=self.key, Body=self._take(), **self._extra
+                )
             else:
                 if self._fill:
                     self._submit(self._take())
                 self._wait()
-                parts = sorted(self._parts, key=lambda p: p["PartNumber"])
+                parts: Any = sorted(self._parts, key=lambda p: p["PartNumber"])
                 response = self.client.complete_multipart_upload(
                     Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
                 )
@@ -188,6 +270,8 @@ class MultipartWriter:
         return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'), rows)
 
     def abort(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         self._part, self._fill = None, 0
         try:
             self._wait()

@@ -1,6 +1,8 @@
 """``make bench``: rows/s and peak memory of the ``stream`` engine vs Airflow's SqlToS3Operator.
 
-Generates BENCH_ROWS rows (default 2,000,000) of the seed's ``metrics`` shape for one day into a
+Run from the repository root: ``python -m devtools.bench``.
+
+Generates BENCH_ROWS rows (default 2,000,000) of the tutorial's ``metrics`` shape for one day into a
 local PostgreSQL, then, each in a fresh process so that peak RSS is its own:
 
 - the raw read limit: ``COPY (SELECT ...) TO STDOUT`` over the same window, discarded;
@@ -30,6 +32,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 DAY = date(2024, 1, 4)
 BUCKET = "bench-bucket"
 START = datetime(2024, 1, 4, tzinfo=timezone.utc)
@@ -129,7 +132,12 @@ def measure(tool: str, fmt: str) -> dict[str, float]:
 
 def child(tool: str, fmt: str, env: dict[str, str]) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--measure", tool, fmt], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "devtools.bench", "--measure", tool, fmt],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} {fmt} failed:\n{proc.stderr[-3000:]}")
@@ -139,7 +147,7 @@ def child(tool: str, fmt: str, env: dict[str, str]) -> dict[str, float]:
 def main() -> int:
     import psycopg
 
-    from cratedb_airflow_export.devstack import local_stack
+    from devtools.devstack import local_stack
 
     rows = int(os.environ.get("BENCH_ROWS", "2000000"))
     formats = os.environ.get("BENCH_FORMATS", "parquet,jsonl,csv").split(",")

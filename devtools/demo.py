@@ -1,8 +1,10 @@
 """``make demo`` / ``make up``: the export on a local stack, no Docker.
 
+Run from the repository root: ``python -m devtools.demo [--up]``.
+
 1. starts PostgreSQL 16 (pgserver wheel) and an S3-compatible server (moto) on 127.0.0.1,
    or uses the CrateDB at ``CRATEDB_URL`` instead of PostgreSQL;
-2. creates the seed's ``doc.metrics`` table with a few days of sample rows;
+2. creates the tutorial's ``doc.metrics`` table with a few days of sample rows;
 3. runs the ``cratedb_table_export`` DAG for one interval through Airflow itself
    (``airflow dags test``), with the connections given as AIRFLOW_CONN_* variables;
 4. prints what landed in S3 (keys, sizes, row counts) and compares with the source;
@@ -29,15 +31,15 @@ from pathlib import Path
 
 import psycopg
 
-from cratedb_airflow_export.devstack import (
+from cratedb_airflow_export.layout import MANIFEST, is_data_object
+from cratedb_airflow_export.manifest import read_manifest
+from devtools.devstack import (
     LocalPostgres,
     LocalS3,
     create_metrics,
     sample_metrics,
     wait_for_airflow_api,
 )
-from cratedb_airflow_export.layout import MANIFEST, is_data_object
-from cratedb_airflow_export.manifest import fetch
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / ".demo"
@@ -216,7 +218,7 @@ def main() -> int:
             else:
                 say(f"  {item['Key']}  {item['Size']:,} bytes")
         manifest_key = next((o["Key"] for o in listing if o["Key"].endswith(MANIFEST)), None)
-        manifest_rows = fetch(client, BUCKET, manifest_key).rows if manifest_key else None
+        manifest_rows = read_manifest(client, BUCKET, manifest_key).rows if manifest_key else None
         expected = source_count(source_url, bool(crate_url))
         verdict = "OK" if exported == expected == manifest_rows and listing else "MISMATCH"
         say(

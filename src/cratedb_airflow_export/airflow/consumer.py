@@ -13,20 +13,22 @@ from typing import Any
 
 from airflow.sdk import DAG, AssetAny, task
 
+from cratedb_airflow_export.airflow.operators import export_asset
 from cratedb_airflow_export.config import TableExport, load_tables
-from cratedb_airflow_export.manifest import Manifest, fetch, split_uri
-from cratedb_airflow_export.operators import export_asset
+from cratedb_airflow_export.manifest import Manifest, read_manifest
+from cratedb_airflow_export.storage import split_object_uri
 
 log = logging.getLogger(__name__)
 CONSUMER_DAG_ID = "cratedb_export_consumer"
 
 
-def read_manifest(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest:
-    from cratedb_airflow_export.credentials import resolve_credentials
-    from cratedb_airflow_export.s3 import s3_client  # boto3: at run time, not at parse time
+def manifest_at(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest:
+    """The manifest at ``manifest_uri``, read with the AWS connection ``aws_conn_id``."""
+    from cratedb_airflow_export.airflow.connections import s3_access  # boto3: at run time, not at parse time
 
-    bucket, key = split_uri(manifest_uri)
-    return fetch(s3_client(resolve_credentials(aws_conn_id)), bucket, key)
+    bucket, key = split_object_uri(manifest_uri)
+    _, client = s3_access(aws_conn_id)
+    return read_manifest(client, bucket, key)
 
 
 def summarize(manifest: Manifest) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def build_consumer_dag(
             summaries = []
             for asset, events in context["triggering_asset_events"].items():
                 for event in events:
-                    manifest = read_manifest(event.extra["manifest"], conn_of.get(asset.uri, "aws_default"))
+                    manifest = manifest_at(event.extra["manifest"], conn_of.get(asset.uri, "aws_default"))
                     log.info(
                         "%s %s: %d rows in %d object(s)",
                         manifest.table,

@@ -1,4 +1,4 @@
-"""Reading a window from the source as typed Arrow record batches (the ``stream`` engine's input).
+"""Readers: a window of the source as typed Arrow record batches (the ``stream`` engine's input).
 
 Two paths:
 - CrateDB (and the fallback): a server-side cursor, ``FETCH`` by ``FETCH``, rows converted to Arrow
@@ -7,7 +7,7 @@ Two paths:
   straight into Arrow batches in C (:func:`adbc_batches`). CrateDB has no COPY TO STDOUT.
 
 The Arrow schema comes from the columns' PostgreSQL-wire type OIDs, which CrateDB reports too
-(notes/cratedb.md): TEXT -> varchar, BIGINT -> int8, TIMESTAMPTZ -> 1184, OBJECT -> json (114),
+(docs/cratedb.md): TEXT -> varchar, BIGINT -> int8, TIMESTAMPTZ -> 1184, OBJECT -> json (114),
 geo_point -> point (600), arrays -> the matching array OIDs, nested arrays -> json.
 
 | source type | Arrow type |
@@ -206,7 +206,8 @@ def normalize_schema(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _plain(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+def _storage_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The batch with extension-typed columns replaced by their storage (as :func:`normalize_schema`)."""
     columns = [c.storage if isinstance(c.type, pa.BaseExtensionType) else c for c in batch.columns]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
@@ -231,7 +232,7 @@ def adbc_batches(uri: str, select_sql: str) -> Iterator[tuple[pa.Schema, Iterato
         stream, _ = statement.execute_query()
         with pa.RecordBatchReader.from_stream(stream) as reader:
             schema = normalize_schema(reader.schema)
-            yield schema, (_plain(batch, schema) for batch in reader)
+            yield schema, (_storage_batch(batch, schema) for batch in reader)
 
 
 def adbc_available() -> bool:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from cratedb_airflow_export.config import DagSettings, TableExport, load_tables
-from cratedb_airflow_export.operators import (
+from cratedb_airflow_export.airflow.operators import (
     CrateDBExportOperator,
     CrateDBExportSliceOperator,
     CrateDBPublishSlicesOperator,
 )
+from cratedb_airflow_export.config import DagSettings, TableExport, load_tables
+from cratedb_airflow_export.layout import partition
 
 DAG_ID = "cratedb_table_export"
 
@@ -38,8 +39,6 @@ Dry run: `cratedb-export plan --date YYYY-MM-DD`.
 
 
 def _doc(tables: list[TableExport], pool: str) -> str:
-    from cratedb_airflow_export.layout import partition
-
     rows = "\n".join(
         f"| `{t.task_id}` | `{t.qualified_name}` | {t.engine} | "
         f"`{partition(t, datetime(2024, 1, 4).date()).uri.replace('2024-01-04', 'YYYY-MM-DD')}` |"

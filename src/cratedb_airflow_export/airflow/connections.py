@@ -1,0 +1,103 @@
+"""Airflow connections -> :class:`~cratedb_airflow_export.connections.Connections`, once per task.
+
+- S3: the table's ``aws_conn_id`` through Airflow's S3Hook (its credentials, endpoint, region and
+  client, so everything an Airflow AWS connection can express works: keys, session tokens, assumed
+  roles, ``endpoint_url``); when no such connection exists, the tutorial's ``ACCESS_KEY_ID`` /
+  ``SECRET_ACCESS_KEY`` variables.
+- Source: the table's ``cratedb_conn_id`` (the tutorial's ``cratedb_connection``, a postgresql://
+  URI) as libpq parameters.
+
+Every form of every secret (raw and percent-encoded) is registered with Airflow's log masker.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from cratedb_airflow_export.connections import (
+    Connections,
+    ConnectionSpec,
+    CredentialsError,
+    S3Credentials,
+    source_params,
+    tutorial_credentials,
+)
+from cratedb_airflow_export.storage import make_client
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.config import TableExport
+
+log = logging.getLogger(__name__)
+
+
+def lookup(conn_id: str) -> ConnectionSpec | None:
+    """Airflow's connection ``conn_id`` (any secrets backend), or None when it does not exist."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+    return ConnectionSpec(
+        conn_id=conn_id,
+        conn_type=conn.conn_type,
+        host=conn.host,
+        port=conn.port,
+        schema=conn.schema,
+        login=conn.login,
+        password=conn.password,
+        extra=conn.extra_dejson,
+    )
+
+
+def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client]:
+    """The S3 credentials and client of ``aws_conn_id`` (see the module docstring for the order).
+    The connection is read once, by the hook."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=aws_conn_id)
+    if not hook.conn_config:  # no such connection: S3Hook would fall back to boto3's own chain
+        creds = tutorial_credentials(aws_conn_id)
+        return creds, make_client(creds)
+    frozen = hook.get_credentials()
+    if frozen is None or frozen.access_key is None:
+        raise CredentialsError(f"Airflow connection {aws_conn_id!r} resolves to no AWS credentials")
+    creds = S3Credentials(
+        access_key=frozen.access_key,
+        secret_key=frozen.secret_key,
+        session_token=frozen.token,
+        endpoint_url=hook.conn_config.get_service_endpoint_url("s3"),
+        region=hook.conn_config.region_name,
+        source=f"Airflow connection {aws_conn_id!r}",
+    )
+    return creds, hook.get_conn()
+
+
+def resolve(cfg: TableExport) -> Connections:
+    """``cfg``'s connections from Airflow, with every secret form masked in the task log."""
+    from airflow.sdk.log import mask_secret
+
+    database = lookup(cfg.cratedb_conn_id)
+    if database is None:
+        raise CredentialsError(
+            f"no Airflow connection {cfg.cratedb_conn_id!r}: define it, e.g. AIRFLOW_CONN_"
+            f"{cfg.cratedb_conn_id.upper()}=postgresql://<user>:<password>@<host>:5432/doc"
+        )
+    source = source_params(database)
+    for form in source.secrets():
+        mask_secret(form)
+    creds, client = s3_access(cfg.aws_conn_id)
+    connections = Connections(creds, client, source)
+    for form in connections.secrets:
+        mask_secret(form)
+    log.info(
+        "S3 credentials from %s%s; source %s",
+        creds.source,
+        f", endpoint {creds.endpoint_url}" if creds.endpoint_url else "",
+        source.source,
+    )
+    return connections

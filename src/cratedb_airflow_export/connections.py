@@ -1,0 +1,271 @@
+"""What the core needs from the outside world, resolved once per task: an S3 client with its
+credentials, the source database's connection parameters, and every form of every secret.
+
+Two places fill a :class:`Connections`:
+
+- the Airflow edge (``airflow/connections.py``), from Airflow connections through Airflow's hooks;
+- :func:`from_environment`, without Airflow (the command line): a connection id ``X`` is read from
+  ``AIRFLOW_CONN_X`` in Airflow's URI or JSON form, the same variables a deployment already sets.
+
+Either way the S3 credentials fall back to the tutorial's ``ACCESS_KEY_ID`` / ``SECRET_ACCESS_KEY``
+variables (optionally ``S3_ENDPOINT_URL`` and ``AWS_REGION``) when the AWS connection does not
+exist. Secrets are kept in their raw and percent-encoded forms (the form they take inside a URI),
+so that :class:`Redactor` scrubs both from any text and the edge masks both in task logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+
+from cratedb_airflow_export.errors import PermanentError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.config import TableExport
+
+ENV_ACCESS_KEY = "ACCESS_KEY_ID"
+ENV_SECRET_KEY = "SECRET_ACCESS_KEY"
+ENV_ENDPOINT = "S3_ENDPOINT_URL"
+REDACTED = "***"
+
+
+class CredentialsError(PermanentError):
+    """No usable credentials, or credentials the chosen path cannot use."""
+
+
+def secret_forms(*values: str | None) -> set[str]:
+    """Every form a secret can take in text we or our libraries produce: raw and percent-encoded."""
+    forms: set[str] = set()
+    for value in values:
+        if value:
+            forms.update({value, quote(value, safe=""), quote(value), quote_plus(value)})
+    return forms
+
+
+class Redactor:
+    """Replaces every known secret form in a text with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        known = set(self._secrets) | {s for s in secrets if s and len(s) >= 3}
+        self._secrets = sorted(known, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    region: str | None = None
+    source: str = ""  # where they came from, for messages
+
+    def secrets(self) -> set[str]:
+        return secret_forms(self.secret_key, self.session_token)
+
+    def without_keys(self) -> S3Credentials:
+        """Endpoint and region only (``plan`` shows placeholders for the keys)."""
+        return S3Credentials(endpoint_url=self.endpoint_url, region=self.region, source=self.source)
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """libpq connection parameters of the source database (CrateDB or PostgreSQL)."""
+
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    options: Mapping[str, str] = field(default_factory=dict)  # other libpq keywords (sslmode, ...)
+    source: str = ""  # where they came from, for messages
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect``."""
+        base = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
+        return {**{k: v for k, v in base.items() if v is not None}, "password": self.password, **self.options}
+
+    def conninfo(self) -> str:
+        """A libpq connection string (for drivers that take one, such as ADBC's)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(**{k: v for k, v in self.kwargs().items() if v is not None})
+
+    def secrets(self) -> set[str]:
+        return secret_forms(self.password)
+
+
+@dataclass(frozen=True)
+class Connections:
+    """Everything an export of one table needs from outside, resolved once per task."""
+
+    s3: S3Credentials
+    client: S3Client = field(repr=False)
+    source: SourceParams
+
+    @property
+    def secrets(self) -> set[str]:
+        return self.s3.secrets() | self.source.secrets()
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.secrets)
+
+
+# --- Airflow's connection formats, read without Airflow ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """The fields of an Airflow connection that the export uses."""
+
+    conn_id: str
+    conn_type: str | None = None
+    host: str | None = None
+    port: int | None = None
+    schema: str | None = None
+    login: str | None = None
+    password: str | None = field(default=None, repr=False)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_connection(conn_id: str, value: str) -> ConnectionSpec:
+    """An ``AIRFLOW_CONN_*`` value, in Airflow's URI form (``postgresql://user:pass@host:5432/doc?sslmode=require``,
+    ``aws://KEY:SECRET@/?region_name=...``; user and password percent-encoded) or its JSON form."""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CredentialsError(f"connection {conn_id!r}: not valid JSON ({exc.msg})") from None
+        extra = data.get("extra") or {}
+        return ConnectionSpec(
+            conn_id,
+            data.get("conn_type"),
+            data.get("host"),
+            int(data["port"]) if data.get("port") else None,
+            data.get("schema"),
+            data.get("login"),
+            data.get("password"),
+            json.loads(extra) if isinstance(extra, str) else dict(extra),
+        )
+    parts = urlsplit(text)
+    if not parts.scheme:
+        raise CredentialsError(f"connection {conn_id!r}: expected a URI such as postgresql://... or aws://...")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    extra: dict[str, Any] = json.loads(query["__extra__"]) if "__extra__" in query else query
+    try:
+        port = parts.port
+    except ValueError:
+        raise CredentialsError(f"connection {conn_id!r}: the port is not a number") from None
+    return ConnectionSpec(
+        conn_id,
+        {"postgresql": "postgres"}.get(parts.scheme, parts.scheme.replace("-", "_")),
+        unquote(parts.hostname) if parts.hostname else None,
+        port,
+        unquote(parts.path[1:]) if parts.path[1:] else None,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+        extra,
+    )
+
+
+def environment_lookup(environ: Mapping[str, str] | None = None) -> Callable[[str], ConnectionSpec | None]:
+    """A lookup of connection ids in ``AIRFLOW_CONN_<ID>`` variables."""
+    env = os.environ if environ is None else environ
+
+    def lookup(conn_id: str) -> ConnectionSpec | None:
+        value = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+        return parse_connection(conn_id, value) if value else None
+
+    return lookup
+
+
+def s3_credentials(spec: ConnectionSpec) -> S3Credentials:
+    """An AWS connection's keys, endpoint (``endpoint_url``, also per service) and region."""
+    extra = spec.extra
+    unsupported = sorted(set(extra) & {"role_arn", "profile_name", "assume_role_method", "aws_iam_role"})
+    if unsupported:
+        raise CredentialsError(
+            f"AWS connection {spec.conn_id!r} uses {', '.join(unsupported)}, which only Airflow's AWS hook "
+            "resolves: run this inside Airflow, or give the connection a key pair"
+        )
+    service = extra.get("service_config", {}).get("s3", {}) if isinstance(extra.get("service_config"), dict) else {}
+    return S3Credentials(
+        access_key=spec.login or extra.get("aws_access_key_id"),
+        secret_key=spec.password or extra.get("aws_secret_access_key"),
+        session_token=extra.get("aws_session_token"),
+        endpoint_url=service.get("endpoint_url") or extra.get("endpoint_url") or None,
+        region=extra.get("region_name") or None,
+        source=f"connection {spec.conn_id!r}",
+    )
+
+
+def tutorial_credentials(aws_conn_id: str, environ: Mapping[str, str] | None = None) -> S3Credentials:
+    """The tutorial's ``ACCESS_KEY_ID`` / ``SECRET_ACCESS_KEY`` variables, for when the AWS
+    connection ``aws_conn_id`` does not exist."""
+    env = os.environ if environ is None else environ
+    if not (env.get(ENV_ACCESS_KEY) and env.get(ENV_SECRET_KEY)):
+        raise CredentialsError(
+            f"no Airflow connection {aws_conn_id!r} and no {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} in the environment: "
+            f"define the connection (AIRFLOW_CONN_{aws_conn_id.upper()}) or set both variables"
+        )
+    return S3Credentials(
+        access_key=env[ENV_ACCESS_KEY],
+        secret_key=env[ENV_SECRET_KEY],
+        endpoint_url=env.get(ENV_ENDPOINT) or None,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        source=f"environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY}",
+    )
+
+
+def source_params(spec: ConnectionSpec) -> SourceParams:
+    """A database connection's libpq parameters; extras that are not libpq keywords (Airflow's
+    ``cursor``, ``iam``, ``sqlalchemy_*``, ...) are left out, as Airflow's PostgresHook does."""
+    from psycopg import pq
+
+    keywords = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+    fixed = {"host", "port", "dbname", "user", "password"}
+    options = {k: str(v) for k, v in spec.extra.items() if k in keywords and k not in fixed}
+    return SourceParams(
+        host=spec.host,
+        port=spec.port,
+        dbname=spec.schema,
+        user=spec.login,
+        password=spec.password,
+        options=options,
+        source=f"connection {spec.conn_id!r}",
+    )
+
+
+Lookup = Callable[[str], "ConnectionSpec | None"]
+
+
+def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connections:
+    """``cfg``'s connections without Airflow: ``lookup`` finds a connection id (default: the
+    ``AIRFLOW_CONN_*`` variables). Builds a plain boto3 client."""
+    from cratedb_airflow_export.storage import make_client
+
+    find = lookup or environment_lookup()
+    aws = find(cfg.aws_conn_id)
+    creds = s3_credentials(aws) if aws is not None else tutorial_credentials(cfg.aws_conn_id)
+    database = find(cfg.cratedb_conn_id)
+    if database is None:
+        raise CredentialsError(
+            f"no connection {cfg.cratedb_conn_id!r}: set AIRFLOW_CONN_{cfg.cratedb_conn_id.upper()}="
+            "postgresql://<user>:<password>@<host>:5432/doc"
+        )
+    return Connections(creds, make_client(creds), source_params(database))

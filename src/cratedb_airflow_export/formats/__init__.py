@@ -1,0 +1,149 @@
+"""Output formats: the one table of facts about them, and the encoders that write them.
+
+Each format has one spec here (extension, compressions with the default first, compression levels,
+content type, which engines write it); configuration validates against it, the encoders name
+their files from it, and the manifest records its names. This module imports nothing heavy: the
+DAG file validates configuration against it at parse time. The encoders live in one module per
+format (``jsonl``, ``csv``, ``parquet``) and are imported when a task writes.
+
+The ``copy`` engine's output is CrateDB's own (``COPY ... TO DIRECTORY``): JSON Lines named by
+CrateDB, ``<table>_<shard>_<partition>.json[.gz]``, gzip or none, no levels (docs/cratedb.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, BinaryIO, Literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from cratedb_airflow_export.formats.base import Encoder
+
+FormatName = Literal["jsonl", "csv", "parquet"]
+Compression = Literal["gzip", "zstd", "snappy", "none"]
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The compression levels a codec accepts, and the one used when none is configured."""
+
+    low: int
+    high: int
+    default: int | None  # None: the library's own default
+
+    def __contains__(self, level: object) -> bool:
+        return isinstance(level, int) and self.low <= level <= self.high
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A compression codec around a whole file (text formats) or inside it (Parquet)."""
+
+    name: str
+    suffix: str  # appended to the file name when the codec wraps the whole file
+    content_type: str | None  # of a file the codec wraps whole; None: the format's own
+
+
+CODECS = MappingProxyType(
+    {
+        "gzip": Codec("gzip", ".gz", "application/gzip"),
+        "zstd": Codec("zstd", ".zst", "application/zstd"),
+        "snappy": Codec("snappy", "", None),
+        "none": Codec("none", "", None),
+    }
+)
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    name: FormatName
+    extension: str
+    content_type: str
+    compressions: tuple[str, ...]  # the first is the default
+    levels: MappingProxyType[str, Levels] = field(default_factory=lambda: MappingProxyType({}))
+    compressed_inside: bool = False  # Parquet compresses its pages: no suffix, its own content type
+
+    @property
+    def default_compression(self) -> str:
+        return self.compressions[0]
+
+    def file_name(self, compression: str, index: int, stem: str = "part") -> str:
+        """``part-00000.jsonl.gz``, ``part-00001.csv``, ``part-00000.parquet``."""
+        suffix = "" if self.compressed_inside else CODECS[compression].suffix
+        return f"{stem}-{index:05d}{self.extension}{suffix}"
+
+    def content_type_for(self, compression: str) -> str:
+        if self.compressed_inside:
+            return self.content_type
+        return CODECS[compression].content_type or self.content_type
+
+
+GZIP_LEVEL = 6  # zlib's default; Arrow's gzip stream uses 9: about 3x slower for 1-2% smaller files
+GZIP_TEXT = Levels(1, 9, GZIP_LEVEL)
+
+JSONL = FormatSpec(
+    "jsonl",
+    ".jsonl",
+    "application/x-ndjson",
+    ("gzip", "zstd", "none"),
+    MappingProxyType({"gzip": GZIP_TEXT}),  # zstd goes through Arrow's stream at its level: none to choose
+)
+CSV = FormatSpec("csv", ".csv", "text/csv", ("gzip", "none"), MappingProxyType({"gzip": GZIP_TEXT}))
+PARQUET = FormatSpec(
+    "parquet",
+    ".parquet",
+    "application/vnd.apache.parquet",
+    ("zstd", "snappy", "gzip", "none"),
+    MappingProxyType({"gzip": Levels(1, 9, None), "zstd": Levels(1, 22, None)}),  # Arrow's defaults: 9, 1
+    compressed_inside=True,
+)
+# CrateDB's COPY TO: JSON Lines named by CrateDB (the spec's extension is CrateDB's ``.json``)
+COPY_JSONL = FormatSpec("jsonl", ".json", "application/x-ndjson", ("gzip", "none"))
+
+FORMATS = MappingProxyType({"jsonl": JSONL, "csv": CSV, "parquet": PARQUET})
+#: engine -> the formats it writes
+ENGINE_FORMATS = MappingProxyType(
+    {"copy": MappingProxyType({"jsonl": COPY_JSONL}), "stream": FORMATS},
+)
+
+
+def output_spec(engine: str, fmt: str) -> FormatSpec | None:
+    """What ``engine`` writes for ``fmt``; None when it cannot write that format."""
+    return ENGINE_FORMATS[engine].get(fmt)
+
+
+def encoder_class(spec: FormatSpec) -> type[Encoder]:
+    """The encoder class that writes ``spec`` (imports pyarrow)."""
+    if spec.name == "jsonl":
+        from cratedb_airflow_export.formats.jsonl import JsonLinesEncoder
+
+        return JsonLinesEncoder
+    if spec.name == "csv":
+        from cratedb_airflow_export.formats.csv import CsvEncoder
+
+        return CsvEncoder
+    from cratedb_airflow_export.formats.parquet import ParquetEncoder
+
+    return ParquetEncoder
+
+
+def make_encoder(
+    spec: FormatSpec,
+    schema: pa.Schema,
+    sink: BinaryIO,
+    compression: str,
+    *,
+    level: int | None = None,
+    row_group_size: int = 131_072,
+    sample: pa.RecordBatch | None = None,
+) -> Encoder:
+    """An encoder writing one file of ``spec`` to ``sink``. ``level``: the codec's level (None: the
+    spec's default); ``row_group_size`` and ``sample`` (the file's first batch, from which the
+    dictionary-encoded columns are chosen) apply to Parquet."""
+    if spec.name == "parquet":
+        from cratedb_airflow_export.formats.parquet import ParquetEncoder
+
+        return ParquetEncoder(schema, sink, compression, level, row_group_size=row_group_size, sample=sample)
+    return encoder_class(spec)(schema, sink, compression, level)

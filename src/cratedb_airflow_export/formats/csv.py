@@ -1,0 +1,46 @@
+"""CSV: RFC 4180 (header row, fields quoted when needed, CRLF line ends; gzip or none).
+Timestamps as in JSON Lines; objects and arrays as JSON text."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from cratedb_airflow_export.formats.base import TextEncoder
+from cratedb_airflow_export.formats.text import python_json, timestamps
+from cratedb_airflow_export.readers import is_json
+
+
+def csv_column(array: pa.Array, field: pa.Field) -> pa.Array:
+    kind = field.type
+    if pa.types.is_timestamp(kind):
+        return timestamps(array)
+    if pa.types.is_list(kind) or pa.types.is_binary(kind):
+        values = [None if v is None else python_json(v, kind, is_json(field)) for v in array.to_pylist()]
+        return pa.array(values, pa.string())
+    return array
+
+
+def _csv(schema: pa.Schema, batch: pa.RecordBatch, header: bool) -> Any:
+    columns = [csv_column(batch.column(i), field) for i, field in enumerate(schema)]
+    sink = pa.BufferOutputStream()
+    options = pacsv.WriteOptions(include_header=header, quoting_style="needed", eol="\r\n")
+    pacsv.write_csv(pa.Table.from_arrays(columns, names=schema.names), sink, write_options=options)
+    return sink.getvalue()
+
+
+def encode_csv(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
+    """The batch's CSV rows without header, uncompressed. Pure: safe to run on several threads."""
+    return _csv(schema, batch, header=False) if batch.num_rows else b""
+
+
+class CsvEncoder(TextEncoder):
+    encode = staticmethod(encode_csv)
+
+    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, level: int | None = None) -> None:
+        super().__init__(schema, sink, compression, level)
+        empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+        header = _csv(schema, empty, header=True)
+        self.write_prepared(self.compress(header, compression, level))

@@ -1,0 +1,64 @@
+"""What one attempt at a table's export has open: its connections, the checked bucket, a cursor
+on the source and what the source turned out to be.
+
+:func:`open_session` resolves nothing itself when given :class:`~.connections.Connections` (the
+Airflow edge resolves them once per task); without, it reads them from the environment (the
+command line). Any failure inside, including the engine's, becomes one :class:`~.errors.ExportError`
+naming the table, the interval and the cause, with every secret scrubbed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cratedb_airflow_export.connections import Connections, Redactor, from_environment
+from cratedb_airflow_export.errors import failures_named
+from cratedb_airflow_export.layout import partition
+from cratedb_airflow_export.source import SourceInfo, connect, inspect
+from cratedb_airflow_export.storage import check_target
+
+if TYPE_CHECKING:
+    import psycopg
+    from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.connections import S3Credentials
+    from cratedb_airflow_export.windows import TimeRange
+
+
+@dataclass(frozen=True)
+class Session:
+    cfg: TableExport
+    connections: Connections
+    cursor: psycopg.Cursor[Any]
+    source: SourceInfo
+
+    @property
+    def client(self) -> S3Client:
+        return self.connections.client
+
+    @property
+    def creds(self) -> S3Credentials:
+        return self.connections.s3
+
+
+def describe(what: str, cfg: TableExport, window: TimeRange) -> str:
+    """``export of doc.metrics for [2024-01-04T00:00:00+00:00, 2024-01-05T00:00:00+00:00)``."""
+    return f"{what} of {cfg.qualified_name} for [{window.start.isoformat()}, {window.end.isoformat()})"
+
+
+@contextmanager
+def open_session(
+    cfg: TableExport, window: TimeRange, what: str, connections: Connections | None = None
+) -> Iterator[Session]:
+    """Check the bucket, connect to the source and check the table; yield the session."""
+    redact = Redactor()
+    with failures_named(describe(what, cfg, window), redact):
+        resolved = connections if connections is not None else from_environment(cfg)
+        redact.add(resolved.secrets)
+        check_target(resolved.client, partition(cfg, window.start.date()))
+        with closing(connect(resolved.source)) as conn, conn.cursor() as cursor:
+            yield Session(cfg, resolved, cursor, inspect(cursor, cfg))

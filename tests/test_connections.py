@@ -1,0 +1,177 @@
+"""Connections: Airflow's connection formats read without Airflow, resolution through Airflow (the
+edge), CrateDB's s3:// URI form, percent-encoding, redaction."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cratedb_airflow_export.airflow.connections import resolve, s3_access
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.connections import (
+    CredentialsError,
+    Redactor,
+    S3Credentials,
+    environment_lookup,
+    from_environment,
+    parse_connection,
+    s3_credentials,
+    source_params,
+)
+from cratedb_airflow_export.engines.copy import cratedb_s3_uri
+from cratedb_airflow_export.storage import Location
+
+
+def resolve_credentials(aws_conn_id: str) -> S3Credentials:
+    return s3_access(aws_conn_id)[0]
+
+
+SECRET = "wJalr/K7MDENG+bPxRfiCY=EXAMPLEKEY"
+ENCODED = "wJalr%2FK7MDENG%2BbPxRfiCY%3DEXAMPLEKEY"
+LOC = Location("my-bucket", "metrics-2024-01-04")
+
+
+def test_aws_uri_percent_encodes_keys():
+    uri, protocol = cratedb_s3_uri(S3Credentials("AK/IA", SECRET, source="t"), LOC)
+    assert uri.value == f"s3://AK%2FIA:{ENCODED}@my-bucket/metrics-2024-01-04"
+    assert uri.shown == "s3://AK%2FIA:***@my-bucket/metrics-2024-01-04"
+    assert repr(uri) == str(uri) == uri.shown
+    assert protocol is None
+
+
+def test_region_gives_portable_aws_endpoint_with_port():
+    uri, protocol = cratedb_s3_uri(S3Credentials("AKIA", SECRET, region="eu-central-1", source="t"), LOC)
+    assert uri.value == f"s3://AKIA:{ENCODED}@s3.eu-central-1.amazonaws.com:443/my-bucket/metrics-2024-01-04"
+    assert protocol is None
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "authority", "protocol"),
+    [
+        ("http://127.0.0.1:9000", "127.0.0.1:9000", "http"),
+        ("http://minio.local", "minio.local:80", "http"),
+        ("https://minio.example.com", "minio.example.com:443", "https"),
+        ("HTTPS://Storage.Example.com:8443/", "storage.example.com:8443", "https"),
+        ("minio.example.com:9000", "minio.example.com:9000", "https"),
+    ],
+)
+def test_custom_endpoint_always_has_an_explicit_port(endpoint, authority, protocol):
+    uri, proto = cratedb_s3_uri(S3Credentials("minio", "pw", endpoint_url=endpoint, source="t"), LOC)
+    assert uri.value == f"s3://minio:pw@{authority}/my-bucket/metrics-2024-01-04"
+    assert proto == protocol
+
+
+def test_bad_endpoint_and_session_tokens_are_refused():
+    with pytest.raises(CredentialsError, match="must be http"):
+        cratedb_s3_uri(S3Credentials("a", "b", endpoint_url="ftp://x:21", source="t"), LOC)
+    with pytest.raises(CredentialsError, match=r"temporary credentials .* CrateDB's COPY TO cannot use them"):
+        cratedb_s3_uri(S3Credentials("a", "b", session_token="tok", source="t"), LOC)
+
+
+def test_placeholders_without_keys():
+    uri, _ = cratedb_s3_uri(None, LOC)
+    assert uri.value == uri.shown == "s3://<access_key>:<secret_key>@my-bucket/metrics-2024-01-04"
+
+
+def test_secrets_and_redactor_cover_raw_and_encoded_forms():
+    creds = S3Credentials("AKIA", SECRET, session_token="to/ken", source="t")
+    assert set(creds.secrets()) >= {SECRET, ENCODED, "to/ken", "to%2Fken"}
+    redact = Redactor(creds.secrets())
+    text = f"failed for s3://AKIA:{ENCODED}@b/p and {SECRET} and to/ken"
+    assert redact(text) == "failed for s3://AKIA:***@b/p and *** and ***"
+    assert "secret_key" not in repr(creds) and SECRET not in repr(creds)
+
+
+def test_resolve_from_airflow_connection(monkeypatch):
+    extra = {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-west-1"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_LAKE", json.dumps({"conn_type": "aws", "login": "AKIA", "password": SECRET, "extra": extra})
+    )
+    creds = resolve_credentials("aws_lake")
+    assert (creds.access_key, creds.secret_key, creds.session_token) == ("AKIA", SECRET, None)
+    assert (creds.endpoint_url, creds.region) == ("http://127.0.0.1:9000", "eu-west-1")
+    assert creds.source == "Airflow connection 'aws_lake'"
+
+
+def test_resolve_falls_back_to_the_tutorials_environment_variables(monkeypatch):
+    monkeypatch.setenv("ACCESS_KEY_ID", "AKIAENV")
+    monkeypatch.setenv("SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+    creds = resolve_credentials("aws_nowhere")
+    assert (creds.access_key, creds.secret_key, creds.endpoint_url) == ("AKIAENV", SECRET, "http://127.0.0.1:9000")
+    assert "environment variables" in creds.source
+
+
+def test_resolve_without_anything_names_both_options(monkeypatch):
+    with pytest.raises(CredentialsError, match=r"no Airflow connection 'aws_nowhere' .*AIRFLOW_CONN_AWS_NOWHERE"):
+        resolve_credentials("aws_nowhere")
+
+
+def test_airflow_uri_and_json_forms_are_read_without_airflow():
+    uri = parse_connection("db", "postgresql://cr%40te:p%2Fw%2B%3D@db.example.com:5433/doc?sslmode=require&cursor=x")
+    assert (uri.conn_type, uri.host, uri.port, uri.schema, uri.login, uri.password) == (
+        "postgres",
+        "db.example.com",
+        5433,
+        "doc",
+        "cr@te",
+        "p/w+=",
+    )
+    params = source_params(uri)
+    assert params.kwargs() == {
+        "host": "db.example.com",
+        "port": 5433,
+        "dbname": "doc",
+        "user": "cr@te",
+        "password": "p/w+=",
+        "sslmode": "require",  # a libpq keyword; Airflow's 'cursor' extra is not one and is left out
+    }
+    aws = parse_connection("aws", f"aws://AKIA:{ENCODED}@/?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000&region_name=eu")
+    creds = s3_credentials(aws)
+    assert (creds.access_key, creds.secret_key, creds.endpoint_url, creds.region) == (
+        "AKIA",
+        SECRET,
+        "http://127.0.0.1:9000",
+        "eu",
+    )
+    as_json = parse_connection(
+        "aws",
+        json.dumps({"conn_type": "aws", "login": "AKIA", "password": SECRET, "extra": {"aws_session_token": "tok"}}),
+    )
+    assert s3_credentials(as_json).session_token == "tok"
+
+
+def test_connection_forms_airflow_cannot_be_bypassed_for_are_refused():
+    spec = parse_connection("aws", "aws://@/?role_arn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fx")
+    with pytest.raises(CredentialsError, match=r"uses role_arn, which only Airflow's AWS hook resolves"):
+        s3_credentials(spec)
+    with pytest.raises(CredentialsError, match="not valid JSON"):
+        parse_connection("aws", "{nope")
+
+
+def test_from_environment_resolves_both_connections_or_names_the_missing_one(monkeypatch):
+    cfg = TableExport.model_validate({"table": "doc.t", "timestamp_column": "ts", "target": "s3://lake/x"})
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", f"aws://AKIA:{ENCODED}@/?region_name=eu-west-1")
+    monkeypatch.delenv("AIRFLOW_CONN_CRATEDB_CONNECTION", raising=False)
+    with pytest.raises(
+        CredentialsError, match=r"no connection 'cratedb_connection': set AIRFLOW_CONN_CRATEDB_CONNECTION"
+    ):
+        from_environment(cfg)
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", "postgresql://crate:Pg%2Fsecret@localhost:5432/doc")
+    connections = from_environment(cfg)
+    assert connections.s3.secret_key == SECRET and connections.source.password == "Pg/secret"
+    assert {SECRET, ENCODED, "Pg/secret", "Pg%2Fsecret"} <= connections.secrets
+    assert environment_lookup({})("cratedb_connection") is None
+
+
+def test_the_edge_resolves_once_and_masks_every_form(monkeypatch):
+    from airflow.sdk.log import redact
+
+    cfg = TableExport.model_validate({"table": "doc.t", "timestamp_column": "ts", "target": "s3://lake/x"})
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", f"aws://AKIA:{ENCODED}@/?region_name=eu-west-1")
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", "postgresql://crate:Pg%2Fmask%2Bme@localhost:5432/doc")
+    connections = resolve(cfg)
+    assert connections.source.password == "Pg/mask+me"
+    masked = redact(f"{SECRET} {ENCODED} Pg/mask+me Pg%2Fmask%2Bme")
+    assert SECRET not in masked and ENCODED not in masked and "mask" not in masked
