@@ -97,3 +97,30 @@ def test_failed_task_in_airflow_leaves_nothing_and_other_tables_still_export(
     assert list(read_objects(s3_server, bucket)) == partition_keys(
         "good/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz"
     )
+
+
+def test_s3_outage_is_retried_and_the_retry_publishes_the_partition(airflow_db, connections, metrics):
+    """A transient failure keeps the task's retries: the S3 server is down for the first try and
+    back (started by the retry callback) for the second, which publishes the exact partition."""
+    from devtools.devstack import LocalS3
+
+    s3 = LocalS3()  # not started yet: the endpoint refuses connections
+    outage_bucket = "outage-bucket"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3.airflow_conn_uri())
+        dag = make_dag("e2e_s3_outage", [entry(outage_bucket)])
+
+        def s3_is_back(context):
+            s3.start()
+            s3.client().create_bucket(Bucket=outage_bucket)
+
+        dag.get_task("export_doc.metrics").on_retry_callback = [s3_is_back]
+        try:
+            dag_run = run_dag(dag, date(2024, 1, 4))
+            assert task_states(dag_run) == {"export_doc.metrics": "success"}
+            assert task_tries(dag_run) == {"export_doc.metrics": 2}
+            assert list(read_objects(s3, outage_bucket)) == partition_keys(
+                "x/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz"
+            )
+        finally:
+            s3.stop()
