@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-## lint: ruff check + format check
+## lint: ruff check + format check, mypy (strict) over src/
 lint: install
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy
 
 ## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks)
 test: install lint

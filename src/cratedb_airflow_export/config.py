@@ -59,7 +59,7 @@ class TableExport(BaseModel):
         default="jsonl", description="Output format; 'copy' writes JSON Lines only (CrateDB's COPY TO)."
     )
     compression: Literal["gzip", "zstd", "snappy", "none"] = Field(
-        default=None,  # type: ignore[assignment]  # resolved per format before validation
+        default=None,  # type: ignore[arg-type]  # resolved per format before validation
         description="jsonl: gzip (default), zstd, none; csv: gzip (default), none; "
         "parquet: zstd (default), snappy, gzip, none; copy engine: gzip (default), none.",
     )

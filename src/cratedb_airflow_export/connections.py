@@ -151,7 +151,7 @@ def parse_connection(conn_id: str, value: str) -> ConnectionSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CredentialsError(f"connection {conn_id!r}: not valid JSON ({exc.msg})") from None
-        extra = data.get("extra") or {}
+        json_extra = data.get("extra") or {}
         return ConnectionSpec(
             conn_id,
             data.get("conn_type"),
@@ -160,7 +160,7 @@ def parse_connection(conn_id: str, value: str) -> ConnectionSpec:
             data.get("schema"),
             data.get("login"),
             data.get("password"),
-            json.loads(extra) if isinstance(extra, str) else dict(extra),
+            json.loads(json_extra) if isinstance(json_extra, str) else dict(json_extra),
         )
     parts = urlsplit(text)
     if not parts.scheme:

@@ -87,7 +87,7 @@ def connect(params: SourceParams) -> psycopg.Connection[Any]:
 def run(cursor: psycopg.Cursor[Any], statement: sql.Statement) -> psycopg.Cursor[Any]:
     """Execute one statement, logging its wire text with secrets redacted."""
     log.info("Running: %s", statement.describe())
-    cursor.execute(statement.sql, statement.bind())  # type: ignore[arg-type]
+    cursor.execute(statement.sql, statement.bind())
     return cursor
 
 

@@ -74,6 +74,7 @@ def _where(cfg: TableExport, window: TimeRange, naive: bool, *, literal: bool = 
     parameters, or (``literal``) as typed literals rendered from the window's datetimes."""
     column = quote_ident(cfg.timestamp_column)
     bounds = window.bounds(naive=naive)
+    params: tuple[Any, ...]
     if literal:
         cast = "timestamp" if naive else "timestamptz"
         start, end = (f"'{bound.isoformat()}'::{cast}" for bound in bounds)
@@ -170,7 +171,7 @@ def check_condition(condition: str) -> None:
         raise ValueError("filter must not contain SQL comments")
     if not _balanced(condition):
         raise ValueError(f"filter {condition!r} has unbalanced parentheses or quotes")
-    from cratedb_sqlparse import sqlparse  # type: ignore[import-untyped]
+    from cratedb_sqlparse import sqlparse
 
     parsed = sqlparse(f"SELECT * FROM t WHERE ({condition})", raise_exception=False)
     if len(parsed) != 1 or parsed[0].exception is not None:

@@ -246,7 +246,11 @@ class MultipartWriter:
     def _upload_part(self, number: int, chunk: bytearray) -> None:
         assert self._upload_id is not None
         response = self.client.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=chunk,  # type: ignore[arg-type]  # any buffer: botocore sends it as it is
         )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
         log.info("uploaded part %d of s3://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
@@ -254,9 +258,8 @@ class MultipartWriter:
     def close(self, rows: int | None = None) -> StoredObject:
         try:
             if self._upload_id is None:
-                response: Any = self.client.put_object(
-                    Bucket=self.bucket, Key=self.key, Body=self._take(), **self._extra
-                )
+                body: Any = self._take()  # a bytearray: botocore sends any buffer as it is
+                response: Any = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **self._extra)
             else:
                 if self._fill:
                     self._submit(self._take())

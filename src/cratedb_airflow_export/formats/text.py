@@ -71,8 +71,8 @@ def python_json(value: Any, field_type: pa.DataType, json_text: bool) -> str:
 
 def _iso(value: Any) -> str:
     if getattr(value, "tzinfo", None) is not None:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00"
-    return value.isoformat()
+        return str(value.strftime("%Y-%m-%dT%H:%M:%S.%f")) + "+00:00"
+    return str(value.isoformat())
 
 
 US_PER_DAY = 86_400_000_000
