@@ -197,7 +197,7 @@ def _verify_and_publish(
     check_counts(job.cfg, result.rows, source_count)
     draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements))
     published, _ = publish(session.client, list(result.objects), job.staging, job.location, draft)
-    final = replace(result, objects=tuple(published), source_count=source_count)
+    final = replace(result, objects=tuple(published), source_count=source_count, source=session.source)
     log.info(
         "Exported %d rows of %s into %d object(s), %d bytes, under %s",
         final.rows,

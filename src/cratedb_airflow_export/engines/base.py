@@ -55,6 +55,7 @@ class ExportResult:
     rows: int
     objects: tuple[StoredObject, ...] = ()
     source_count: int | None = None
+    source: SourceInfo | None = None  # what the rows came from (dialect, columns): lineage
 
     def as_dict(self) -> dict[str, Any]:
         """Safe for XCom: no credentials, only JSON types."""

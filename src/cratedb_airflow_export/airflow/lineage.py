@@ -1,0 +1,90 @@
+"""OpenLineage for the export operators: the source table in, the S3 partition out.
+
+Airflow's OpenLineage provider calls the operator's ``get_openlineage_facets_on_complete`` after a
+successful export and emits the datasets with the task's run events, so lineage tools (Marquez,
+Astro) show CrateDB -> S3 without user code. Dataset names follow OpenLineage's naming rules:
+
+- input: ``crate://<host>:<port>`` / ``<schema>.<table>`` for CrateDB (which has no databases above
+  its schemas), ``postgres://<host>:<port>`` / ``<database>.<schema>.<table>`` for PostgreSQL, with the
+  exported columns and their types (schema facet);
+- output: ``s3://<bucket>`` / ``<partition folder>``, with the same schema, an identity column
+  lineage, the row count, bytes and file count, and ``OVERWRITE`` (a rerun replaces the partition).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.connections import SourceParams
+    from cratedb_airflow_export.engines import ExportResult
+
+DEFAULT_PORT = 5432
+
+
+def source_dataset_id(cfg: TableExport, params: SourceParams, dialect: str) -> tuple[str, str]:
+    """(namespace, name) of the exported table."""
+    authority = f"{params.host or 'localhost'}:{params.port or DEFAULT_PORT}"
+    if dialect == "CrateDB":
+        return f"crate://{authority}", cfg.qualified_name
+    return f"postgres://{authority}", f"{params.dbname or 'postgres'}.{cfg.qualified_name}"
+
+
+def export_lineage(cfg: TableExport, params: SourceParams, result: ExportResult) -> Any:
+    """The OpenLineage ``OperatorLineage`` of a published export."""
+    from airflow.providers.common.compat.openlineage.facet import (
+        ColumnLineageDatasetFacet,
+        Fields,
+        InputDataset,
+        InputField,
+        LifecycleStateChange,
+        LifecycleStateChangeDatasetFacet,
+        OutputDataset,
+        OutputStatisticsOutputDatasetFacet,
+        SchemaDatasetFacet,
+        SchemaDatasetFacetFields,
+    )
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from openlineage.client.generated.column_lineage_dataset import Transformation
+
+    source = result.source
+    assert source is not None, "a published result knows its source"
+    namespace, name = source_dataset_id(cfg, params, source.dialect.name)
+    exported = list(cfg.columns or source.columns)
+    schema = SchemaDatasetFacet(
+        fields=[SchemaDatasetFacetFields(name=column, type=source.columns.get(column)) for column in exported]
+    )
+    table = InputDataset(namespace=namespace, name=name, facets={"schema": schema})
+    location = result.job.location
+    partition = OutputDataset(
+        namespace=f"s3://{location.bucket}",
+        name=location.prefix,
+        facets={
+            "schema": schema,
+            "columnLineage": ColumnLineageDatasetFacet(
+                fields={
+                    column: Fields(
+                        inputFields=[
+                            InputField(
+                                namespace=namespace,
+                                name=name,
+                                field=column,
+                                transformations=[Transformation(type="DIRECT", subtype="IDENTITY")],
+                            )
+                        ]
+                    )
+                    for column in exported
+                }
+            ),
+            "lifecycleStateChange": LifecycleStateChangeDatasetFacet(
+                lifecycleStateChange=LifecycleStateChange.OVERWRITE
+            ),
+        },
+        outputFacets={
+            "outputStatistics": OutputStatisticsOutputDatasetFacet(
+                rowCount=result.rows, size=sum(o.size for o in result.objects), fileCount=len(result.objects)
+            )
+        },
+    )
+    return OperatorLineage(inputs=[table], outputs=[partition])
