@@ -4,7 +4,8 @@ Statements use psycopg placeholders (``%s``); psycopg sends them as ``$1, $2, ..
 parameters, which is the form :attr:`Statement.wire_sql` shows and the tests check against
 CrateDB's grammar. Identifiers are always double-quoted. Window bounds and the COPY target URI
 are bind parameters, never text: CrateDB records statement text in ``sys.jobs_log`` and Airflow's
-SQL hooks log it, so a credential must never be part of it.
+SQL hooks log it, so a credential must never be part of it. The CrateDB behaviours these statements
+rely on (command tags, cursors, no ROLLBACK, REFRESH) are in docs/cratedb.md.
 """
 
 from __future__ import annotations
