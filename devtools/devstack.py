@@ -197,14 +197,11 @@ class LocalS3:
             self._server = None
 
     def client(self):  # type: ignore[no-untyped-def]
-        import boto3
+        from cratedb_airflow_export.connections import S3Credentials
+        from cratedb_airflow_export.storage import make_client
 
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name=self.region,
+        return make_client(
+            S3Credentials(self.access_key, self.secret_key, endpoint_url=self.endpoint_url, region=self.region)
         )
 
     def airflow_conn_uri(self) -> str:

@@ -53,6 +53,13 @@ SAMPLE_DAYS = [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)]
 ROWS_PER_DAY = 50
 
 
+def last_line_of_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (nothing imported yet) and return the last line it printed."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
 def airflow_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), *args],

@@ -183,7 +183,10 @@ def parse_connection(conn_id: str, value: str) -> ConnectionSpec:
     )
 
 
-def environment_lookup(environ: Mapping[str, str] | None = None) -> Callable[[str], ConnectionSpec | None]:
+Lookup = Callable[[str], "ConnectionSpec | None"]
+
+
+def environment_lookup(environ: Mapping[str, str] | None = None) -> Lookup:
     """A lookup of connection ids in ``AIRFLOW_CONN_<ID>`` variables."""
     env = os.environ if environ is None else environ
 
@@ -249,9 +252,6 @@ def source_params(spec: ConnectionSpec) -> SourceParams:
         options=options,
         source=f"connection {spec.conn_id!r}",
     )
-
-
-Lookup = Callable[[str], "ConnectionSpec | None"]
 
 
 def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connections:

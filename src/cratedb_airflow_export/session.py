@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.connections import S3Credentials
-    from cratedb_airflow_export.windows import TimeRange
+    from cratedb_airflow_export.windows import TimeRange, Window
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,13 @@ def describe(what: str, cfg: TableExport, window: TimeRange) -> str:
 
 @contextmanager
 def open_session(
-    cfg: TableExport, window: TimeRange, what: str, connections: Connections | None = None
+    cfg: TableExport, window: Window, what: str, connections: Connections | None = None
 ) -> Iterator[Session]:
     """Check the bucket, connect to the source and check the table; yield the session."""
     redact = Redactor()
     with failures_named(describe(what, cfg, window), redact):
         resolved = connections if connections is not None else from_environment(cfg)
         redact.add(resolved.secrets)
-        check_target(resolved.client, partition(cfg, window.start.date()))
+        check_target(resolved.client, partition(cfg, window.day))
         with closing(connect(resolved.source)) as conn, conn.cursor() as cursor:
             yield Session(cfg, resolved, cursor, inspect(cursor, cfg))

@@ -88,12 +88,12 @@ def resolve(cfg: TableExport) -> Connections:
             f"{cfg.cratedb_conn_id.upper()}=postgresql://<user>:<password>@<host>:5432/doc"
         )
     source = source_params(database)
-    for form in source.secrets():
+    for form in source.secrets():  # masked at once: the S3 lookup below may log or fail
         mask_secret(form)
     creds, client = s3_access(cfg.aws_conn_id)
-    connections = Connections(creds, client, source)
-    for form in connections.secrets:
+    for form in creds.secrets():
         mask_secret(form)
+    connections = Connections(creds, client, source)
     log.info(
         "S3 credentials from %s%s; source %s",
         creds.source,
