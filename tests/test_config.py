@@ -184,17 +184,51 @@ def test_duplicate_table_is_rejected():
     [
         ({"target_bucket": "bkt/metrics"}, {"target_bucket": "bkt/metrics"}),
         ({"target": "s3://bkt/lake"}, {"target": "s3://bkt/lake/doc.a"}),
+        # the tutorial layout's folders are <path>-YYYY-MM-DD: every day's folder counts, not one sample
+        ({"target_bucket": "lake/data"}, {"target": "s3://lake/data-2024-01-04"}),
+        ({"target_bucket": "lake/data"}, {"target": "s3://lake/data-1999-12-31/sub"}),
+        ({"target_bucket": "lake/data"}, {"target_bucket": "lake/data-2024-01-04/x"}),
+        ({"target": "s3://lake/data-2024-01-04"}, {"target_bucket": "lake/data"}),
+        ({"target": "s3://lake"}, {"target_bucket": "lake/doc.a/dt"}),
+        ({"target_bucket": "lake/a/other.x/dt"}, {"target": "s3://lake/a"}),  # days inside a table folder
     ],
 )
 def test_two_tables_never_share_a_folder(first, second):
     entries = [
         {"table": "doc.a", "timestamp_column": "ts", **first},
-        {"table": "other.a", "timestamp_column": "ts", **second},
+        {"table": "other.x", "timestamp_column": "ts", **second},
     ]
-    with pytest.raises(
-        ConfigError, match=r"entry 1 \(table 'other.a'\): field 'target.*': writes into the same folder"
-    ):
+    with pytest.raises(ConfigError, match=r"entry 1 \(table 'other.x'\): field 'target.*': its folders .* overlap"):
         parse_tables(entries)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"target_bucket": "lake/data"}, {"target_bucket": "lake/data-x"}),
+        ({"target_bucket": "lake/data"}, {"target": "s3://lake/data-2024-01-04x"}),
+        ({"target_bucket": "lake/data"}, {"target": "s3://lake/data"}),  # lake/data/other.x: not data-<day>
+        ({"target_bucket": "lake/data"}, {"target_bucket": "other-lake/data"}),
+        ({"target": "s3://lake/a"}, {"target": "s3://lake/ab"}),
+    ],
+)
+def test_folders_as_close_as_allowed(first, second):
+    entries = [
+        {"table": "doc.a", "timestamp_column": "ts", **first},
+        {"table": "other.x", "timestamp_column": "ts", **second},
+    ]
+    assert len(parse_tables(entries)) == 2
+
+
+def test_folder_patterns():
+    from cratedb_airflow_export.layout import Folders
+
+    daily = Folders("b", "p/data", per_day=True)
+    assert str(daily) == "s3://b/p/data-YYYY-MM-DD/"
+    assert daily.holds("p/data-2024-01-04") and daily.holds("p/data-2024-01-04/part-00000.jsonl.gz")
+    assert not daily.holds("p/data-2024-01-04x") and not daily.holds("p/data") and not daily.holds("p/data-x")
+    fixed = Folders("b", "p/doc.t", per_day=False)
+    assert fixed.holds("p/doc.t") and fixed.holds("p/doc.t/dt=2024-01-04") and not fixed.holds("p/doc.tt")
 
 
 def test_same_hive_target_for_many_tables_is_fine():
@@ -269,6 +303,97 @@ def test_dag_settings_from_environment():
         DagSettings.from_env({"CRATEDB_EXPORT_RETRIES": "many"})
     with pytest.raises(ConfigError, match="CRATEDB_EXPORT_START_DATE"):
         DagSettings.from_env({"CRATEDB_EXPORT_START_DATE": "yesterday"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"target_bucket": "a..b/p"}, "field 'target_bucket': 'a..b' is not a valid S3 bucket name (no '..'"),
+        ({"target": "s3://192.168.1.10/p"}, "field 'target': '192.168.1.10' is not a valid S3 bucket name (not shaped"),
+        ({"target_bucket": "bucket\n/p"}, "field 'target_bucket': 'bucket\\n' is not a valid S3 bucket name"),
+        ({"target": "s3://bucket-\n"}, "field 'target': 'bucket-\\n' is not a valid S3 bucket name"),
+        ({"target": "s3://xn--bucket/p"}, "is not a valid S3 bucket name (not a prefix or suffix S3 reserves)"),
+        ({"target": "s3://ab"}, "'ab' is not a valid S3 bucket name (3 to 63"),
+        ({"target": "s3://" + "b" * 64}, "is not a valid S3 bucket name (3 to 63"),
+        ({"target": "s3://lake/_cratedb_export_staging/x"}, "inside _cratedb_export_staging/, which every export"),
+        ({"target_bucket": "lake/_cratedb_export_staging"}, "inside _cratedb_export_staging/, which every export"),
+        ({"target": "s3://lake/a\tb"}, "field 'target': the path 'a\\tb' holds a control character"),
+        ({"table": "doc.metrics\n"}, "field 'table': table name part 'metrics\\n' is not a plain identifier"),
+        ({"timestamp_column": "ts\n"}, "field 'timestamp_column': timestamp_column 'ts\\n' is not a plain"),
+        ({"slices": True}, "field 'slices': Input should be a valid integer"),
+        ({"slices": "3"}, "field 'slices': Input should be a valid integer"),
+        ({"batch_size": 10.0}, "field 'batch_size': Input should be a valid integer"),
+        ({"engine": "stream", "compression_level": "6"}, "field 'compression_level': Input should be a valid integer"),
+        ({"table": "doc." + "t" * 300}, "field 'table': the task id 'export_doc.ttttt"),
+        ({"table": "doc." + "t" * 240}, "Airflow allows 250: use a shorter table name"),  # its .slices task id
+        ({"target_bucket": "lake/" + "p/" * 760 + "x"}, "field 'target_bucket': the export location's Asset URI"),
+    ],
+)
+def test_configuration_slips_are_refused_with_entry_and_field(overrides, expected):
+    with pytest.raises(ConfigError) as failure:
+        parse_tables([{**ENTRY, **overrides}])
+    assert "TABLES: entry 0 (table " in str(failure.value)
+    assert expected in str(failure.value)
+
+
+def test_yaml_slices_yes_is_not_one(tmp_path: Path):
+    config = tmp_path / "c.yaml"
+    config.write_text("tables: [{table: doc.t, timestamp_column: ts, target: 's3://lake/x', slices: yes}]\n")
+    with pytest.raises(ConfigError, match=r"entry 0 .*field 'slices': Input should be a valid integer"):
+        load_yaml_tables(config)
+
+
+def test_airflow_limits_are_airflows():
+    from airflow.models.asset import AssetModel
+    from airflow.models.base import ID_LEN
+
+    from cratedb_airflow_export.config import MAX_ASSET_URI, MAX_TASK_ID
+
+    assert MAX_TASK_ID == ID_LEN
+    assert MAX_ASSET_URI == AssetModel.__table__.c.uri.type.length
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda d: d / "missing.yaml", "CRATEDB_EXPORT_CONFIG={path}: file not found"),
+        (lambda d: d, "CRATEDB_EXPORT_CONFIG={path}: is a directory, not a configuration file"),
+        (lambda d: _write(d / "bin.yaml", b"\xff\xfe\x00tables"), "CRATEDB_EXPORT_CONFIG={path}: not UTF-8 text"),
+        (lambda d: _write(d / "bad.yaml", b"tables: [oops"), "CRATEDB_EXPORT_CONFIG={path}: not valid YAML"),
+    ],
+)
+def test_configuration_file_problems_name_the_variable_and_the_path(tmp_path, monkeypatch, make, expected):
+    path = make(tmp_path)
+    monkeypatch.setenv("CRATEDB_EXPORT_CONFIG", str(path))
+    with pytest.raises(ConfigError) as failure:
+        load_tables()
+    assert str(failure.value).startswith(expected.format(path=path))
+
+
+def test_unreadable_configuration_file(tmp_path, monkeypatch):
+    import os
+
+    path = _write(tmp_path / "secret.yaml", b"tables: []")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anything: a link to itself cannot be read either (ELOOP)
+        path.unlink()
+        os.symlink(path, path)
+    monkeypatch.setenv("CRATEDB_EXPORT_CONFIG", str(path))
+    with pytest.raises(ConfigError, match=rf"CRATEDB_EXPORT_CONFIG={path}: (not readable|cannot be read)"):
+        load_tables()
+
+
+def test_a_broken_python_table_file_names_the_path(tmp_path):
+    from cratedb_airflow_export.config import load_python_tables
+
+    path = _write(tmp_path / "table_exports.py", b"TABLES = [\n")
+    with pytest.raises(ConfigError, match=rf"{path}: failed to run: SyntaxError"):
+        load_python_tables(path)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
 
 
 def test_model_is_frozen():

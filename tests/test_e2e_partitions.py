@@ -214,3 +214,28 @@ def test_asset_event_per_table(airflow_db, connections, s3_server, bucket, table
             "partition": f"{uri}/dt=2024-01-04/",
             "manifest": f"{uri}/dt=2024-01-04/_manifest.json",
         }
+
+
+def test_publish_touches_no_other_tables_objects(airflow_db, connections, s3_server, bucket, table, metrics):
+    """Two tables whose folders are as close as configuration allows: 'data-2024-01-04/' (tutorial
+    layout) is a string prefix of the other's 'data-2024-01-04x/...' keys. Publishing (and
+    republishing) the first leaves every object of the second as it was."""
+    name, _ = table
+    dag = make_dag(
+        "e2e_close_folders",
+        [
+            entry(name, bucket, target=None, target_bucket=f"{bucket}/data"),
+            entry("doc.metrics", bucket, target=f"s3://{bucket}/data-2024-01-04x"),
+        ],
+    )
+    assert set(task_states(run_dag(dag, DAY)).values()) == {"success"}
+    client = s3_server.client()
+    others = {
+        o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket, Prefix="data-2024-01-04x/")["Contents"]
+    }
+    assert sorted(others) == partition_keys("data-2024-01-04x/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz")
+    only_first = make_dag("e2e_close_folders_rerun", [entry(name, bucket, target=None, target_bucket=f"{bucket}/data")])
+    assert task_states(run_dag(only_first, DAY)) == {f"export_{name}": "success"}
+    objects = read_objects(s3_server, bucket)
+    assert sorted(objects) == sorted([*partition_keys("data-2024-01-04", "part-00000.jsonl.gz"), *others])
+    assert {k: client.head_object(Bucket=bucket, Key=k)["ETag"] for k in others} == others

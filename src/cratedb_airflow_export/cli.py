@@ -37,12 +37,14 @@ DEFAULT_TABLES_FILE = Path("include") / "table_exports.py"
 
 
 def _load(config: str | None) -> list[TableExport]:
-    path = Path(config or os.environ.get(CONFIG_ENV) or DEFAULT_TABLES_FILE)
+    env = os.environ.get(CONFIG_ENV)
+    path = Path(config or env or DEFAULT_TABLES_FILE)
+    origin = "--config " if config else f"{CONFIG_ENV}=" if env else ""
     if path.suffix == ".py":
         if not path.exists():
-            raise ConfigError(f"{path}: not found (run from the project folder, or pass --config)")
-        return load_python_tables(path)
-    return load_yaml_tables(path)
+            raise ConfigError(f"{origin}{path}: not found (run from the project folder, or pass --config)")
+        return load_python_tables(path, origin)
+    return load_yaml_tables(path, origin)
 
 
 def _day(text: str) -> date:

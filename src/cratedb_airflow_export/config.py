@@ -7,7 +7,6 @@ raises :class:`ConfigError` naming the entry and the field, so it shows up as a 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
@@ -18,18 +17,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cratedb_airflow_export.errors import ConfigError
 from cratedb_airflow_export.formats import FORMATS, output_spec
-from cratedb_airflow_export.storage import parse_s3_uri
+from cratedb_airflow_export.layout import STAGING_ROOT, folders
+from cratedb_airflow_export.storage import Location, parse_s3_uri
 
 __all__ = ["CONFIG_ENV", "ConfigError", "DagSettings", "TableExport", "load_tables", "parse_tables"]
 
 CONFIG_ENV = "CRATEDB_EXPORT_CONFIG"
 DEFAULT_SCHEMA = "doc"
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
+# Airflow's limits (airflow.models.base.ID_LEN for task ids; the asset table's uri column): longer
+# names would pass here and fail inside Airflow (tests/test_config.py checks them against Airflow's)
+MAX_TASK_ID = 250
+MAX_ASSET_URI = 1500
 
 
 def _check_identifier(value: str, what: str) -> str:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} is not a plain identifier (letters, digits and '_', not starting with a digit)"
         )
@@ -39,7 +43,8 @@ def _check_identifier(value: str, what: str) -> str:
 class TableExport(BaseModel):
     """One table to export. Unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # no whitespace stripping: a value with a stray newline is refused, not silently changed
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     table: str = Field(description="Table name, 'schema.table' or 'table' (schema 'doc').")
     timestamp_column: str = Field(description="Column whose value places a row in a day (UTC).")
@@ -65,6 +70,7 @@ class TableExport(BaseModel):
     )
     compression_level: int | None = Field(
         default=None,
+        strict=True,
         description="gzip 1-9 (default 6 for JSON Lines/CSV, 9 in Parquet), Parquet zstd 1-22 (default 1): "
         "lower is faster, higher makes smaller files (stream engine).",
     )
@@ -83,18 +89,23 @@ class TableExport(BaseModel):
         "server-side cursor; 'cursor' always uses the cursor.",
     )
     slices: int = Field(
+        strict=True,
         default=1,
         ge=1,
         le=64,
         description="Split the day into this many sub-windows, exported concurrently by mapped tasks and "
         "published together as one partition.",
     )
-    batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
-    part_size_mb: int = Field(default=8, ge=5, le=5_000, description="Multipart upload part size (stream).")
-    file_size_mb: int = Field(
-        default=512, ge=5, le=100_000, description="Start a new file once one reaches this size (stream)."
+    batch_size: int = Field(strict=True, default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
+    part_size_mb: int = Field(
+        strict=True, default=8, ge=5, le=5_000, description="Multipart upload part size (stream)."
     )
-    parquet_row_group_size: int = Field(default=131_072, ge=1_000, le=10_000_000, description="Rows per row group.")
+    file_size_mb: int = Field(
+        strict=True, default=512, ge=5, le=100_000, description="Start a new file once one reaches this size (stream)."
+    )
+    parquet_row_group_size: int = Field(
+        strict=True, default=131_072, ge=1_000, le=10_000_000, description="Rows per row group."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -139,6 +150,7 @@ class TableExport(BaseModel):
             return None
         from cratedb_airflow_export.sql import check_condition
 
+        value = value.strip()  # YAML block scalars end with a newline: insignificant in SQL
         check_condition(value)
         return value
 
@@ -149,8 +161,10 @@ class TableExport(BaseModel):
             return None
         if value.startswith("s3://"):
             raise ValueError("target_bucket is 'bucket/path' without 's3://'; use 'target' for an s3:// URI")
-        if not parse_s3_uri("s3://" + value).prefix:
+        location = parse_s3_uri("s3://" + value)
+        if not location.prefix:
             raise ValueError("target_bucket needs a path after the bucket, as in 'bucket/metrics'")
+        _outside_staging(location)
         return value.strip("/")
 
     @field_validator("target")
@@ -158,7 +172,7 @@ class TableExport(BaseModel):
     def _target(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parse_s3_uri(value)
+        _outside_staging(parse_s3_uri(value))
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -185,6 +199,20 @@ class TableExport(BaseModel):
                     f"compression_level: {self.compression_level} is not a {self.compression} level "
                     f"(from {levels.low} to {levels.high})"
                 )
+        for task_id in (self.task_id, f"{self.task_id}.slices"):
+            if len(task_id) > MAX_TASK_ID:
+                raise ValueError(
+                    f"table: the task id {task_id[:40]!r}... would have {len(task_id)} characters; "
+                    f"Airflow allows {MAX_TASK_ID}: use a shorter table name"
+                )
+        from cratedb_airflow_export.layout import dataset_uri
+
+        if len(dataset_uri(self)) > MAX_ASSET_URI:
+            field = "target" if self.target else "target_bucket"
+            raise ValueError(
+                f"{field}: the export location's Asset URI would have {len(dataset_uri(self))} characters; "
+                f"Airflow allows {MAX_ASSET_URI}"
+            )
         if self.file_size_mb > self.part_size_mb * PARTS_PER_FILE:
             need = -(-self.file_size_mb // PARTS_PER_FILE)
             raise ValueError(
@@ -209,6 +237,13 @@ class TableExport(BaseModel):
     @property
     def task_id(self) -> str:
         return f"export_{self.qualified_name}"
+
+
+def _outside_staging(location: Location) -> None:
+    if location.prefix.split("/")[0] == STAGING_ROOT:
+        raise ValueError(f"{location.uri} is inside {STAGING_ROOT}/, which every export uses for staging")
+    if any(ord(char) < 32 or char == "\x7f" for char in location.prefix):
+        raise ValueError(f"the path {location.prefix!r} holds a control character")
 
 
 def _describe(index: int, raw: Any) -> str:
@@ -251,50 +286,68 @@ def parse_tables(entries: Any, source: str = "TABLES") -> list[TableExport]:
 
 
 def _check_unique(tables: list[TableExport], source: str) -> None:
-    """No table twice, and no two tables writing into the same (or a nested) folder."""
-    from cratedb_airflow_export.layout import exclusive_folder
-
+    """No table twice, and no two tables writing into the same (or a nested) folder on any day:
+    their folder families are compared as patterns, not on a sample day."""
     seen: dict[str, int] = {}
     for index, table in enumerate(tables):
         where = f"{source}: entry {index} (table {table.table!r})"
         if table.qualified_name in seen:
             raise ConfigError(f"{where}: field 'table': duplicate of entry {seen[table.qualified_name]}")
         seen[table.qualified_name] = index
-        mine = exclusive_folder(table)
+        mine = folders(table)
         for other_index, other in enumerate(tables[:index]):
-            theirs = exclusive_folder(other)
-            if mine.contains(theirs) or theirs.contains(mine):
+            theirs = folders(other)
+            if mine.overlaps(theirs):
                 field = "target" if table.target else "target_bucket"
                 raise ConfigError(
-                    f"{where}: field '{field}': writes into the same folder as entry {other_index} "
-                    f"({theirs.uri}); CrateDB's file names omit the schema, so two tables must never share a folder"
+                    f"{where}: field '{field}': its folders ({mine}) overlap those of entry {other_index} "
+                    f"({theirs}); two tables must never share a folder (publishing a partition replaces "
+                    "everything in it, and CrateDB's file names omit the schema)"
                 )
 
 
-def load_python_tables(path: Path) -> list[TableExport]:
-    """Load ``TABLES`` from a Python file such as ``include/table_exports.py``."""
-    spec = importlib.util.spec_from_file_location("cratedb_export_table_config", path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{path}: cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "TABLES"):
-        raise ConfigError(f"{path}: defines no TABLES list")
-    return parse_tables(module.TABLES, source=f"{path.name} TABLES")
-
-
-def load_yaml_tables(path: Path) -> list[TableExport]:
-    """Load entries from YAML: a list of entries, or a mapping with a ``tables`` list."""
+def _read_text(path: Path, origin: str) -> str:
+    """The file's text; every way it can fail names how the path was given and the path."""
+    where = f"{origin}{path}"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{CONFIG_ENV}={path}: file not found") from None
+        raise ConfigError(f"{where}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where}: is a directory, not a configuration file") from None
+    except PermissionError:
+        raise ConfigError(f"{where}: not readable (permission denied)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+
+
+def load_python_tables(path: Path, origin: str = "") -> list[TableExport]:
+    """Load ``TABLES`` from a Python file such as ``include/table_exports.py``."""
+    code = _read_text(path, origin)
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "cratedb_export_table_config"}
+    try:
+        exec(compile(code, str(path), "exec"), namespace)
+    except Exception as exc:
+        raise ConfigError(f"{origin}{path}: failed to run: {type(exc).__name__}: {exc}") from None
+    if "TABLES" not in namespace:
+        raise ConfigError(f"{origin}{path}: defines no TABLES list")
+    return parse_tables(namespace["TABLES"], source=f"{path.name} TABLES")
+
+
+def load_yaml_tables(path: Path, origin: str = "") -> list[TableExport]:
+    """Load entries from YAML: a list of entries, or a mapping with a ``tables`` list. ``origin``
+    says how the path was given (``CRATEDB_EXPORT_CONFIG=``, ``--config``), for messages."""
+    text = _read_text(path, origin)
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{origin}{path}: not valid YAML: {exc}") from None
     if isinstance(data, dict):
         unknown = set(data) - {"tables"}
         if unknown:
-            raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected 'tables'")
+            raise ConfigError(f"{origin}{path}: unknown top-level key(s) {sorted(unknown)}; expected 'tables'")
         data = data.get("tables")
     return parse_tables(data, source=path.name)
 
@@ -303,7 +356,7 @@ def load_tables(default_file: Path | None = None) -> list[TableExport]:
     """The configured tables: ``$CRATEDB_EXPORT_CONFIG`` (YAML) if set, else ``default_file``."""
     env = os.environ.get(CONFIG_ENV)
     if env:
-        return load_yaml_tables(Path(env))
+        return load_yaml_tables(Path(env), origin=f"{CONFIG_ENV}=")
     if default_file is None:
         raise ConfigError(f"no configuration: set {CONFIG_ENV} or pass include/table_exports.py")
     return load_python_tables(default_file)

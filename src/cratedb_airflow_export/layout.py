@@ -17,6 +17,8 @@ see ``publish.py`` for how a staged export replaces a partition.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -45,9 +47,49 @@ def partition(cfg: TableExport, day: date) -> Location:
     return table_folder(cfg).child(f"dt={day.isoformat()}")
 
 
-def exclusive_folder(cfg: TableExport) -> Location:
-    """What no other table may share: the table folder (Hive) or a day's folder (tutorial layout)."""
-    return table_folder(cfg) if cfg.target is not None else partition(cfg, date(2000, 1, 1))
+DAY = r"\d{4}-\d{2}-\d{2}"
+
+
+@dataclass(frozen=True)
+class Folders:
+    """The folders a table writes into, as a pattern: one fixed folder (Hive layout: the table folder,
+    the day folders inside it) or one folder per day (tutorial layout: ``<prefix>-YYYY-MM-DD``)."""
+
+    bucket: str
+    prefix: str
+    per_day: bool
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{'-YYYY-MM-DD' if self.per_day else ''}/"
+
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` (no trailing '/') is one of these folders or lies inside one."""
+        if self.per_day:
+            return re.fullmatch(re.escape(self.prefix) + "-" + DAY + "(/.*)?", path, re.S) is not None
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    def _some_inside(self, other: Folders) -> bool:
+        """Whether one of these folders is one of ``other``'s or lies inside one, for some days."""
+        if not self.per_day:
+            return other.holds(self.prefix)
+        # "<prefix>-<day>" ends in the day, which holds no '/': it lies inside a folder F exactly when
+        # it is F, or when the prefix itself lies below F
+        if other.per_day:
+            below = re.match(re.escape(other.prefix) + "-" + DAY + "/", self.prefix) is not None
+            return self.prefix == other.prefix or below
+        return other.holds(self.prefix) or re.fullmatch(re.escape(self.prefix) + "-" + DAY, other.prefix) is not None
+
+    def overlaps(self, other: Folders) -> bool:
+        return self.bucket == other.bucket and (self._some_inside(other) or other._some_inside(self))
+
+
+def folders(cfg: TableExport) -> Folders:
+    """What no other table may share: the table folder (Hive) or the day folders (tutorial layout)."""
+    if cfg.target is not None:
+        folder = table_folder(cfg)
+        return Folders(folder.bucket, folder.prefix, per_day=False)
+    base = parse_s3_uri(f"s3://{cfg.target_bucket}")
+    return Folders(base.bucket, base.prefix, per_day=True)
 
 
 def staging_root(cfg: TableExport, day: date) -> Location:

@@ -21,7 +21,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
-BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3")
+
+
+def bucket_problem(name: str) -> str | None:
+    """Why ``name`` breaks S3's bucket naming rules, or None. The rules (general purpose buckets):
+    3 to 63 characters of lower-case letters, digits, '.' and '-', starting and ending with a letter
+    or digit; no '..' (nor '.-', '-.'); not shaped like an IP address; not the reserved prefixes
+    'xn--', 'sthree-', 'amzn-s3-demo-' or suffixes '-s3alias', '--ol-s3', '.mrap', '--x-s3'."""
+    if not BUCKET.fullmatch(name):
+        return "3 to 63 lower-case letters, digits, '.' or '-', starting and ending with a letter or digit"
+    if ".." in name or ".-" in name or "-." in name:
+        return "no '..', '.-' or '-.'"
+    if IP_ADDRESS.fullmatch(name):
+        return "not shaped like an IP address"
+    if name.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or name.endswith(
+        ("-s3alias", "--ol-s3", ".mrap", "--x-s3")
+    ):
+        return "not a prefix or suffix S3 reserves"
+    return None
 
 
 @dataclass(frozen=True)
@@ -52,8 +73,9 @@ def parse_s3_uri(uri: str) -> Location:
     if not uri.startswith("s3://"):
         raise ValueError(f"{uri!r} must start with 's3://'")
     bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not BUCKET.match(bucket):
-        raise ValueError(f"{bucket!r} is not a valid S3 bucket name")
+    problem = bucket_problem(bucket)
+    if problem:
+        raise ValueError(f"{bucket!r} is not a valid S3 bucket name ({problem})")
     prefix = prefix.strip("/")
     if "//" in prefix or any(part in {".", ".."} for part in prefix.split("/")):
         raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' segment")
