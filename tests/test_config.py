@@ -122,8 +122,8 @@ def test_all_optional_keys():
             "field 'filter': filter \"name = = 'x'\" does not parse as a CrateDB condition",
         ),
         ({**ENTRY, "filter": "1=1) OR (1=1"}, "field 'filter': filter '1=1) OR (1=1' has unbalanced parentheses"),
-        ({**ENTRY, "filter": "name = ')' OR (1=1"}, "has unbalanced parentheses or quotes"),
-        ({**ENTRY, "filter": "name = 'x"}, "has unbalanced parentheses or quotes"),
+        ({**ENTRY, "filter": "name = ')' OR (1=1"}, "has unbalanced parentheses, brackets or quotes"),
+        ({**ENTRY, "filter": "name = 'x"}, "an unterminated quote or a character CrateDB's SQL does not know"),
         (
             {**ENTRY, "target_bucket": "s3://b/p"},
             "field 'target_bucket': target_bucket is 'bucket/path' without 's3://'",

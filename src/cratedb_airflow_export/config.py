@@ -148,10 +148,10 @@ class TableExport(BaseModel):
     def _filter(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from cratedb_airflow_export.sql import check_condition
+        from cratedb_airflow_export.filters import check_filter
 
         value = value.strip()  # YAML block scalars end with a newline: insignificant in SQL
-        check_condition(value)
+        check_filter(value)
         return value
 
     @field_validator("target_bucket")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cratedb_airflow_export.windows import TimeRange
 
 CURSOR_NAME = "cratedb_export"
+WINDOW_ALIAS = "window_rows"
 TIMESTAMP_TYPES = frozenset({"timestamp with time zone", "timestamp without time zone", "timestamp"})
 
 
@@ -91,6 +92,15 @@ def _column_list(cfg: TableExport) -> str:
     return ", ".join(quote_ident(c) for c in cfg.columns) if cfg.columns else "*"
 
 
+def read_columns(cfg: TableExport) -> list[str] | None:
+    """What the ``stream`` engine reads (None: every column): the exported columns, plus the
+    timestamp column when they leave it out, so that every row's timestamp can be checked against
+    the window before it is written (the engine drops it again)."""
+    if not cfg.columns:
+        return None
+    return [*cfg.columns, *([] if cfg.timestamp_column in cfg.columns else [cfg.timestamp_column])]
+
+
 def copy_to(
     cfg: TableExport, window: TimeRange, uri: Secret, *, protocol: str | None = None, naive: bool = False
 ) -> Statement:
@@ -111,11 +121,14 @@ def copy_to(
 
 
 def select_window(cfg: TableExport, window: TimeRange, *, naive: bool = False, literal: bool = False) -> Statement:
-    """The window's SELECT. ``literal`` renders the bounds as typed literals, for the PostgreSQL fast
-    path: the ADBC driver streams a parameterless query through COPY, but materialises a
-    parameterised one whole. The literals come from the window's datetimes, never from user input."""
+    """The window's SELECT of :func:`read_columns`. ``literal`` renders the bounds as typed literals,
+    for the PostgreSQL fast path: the ADBC driver streams a parameterless query through COPY, but
+    materialises a parameterised one whole. The literals come from the window's datetimes, never
+    from user input."""
     condition, params = _where(cfg, window, naive, literal=literal)
-    return Statement(f"SELECT {_column_list(cfg)} FROM {qualified(cfg)} WHERE {condition}", params)
+    columns = read_columns(cfg)
+    selected = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+    return Statement(f"SELECT {selected} FROM {qualified(cfg)} WHERE {condition}", params)
 
 
 def declare_cursor(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
@@ -138,8 +151,18 @@ def refresh(cfg: TableExport) -> Statement:
 
 
 def count_window(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
-    condition, bounds = _where(cfg, window, naive)
-    return Statement(f"SELECT count(*) FROM {qualified(cfg)} WHERE {condition}", bounds)
+    """``count(*)`` of the window. With a filter, the window is enforced by structure: a subquery holds
+    it and the filter applies outside, so whatever a filter does, it can only remove rows from the
+    window; a filter that widened the export's own statement makes the counts disagree."""
+    if not cfg.filter:
+        condition, bounds = _where(cfg, window, naive)
+        return Statement(f"SELECT count(*) FROM {qualified(cfg)} WHERE {condition}", bounds)
+    inner = _where(cfg.model_copy(update={"filter": None}), window, naive)
+    return Statement(
+        f"SELECT count(*) FROM (SELECT * FROM {qualified(cfg)} WHERE {inner[0]}) AS {quote_ident(WINDOW_ALIAS)} "
+        f"WHERE ({cfg.filter.replace('%', '%%')})",
+        inner[1],
+    )
 
 
 def describe_table(cfg: TableExport) -> Statement:
@@ -162,40 +185,3 @@ def detect_cratedb() -> Statement:
     return Statement(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'sys' AND table_name = 'cluster'"
     )
-
-
-def check_condition(condition: str) -> None:
-    """Reject a ``filter`` that is not a single boolean SQL condition in CrateDB's grammar."""
-    if ";" in condition:
-        raise ValueError("filter must be one SQL condition; ';' is not allowed")
-    if "--" in condition or "/*" in condition:
-        raise ValueError("filter must not contain SQL comments")
-    if not _balanced(condition):
-        raise ValueError(f"filter {condition!r} has unbalanced parentheses or quotes")
-    from cratedb_sqlparse import sqlparse
-
-    parsed = sqlparse(f"SELECT * FROM t WHERE ({condition})", raise_exception=False)
-    if len(parsed) != 1 or parsed[0].exception is not None:
-        reason = parsed[0].exception if parsed and parsed[0].exception else "not one condition"
-        raise ValueError(f"filter {condition!r} does not parse as a CrateDB condition: {reason}")
-
-
-def _balanced(text: str) -> bool:
-    """Parentheses balance outside string literals and quoted identifiers, and every quote closes.
-
-    Without this, ``1=1) OR (1=1`` would parse once wrapped in parentheses and escape the window.
-    """
-    depth, quote = 0, ""
-    for char in text:
-        if quote:
-            if char == quote:
-                quote = ""  # a doubled quote closes and reopens: same result
-        elif char in "'\"":
-            quote = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0 and not quote

@@ -21,12 +21,15 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
+from cratedb_airflow_export.errors import PermanentError
 from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder
 from cratedb_airflow_export.readers import Prefetcher, adbc_available, adbc_batches, register_loaders
@@ -192,6 +195,48 @@ class RollingFiles:
         return sum(o.size for o in self.stored) + (self._writer.bytes_written if self._writer else 0)
 
 
+class WindowViolation(PermanentError):
+    """Rows outside the window reached the export: nothing may be published."""
+
+
+class WindowGuard:
+    """Checks that every row's timestamp lies in the range the job reads, batch by batch, before
+    anything is written: a filter that escaped its parentheses, or any query that widened the
+    export, fails the attempt instead of publishing rows of other days. Drops the timestamp column
+    again when the table's ``columns`` leave it out (``sql.read_columns`` reads it along)."""
+
+    def __init__(self, job: ExportJob, schema: pa.Schema) -> None:
+        cfg = job.cfg
+        self.job = job
+        self.index = schema.get_field_index(cfg.timestamp_column)
+        if self.index < 0 or not pa.types.is_timestamp(schema.field(self.index).type):
+            raise WindowViolation(
+                f"the rows read from {cfg.qualified_name} carry no timestamp column {cfg.timestamp_column!r} to check"
+            )
+        self.drop = bool(cfg.columns) and cfg.timestamp_column not in (cfg.columns or ())
+        self.schema = schema.remove(self.index) if self.drop else schema
+        epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        one = timedelta(microseconds=1)
+        self.start, self.end = ((bound - epoch) // one for bound in (job.range.start, job.range.end))
+
+    def check(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        column = batch.column(self.index)
+        micros = pc.cast(pc.cast(column, pa.timestamp("us", tz=column.type.tz)), pa.int64())
+        low, high = (value.as_py() for value in pc.min_max(micros).values())
+        if low is not None and (low < self.start or high >= self.end):
+            window = f"[{self.job.range.start.isoformat()}, {self.job.range.end.isoformat()})"
+            raise WindowViolation(
+                f"rows of {self.job.cfg.qualified_name} outside the window {window} reached the export "
+                f"({self.job.cfg.timestamp_column} from {_micros_text(low)} to {_micros_text(high)}): the "
+                "query or its filter widened the export; nothing was published"
+            )
+        return batch.remove_column(self.index) if self.drop else batch
+
+
+def _micros_text(value: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=value)).isoformat()
+
+
 class StreamEngine(Engine):
     name = "stream"
 
@@ -217,8 +262,9 @@ class StreamEngine(Engine):
         (select,) = statements
         log.info("Running (PostgreSQL via ADBC, COPY binary): %s", select.describe())
         with adbc_batches(session.connections.source.conninfo(), select.wire_sql) as (schema, batches):
-            files = RollingFiles(job, session.client, schema)
-            rows, stored = self._write(job, files, batches, started)
+            guard = WindowGuard(job, schema)
+            files = RollingFiles(job, session.client, guard.schema)
+            rows, stored = self._write(job, files, map(guard.check, batches), started)
         return self._result(job, rows, stored, started)
 
     def _run_cursor(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
@@ -235,8 +281,10 @@ class StreamEngine(Engine):
                 batches = iter(prefetched)
                 first = next(batches, None)  # the schema is known after the first FETCH, even an empty one
                 assert prefetched.schema is not None
-                files = RollingFiles(job, session.client, prefetched.schema)
-                rows, stored = self._write(job, files, itertools.chain([first] if first else [], batches), started)
+                guard = WindowGuard(job, prefetched.schema)
+                files = RollingFiles(job, session.client, guard.schema)
+                checked = map(guard.check, itertools.chain([first] if first else [], batches))
+                rows, stored = self._write(job, files, checked, started)
         finally:
             _close_quietly(cursor, close)
         return self._result(job, rows, stored, started)
