@@ -111,4 +111,6 @@ def test_several_days_land_in_their_own_partitions(airflow_db, connections, metr
         assert task_states(run_dag(dag, day)) == {"export_doc.metrics": "success"}
     objects = read_objects(s3_server, bucket)
     counts = {key.split("/")[2]: len(json_lines(data)) for key, data in data_objects(objects).items()}
-    assert counts == {"dt=2024-01-03": 50, "dt=2024-01-04": 50, "dt=2024-01-05": 50, "dt=2024-01-06": 0}
+    assert counts == {"dt=2024-01-03": 50, "dt=2024-01-04": 50, "dt=2024-01-05": 50}
+    # a day without rows: a complete partition with no JSON Lines object (tests/test_empty_days.py)
+    assert [k for k in objects if "dt=2024-01-06" in k] == partition_keys("d/doc.metrics/dt=2024-01-06")

@@ -181,3 +181,24 @@ def test_small_object_is_one_put(s3_server, bucket):
     stored = writer.close()
     assert [o.as_dict() for o in list_objects(client, Location(bucket, "small"))] == [stored.as_dict()]
     assert stored.size == 3
+
+
+def test_copy_engine_drops_files_without_rows(s3_server, bucket):
+    """CrateDB writes a file per shard, also for shards without rows in the window."""
+    import gzip as gz
+
+    from cratedb_airflow_export.engines.copy import without_empty_files
+
+    client = s3_server.client()
+    bodies = {
+        "s/metrics_0_.json.gz": gz.compress(b""),
+        "s/metrics_1_.json": b"",
+        "s/metrics_2_.json.gz": gz.compress(b'{"a": 1}\n'),
+        "s/metrics_3_.json": b"\n",
+        "s/metrics_4_.json": b'{"a": 2}\n',
+    }
+    for key, body in bodies.items():
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    kept = without_empty_files(client, bucket, list_objects(client, Location(bucket, "s")))
+    assert [o.key for o in kept] == ["s/metrics_2_.json.gz", "s/metrics_4_.json"]
+    assert [o.key for o in list_objects(client, Location(bucket, "s"))] == [o.key for o in kept]

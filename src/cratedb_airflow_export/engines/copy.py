@@ -9,6 +9,7 @@ the URI form and the behaviours this relies on.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -17,9 +18,11 @@ from cratedb_airflow_export import sql
 from cratedb_airflow_export.connections import REDACTED, CredentialsError
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.source import SourceError, run
-from cratedb_airflow_export.storage import list_objects
+from cratedb_airflow_export.storage import StoredObject, delete_keys, list_objects, read_object
 
 if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
     from cratedb_airflow_export.connections import S3Credentials
     from cratedb_airflow_export.session import Session
     from cratedb_airflow_export.source import SourceInfo
@@ -62,6 +65,30 @@ def cratedb_s3_uri(creds: S3Credentials | None, location: Location) -> tuple[sql
     return secret, protocol
 
 
+EMPTY_PROBE_BYTES = 64  # an empty gzip member is 20 bytes; a file holding a row is larger than this
+
+
+def without_empty_files(client: S3Client, bucket: str, objects: list[StoredObject]) -> tuple[StoredObject, ...]:
+    """``objects`` without the files that hold no row, which are deleted. CrateDB writes a file for
+    every shard, also for shards without rows in the window; an empty JSON file breaks readers
+    such as pyarrow ("Empty JSON stream"), and a day without rows is a manifest with rows 0."""
+    kept: list[StoredObject] = []
+    empty: list[str] = []
+    for obj in objects:
+        if obj.size <= EMPTY_PROBE_BYTES and not _holds_text(read_object(client, bucket, obj.key)):
+            empty.append(obj.key)
+        else:
+            kept.append(obj)
+    if empty:
+        delete_keys(client, bucket, empty)
+        log.info("removed %d file(s) without rows (shards without rows in the window)", len(empty))
+    return tuple(kept)
+
+
+def _holds_text(data: bytes) -> bool:
+    return bool((gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).strip())
+
+
 class CopyEngine(Engine):
     name = "copy"
 
@@ -83,7 +110,7 @@ class CopyEngine(Engine):
         rows = session.cursor.rowcount
         if rows is None or rows < 0:
             raise RuntimeError(f"COPY returned no row count (command tag {session.cursor.statusmessage!r})")
-        objects = tuple(list_objects(session.client, job.staging))
+        objects = without_empty_files(session.client, job.staging.bucket, list_objects(session.client, job.staging))
         log.info(
             "COPY wrote %d rows of %s into %d object(s) under %s",
             rows,

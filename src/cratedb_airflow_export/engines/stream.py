@@ -171,8 +171,8 @@ class RollingFiles:
         while self._pending:
             self._drain_one()
         self._shutdown()
-        if self._encoder is None and not self.stored:
-            self._open()  # an empty window still gets one (empty) file: the day was exported
+        if self._encoder is None and not self.stored and self.spec.empty_file:
+            self._open()  # Parquet and CSV: one file of zero rows (JSON Lines: none; see formats/)
         if self._encoder is not None:
             self._finish()
         return self.stored

@@ -64,6 +64,11 @@ class FormatSpec:
     compressions: tuple[str, ...]  # the first is the default
     levels: MappingProxyType[str, Levels] = field(default_factory=lambda: MappingProxyType({}))
     compressed_inside: bool = False  # Parquet compresses its pages: no suffix, its own content type
+    # An export without rows writes one file only where an empty file reads as zero rows everywhere:
+    # Parquet (the schema, no row groups) and CSV (the header). An empty JSON Lines file is not
+    # readable by every reader (pyarrow: "Empty JSON stream"), so an empty day has no JSON Lines
+    # object; its manifest says rows 0.
+    empty_file: bool = False
 
     @property
     def default_compression(self) -> str:
@@ -90,7 +95,7 @@ JSONL = FormatSpec(
     ("gzip", "zstd", "none"),
     MappingProxyType({"gzip": GZIP_TEXT}),  # zstd goes through Arrow's stream at its level: none to choose
 )
-CSV = FormatSpec("csv", ".csv", "text/csv", ("gzip", "none"), MappingProxyType({"gzip": GZIP_TEXT}))
+CSV = FormatSpec("csv", ".csv", "text/csv", ("gzip", "none"), MappingProxyType({"gzip": GZIP_TEXT}), empty_file=True)
 PARQUET = FormatSpec(
     "parquet",
     ".parquet",
@@ -98,6 +103,7 @@ PARQUET = FormatSpec(
     ("zstd", "snappy", "gzip", "none"),
     MappingProxyType({"gzip": Levels(1, 9, None), "zstd": Levels(1, 22, None)}),  # Arrow's defaults: 9, 1
     compressed_inside=True,
+    empty_file=True,
 )
 # CrateDB's COPY TO: JSON Lines named by CrateDB (the spec's extension is CrateDB's ``.json``)
 COPY_JSONL = FormatSpec("jsonl", ".json", "application/x-ndjson", ("gzip", "none"))
