@@ -88,6 +88,13 @@ class TableExport(BaseModel):
         description="stream: 'auto' reads PostgreSQL sources through ADBC (COPY binary) and CrateDB through a "
         "server-side cursor; 'cursor' always uses the cursor.",
     )
+    timeout_minutes: int = Field(
+        default=120,
+        ge=1,
+        le=7 * 24 * 60,
+        strict=True,
+        description="An attempt that runs longer fails (the task's execution_timeout).",
+    )
     slices: int = Field(
         strict=True,
         default=1,

@@ -26,7 +26,7 @@ from cratedb_airflow_export.manifest import Manifest, fingerprint
 from cratedb_airflow_export.publish import publish
 from cratedb_airflow_export.session import Session, open_session
 from cratedb_airflow_export.source import CRATEDB, SourceInfo, count_window
-from cratedb_airflow_export.storage import StoredObject, clear, list_objects
+from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects
 from cratedb_airflow_export.verify import check_counts
 
 if TYPE_CHECKING:
@@ -110,9 +110,7 @@ def run_export(
     with open_session(cfg, window, "export", connections) as session:
         # earlier attempts that died before cleaning up; no other attempt is running
         # (the task has max_active_tis_per_dag=1), so the whole staging root is ours
-        stale = clear(session.client, staging_root(cfg, window.day))
-        if stale:
-            log.info("removed %d staged object(s) left by an earlier attempt", stale)
+        _sweep(session, staging_root(cfg, window.day))
         try:
             result, statements = _stage(job, session)
             return _verify_and_publish(session, result, run, statements)
@@ -135,7 +133,7 @@ def export_slice(
         job.range.end.isoformat(),
     )
     with open_session(cfg, window, f"export of slice {index}", connections) as session:
-        clear(session.client, job.staging)
+        _sweep(session, job.staging)  # what an earlier try of this slice left
         result, _ = _stage(job, session)
     return {
         "slice": index,
@@ -169,9 +167,15 @@ def publish_slices(
             objects = tuple(StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in staged)
             result = ExportResult(job, cfg.engine, sum(s["rows"] for s in slices), objects)
             statements = get_engine(cfg.engine).statements(job, session.source, None)
-            return _verify_and_publish(session, result, run, statements)
-        finally:
+            published = _verify_and_publish(session, result, run, statements)
+        except BaseException:
             _discard_staging(session, job.staging)
+            raise
+        # published: whatever other runs of this day left staged (a run killed before its publish) is
+        # dead weight. Publish tasks of a table never overlap, and a run still staging fails its
+        # own publish check (staging != what its slices reported) instead of publishing twice.
+        _discard_staging(session, staging_root(cfg, window.day))
+        return published
 
 
 def _stage(job: ExportJob, session: Session) -> tuple[ExportResult, list[sql.Statement]]:
@@ -231,8 +235,23 @@ def _draft_manifest(result: ExportResult, run: RunInfo, statements_fingerprint: 
     )
 
 
+def _sweep(session: Session, folder: Location) -> None:
+    """Remove what earlier attempts left below ``folder``: staged objects and open multipart uploads."""
+    removed = clear(session.client, folder)
+    aborted = abort_uploads(session.client, folder)
+    if removed or aborted:
+        log.info(
+            "removed %d staged object(s) and aborted %d multipart upload(s) left by earlier attempts under %s",
+            removed,
+            aborted,
+            folder.uri,
+        )
+
+
 def _discard_staging(session: Session, folder: Location) -> None:
+    """This attempt's staging folder, at its end; best effort (the next attempt sweeps anyway)."""
     try:
         clear(session.client, folder)
-    except Exception as exc:  # best effort: the next attempt clears the staging root anyway
+        abort_uploads(session.client, folder)
+    except Exception as exc:
         log.warning("could not remove the staging folder %s: %s", folder.uri, session.connections.redactor()(str(exc)))

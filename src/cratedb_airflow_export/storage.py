@@ -181,6 +181,29 @@ def list_objects(client: S3Client, location: Location) -> list[StoredObject]:
     return sorted(found, key=lambda o: o.key)
 
 
+@dataclass(frozen=True)
+class OpenUpload:
+    key: str
+    upload_id: str
+
+
+def open_uploads(client: S3Client, location: Location) -> list[OpenUpload]:
+    """Multipart uploads started below the folder and neither completed nor aborted."""
+    found: list[OpenUpload] = []
+    paginator = client.get_paginator("list_multipart_uploads")
+    for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix + "/"):
+        found += [OpenUpload(item["Key"], item["UploadId"]) for item in page.get("Uploads", [])]
+    return sorted(found, key=lambda u: (u.key, u.upload_id))
+
+
+def abort_uploads(client: S3Client, location: Location) -> int:
+    """Abort the open multipart uploads below the folder; returns how many."""
+    uploads = open_uploads(client, location)
+    for upload in uploads:
+        client.abort_multipart_upload(Bucket=location.bucket, Key=upload.key, UploadId=upload.upload_id)
+    return len(uploads)
+
+
 def read_object(client: S3Client, bucket: str, key: str) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 

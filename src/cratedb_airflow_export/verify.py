@@ -10,9 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition
+from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition, staging_root
 from cratedb_airflow_export.manifest import read_manifest
-from cratedb_airflow_export.storage import list_objects
+from cratedb_airflow_export.storage import list_objects, open_uploads
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -62,11 +62,22 @@ class PartitionReport:
 
 def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
     """Check a published partition: ``_SUCCESS``, manifest, every listed object with its size and
-    ETag, no unlisted data object, and (with a source cursor) the source count of the window."""
+    ETag, no unlisted data object, nothing left in its staging area (objects or open multipart
+    uploads of failed attempts), and (with a source cursor) the source count of the window."""
     from cratedb_airflow_export.source import count_window, inspect
 
     location = partition(cfg, window.day)
     report = PartitionReport(location.uri)
+    staging = staging_root(cfg, window.day)
+    uploads = open_uploads(client, staging)
+    if uploads:
+        report.problems.append(
+            f"{len(uploads)} open multipart upload(s) under {staging.uri} left by failed attempts "
+            f"(the next export of this day aborts them): {sorted({u.key for u in uploads})}"
+        )
+    leftovers = list_objects(client, staging)
+    if leftovers:
+        report.problems.append(f"{len(leftovers)} staged object(s) left under {staging.uri} by failed attempts")
     stored = {o.key: o for o in list_objects(client, location)}
     if location.key(SUCCESS) not in stored:
         report.problems.append(f"{SUCCESS} is missing: the partition is incomplete or being replaced")
