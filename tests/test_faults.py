@@ -17,7 +17,7 @@ import pytest
 
 from conftest import REPO, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.export import RunInfo, export_slice, run_export
+from cratedb_airflow_export.export import ExportError, RunInfo, export_slice, run_export
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.storage import list_objects, open_uploads
 from cratedb_airflow_export.verify import verify_partition
@@ -153,3 +153,114 @@ def test_a_sliced_run_that_died_before_publishing_is_cleaned_by_the_next(
         folder, "slice-000-part-00000.jsonl.gz", "slice-001-part-00000.jsonl.gz"
     )
     assert verify_partition(client, None, cfg, WINDOW).ok
+
+
+@pytest.mark.parametrize("reader", ["auto", "cursor"])
+def test_a_source_stalled_mid_read_fails_within_its_bound_and_the_retry_publishes(
+    airflow_db, connections, postgres, s3_server, bucket, big_table, reader
+):
+    """The database stops answering after 1 MB of the day's rows (a proxy stops forwarding every
+    byte); the attempt fails after stall_timeout_seconds naming the table, and Airflow's retry (the
+    proxy forwarding again) publishes the exact partition."""
+    import time
+
+    from devtools.faults import FreezingProxy
+
+    proxy = FreezingProxy(postgres.port, freeze_after=1_000_000).start()
+    stalled_url = postgres.url.replace(f":{postgres.port}/", f":{proxy.port}/")
+    cfg = TableExport.model_validate(entry(big_table, bucket, reader=reader, stall_timeout_seconds=3))
+    first_try: dict[str, object] = {}
+
+    def forward_again(context):
+        first_try["failed_after"] = time.monotonic() - started
+        first_try["error"] = str(context["exception"])
+        proxy.thaw()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", stalled_url)
+        dag = make_dag(
+            f"e2e_stalled_source_{reader}", [entry(big_table, bucket, reader=reader, stall_timeout_seconds=3)]
+        )
+        dag.get_task(cfg.task_id).on_retry_callback = [forward_again]
+        try:
+            started = time.monotonic()
+            dag_run = run_dag(dag, DAY)
+        finally:
+            proxy.thaw()
+            proxy.stop()
+    assert proxy.frozen.is_set()
+    assert task_states(dag_run) == {cfg.task_id: "success"} and task_tries(dag_run) == {cfg.task_id: 2}
+    assert f"export of {big_table} for [2024-01-04" in first_try["error"]
+    assert "SourceStalled: the source sent no rows for 3 s while reading" in first_try["error"]
+    assert first_try["failed_after"] < 3 + 20  # the bound, plus connecting and the first megabyte
+    folder = f"lake/{big_table}/dt=2024-01-04"
+    assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
+    assert verify_partition(s3_server.client(), None, cfg, WINDOW).ok
+
+
+def test_a_black_holed_s3_endpoint_fails_the_bucket_check_within_15_seconds(connections, metrics):
+    import json
+    import time
+
+    from devtools.faults import BlackHole
+
+    hole = BlackHole().start()
+    extra = {"endpoint_url": f"http://127.0.0.1:{hole.port}", "region_name": "us-east-1"}
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(
+                "AIRFLOW_CONN_AWS_DEFAULT",
+                json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra}),
+            )
+            started = time.monotonic()
+            with pytest.raises(ExportError) as failure:
+                run_export(TableExport.model_validate(entry("doc.metrics", "some-bucket")), WINDOW)
+            elapsed = time.monotonic() - started
+    finally:
+        hole.stop()
+    assert elapsed < 15, elapsed
+    assert "TargetError: S3 endpoint http://127.0.0.1:" in str(failure.value)
+    assert "accepted the connection but did not answer" in str(failure.value)
+    assert failure.value.retryable is True
+
+
+@pytest.mark.parametrize("status", [404, 200, 403])
+def test_a_web_server_that_is_not_s3_is_told_from_a_missing_bucket(connections, metrics, status):
+    import json
+
+    from devtools.faults import NotS3
+
+    server = NotS3(status).start()
+    extra = {"endpoint_url": f"http://127.0.0.1:{server.port}", "region_name": "us-east-1"}
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(
+                "AIRFLOW_CONN_AWS_DEFAULT",
+                json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra}),
+            )
+            with pytest.raises(ExportError) as failure:
+                run_export(TableExport.model_validate(entry("doc.metrics", "some-bucket")), WINDOW)
+    finally:
+        server.stop()
+    assert "does not exist" not in str(failure.value)
+    assert f"TargetError: the endpoint http://127.0.0.1:{server.port}" in str(failure.value)
+    assert "does not answer like an S3 server" in str(failure.value)
+    assert failure.value.retryable is False
+
+
+def test_every_task_of_a_table_has_its_execution_timeout():
+    from datetime import timedelta
+
+    dag = make_dag(
+        "e2e_timeouts",
+        [
+            {"table": "doc.a", "timestamp_column": "ts", "target": "s3://lake/x", "timeout_minutes": 7},
+            {"table": "doc.b", "timestamp_column": "ts", "target": "s3://lake/x", "engine": "stream", "slices": 2},
+        ],
+    )
+    timeouts = {t.task_id: t.execution_timeout for t in dag.tasks}
+    assert timeouts == {
+        "export_doc.a": timedelta(minutes=7),
+        "export_doc.b.slices": timedelta(minutes=120),
+        "export_doc.b": timedelta(minutes=120),
+    }

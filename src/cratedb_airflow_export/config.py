@@ -95,6 +95,14 @@ class TableExport(BaseModel):
         strict=True,
         description="An attempt that runs longer fails (the task's execution_timeout).",
     )
+    stall_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        strict=True,
+        description="How long the source may send nothing while rows are read, or answer nothing to a "
+        "metadata query, before the attempt fails (a stalled database, a dead network path).",
+    )
     slices: int = Field(
         strict=True,
         default=1,
@@ -240,6 +248,11 @@ class TableExport(BaseModel):
     def qualified_name(self) -> str:
         """``schema.table``, always with the schema."""
         return f"{self.schema_name}.{self.table_name}"
+
+    @property
+    def attempt_seconds(self) -> int:
+        """The bound of one attempt, and of each long statement in it (``timeout_minutes``)."""
+        return self.timeout_minutes * 60
 
     @property
     def task_id(self) -> str:

@@ -114,8 +114,9 @@ class Connections:
     """Everything an export of one table needs from outside, resolved once per task."""
 
     s3: S3Credentials
-    client: S3Client = field(repr=False)
+    client: S3Client = field(repr=False)  # data: bounded waits, a few retries
     source: SourceParams
+    probe: S3Client = field(repr=False)  # the bucket check: gives up within seconds
 
     @property
     def secrets(self) -> set[str]:
@@ -268,4 +269,4 @@ def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connecti
             f"no connection {cfg.cratedb_conn_id!r}: set AIRFLOW_CONN_{cfg.cratedb_conn_id.upper()}="
             "postgresql://<user>:<password>@<host>:5432/doc"
         )
-    return Connections(creds, make_client(creds), source_params(database))
+    return Connections(creds, make_client(creds), source_params(database), make_client(creds, probe=True))

@@ -31,17 +31,23 @@ JSON arrives as text and stays text: no parse and re-serialise per value.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 from psycopg.types.string import TextLoader
 
+from cratedb_airflow_export.source import SourceStalled
+
+log = logging.getLogger(__name__)
+
 JSON_META = {b"json": b"true"}
 ADBC_BATCH_BYTES = 2 * 1024 * 1024
+EXIT_WAIT_SECONDS = 5  # how long leaving a Prefetcher waits for its reading thread to end
 
 SCALARS: dict[int, pa.DataType] = {
     16: pa.bool_(),
@@ -128,19 +134,31 @@ def is_json(field: pa.Field) -> bool:
 
 
 class Prefetcher:
-    """Runs ``FETCH`` and the Arrow conversion in a background thread, one batch ahead, so the
-    database and the network work while the previous batch is encoded and uploaded.
+    """Runs a reader in a background thread, one batch ahead, so the database and the network work
+    while the previous batch is encoded and uploaded; every wait for the next batch is bounded.
 
-    Iterate for record batches; :attr:`schema` is set once the first ``FETCH`` returned (also for
-    an empty window). Leaving the ``with`` block stops the thread.
+    ``read(prefetcher)`` yields record batches and sets :attr:`schema` as soon as it is known (also
+    for an empty window); it owns whatever it opens and releases it in the reading thread. When no
+    batch arrives within ``stall_seconds``, ``unblock`` is called (it makes the blocked read fail:
+    the cursor's socket is shut down, ADBC's statement cancelled) and :class:`SourceStalled` is
+    raised. Leaving the ``with`` block stops the thread; a read still blocked in a driver is left to
+    end with the process (it is a daemon thread and holds nothing the caller uses).
     """
 
-    def __init__(self, cursor: Any, fetch_sql: str, params: Sequence[Any] = (), depth: int = 1) -> None:
-        self.cursor, self.fetch_sql, self.params = cursor, fetch_sql, tuple(params)
+    def __init__(
+        self,
+        read: Callable[[Prefetcher], Iterator[pa.RecordBatch]],
+        *,
+        stall_seconds: float,
+        what: str,
+        unblock: Callable[[], None] = lambda: None,
+        depth: int = 1,
+    ) -> None:
+        self.read, self.stall_seconds, self.what, self.unblock = read, stall_seconds, what, unblock
         self.schema: pa.Schema | None = None
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="cratedb-fetch", daemon=True)
+        self._thread = threading.Thread(target=self._produce, name="source-read", daemon=True)
 
     def __enter__(self) -> Prefetcher:
         self._thread.start()
@@ -148,12 +166,15 @@ class Prefetcher:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        while self._thread.is_alive():
+        deadline = time.monotonic() + min(self.stall_seconds, EXIT_WAIT_SECONDS)
+        while self._thread.is_alive() and time.monotonic() < deadline:
             try:  # unblock a producer waiting on a full queue
                 self._queue.get(timeout=0.1)
             except queue.Empty:
                 pass
-        self._thread.join()
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            log.warning("the reading thread is still blocked in the driver; it ends with the task")
 
     def _put(self, item: tuple[str, Any]) -> bool:
         while not self._stop.is_set():
@@ -165,31 +186,61 @@ class Prefetcher:
         return False
 
     def _produce(self) -> None:
+        batches = self.read(self)
         try:
-            schema: pa.Schema | None = None
-            while not self._stop.is_set():
-                self.cursor.execute(self.fetch_sql, self.params)
-                if schema is None:
-                    schema = schema_for(self.cursor.description)
-                    self.schema = schema
-                rows = self.cursor.fetchall()
-                if not rows:
-                    break
-                if not self._put(("batch", to_batch(rows, schema))):
+            for batch in batches:
+                if not self._put(("batch", batch)):
                     return
             self._put(("end", None))
         except BaseException as exc:  # handed to the consumer, raised there
             self._put(("error", exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # the reader's resources are released in this thread
+
+    def _unblock(self) -> None:
+        try:
+            self.unblock()
+        except Exception as exc:  # best effort: the stall is the error to report
+            log.warning("could not interrupt the stalled read: %s", exc)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while True:
-            kind, value = self._queue.get()
+            try:
+                kind, value = self._queue.get(timeout=self.stall_seconds)
+            except queue.Empty:
+                self._stop.set()
+                # on a thread of its own: interrupting can block too (a cancel request to a stalled server)
+                threading.Thread(target=self._unblock, name="source-unblock", daemon=True).start()
+                raise SourceStalled(
+                    f"the source sent no rows for {self.stall_seconds:g} s while {self.what}: it stalled "
+                    "(stall_timeout_seconds); a retry starts over"
+                ) from None
             if kind == "batch":
                 yield value
             elif kind == "end":
                 return
             else:
                 raise value
+
+
+def cursor_reader(
+    cursor: Any, fetch_sql: str, params: Sequence[Any] = ()
+) -> Callable[[Prefetcher], Iterator[pa.RecordBatch]]:
+    """``FETCH`` after ``FETCH`` on a declared cursor, each result converted to a record batch."""
+
+    def read(prefetcher: Prefetcher) -> Iterator[pa.RecordBatch]:
+        while True:
+            cursor.execute(fetch_sql, tuple(params))
+            if prefetcher.schema is None:
+                prefetcher.schema = schema_for(cursor.description)
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            yield to_batch(rows, prefetcher.schema)
+
+    return read
 
 
 def normalize_schema(schema: pa.Schema) -> pa.Schema:
@@ -212,27 +263,41 @@ def _storage_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-@contextmanager
-def adbc_batches(uri: str, select_sql: str) -> Iterator[tuple[pa.Schema, Iterator[pa.RecordBatch]]]:
-    """Stream a parameterless SELECT from PostgreSQL through the ADBC driver (COPY binary).
+class AdbcReader:
+    """A parameterless SELECT from PostgreSQL through the ADBC driver (COPY binary into Arrow in C),
+    as a :class:`Prefetcher` reader; :meth:`cancel` interrupts it from another thread.
 
     Uses ADBC's low-level API: its DB-API module imports ``pyarrow.dataset`` and with it pandas,
     60 MB of resident memory a task does not need.
     """
-    import adbc_driver_manager
-    import adbc_driver_postgresql
 
-    with (
-        adbc_driver_postgresql.connect(uri) as database,
-        adbc_driver_manager.AdbcConnection(database) as conn,
-        adbc_driver_manager.AdbcStatement(conn) as statement,
-    ):
-        statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
-        statement.set_sql_query(select_sql)
-        stream, _ = statement.execute_query()
-        with pa.RecordBatchReader.from_stream(stream) as reader:
-            schema = normalize_schema(reader.schema)
-            yield schema, (_storage_batch(batch, schema) for batch in reader)
+    def __init__(self, uri: str, select_sql: str) -> None:
+        self.uri, self.select_sql = uri, select_sql
+        self._statement: Any = None
+
+    def __call__(self, prefetcher: Prefetcher) -> Iterator[pa.RecordBatch]:
+        import adbc_driver_manager
+        import adbc_driver_postgresql
+
+        with (
+            adbc_driver_postgresql.connect(self.uri) as database,
+            adbc_driver_manager.AdbcConnection(database) as conn,
+            adbc_driver_manager.AdbcStatement(conn) as statement,
+        ):
+            self._statement = statement
+            statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
+            statement.set_sql_query(self.select_sql)
+            stream, _ = statement.execute_query()
+            with pa.RecordBatchReader.from_stream(stream) as reader:
+                prefetcher.schema = schema = normalize_schema(reader.schema)
+                for batch in reader:
+                    yield _storage_batch(batch, schema)
+            self._statement = None
+
+    def cancel(self) -> None:
+        """Ask the driver to cancel the running query (ADBC allows this from another thread)."""
+        if self._statement is not None:
+            self._statement.cancel()
 
 
 def adbc_available() -> bool:

@@ -59,6 +59,6 @@ def open_session(
     with failures_named(describe(what, cfg, window), redact):
         resolved = connections if connections is not None else from_environment(cfg)
         redact.add(resolved.secrets)
-        check_target(resolved.client, partition(cfg, window.day))
-        with closing(connect(resolved.source)) as conn, conn.cursor() as cursor:
+        check_target(resolved.probe, partition(cfg, window.day))
+        with closing(connect(resolved.source, cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
             yield Session(cfg, resolved, cursor, inspect(cursor, cfg))

@@ -13,11 +13,22 @@ the source supports instead of which database it is (docs/cratedb.md has the Cra
 Connections are always in autocommit mode (CrateDB has no transactions). OBJECT arrives as JSON
 (OID 114); geo_point arrives as ``point`` (OID 600) and is read as ``[lon, lat]``, the form COPY TO
 writes.
+
+Every wait is bounded: connecting (``connect_timeout``), a dead peer (TCP keepalives and
+``tcp_user_timeout``), a statement on the server (``statement_timeout`` in the startup options,
+CrateDB >= 5.4 and PostgreSQL), and a server that stalls (accepts, then sends nothing): every
+statement runs under :func:`bounded`, which shuts the connection's socket down when its time is up,
+so the waiting call fails at once instead of hanging the task.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +46,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POINT_OID = 600
+
+
+CONNECT_TIMEOUT_SECONDS = 30
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+TCP_USER_TIMEOUT_MS = 60_000  # unacknowledged data for this long: the peer is gone
+
+
+class SourceStalled(RuntimeError):
+    """The source stopped answering (worth a retry: the attempt starts over)."""
 
 
 class SourceError(PermanentError):
@@ -77,32 +97,81 @@ class PointLoader(Loader):
         return [float(x), float(y)]
 
 
-def connect(params: SourceParams) -> psycopg.Connection[Any]:
-    """An autocommit psycopg connection to the source."""
-    conn = psycopg.connect(**params.kwargs(), autocommit=True)
+def bounded_params(params: SourceParams, statement_seconds: float) -> dict[str, Any]:
+    """``params`` as psycopg keyword arguments, with the bounds above as defaults (what the
+    connection itself sets wins)."""
+    options = {
+        "connect_timeout": str(CONNECT_TIMEOUT_SECONDS),
+        **KEEPALIVES,
+        "tcp_user_timeout": str(TCP_USER_TIMEOUT_MS),
+        "options": f"-c statement_timeout={int(statement_seconds * 1000)}",
+    }
+    return {**options, **params.kwargs()}
+
+
+def connect(params: SourceParams, statement_seconds: float = 3600) -> psycopg.Connection[Any]:
+    """An autocommit psycopg connection to the source; statements end on the server after
+    ``statement_seconds``."""
+    conn = psycopg.connect(**bounded_params(params, statement_seconds), autocommit=True)
     conn.adapters.register_loader(POINT_OID, PointLoader)
     return conn
 
 
-def run(cursor: psycopg.Cursor[Any], statement: sql.Statement) -> psycopg.Cursor[Any]:
-    """Execute one statement, logging its wire text with secrets redacted."""
+def shut_down(conn: psycopg.Connection[Any]) -> None:
+    """Shut the connection's socket down: a call waiting on it (in any thread) fails at once."""
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):  # already closed
+        pass
+
+
+@contextmanager
+def bounded(conn: psycopg.Connection[Any], seconds: float, what: str) -> Iterator[None]:
+    """Fail what runs inside if it takes longer than ``seconds`` on ``conn``: a timer shuts the
+    socket down, and the failure becomes :class:`SourceStalled` saying what stalled."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        shut_down(conn)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except Exception:
+        if fired.is_set():
+            raise SourceStalled(f"the source did not answer for {seconds:g} s while {what}") from None
+        raise
+    finally:
+        timer.cancel()
+    if fired.is_set():
+        raise SourceStalled(f"the source did not answer for {seconds:g} s while {what}")
+
+
+def run(cursor: psycopg.Cursor[Any], statement: sql.Statement, seconds: float) -> psycopg.Cursor[Any]:
+    """Execute one statement within ``seconds``, logging its wire text with secrets redacted."""
     log.info("Running: %s", statement.describe())
-    cursor.execute(statement.sql, statement.bind())
+    with bounded(cursor.connection, seconds, f"running {statement.wire_sql.split(' ', 1)[0]}"):
+        cursor.execute(statement.sql, statement.bind())
     return cursor
 
 
-def _one(cursor: psycopg.Cursor[Any], statement: sql.Statement) -> Any:
-    row = run(cursor, statement).fetchone()
+def _one(cursor: psycopg.Cursor[Any], statement: sql.Statement, seconds: float) -> Any:
+    row = run(cursor, statement, seconds).fetchone()
     return None if row is None else row[0]
 
 
 def inspect(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     """Which database this is, and that the table, the timestamp column and the columns exist
     with the right types; raises :class:`SourceError` naming the table and the cause."""
-    dialect = CRATEDB if _one(cursor, sql.detect_cratedb()) else POSTGRESQL
-    if _one(cursor, sql.describe_table(cfg)) is None:
+    seconds = cfg.stall_timeout_seconds
+    dialect = CRATEDB if _one(cursor, sql.detect_cratedb(), seconds) else POSTGRESQL
+    if _one(cursor, sql.describe_table(cfg), seconds) is None:
         raise SourceError(f"table {cfg.qualified_name} does not exist (not in information_schema.tables)")
-    columns = {name: dtype for name, dtype in run(cursor, sql.describe_columns(cfg)).fetchall()}
+    columns = {name: dtype for name, dtype in run(cursor, sql.describe_columns(cfg), seconds).fetchall()}
     available = ", ".join(columns)
     ts_type = columns.get(cfg.timestamp_column)
     if ts_type is None:
@@ -121,4 +190,4 @@ def inspect(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
 
 def count_window(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> int:
     """``count(*)`` of ``cfg``'s rows in ``window`` (with the table's filter)."""
-    return int(_one(cursor, sql.count_window(cfg, window, naive=source.naive_timestamps)))
+    return int(_one(cursor, sql.count_window(cfg, window, naive=source.naive_timestamps), cfg.attempt_seconds))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from botocore.config import Config
     from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.connections import S3Credentials
@@ -103,13 +104,40 @@ class TargetError(RuntimeError):
         self.retryable = retryable
 
 
-def make_client(creds: S3Credentials) -> S3Client:
-    """A boto3 S3 client from plain credentials (the command line; the Airflow edge uses S3Hook's).
-    Without keys, boto3's own chain applies (environment, profile, instance role). Custom endpoints
-    use path-style addressing."""
+# Every S3 call is bounded: data calls wait up to a minute for an answer and retry 3 times; the
+# bucket check at the start of an attempt gives up within seconds (two tries of 5 s), so a
+# black-holed endpoint fails the attempt at once instead of after minutes per call.
+DATA_TIMEOUTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "read_timeout": 60,
+    "retries": {"mode": "standard", "total_max_attempts": 4},
+}
+PROBE_TIMEOUTS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 5,
+    "retries": {"mode": "standard", "total_max_attempts": 2},
+}
+
+
+def client_config(*, probe: bool = False, configured: Config | None = None) -> Config:
+    """The botocore config of a data client (what the connection configures wins) or of the
+    probe client (its short bounds win)."""
+    from botocore.config import Config
+
+    ours = Config(**(PROBE_TIMEOUTS if probe else DATA_TIMEOUTS))
+    if configured is None:
+        return ours
+    return configured.merge(ours) if probe else ours.merge(configured)
+
+
+def make_client(creds: S3Credentials, *, probe: bool = False) -> S3Client:
+    """A boto3 S3 client from plain credentials (the command line; the Airflow edge uses S3Hook's
+    session). Without keys, boto3's own chain applies (environment, profile, instance role).
+    Custom endpoints use path-style addressing."""
     import boto3
     from botocore.config import Config
 
+    addressing = Config(s3={"addressing_style": "path"} if creds.endpoint_url else {})
     return boto3.client(
         "s3",
         aws_access_key_id=creds.access_key,
@@ -117,7 +145,7 @@ def make_client(creds: S3Credentials) -> S3Client:
         aws_session_token=creds.session_token,
         endpoint_url=creds.endpoint_url,
         region_name=creds.region,
-        config=Config(s3={"addressing_style": "path"} if creds.endpoint_url else {}),
+        config=client_config(probe=probe).merge(addressing),
     )
 
 
@@ -131,29 +159,62 @@ def describe_client_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def check_target(client: S3Client, location: Location) -> None:
-    """Fail fast when the bucket is missing, unreachable or the credentials are wrong.
+S3_ACCESS_ERRORS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
 
-    CrateDB takes about 15 minutes to fail on a wrong S3 URL (crate/crate#18102); this takes a second.
+
+def check_target(probe: S3Client, location: Location) -> None:
+    """Fail fast when the bucket is missing, the endpoint unreachable, black-holed or not an S3
+    server, or the credentials are wrong. ``probe``: a client with short bounds (``probe=True``).
+
+    Lists at most one key (S3 answers in XML, which a web server that is not S3 does not), because
+    CrateDB takes about 15 minutes to fail on a wrong S3 URL (crate/crate#18102).
     """
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+    from botocore.parsers import ResponseParserError
 
+    endpoint = probe.meta.endpoint_url
+    not_s3 = (
+        f"the endpoint {endpoint} does not answer like an S3 server (its reply is not S3's listing): "
+        "check the connection's endpoint_url"
+    )
     try:
-        client.head_bucket(Bucket=location.bucket)
-    except EndpointConnectionError as exc:
+        listing = probe.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "/", MaxKeys=1)
+    except (EndpointConnectionError, ConnectTimeoutError) as exc:
         raise TargetError(f"S3 endpoint unreachable: {exc}") from None
+    except ReadTimeoutError:
+        seconds = PROBE_TIMEOUTS["read_timeout"] * PROBE_TIMEOUTS["retries"]["total_max_attempts"]
+        raise TargetError(
+            f"S3 endpoint {endpoint} accepted the connection but did not answer (gave up after {seconds} s)"
+        ) from None
+    except ResponseParserError:
+        raise TargetError(not_s3, retryable=False) from None
     except ClientError as exc:
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 404:
+        error = exc.response.get("Error", {})
+        code, status = error.get("Code", ""), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code == "NoSuchBucket":
             raise TargetError(f"bucket {location.bucket!r} does not exist", retryable=False) from None
-        if status == 403:
+        if code in S3_ACCESS_ERRORS:
             raise TargetError(
-                f"bucket {location.bucket!r} access denied (check the credentials and bucket policy)",
+                f"bucket {location.bucket!r} access denied (check the credentials and bucket policy): {code}",
                 retryable=False,
             ) from None
-        raise TargetError(f"bucket {location.bucket!r} {describe_client_error(exc)}") from None
+        if (not code or code.isdigit()) and status < 500:
+            raise TargetError(
+                f"the endpoint {endpoint} answered HTTP {status} without an S3 error: it does not answer like an "
+                "S3 server (check the connection's endpoint_url)",
+                retryable=False,
+            ) from None
+        raise TargetError(f"bucket {location.bucket!r}: {describe_client_error(exc)}") from None
     except BotoCoreError as exc:
         raise TargetError(f"S3 check of bucket {location.bucket!r} failed: {exc}") from None
+    if listing.get("Name") != location.bucket:  # every S3 listing names its bucket
+        raise TargetError(not_s3, retryable=False)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from cratedb_airflow_export.connections import (
     source_params,
     tutorial_credentials,
 )
-from cratedb_airflow_export.storage import make_client
+from cratedb_airflow_export.storage import client_config, make_client
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -54,15 +54,15 @@ def lookup(conn_id: str) -> ConnectionSpec | None:
     )
 
 
-def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client]:
-    """The S3 credentials and client of ``aws_conn_id`` (see the module docstring for the order).
-    The connection is read once, by the hook."""
+def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client, S3Client]:
+    """The S3 credentials, data client and probe client (short bounds, for the bucket check) of
+    ``aws_conn_id`` (see the module docstring for the order). The connection is read once, by the hook."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     hook = S3Hook(aws_conn_id=aws_conn_id)
     if not hook.conn_config:  # no such connection: S3Hook would fall back to boto3's own chain
         creds = tutorial_credentials(aws_conn_id)
-        return creds, make_client(creds)
+        return creds, make_client(creds), make_client(creds, probe=True)
     frozen = hook.get_credentials()
     if frozen is None or frozen.access_key is None:
         raise CredentialsError(f"Airflow connection {aws_conn_id!r} resolves to no AWS credentials")
@@ -74,7 +74,9 @@ def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client]:
         region=hook.conn_config.region_name,
         source=f"Airflow connection {aws_conn_id!r}",
     )
-    return creds, hook.get_conn()
+    configured = hook.config  # the connection's botocore config (config_kwargs), or botocore's default
+    data = hook.get_client_type(config=client_config(configured=configured))
+    return creds, data, hook.get_client_type(config=client_config(probe=True, configured=configured))
 
 
 def resolve(cfg: TableExport) -> Connections:
@@ -90,10 +92,10 @@ def resolve(cfg: TableExport) -> Connections:
     source = source_params(database)
     for form in source.secrets():  # masked at once: the S3 lookup below may log or fail
         mask_secret(form)
-    creds, client = s3_access(cfg.aws_conn_id)
+    creds, client, probe = s3_access(cfg.aws_conn_id)
     for form in creds.secrets():
         mask_secret(form)
-    connections = Connections(creds, client, source)
+    connections = Connections(creds, client, source, probe)
     log.info(
         "S3 credentials from %s%s; source %s",
         creds.source,

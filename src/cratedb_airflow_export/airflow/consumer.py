@@ -27,7 +27,7 @@ def manifest_at(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest
     from cratedb_airflow_export.airflow.connections import s3_access  # boto3: at run time, not at parse time
 
     bucket, key = split_object_uri(manifest_uri)
-    _, client = s3_access(aws_conn_id)
+    _, client, _ = s3_access(aws_conn_id)
     return read_manifest(client, bucket, key)
 
 

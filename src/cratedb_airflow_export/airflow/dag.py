@@ -74,11 +74,12 @@ def build_dag(
         },
     ) as dag:
         for table in tables:
+            bound = {"execution_timeout": timedelta(minutes=table.timeout_minutes)}
             if table.slices == 1:
-                CrateDBExportOperator(task_id=table.task_id, export=table)
+                CrateDBExportOperator(task_id=table.task_id, export=table, **bound)
                 continue
-            slices = CrateDBExportSliceOperator.partial(task_id=f"{table.task_id}.slices", export=table).expand(
-                slice_index=list(range(table.slices))
-            )
-            CrateDBPublishSlicesOperator(task_id=table.task_id, export=table, slice_results=slices.output)
+            slices = CrateDBExportSliceOperator.partial(
+                task_id=f"{table.task_id}.slices", export=table, **bound
+            ).expand(slice_index=list(range(table.slices)))
+            CrateDBPublishSlicesOperator(task_id=table.task_id, export=table, slice_results=slices.output, **bound)
     return dag

@@ -105,8 +105,8 @@ class CopyEngine(Engine):
         return [sql.refresh(job.cfg), copy] if source.dialect.needs_refresh else [copy]
 
     def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
-        for statement in statements:
-            run(session.cursor, statement)
+        for statement in statements:  # REFRESH, COPY: long statements, bounded by the attempt
+            run(session.cursor, statement, job.cfg.attempt_seconds)
         rows = session.cursor.rowcount
         if rows is None or rows < 0:
             raise RuntimeError(f"COPY returned no row count (command tag {session.cursor.statusmessage!r})")

@@ -32,8 +32,8 @@ from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.errors import PermanentError
 from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder
-from cratedb_airflow_export.readers import Prefetcher, adbc_available, adbc_batches, register_loaders
-from cratedb_airflow_export.source import run
+from cratedb_airflow_export.readers import AdbcReader, Prefetcher, adbc_available, cursor_reader, register_loaders
+from cratedb_airflow_export.source import run, shut_down
 from cratedb_airflow_export.storage import MultipartWriter, StoredObject
 
 if TYPE_CHECKING:
@@ -258,35 +258,40 @@ class StreamEngine(Engine):
             return self._run_cursor(job, session, statements)
 
     def _run_adbc(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
-        started = time.monotonic()
         (select,) = statements
         log.info("Running (PostgreSQL via ADBC, COPY binary): %s", select.describe())
-        with adbc_batches(session.connections.source.conninfo(), select.wire_sql) as (schema, batches):
-            guard = WindowGuard(job, schema)
-            files = RollingFiles(job, session.client, guard.schema)
-            rows, stored = self._write(job, files, map(guard.check, batches), started)
-        return self._result(job, rows, stored, started)
+        reader = AdbcReader(session.connections.source.conninfo(), select.wire_sql)
+        return self._read(job, session, Prefetcher(reader, unblock=reader.cancel, **self._bounds(job)))
 
     def _run_cursor(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
-        started = time.monotonic()
         cursor = session.cursor
         *prepare, declare, fetch, close = statements
-        for statement in prepare:
-            run(cursor, statement)
+        for statement in [*prepare, declare]:  # REFRESH, DECLARE: bounded by the attempt
+            run(cursor, statement, job.cfg.attempt_seconds)
         register_loaders(cursor)  # JSON stays text: no parse and re-serialise per value
-        run(cursor, declare)
         try:
             log.info("Fetching with: %s", fetch.describe())
-            with Prefetcher(cursor, fetch.sql, fetch.bind()) as prefetched:
-                batches = iter(prefetched)
-                first = next(batches, None)  # the schema is known after the first FETCH, even an empty one
-                assert prefetched.schema is not None
-                guard = WindowGuard(job, prefetched.schema)
-                files = RollingFiles(job, session.client, guard.schema)
-                checked = map(guard.check, itertools.chain([first] if first else [], batches))
-                rows, stored = self._write(job, files, checked, started)
+            reader = cursor_reader(cursor, fetch.sql, fetch.bind())
+            unblock = functools.partial(shut_down, cursor.connection)
+            return self._read(job, session, Prefetcher(reader, unblock=unblock, **self._bounds(job)))
         finally:
-            _close_quietly(cursor, close)
+            _close_quietly(cursor, close, job.cfg.stall_timeout_seconds)
+
+    @staticmethod
+    def _bounds(job: ExportJob) -> dict[str, Any]:
+        return {"stall_seconds": job.cfg.stall_timeout_seconds, "what": f"reading {job.cfg.qualified_name}"}
+
+    def _read(self, job: ExportJob, session: Session, prefetcher: Prefetcher) -> ExportResult:
+        """Rows from ``prefetcher``, checked against the window, into ``part-NNNNN`` files."""
+        started = time.monotonic()
+        with prefetcher:
+            batches = iter(prefetcher)
+            first = next(batches, None)  # the schema is known after the first read, even an empty one
+            assert prefetcher.schema is not None
+            guard = WindowGuard(job, prefetcher.schema)
+            files = RollingFiles(job, session.client, guard.schema)
+            checked = map(guard.check, itertools.chain([first] if first else [], batches))
+            rows, stored = self._write(job, files, checked, started)
         return self._result(job, rows, stored, started)
 
     def _write(
@@ -330,8 +335,8 @@ def _fast_path(job: ExportJob, source: SourceInfo) -> bool:
     return job.cfg.reader == "auto" and source.dialect.copy_binary and adbc_available()
 
 
-def _close_quietly(cursor: psycopg.Cursor[Any], close: sql.Statement) -> None:
+def _close_quietly(cursor: psycopg.Cursor[Any], close: sql.Statement, seconds: float) -> None:
     try:
-        run(cursor, close)
+        run(cursor, close, seconds)
     except Exception as exc:  # the connection may be gone; the export error matters more
         log.warning("could not close cursor: %s", exc)
