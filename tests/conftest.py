@@ -109,6 +109,24 @@ def metrics(postgres: LocalPostgres) -> list[tuple[Any, ...]]:
     return rows
 
 
+BIG_ROWS = 40_000  # about 12 MB of JSON Lines: three upload parts of 5 MiB
+
+
+@pytest.fixture(scope="session")
+def big_table(postgres: LocalPostgres, metrics: list[tuple[Any, ...]]) -> str:
+    """A table with BIG_ROWS rows on 2024-01-04, large enough for multipart uploads and copies."""
+    import psycopg
+
+    name = f"doc.big_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE {name} ("hash_id" BIGINT, "timestamp" TIMESTAMPTZ, "name" TEXT, "fields" JSON)')
+        conn.execute(
+            f"INSERT INTO {name} SELECT g, '2024-01-04'::timestamptz + g * interval '2 second', "
+            f"'row ' || g || ' ' || repeat('x', 200), json_build_object('g', g) FROM generate_series(1, {BIG_ROWS}) g"
+        )
+    return name
+
+
 @pytest.fixture
 def connections(monkeypatch: pytest.MonkeyPatch, postgres: LocalPostgres, s3_server: LocalS3) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", postgres.url)

@@ -4,6 +4,8 @@ against the local PostgreSQL and S3 servers."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import sqlite3
 import uuid
@@ -92,7 +94,9 @@ def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
     manifest = manifest_of(objects)
     folder = f"lake/{name}/dt=2024-01-04"
     data_key = f"{folder}/part-00000.jsonl.gz"
-    head = s3_server.client().head_object(Bucket=bucket, Key=data_key)
+    head = s3_server.client().head_object(Bucket=bucket, Key=data_key, ChecksumMode="ENABLED")
+    sha256 = base64.b64encode(hashlib.sha256(objects[data_key]).digest()).decode()
+    assert head["ChecksumSHA256"] == sha256  # one part: the checksum of the whole object
     assert manifest.model_dump(exclude={"exported_at", "statements_fingerprint"}) == {
         "version": 1,
         "table": name,
@@ -105,8 +109,16 @@ def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
         "rows": 50,
         "source_count": 50,
         "row_count_check": "strict",
+        "sse": None,
+        "sse_kms_key_id": None,
         "objects": [
-            {"key": data_key, "size": len(objects[data_key]), "etag": head["ETag"].strip('"'), "rows": 50},
+            {
+                "key": data_key,
+                "size": len(objects[data_key]),
+                "etag": head["ETag"].strip('"'),
+                "rows": 50,
+                "checksum_sha256": sha256,
+            },
         ],
         "dag_id": "e2e_manifest",
         "run_id": dag_run.run_id,

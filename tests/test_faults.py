@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 from datetime import date
 
-import psycopg
 import pytest
 
+from conftest import BIG_ROWS as ROWS
 from conftest import REPO, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.export import ExportError, RunInfo, export_slice, run_export
@@ -26,19 +25,6 @@ from cratedb_airflow_export.windows import Window
 pytestmark = pytest.mark.e2e
 DAY = date(2024, 1, 4)
 WINDOW = Window.for_day(DAY)
-ROWS = 40_000  # about 12 MB of JSON Lines: three upload parts of 5 MiB
-
-
-@pytest.fixture(scope="module")
-def big_table(postgres, metrics):  # metrics: the doc schema exists
-    name = f"doc.big_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f'CREATE TABLE {name} ("hash_id" BIGINT, "timestamp" TIMESTAMPTZ, "name" TEXT, "fields" JSON)')
-        conn.execute(
-            f"INSERT INTO {name} SELECT g, '2024-01-04'::timestamptz + g * interval '2 second', "
-            f"'row ' || g || ' ' || repeat('x', 200), json_build_object('g', g) FROM generate_series(1, {ROWS}) g"
-        )
-    return name
 
 
 def entry(table: str, bucket: str, **extra: object) -> dict[str, object]:

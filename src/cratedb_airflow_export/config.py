@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cratedb_airflow_export.errors import ConfigError
 from cratedb_airflow_export.formats import FORMATS, output_spec
 from cratedb_airflow_export.layout import STAGING_ROOT, folders
-from cratedb_airflow_export.storage import Location, parse_s3_uri
+from cratedb_airflow_export.storage import Location, parse_s3_uri, write_args
 
 __all__ = ["CONFIG_ENV", "ConfigError", "DagSettings", "TableExport", "load_tables", "parse_tables"]
 
@@ -88,6 +88,12 @@ class TableExport(BaseModel):
         description="stream: 'auto' reads PostgreSQL sources through ADBC (COPY binary) and CrateDB through a "
         "server-side cursor; 'cursor' always uses the cursor.",
     )
+    sse: Literal["AES256", "aws:kms"] | None = Field(
+        default=None,
+        description="Server-side encryption of every object written (data, manifest, _SUCCESS): 'AES256' "
+        "(S3-managed keys) or 'aws:kms' (with sse_kms_key_id, or the account's default KMS key).",
+    )
+    sse_kms_key_id: str | None = Field(default=None, description="The KMS key (id, ARN or alias) for sse 'aws:kms'.")
     timeout_minutes: int = Field(
         default=120,
         ge=1,
@@ -228,6 +234,11 @@ class TableExport(BaseModel):
                 f"{field}: the export location's Asset URI would have {len(dataset_uri(self))} characters; "
                 f"Airflow allows {MAX_ASSET_URI}"
             )
+        if self.sse_kms_key_id is not None:
+            if self.sse != "aws:kms":
+                raise ValueError("sse_kms_key_id: a KMS key needs sse: 'aws:kms'")
+            if not self.sse_kms_key_id or not self.sse_kms_key_id.isprintable() or " " in self.sse_kms_key_id:
+                raise ValueError(f"sse_kms_key_id: {self.sse_kms_key_id!r} is not a KMS key id, ARN or alias")
         if self.file_size_mb > self.part_size_mb * PARTS_PER_FILE:
             need = -(-self.file_size_mb // PARTS_PER_FILE)
             raise ValueError(
@@ -248,6 +259,11 @@ class TableExport(BaseModel):
     def qualified_name(self) -> str:
         """``schema.table``, always with the schema."""
         return f"{self.schema_name}.{self.table_name}"
+
+    @property
+    def write_args(self) -> dict[str, str]:
+        """What every object this table writes carries: checksum and encryption (``storage.write_args``)."""
+        return write_args(self.sse, self.sse_kms_key_id)
 
     @property
     def attempt_seconds(self) -> int:

@@ -188,7 +188,7 @@ def _stage(job: ExportJob, session: Session) -> tuple[ExportResult, list[sql.Sta
         session.source.dialect,
         "\n".join(f"  {n}. {s.describe()}" for n, s in enumerate(statements, 1)),
     )
-    engine.check(job, session.source)
+    engine.check(job, session)
     return engine.run(job, session, statements), statements
 
 
@@ -200,7 +200,7 @@ def _verify_and_publish(
     source_count = count_window(session.cursor, job.cfg, job.window, session.source)
     check_counts(job.cfg, result.rows, source_count)
     draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements))
-    published, _ = publish(session.client, list(result.objects), job.staging, job.location, draft)
+    published, _ = publish(session.client, list(result.objects), job.staging, job.location, draft, job.cfg.write_args)
     final = replace(result, objects=tuple(published), source_count=source_count, source=session.source)
     log.info(
         "Exported %d rows of %s into %d object(s), %d bytes, under %s",
@@ -227,6 +227,8 @@ def _draft_manifest(result: ExportResult, run: RunInfo, statements_fingerprint: 
         rows=result.rows,
         source_count=result.source_count,
         row_count_check=cfg.row_count_check,
+        sse=cfg.sse,
+        sse_kms_key_id=cfg.sse_kms_key_id,
         objects=[],
         statements_fingerprint=statements_fingerprint,
         dag_id=run.dag_id,

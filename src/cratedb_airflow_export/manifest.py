@@ -34,6 +34,7 @@ class ManifestObject(BaseModel):
     size: int
     etag: str
     rows: int | None = None  # known for the stream engine; COPY TO reports only the total
+    checksum_sha256: str | None = None  # as S3 stores it (multipart objects: of the parts' checksums)
 
 
 class Manifest(BaseModel):
@@ -50,6 +51,8 @@ class Manifest(BaseModel):
     rows: int
     source_count: int | None
     row_count_check: str
+    sse: str | None = None  # server-side encryption of every object of the partition
+    sse_kms_key_id: str | None = None
     objects: list[ManifestObject]
     statements_fingerprint: str
     dag_id: str | None = None
@@ -83,7 +86,10 @@ def now_utc() -> str:
 
 def completed(draft: Manifest, objects: Iterable[StoredObject]) -> Manifest:
     """``draft`` with the published objects and the time of publishing."""
-    entries = [ManifestObject(key=o.key, size=o.size, etag=o.etag, rows=o.rows) for o in objects]
+    entries = [
+        ManifestObject(key=o.key, size=o.size, etag=o.etag, rows=o.rows, checksum_sha256=o.checksum_sha256)
+        for o in objects
+    ]
     return draft.model_copy(update={"objects": entries, "exported_at": now_utc()})
 
 

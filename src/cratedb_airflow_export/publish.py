@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING
 
 from cratedb_airflow_export.layout import MANIFEST, SUCCESS
 from cratedb_airflow_export.manifest import Manifest, completed
-from cratedb_airflow_export.storage import Location, StoredObject, TargetError, delete_keys, list_objects, put_object
+from cratedb_airflow_export.storage import (
+    Location,
+    StoredObject,
+    TargetError,
+    delete_keys,
+    list_objects,
+    put_object,
+    stored_checksum,
+)
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -36,12 +44,12 @@ def invalidate(client: S3Client, partition: Location) -> None:
     client.delete_object(Bucket=partition.bucket, Key=partition.key(SUCCESS))
 
 
-def write_manifest(client: S3Client, partition: Location, manifest: Manifest) -> None:
-    put_object(client, partition.bucket, partition.key(MANIFEST), manifest.to_bytes(), "application/json")
+def write_manifest(client: S3Client, partition: Location, manifest: Manifest, args: dict[str, str]) -> None:
+    put_object(client, partition.bucket, partition.key(MANIFEST), manifest.to_bytes(), "application/json", **args)
 
 
-def write_success(client: S3Client, partition: Location) -> None:
-    put_object(client, partition.bucket, partition.key(SUCCESS), b"")
+def write_success(client: S3Client, partition: Location, args: dict[str, str]) -> None:
+    put_object(client, partition.bucket, partition.key(SUCCESS), b"", **args)
 
 
 def published_name(staging: Location, key: str) -> str:
@@ -51,10 +59,16 @@ def published_name(staging: Location, key: str) -> str:
 
 
 def publish(
-    client: S3Client, staged: list[StoredObject], staging: Location, partition: Location, draft: Manifest
+    client: S3Client,
+    staged: list[StoredObject],
+    staging: Location,
+    partition: Location,
+    draft: Manifest,
+    args: dict[str, str],
 ) -> tuple[list[StoredObject], Manifest]:
     """Replace ``partition`` with the ``staged`` objects and write ``draft`` completed with them as
-    the manifest; returns the published objects and the manifest."""
+    the manifest; returns the published objects and the manifest. ``args``: checksum and
+    encryption of every object written (``storage.write_args``)."""
     names = [published_name(staging, o.key) for o in staged]
     if len(set(names)) != len(names) or any(n in (MANIFEST, SUCCESS) for n in names):
         raise TargetError(f"staged object names collide: {sorted(names)}")
@@ -65,9 +79,12 @@ def publish(
         log.info("removed %d object(s) of the previous export of %s", len(old), partition.uri)
     for obj, name in zip(staged, names, strict=True):
         # managed copy: server-side, multipart above 8 MiB, so objects larger than 5 GiB work too
-        client.copy({"Bucket": partition.bucket, "Key": obj.key}, partition.bucket, partition.key(name))
+        client.copy({"Bucket": partition.bucket, "Key": obj.key}, partition.bucket, partition.key(name), ExtraArgs=args)
     rows = {partition.key(name): o.rows for o, name in zip(staged, names, strict=True)}
-    published = [StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in list_objects(client, partition)]
+    published = [
+        StoredObject(o.key, o.size, o.etag, rows.get(o.key), stored_checksum(client, partition.bucket, o.key))
+        for o in list_objects(client, partition)
+    ]
     expected = sorted((partition.key(name), o.size) for o, name in zip(staged, names, strict=True))
     if sorted((o.key, o.size) for o in published) != expected:
         raise TargetError(
@@ -75,8 +92,8 @@ def publish(
             f"expected {expected}, found {sorted((o.key, o.size) for o in published)}"
         )
     manifest = completed(draft, published)
-    write_manifest(client, partition, manifest)
-    write_success(client, partition)
+    write_manifest(client, partition, manifest, args)
+    write_success(client, partition, args)
     log.info(
         "published %d object(s), %d rows, to %s (+ %s, %s)",
         len(published),

@@ -217,12 +217,43 @@ def check_target(probe: S3Client, location: Location) -> None:
         raise TargetError(not_s3, retryable=False)
 
 
+def write_args(sse: str | None = None, kms_key_id: str | None = None) -> dict[str, str]:
+    """What every object write carries: a SHA-256 checksum that S3 verifies on arrival and stores
+    (S3 additional checksums), and the table's server-side encryption."""
+    args = {"ChecksumAlgorithm": "SHA256"}
+    if sse:
+        args["ServerSideEncryption"] = sse
+    if kms_key_id:
+        args["SSEKMSKeyId"] = kms_key_id
+    return args
+
+
+def stored_checksum(client: S3Client, bucket: str, key: str) -> str | None:
+    """The SHA-256 checksum S3 stores for the object (for a multipart object: of its parts' checksums)."""
+    return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED").get("ChecksumSHA256")
+
+
+def default_encryption(client: S3Client, bucket: str) -> tuple[str | None, str | None]:
+    """The bucket's default encryption: (algorithm, KMS key id), or (None, None) without one."""
+    from botocore.exceptions import ClientError
+
+    try:
+        rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ServerSideEncryptionConfigurationNotFoundError":
+            return None, None
+        raise
+    default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
+    return default.get("SSEAlgorithm"), default.get("KMSMasterKeyID")
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str
     size: int
     etag: str
     rows: int | None = None  # when the writer knows it
+    checksum_sha256: str | None = None  # as S3 stores it, when read
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "size": self.size, "etag": self.etag, "rows": self.rows}
@@ -269,8 +300,11 @@ def read_object(client: S3Client, bucket: str, key: str) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def put_object(client: S3Client, bucket: str, key: str, body: bytes, content_type: str | None = None) -> None:
-    extra = {"ContentType": content_type} if content_type else {}
+def put_object(
+    client: S3Client, bucket: str, key: str, body: bytes, content_type: str | None = None, **args: str
+) -> None:
+    """One object in one request; ``args``: :func:`write_args`."""
+    extra = {"ContentType": content_type, **args} if content_type else args
     client.put_object(Bucket=bucket, Key=key, Body=body, **extra)  # type: ignore[arg-type]
 
 
@@ -301,11 +335,19 @@ class MultipartWriter:
     """
 
     def __init__(
-        self, client: S3Client, bucket: str, key: str, part_size: int, content_type: str | None = None
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        part_size: int,
+        content_type: str | None = None,
+        args: dict[str, str] | None = None,
     ) -> None:
+        """``args``: :func:`write_args` (checksum, encryption) for the object."""
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = max(part_size, MIN_PART_SIZE)
-        self._extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        self._extra: dict[str, Any] = {**({"ContentType": content_type} if content_type else {}), **(args or {})}
+        self._checksum = self._extra.get("ChecksumAlgorithm")
         self._part: bytearray | None = None  # the part being filled, allocated at full size once
         self._fill = 0
         self._upload_id: str | None = None
@@ -351,14 +393,19 @@ class MultipartWriter:
 
     def _upload_part(self, number: int, chunk: bytearray) -> None:
         assert self._upload_id is not None
+        checksum: Any = {"ChecksumAlgorithm": self._checksum} if self._checksum else {}
         response = self.client.upload_part(
             Bucket=self.bucket,
             Key=self.key,
             UploadId=self._upload_id,
             PartNumber=number,
             Body=chunk,  # type: ignore[arg-type]  # any buffer: botocore sends it as it is
+            **checksum,
         )
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        if response.get("ChecksumSHA256"):
+            part["ChecksumSHA256"] = response["ChecksumSHA256"]
+        self._parts.append(part)
         log.info("uploaded part %d of s3://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
 
     def close(self, rows: int | None = None) -> StoredObject:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition, staging_root
 from cratedb_airflow_export.manifest import read_manifest
-from cratedb_airflow_export.storage import list_objects, open_uploads
+from cratedb_airflow_export.storage import list_objects, open_uploads, stored_checksum
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -61,8 +61,8 @@ class PartitionReport:
 
 
 def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
-    """Check a published partition: ``_SUCCESS``, manifest, every listed object with its size and
-    ETag, no unlisted data object, nothing left in its staging area (objects or open multipart
+    """Check a published partition: ``_SUCCESS``, manifest, every listed object with its size, ETag
+    and SHA-256 checksum, no unlisted data object, nothing left in its staging area (objects or open multipart
     uploads of failed attempts), and (with a source cursor) the source count of the window."""
     from cratedb_airflow_export.source import count_window, inspect
 
@@ -105,6 +105,12 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
             report.problems.append(
                 f"{entry.key}: size/ETag {found.size}/{found.etag} differ from the manifest's {entry.size}/{entry.etag}"
             )
+        if found is not None and entry.checksum_sha256 is not None:
+            checksum = stored_checksum(client, location.bucket, entry.key)
+            if checksum != entry.checksum_sha256:
+                report.problems.append(
+                    f"{entry.key}: SHA-256 checksum {checksum} differs from the manifest's {entry.checksum_sha256}"
+                )
     unlisted = sorted(k for k in stored if is_data_object(k) and k not in {o.key for o in manifest.objects})
     if unlisted:
         report.problems.append(f"data objects not in the manifest: {unlisted}")

@@ -75,8 +75,8 @@ class ExportResult:
 class Engine(ABC):
     name: str
 
-    def check(self, job: ExportJob, source: SourceInfo) -> None:  # noqa: B027 - optional hook
-        """Raise :class:`~.source.SourceError` when the source cannot do this engine's work."""
+    def check(self, job: ExportJob, session: Session) -> None:  # noqa: B027 - optional hook
+        """Raise (a permanent error) when the source or the target cannot do this engine's work."""
 
     @abstractmethod
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[Statement]:

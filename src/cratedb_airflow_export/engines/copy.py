@@ -18,7 +18,14 @@ from cratedb_airflow_export import sql
 from cratedb_airflow_export.connections import REDACTED, CredentialsError
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.source import SourceError, run
-from cratedb_airflow_export.storage import StoredObject, delete_keys, list_objects, read_object
+from cratedb_airflow_export.storage import (
+    StoredObject,
+    TargetError,
+    default_encryption,
+    delete_keys,
+    list_objects,
+    read_object,
+)
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -89,10 +96,29 @@ def _holds_text(data: bytes) -> bool:
     return bool((gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).strip())
 
 
+def check_default_encryption(client: S3Client, bucket: str, sse: str, kms_key_id: str | None) -> None:
+    """CrateDB's COPY TO cannot be asked to encrypt what it writes (docs/cratedb.md): with ``sse``
+    set, the bucket's default encryption must be that encryption, or the export is refused."""
+    algorithm, key = default_encryption(client, bucket)
+    if algorithm == sse and (kms_key_id is None or key == kms_key_id):
+        return
+    wanted = sse + (f" with key {kms_key_id}" if kms_key_id else "")
+    found = f"{algorithm}{f' with key {key}' if key else ''}" if algorithm else "none"
+    raise TargetError(
+        f"engine 'copy' cannot ask CrateDB to encrypt the files it writes, and bucket {bucket!r} does not "
+        f"encrypt them by default as the table asks (sse: {wanted}; the bucket's default encryption: {found}): "
+        "set the bucket's default encryption to match, or use engine 'stream'",
+        retryable=False,
+    )
+
+
 class CopyEngine(Engine):
     name = "copy"
 
-    def check(self, job: ExportJob, source: SourceInfo) -> None:
+    def check(self, job: ExportJob, session: Session) -> None:
+        cfg, source = job.cfg, session.source
+        if cfg.sse:
+            check_default_encryption(session.client, job.location.bucket, cfg.sse, cfg.sse_kms_key_id)
         if not source.dialect.copy_to_directory:
             raise SourceError(
                 f"engine 'copy' needs CrateDB's COPY ... TO DIRECTORY, and the source of {job.cfg.qualified_name} "

@@ -118,6 +118,7 @@ class RollingFiles:
             key,
             cfg.part_size_mb * 1024 * 1024,
             content_type=spec.content_type_for(cfg.compression),
+            args=cfg.write_args,
         )
         self._encoder = make_encoder(
             spec,
