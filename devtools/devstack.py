@@ -204,6 +204,18 @@ class LocalS3:
             S3Credentials(self.access_key, self.secret_key, endpoint_url=self.endpoint_url, region=self.region)
         )
 
+    def arrow_filesystem(self):  # type: ignore[no-untyped-def]
+        """A pyarrow S3 filesystem on this server (readers such as pyarrow.dataset)."""
+        import pyarrow.fs as pafs
+
+        return pafs.S3FileSystem(
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            endpoint_override=self.endpoint_url,
+            region=self.region,
+            scheme="http",
+        )
+
     def airflow_conn_uri(self) -> str:
         """``AIRFLOW_CONN_AWS_DEFAULT`` value for this server (keys percent-encoded)."""
         return (

@@ -140,6 +140,12 @@ def bucket(s3_server: LocalS3) -> str:
     return name
 
 
+def aws_connection(endpoint_url: str) -> str:
+    """An ``AIRFLOW_CONN_*`` value (JSON form) for an AWS connection to ``endpoint_url``."""
+    extra = {"endpoint_url": endpoint_url, "region_name": "us-east-1"}
+    return json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra})
+
+
 def rows_of_day(rows: list[tuple[Any, ...]], day: date) -> list[tuple[Any, ...]]:
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     return [r for r in rows if start <= r[1] < start + timedelta(days=1)]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pytest
 
-from conftest import make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
+from conftest import aws_connection, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.export import ExportError, run_export
 from cratedb_airflow_export.windows import Window
@@ -65,10 +64,7 @@ def test_unreachable_database(monkeypatch, connections, s3_server, bucket):
 def test_unreachable_s3_endpoint(monkeypatch, connections, metrics):
     from devtools.devstack import free_port
 
-    extra = {"endpoint_url": f"http://127.0.0.1:{free_port()}", "region_name": "us-east-1"}
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra})
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{free_port()}"))
     cfg = TableExport.model_validate(entry("some-bucket"))
     with pytest.raises(ExportError, match=r"doc\.metrics .* failed: TargetError: S3 endpoint unreachable"):
         run_export(cfg, WINDOW)

@@ -183,19 +183,12 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
 
 def test_hive_partition_reads_back_exactly_the_source_rows(airflow_db, connections, s3_server, bucket, table):
     import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
 
     name, rows = table
     dag = make_dag("e2e_pyarrow", [entry(name, bucket)])
     for day in SAMPLE_DAYS:
         assert task_states(run_dag(dag, day)) == {f"export_{name}": "success"}
-    fs = pafs.S3FileSystem(
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        endpoint_override=s3_server.endpoint_url,
-        region=s3_server.region,
-        scheme="http",
-    )
+    fs = s3_server.arrow_filesystem()
     dataset = ds.dataset(f"{bucket}/lake/{name}", filesystem=fs, format="json", partitioning="hive")
     assert len(dataset.files) == 3  # _SUCCESS and _manifest.json are ignored by readers
     table_ = dataset.to_table(filter=ds.field("dt") == "2024-01-04")

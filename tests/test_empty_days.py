@@ -15,7 +15,6 @@ from pathlib import Path
 import duckdb
 import psycopg
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pytest
 from devtools.devstack import create_metrics, sample_metrics
 
@@ -68,13 +67,7 @@ def test_an_empty_day_reads_as_zero_rows(
     assert len(empty_files) == (0 if fmt == "jsonl" else 1)
 
     duck_reader, arrow_format = READERS[fmt]
-    fs = pafs.S3FileSystem(
-        access_key=s3_server.access_key,
-        secret_key=s3_server.secret_key,
-        endpoint_override=s3_server.endpoint_url,
-        region=s3_server.region,
-        scheme="http",
-    )
+    fs = s3_server.arrow_filesystem()
     dataset = ds.dataset(f"{bucket}/{table_folder}", filesystem=fs, format=arrow_format, partitioning="hive")
     assert dataset.to_table(filter=ds.field("dt") == str(EMPTY)).num_rows == 0
     assert dataset.to_table(filter=ds.field("dt") == str(FULL)).num_rows == 20

@@ -14,7 +14,7 @@ from datetime import date
 import pytest
 
 from conftest import BIG_ROWS as ROWS
-from conftest import REPO, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
+from conftest import REPO, aws_connection, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.export import ExportError, RunInfo, export_slice, run_export
 from cratedb_airflow_export.layout import staging_root
@@ -185,19 +185,14 @@ def test_a_source_stalled_mid_read_fails_within_its_bound_and_the_retry_publishe
 
 
 def test_a_black_holed_s3_endpoint_fails_the_bucket_check_within_15_seconds(connections, metrics):
-    import json
     import time
 
     from devtools.faults import BlackHole
 
     hole = BlackHole().start()
-    extra = {"endpoint_url": f"http://127.0.0.1:{hole.port}", "region_name": "us-east-1"}
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(
-                "AIRFLOW_CONN_AWS_DEFAULT",
-                json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra}),
-            )
+            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{hole.port}"))
             started = time.monotonic()
             with pytest.raises(ExportError) as failure:
                 run_export(TableExport.model_validate(entry("doc.metrics", "some-bucket")), WINDOW)
@@ -212,18 +207,12 @@ def test_a_black_holed_s3_endpoint_fails_the_bucket_check_within_15_seconds(conn
 
 @pytest.mark.parametrize("status", [404, 200, 403])
 def test_a_web_server_that_is_not_s3_is_told_from_a_missing_bucket(connections, metrics, status):
-    import json
-
     from devtools.faults import NotS3
 
     server = NotS3(status).start()
-    extra = {"endpoint_url": f"http://127.0.0.1:{server.port}", "region_name": "us-east-1"}
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(
-                "AIRFLOW_CONN_AWS_DEFAULT",
-                json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra}),
-            )
+            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{server.port}"))
             with pytest.raises(ExportError) as failure:
                 run_export(TableExport.model_validate(entry("doc.metrics", "some-bucket")), WINDOW)
     finally:
