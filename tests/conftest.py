@@ -213,10 +213,11 @@ def make_dag(dag_id: str, tables: list[dict[str, Any]]) -> Any:
     return build_dag(load_yaml_tables(config), dag_id=dag_id)
 
 
-def run_dag(dag: Any, day: date) -> Any:
-    """Run ``dag`` for the data interval [day, day + 1) in this process; return the DagRun."""
+def run_dag(dag: Any, day: date, conf: dict[str, Any] | None = None) -> Any:
+    """Run ``dag`` for the data interval [day, day + 1) in this process (a manual run; ``conf``:
+    what the Trigger form would send); return the DagRun."""
     logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
-    return dag.test(logical_date=logical)
+    return dag.test(logical_date=logical, run_conf=conf)
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

@@ -2,10 +2,15 @@
 
     cratedb-export plan --date 2024-01-04 [--json] [--config FILE] [--table T]
     cratedb-export verify --table doc.metrics --date 2024-01-04 [--config FILE] [--no-source]
+    cratedb-export run --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--json]
 
 ``plan`` prints, for each configured table, the interval [D, D+1) UTC, the engine, every SQL
 statement exactly as it would be sent (bind parameters listed, secrets redacted) and the target
 URI. It touches neither CrateDB nor S3.
+
+``run`` exports days now, without Airflow (cron, a Kubernetes job, a laptop): the same core as the
+DAG's tasks, each day its own partition with the usual publish protocol; progress goes to stderr,
+one result line per partition to stdout, exit code 1 when any export failed.
 
 ``verify`` checks a published partition against its manifest (``_SUCCESS``, every listed object
 with its size and ETag, no unlisted data object) and against ``count(*)`` over the same window
@@ -151,6 +156,62 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv, out)
 
 
+def _select(tables: list[TableExport], names: Sequence[str] | None) -> list[TableExport]:
+    """The configured tables named (all without names); raises ConfigError for unknown names."""
+    if not names:
+        return tables
+    wanted = {t if "." in t else f"doc.{t}" for t in names}
+    unknown = wanted - {t.qualified_name for t in tables}
+    if unknown:
+        raise ConfigError(f"not configured: {', '.join(sorted(unknown))}")
+    return [t for t in tables if t.qualified_name in wanted]
+
+
+def _run(tables: list[TableExport], first: date, last: date | None, out: TextIO, *, as_json: bool) -> int:
+    """Export each table's days without Airflow: the same core as the DAG's tasks, connections from
+    the environment. One line (or JSON object) per partition; exit 1 when any export failed."""
+    from datetime import datetime, timezone
+
+    from cratedb_airflow_export.connections import from_environment
+    from cratedb_airflow_export.errors import ExportError, failures_named
+    from cratedb_airflow_export.export import RunInfo, run_export
+    from cratedb_airflow_export.windows import Window, days_between
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    days = days_between(first, last)
+    run = RunInfo(run_id=f"cli__{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    failed = 0
+    for cfg in tables:
+        try:
+            with failures_named(f"export of {cfg.qualified_name}"):
+                connections = from_environment(cfg, lookup)  # once per table
+        except ExportError as exc:
+            print(f"FAILED {cfg.qualified_name}: {exc}", file=out)
+            failed += len(days)
+            continue
+        for day in days:
+            try:
+                result = run_export(cfg, Window.for_day(day), run, connections)
+            except ExportError as exc:
+                failed += 1
+                print(
+                    json.dumps({"table": cfg.qualified_name, "day": str(day), "error": str(exc)})
+                    if as_json
+                    else f"FAILED {cfg.qualified_name} {day}: {exc}",
+                    file=out,
+                )
+                continue
+            summary = result.as_dict()
+            print(
+                json.dumps(summary)
+                if as_json
+                else f"OK {cfg.qualified_name} {day}: {summary['rows']} rows in {len(summary['objects'])} object(s), "
+                f"{summary['bytes']:,} bytes -> {summary['target']}",
+                file=out,
+            )
+    return 1 if failed else 0
+
+
 def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="cratedb-export", description="CrateDB -> S3 export tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -166,22 +227,31 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     verify.add_argument("--date", required=True, type=_day, help="the day D of the partition")
     verify.add_argument("--config", help="table config, as for plan")
     verify.add_argument("--no-source", action="store_true", help="skip the count(*) against the source")
+    run = commands.add_parser("run", help="export days now, without Airflow (same core as the DAG's tasks)")
+    run.add_argument("--date", required=True, type=_day, help="the (first) day D to export: rows in [D, D+1) UTC")
+    run.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
+    run.add_argument("--table", action="append", help="only this table (repeatable); default: every configured one")
+    run.add_argument("--config", help="table config, as for plan")
+    run.add_argument("--json", action="store_true", help="one JSON object per partition")
     args = parser.parse_args(argv)
 
     try:
         tables = _load(args.config)
+        if args.command in ("plan", "run"):
+            tables = _select(tables, args.table)
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
     if args.command == "verify":
         return _verify(tables, args.table, args.date, out, with_source=not args.no_source)
-    if args.table:
-        wanted = {t if "." in t else f"doc.{t}" for t in args.table}
-        unknown = wanted - {t.qualified_name for t in tables}
-        if unknown:
-            print(f"not configured: {', '.join(sorted(unknown))}", file=sys.stderr)
+    if args.command == "run":
+        from cratedb_airflow_export.windows import WindowError
+
+        try:
+            return _run(tables, args.date, args.to, out, as_json=args.json)
+        except WindowError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
-        tables = [t for t in tables if t.qualified_name in wanted]
     result = build_plan(tables, args.date)
     if args.json:
         print(json.dumps(result, indent=2), file=out)

@@ -137,6 +137,7 @@ def export_slice(
         result, _ = _stage(job, session)
     return {
         "slice": index,
+        "day": window.day.isoformat(),
         "range": job.range.as_dict(),
         "rows": result.rows,
         "objects": [o.as_dict() for o in result.objects],

@@ -13,11 +13,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
 from typing import Any
 
+from cratedb_airflow_export.errors import PermanentError
+
 ONE_DAY = timedelta(days=1)
 
 
-class WindowError(ValueError):
-    """The run's data interval is not a whole UTC day."""
+class WindowError(PermanentError, ValueError):
+    """The run's data interval is not a whole UTC day, or requested days are not days."""
 
 
 @dataclass(frozen=True)
@@ -89,3 +91,27 @@ def to_utc_datetime(value: datetime) -> datetime:
     so psycopg binds a standard type."""
     v = value.astimezone(timezone.utc)
     return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=timezone.utc)
+
+
+MAX_DAYS = 366  # days one request may export: a typo in a year should not start thousands of exports
+
+
+def days_between(first: date, last: date | None = None) -> list[date]:
+    """The days from ``first`` to ``last`` (inclusive; default: ``first`` alone), at most MAX_DAYS."""
+    last = first if last is None else last
+    if last < first:
+        raise WindowError(f"the last day {last.isoformat()} is before the first day {first.isoformat()}")
+    count = (last - first).days + 1
+    if count > MAX_DAYS:
+        raise WindowError(f"{count} days from {first} to {last}: at most {MAX_DAYS} days per request")
+    return [first + timedelta(days=offset) for offset in range(count)]
+
+
+def parse_day(text: object, what: str = "day") -> date:
+    """A day given as ``YYYY-MM-DD`` (a person's input: the Trigger form, the command line)."""
+    if isinstance(text, date) and not isinstance(text, datetime):
+        return text
+    try:
+        return date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise WindowError(f"{what} {text!r} is not a date in the form YYYY-MM-DD") from None

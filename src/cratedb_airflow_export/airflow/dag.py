@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from cratedb_airflow_export.airflow.operators import (
     CrateDBExportOperator,
@@ -33,9 +33,44 @@ the `{pool}` pool. Each task returns (XCom) the row count and the objects writte
 |---|---|---|---|
 {rows}
 
+**Re-export chosen days** (Trigger DAG w/ config): set `day` (and `to` for a range) and, to limit
+the run, `tables`. Each day becomes its own partition, replaced by the usual publish protocol.
+Left empty, a manual run exports its data interval: for logical date D, the day before D.
+Scheduled runs ignore these fields.
+
 Configuration: `include/table_exports.py` or the YAML file named by `CRATEDB_EXPORT_CONFIG`.
-Dry run: `cratedb-export plan --date YYYY-MM-DD`.
+Dry run: `cratedb-export plan --date YYYY-MM-DD`; without Airflow: `cratedb-export run --date YYYY-MM-DD`.
 """
+
+
+def trigger_params(tables: list[TableExport]) -> dict[str, Param]:
+    """The Trigger form: which days and which tables a manual run exports."""
+    names = [t.qualified_name for t in tables]
+    return {
+        "day": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Day",
+            description="The (first) UTC day to export, YYYY-MM-DD. Empty: the run's data interval "
+            "(a manual run with logical date D exports the day before D).",
+        ),
+        "to": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="To (last day, optional)",
+            description="With a day: the last day of the range to export, inclusive (at most 366 days).",
+        ),
+        "tables": Param(
+            [],
+            type="array",
+            items={"type": "string", "enum": names},
+            uniqueItems=True,
+            title="Tables",
+            description="Only these tables (empty: all configured tables).",
+        ),
+    }
 
 
 def _doc(tables: list[TableExport], pool: str) -> str:
@@ -66,6 +101,7 @@ def build_dag(
         max_active_runs=settings.max_active_runs,
         tags=["cratedb", "export", "s3"],
         doc_md=_doc(tables, settings.pool),
+        params=trigger_params(tables),
         default_args={
             "owner": "data-engineering",
             "retries": settings.retries,

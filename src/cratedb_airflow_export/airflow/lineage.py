@@ -31,8 +31,8 @@ def source_dataset_id(cfg: TableExport, params: SourceParams, dialect: str) -> t
     return f"postgres://{authority}", f"{params.dbname or 'postgres'}.{cfg.qualified_name}"
 
 
-def export_lineage(cfg: TableExport, params: SourceParams, result: ExportResult) -> Any:
-    """The OpenLineage ``OperatorLineage`` of a published export."""
+def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportResult]) -> Any:
+    """The OpenLineage ``OperatorLineage`` of published exports: the table in, each partition out."""
     from airflow.providers.common.compat.openlineage.facet import (
         ColumnLineageDatasetFacet,
         Fields,
@@ -48,7 +48,7 @@ def export_lineage(cfg: TableExport, params: SourceParams, result: ExportResult)
     from airflow.providers.openlineage.extractors import OperatorLineage
     from openlineage.client.generated.column_lineage_dataset import Transformation
 
-    source = result.source
+    source = results[0].source
     assert source is not None, "a published result knows its source"
     namespace, name = source_dataset_id(cfg, params, source.dialect.name)
     exported = list(cfg.columns or source.columns)
@@ -56,35 +56,38 @@ def export_lineage(cfg: TableExport, params: SourceParams, result: ExportResult)
         fields=[SchemaDatasetFacetFields(name=column, type=source.columns.get(column)) for column in exported]
     )
     table = InputDataset(namespace=namespace, name=name, facets={"schema": schema})
-    location = result.job.location
-    partition = OutputDataset(
-        namespace=f"s3://{location.bucket}",
-        name=location.prefix,
-        facets={
-            "schema": schema,
-            "columnLineage": ColumnLineageDatasetFacet(
-                fields={
-                    column: Fields(
-                        inputFields=[
-                            InputField(
-                                namespace=namespace,
-                                name=name,
-                                field=column,
-                                transformations=[Transformation(type="DIRECT", subtype="IDENTITY")],
-                            )
-                        ]
+    lineage = ColumnLineageDatasetFacet(
+        fields={
+            column: Fields(
+                inputFields=[
+                    InputField(
+                        namespace=namespace,
+                        name=name,
+                        field=column,
+                        transformations=[Transformation(type="DIRECT", subtype="IDENTITY")],
                     )
-                    for column in exported
-                }
-            ),
-            "lifecycleStateChange": LifecycleStateChangeDatasetFacet(
-                lifecycleStateChange=LifecycleStateChange.OVERWRITE
-            ),
-        },
-        outputFacets={
-            "outputStatistics": OutputStatisticsOutputDatasetFacet(
-                rowCount=result.rows, size=sum(o.size for o in result.objects), fileCount=len(result.objects)
+                ]
             )
-        },
+            for column in exported
+        }
     )
-    return OperatorLineage(inputs=[table], outputs=[partition])
+    partitions = [
+        OutputDataset(
+            namespace=f"s3://{result.job.location.bucket}",
+            name=result.job.location.prefix,
+            facets={
+                "schema": schema,
+                "columnLineage": lineage,
+                "lifecycleStateChange": LifecycleStateChangeDatasetFacet(
+                    lifecycleStateChange=LifecycleStateChange.OVERWRITE
+                ),
+            },
+            outputFacets={
+                "outputStatistics": OutputStatisticsOutputDatasetFacet(
+                    rowCount=result.rows, size=sum(o.size for o in result.objects), fileCount=len(result.objects)
+                )
+            },
+        )
+        for result in results
+    ]
+    return OperatorLineage(inputs=[table], outputs=partitions)

@@ -1,23 +1,30 @@
-"""The export operators: one table's rows of the run's data interval to S3.
+"""The export operators: one table's rows of the run's data interval (or of the days a person
+chose in the Trigger form) to S3.
 
 Each operator resolves its connections once (``airflow/connections.py``), hands them to the core,
-and turns the core's result into XCom and an Asset event. A failure that no retry can heal (a
-missing table or column, a wrong column type, credentials CrateDB cannot use) fails the task at
-once with :class:`AirflowFailException`; anything else (network, S3, database unavailable) keeps
-the task's retries.
+and turns the core's results into XCom and Asset events (one per partition published). A failure
+that no retry can heal (a missing table or column, a wrong column type, credentials CrateDB cannot
+use) fails the task at once with :class:`AirflowFailException`; anything else (network, S3,
+database unavailable) keeps the task's retries.
+
+A manual run may carry the Trigger form's params: ``day`` (and ``to``, the last day) export exactly
+those days, each its own partition; ``tables`` limits the run to those tables (the others skip).
+Scheduled and backfill runs ignore the params and export their data interval.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import Asset, AssetAlias, BaseOperator
 
-from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.config import DEFAULT_SCHEMA, TableExport
 from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.layout import dataset_uri
-from cratedb_airflow_export.windows import Window
+from cratedb_airflow_export.windows import Window, days_between, parse_day
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.connections import Connections
@@ -30,6 +37,45 @@ T = TypeVar("T")
 def export_asset(cfg: TableExport) -> Asset:
     """The Asset a table's export updates: its export location (the folder of its day folders)."""
     return Asset(uri=dataset_uri(cfg))
+
+
+def export_alias(cfg: TableExport) -> AssetAlias:
+    """The alias through which a task emits one Asset event per further partition it publishes
+    (several days of a manual run)."""
+    return AssetAlias(name=f"cratedb-export:{dataset_uri(cfg)}")
+
+
+SCHEDULED_RUN_TYPES = frozenset({"scheduled", "backfill"})
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a run asks of a table task: the days (None: the run's data interval) and the tables
+    (None: all)."""
+
+    days: list[date] | None = None
+    tables: frozenset[str] | None = None
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> Request:
+        run_type = getattr(context.get("dag_run"), "run_type", None)
+        if str(getattr(run_type, "value", run_type)) in SCHEDULED_RUN_TYPES:
+            return cls()  # scheduled and backfill runs export their data interval, whatever the params
+        params = context.get("params") or {}
+        day, last, tables = params.get("day"), params.get("to"), params.get("tables")
+        if last and not day:
+            raise ExportError("the Trigger form's 'to' needs a 'day' to start from", retryable=False)
+        days = days_between(parse_day(day, "day"), parse_day(last, "to") if last else None) if day else None
+        names = frozenset(t if "." in t else f"{DEFAULT_SCHEMA}.{t}" for t in tables) if tables else None
+        return cls(days, names)
+
+    def skips(self, cfg: TableExport) -> bool:
+        return self.tables is not None and cfg.qualified_name not in self.tables
+
+    def windows(self, context: Mapping[str, Any]) -> list[Window]:
+        if self.days is None:
+            return [Window.from_context(context)]
+        return [Window.for_day(day) for day in self.days]
 
 
 def run_info(context: Mapping[str, Any]) -> RunInfo:
@@ -51,6 +97,16 @@ class _TableTask(BaseOperator):
         super().__init__(**kwargs)
         self._connections: Connections | None = None
 
+    def _windows(self, context: Mapping[str, Any]) -> list[Window]:
+        """The windows this task exports; skips the task when the run asked for other tables."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        request = Request.from_context(context)
+        if request.skips(self.export):
+            asked = ", ".join(sorted(request.tables or ()))
+            raise AirflowSkipException(f"{self.export.qualified_name} is not among this run's tables: {asked}")
+        return request.windows(context)
+
     def _run(self, what: str, window: Window, call: Callable[[Connections], T]) -> T:
         """Resolve the connections and run ``call`` with them. An :class:`ExportError` that a retry
         cannot heal becomes :class:`AirflowFailException` (no retries), with the same message."""
@@ -71,15 +127,17 @@ class _TableTask(BaseOperator):
 
 
 class CrateDBExportOperator(_TableTask):
-    """Export ``export.table``'s rows with ``data_interval_start <= timestamp_column < data_interval_end``.
+    """Export ``export.table``'s rows with ``data_interval_start <= timestamp_column < data_interval_end``
+    (or of each day a manual run asks for).
 
     Nothing is templated: the window comes from the run's data interval, and credentials are
     resolved at run time from Airflow connections, so no secret can end up in rendered fields.
     At most one instance of each table's task runs at a time (``max_active_tis_per_dag=1``), so
     two runs of the same table and interval can never interleave their writes.
-    Emits an Asset event for the table's export location (extra: interval, rows, manifest URI),
-    returns (to XCom) the table, interval, target, manifest, row counts and objects, and reports
-    OpenLineage datasets (the source table in, the partition out).
+    Emits an Asset event for the table's export location per partition (extra: interval, rows,
+    manifest URI), returns (to XCom) the table, interval, target, manifest, row counts and objects
+    (with ``partitions`` listing every one when there are several), and reports OpenLineage
+    datasets (the source table in, the partitions out).
     """
 
     ui_color = "#19c0ea"
@@ -87,44 +145,52 @@ class CrateDBExportOperator(_TableTask):
     def __init__(self, *, export: TableExport | Mapping[str, Any], **kwargs: Any) -> None:
         cfg = export if isinstance(export, TableExport) else TableExport.model_validate(export)
         self.asset = export_asset(cfg)
-        kwargs.setdefault("outlets", [self.asset])
+        self.alias = export_alias(cfg)
+        kwargs.setdefault("outlets", [self.asset, self.alias])
         kwargs.setdefault("max_active_tis_per_dag", 1)
         super().__init__(export=cfg, **kwargs)
-        self._result: ExportResult | None = None
+        self._results: list[ExportResult] = []
 
     def execute(self, context: Any) -> dict[str, Any]:
         from cratedb_airflow_export.export import run_export  # heavy (pyarrow, boto3): not at parse time
 
-        window = Window.from_context(context)
-        result = self._run("export", window, lambda c: run_export(self.export, window, run_info(context), c))
-        return self._announce(context, result)
+        windows = self._windows(context)
+        run = run_info(context)
+        results = self._run(
+            "export", windows[0], lambda c: [run_export(self.export, window, run, c) for window in windows]
+        )
+        return self._announce(context, results)
 
-    def _announce(self, context: Any, result: ExportResult) -> dict[str, Any]:
-        self._result = result
-        summary = result.as_dict()
-        context["outlet_events"][self.asset].extra = {
-            "table": summary["table"],
-            "interval": summary["interval"],
-            "rows": summary["rows"],
-            "partition": summary["target"],
-            "manifest": summary["manifest"],
-        }
-        return summary
+    def _announce(self, context: Any, results: list[ExportResult]) -> dict[str, Any]:
+        """XCom and Asset events: the first partition through the table's Asset, every further one
+        through its alias (an event of the same Asset each)."""
+        self._results = results
+        summaries = [result.as_dict() for result in results]
+        events = context["outlet_events"]
+        for index, summary in enumerate(summaries):
+            extra = {key: summary[key] for key in ("table", "interval", "rows")}
+            extra |= {"partition": summary["target"], "manifest": summary["manifest"]}
+            if index == 0:
+                events[self.asset].extra = extra
+            else:
+                events[self.alias].add(self.asset, extra=extra)
+        return summaries[0] if len(summaries) == 1 else {**summaries[0], "partitions": summaries}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Called by Airflow's OpenLineage provider after a successful export."""
         from cratedb_airflow_export.airflow.lineage import export_lineage
 
-        if self._result is None or self._connections is None:
+        if not self._results or self._connections is None:
             return None
-        return export_lineage(self.export, self._connections.source, self._result)
+        return export_lineage(self.export, self._connections.source, self._results)
 
 
 class CrateDBExportSliceOperator(_TableTask):
-    """Export one slice of the run's day into the run's staging folder (``slices`` > 1).
+    """Export one slice of the run's day (or of each day a manual run asks for) into the run's
+    staging folder (``slices`` > 1).
 
     Mapped over ``slice_index``; the table's :class:`CrateDBPublishSlicesOperator` publishes all
-    slices as one partition. Returns the slice's row count and staged objects.
+    slices of a day as one partition. Returns, per day, the slice's row count and staged objects.
     """
 
     ui_color = "#8fd3ea"
@@ -133,20 +199,21 @@ class CrateDBExportSliceOperator(_TableTask):
         super().__init__(export=export, **kwargs)
         self.slice_index = slice_index
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> list[dict[str, Any]]:
         from cratedb_airflow_export.export import export_slice
 
-        window = Window.from_context(context)
+        windows = self._windows(context)
+        run = run_info(context)
         return self._run(
             f"export of slice {self.slice_index}",
-            window,
-            lambda c: export_slice(self.export, window, self.slice_index, run_info(context), c),
+            windows[0],
+            lambda c: [export_slice(self.export, window, self.slice_index, run, c) for window in windows],
         )
 
 
 class CrateDBPublishSlicesOperator(CrateDBExportOperator):
-    """Verify the slices of a table's day together (count(*) over the whole day) and publish them
-    as one partition, with the manifest, ``_SUCCESS``, the Asset event and lineage."""
+    """Verify the slices of each day together (count(*) over the whole day) and publish them as one
+    partition, with the manifest, ``_SUCCESS``, the Asset event and lineage."""
 
     template_fields: Sequence[str] = ("slice_results",)
 
@@ -157,10 +224,16 @@ class CrateDBPublishSlicesOperator(CrateDBExportOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from cratedb_airflow_export.export import publish_slices
 
-        window = Window.from_context(context)
-        result = self._run(
-            "publish",
-            window,
-            lambda c: publish_slices(self.export, window, list(self.slice_results), run_info(context), c),
-        )
-        return self._announce(context, result)
+        windows = self._windows(context)
+        run = run_info(context)
+        staged = [entry for per_slice in self.slice_results for entry in per_slice]
+
+        def publish_days(connections: Connections) -> list[ExportResult]:
+            return [
+                publish_slices(
+                    self.export, window, [s for s in staged if s["day"] == window.day.isoformat()], run, connections
+                )
+                for window in windows
+            ]
+
+        return self._announce(context, self._run("publish", windows[0], publish_days))
