@@ -194,23 +194,28 @@ DAG_FILE = """\
 from pathlib import Path
 
 from cratedb_airflow_export.config import load_yaml_tables
-from cratedb_airflow_export.airflow.dag import build_dag
+from cratedb_airflow_export.airflow.{module} import {builder}
 
-dag = build_dag(load_yaml_tables(Path(__file__).with_suffix(".yaml")), dag_id=Path(__file__).stem)
+dag = {builder}(load_yaml_tables(Path(__file__).with_suffix(".yaml")), dag_id=Path(__file__).stem)
 """
+BUILDERS = {"export": ("dag", "build_dag"), "restore": ("restore", "build_restore_dag")}
 
 
-def make_dag(dag_id: str, tables: list[dict[str, Any]]) -> Any:
-    """Write a DAG file (and its YAML config) into the test DAG folder and build the same DAG."""
+def make_dag(dag_id: str, tables: list[dict[str, Any]], kind: str = "export") -> Any:
+    """Write a DAG file (and its YAML config) into the test DAG folder and build the same DAG
+    (``kind``: the export DAG, or the restore DAG)."""
+    import importlib
+
     import yaml
 
-    from cratedb_airflow_export.airflow.dag import build_dag
     from cratedb_airflow_export.config import load_yaml_tables
 
+    module, builder = BUILDERS[kind]
     config = TEST_DAGS / f"{dag_id}.yaml"
     config.write_text(yaml.safe_dump({"tables": tables}))
-    (TEST_DAGS / f"{dag_id}.py").write_text(DAG_FILE)
-    return build_dag(load_yaml_tables(config), dag_id=dag_id)
+    (TEST_DAGS / f"{dag_id}.py").write_text(DAG_FILE.format(module=module, builder=builder))
+    build = getattr(importlib.import_module(f"cratedb_airflow_export.airflow.{module}"), builder)
+    return build(load_yaml_tables(config), dag_id=dag_id)
 
 
 def run_dag(dag: Any, day: date, conf: dict[str, Any] | None = None) -> Any:

@@ -27,6 +27,10 @@ def dagbag(folder: Path):
 def test_shipped_dag_imports_with_one_task_per_table():
     bag = dagbag(REPO / "dags")
     assert bag.import_errors == {}
+    assert set(bag.dags) == {"cratedb_table_export", "cratedb_table_restore", "cratedb_export_consumer"}
+    restore = bag.dags["cratedb_table_restore"]
+    assert type(restore.timetable).__name__ == "NullTimetable"  # triggered by hand
+    assert restore.params.get_param("table").schema["enum"] == ["doc.metrics"]
     dag = bag.dags["cratedb_table_export"]
     assert [t.task_id for t in dag.tasks] == ["export_doc.metrics"]
     task = dag.tasks[0]
@@ -82,7 +86,7 @@ def test_broken_tables_entry_is_a_dag_import_error(tmp_path, tables, expected):
     bag = dagbag(broken_project(tmp_path, tables))
     assert bag.dags == {}
     errors = {Path(path).name: text for path, text in bag.import_errors.items()}
-    assert set(errors) == {"cratedb_table_export.py", "example_export_consumer.py"}
+    assert set(errors) == {"cratedb_table_export.py", "cratedb_table_restore.py", "example_export_consumer.py"}
     assert all(expected in text for text in errors.values())
 
 
@@ -200,6 +204,7 @@ def test_parsing_the_dag_files_does_not_import_the_export_machinery():
         "import runpy, sys\n"
         f"runpy.run_path({str(REPO / 'dags' / 'cratedb_table_export.py')!r})\n"
         f"runpy.run_path({str(REPO / 'dags' / 'example_export_consumer.py')!r})\n"
+        f"runpy.run_path({str(REPO / 'dags' / 'cratedb_table_restore.py')!r})\n"
         "heavy = ('pyarrow', 'psycopg', 'adbc_driver_postgresql', 'cratedb_sqlparse')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )

@@ -3,6 +3,8 @@
     cratedb-export plan --date 2024-01-04 [--json] [--config FILE] [--table T]
     cratedb-export verify --table doc.metrics --date 2024-01-04 [--config FILE] [--no-source]
     cratedb-export run --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--json]
+    cratedb-export restore --table T --date 2024-01-04 [--to D2] [--into schema.table] [--replace]
+                           [--method auto|copy|worker] [--config FILE]
 
 ``plan`` prints, for each configured table, the interval [D, D+1) UTC, the engine, every SQL
 statement exactly as it would be sent (bind parameters listed, secrets redacted) and the target
@@ -11,6 +13,8 @@ URI. It touches neither CrateDB nor S3.
 ``run`` exports days now, without Airflow (cron, a Kubernetes job, a laptop): the same core as the
 DAG's tasks, each day its own partition with the usual publish protocol; progress goes to stderr,
 one result line per partition to stdout, exit code 1 when any export failed.
+
+``restore`` loads complete partitions back into the table (or ``--into`` another): see ``restore.py``.
 
 ``verify`` checks a published partition against its manifest (``_SUCCESS``, every listed object
 with its size and ETag, no unlisted data object) and against ``count(*)`` over the same window
@@ -212,6 +216,42 @@ def _run(tables: list[TableExport], first: date, last: date | None, out: TextIO,
     return 1 if failed else 0
 
 
+def _restore(cfg: TableExport, first: date, last: date | None, args: argparse.Namespace, out: TextIO) -> int:
+    from cratedb_airflow_export.connections import from_environment
+    from cratedb_airflow_export.errors import ExportError, failures_named
+    from cratedb_airflow_export.restore import restore
+    from cratedb_airflow_export.windows import Window, days_between
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    failed = 0
+    try:
+        with failures_named(f"restore of {cfg.qualified_name}"):
+            connections = from_environment(cfg, lookup)
+    except ExportError as exc:
+        print(f"FAILED {exc}", file=out)
+        return 1
+    for day in days_between(first, last):
+        try:
+            (result,) = restore(
+                cfg,
+                [Window.for_day(day)],
+                into=args.into,
+                replace=args.replace,
+                method=args.method,
+                connections=connections,
+            )
+        except ExportError as exc:
+            failed += 1
+            print(f"FAILED {cfg.qualified_name} {day}: {exc}", file=out)
+            continue
+        print(
+            f"OK {result.partition} -> {result.table}: {result.rows} rows ({result.method}"
+            f"{f', {result.deleted} rows replaced' if result.deleted else ''})",
+            file=out,
+        )
+    return 1 if failed else 0
+
+
 def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="cratedb-export", description="CrateDB -> S3 export tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +273,20 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     run.add_argument("--table", action="append", help="only this table (repeatable); default: every configured one")
     run.add_argument("--config", help="table config, as for plan")
     run.add_argument("--json", action="store_true", help="one JSON object per partition")
+    restore = commands.add_parser("restore", help="load complete partitions back into a table")
+    restore.add_argument("--table", required=True, help="a configured table, 'schema.table' or 'table'")
+    restore.add_argument("--date", required=True, type=_day, help="the (first) day D of the partitions")
+    restore.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
+    restore.add_argument("--into", help="load into this table instead ('schema.table' or 'table'; same columns)")
+    restore.add_argument("--replace", action="store_true", help="delete the target's rows of each day first")
+    restore.add_argument(
+        "--method",
+        choices=["auto", "copy", "worker"],
+        default="auto",
+        help="copy: CrateDB reads the files (COPY FROM, copy-engine partitions); worker: read and insert "
+        "here (any partition); auto: copy where it applies",
+    )
+    restore.add_argument("--config", help="table config, as for plan")
     args = parser.parse_args(argv)
 
     try:
@@ -244,12 +298,15 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         return 2
     if args.command == "verify":
         return _verify(tables, args.table, args.date, out, with_source=not args.no_source)
-    if args.command == "run":
+    if args.command in ("run", "restore"):
         from cratedb_airflow_export.windows import WindowError
 
         try:
+            if args.command == "restore":
+                (cfg,) = _select(tables, [args.table])
+                return _restore(cfg, args.date, args.to, args, out)
             return _run(tables, args.date, args.to, out, as_json=args.json)
-        except WindowError as exc:
+        except (WindowError, ConfigError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     result = build_plan(tables, args.date)

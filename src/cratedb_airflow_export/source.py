@@ -68,13 +68,14 @@ class Dialect:
     needs_refresh: bool  # only refreshed rows are visible: REFRESH TABLE before reading a window
     copy_binary: bool  # COPY ... TO STDOUT (FORMAT binary): the ADBC fast path
     copy_to_directory: bool  # COPY ... TO DIRECTORY 's3://...': the copy engine
+    copy_from_uri: bool  # COPY ... FROM 's3://...': restore by the database itself
 
     def __str__(self) -> str:
         return self.name
 
 
-CRATEDB = Dialect("CrateDB", needs_refresh=True, copy_binary=False, copy_to_directory=True)
-POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False)
+CRATEDB = Dialect("CrateDB", needs_refresh=True, copy_binary=False, copy_to_directory=True, copy_from_uri=True)
+POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False, copy_from_uri=False)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ rely on (command tags, cursors, no ROLLBACK, REFRESH) are in docs/cratedb.md.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ TIMESTAMP_TYPES = frozenset({"timestamp with time zone", "timestamp without time
 class Secret:
     """A bind parameter holding a secret; only ``shown`` is ever displayed or logged."""
 
-    value: str = field(repr=False)
+    value: Any = field(repr=False)  # a URI, or a list of them
     shown: str
 
     def __repr__(self) -> str:
@@ -45,7 +46,7 @@ class Statement:
     @property
     def wire_sql(self) -> str:
         """The text the server receives: ``%s`` -> ``$n``, ``%%`` -> ``%``."""
-        counter = iter(range(1, len(self.params) + 1))
+        counter = itertools.count(1)  # placeholders in order (executemany statements carry no params)
         return re.sub(r"%%|%s", lambda m: "%" if m.group() == "%%" else f"${next(counter)}", self.sql)
 
     def bind(self) -> tuple[Any, ...]:
@@ -185,3 +186,39 @@ def detect_cratedb() -> Statement:
     return Statement(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'sys' AND table_name = 'cluster'"
     )
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+
+def describe_target(cfg: TableExport) -> Statement:
+    """The target table's columns with their types and whether they are generated."""
+    return Statement(
+        "SELECT column_name, data_type, is_generated FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
+def delete_window(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
+    """The window's rows (with the table's filter: exactly what an export of it holds)."""
+    condition, bounds = _where(cfg, window, naive)
+    return Statement(f"DELETE FROM {qualified(cfg)} WHERE {condition}", bounds)
+
+
+def insert_rows(cfg: TableExport, columns: list[str]) -> Statement:
+    """One row's INSERT, for ``executemany`` over a batch."""
+    names = ", ".join(quote_ident(c) for c in columns)
+    return Statement(f"INSERT INTO {qualified(cfg)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})")
+
+
+def copy_from(cfg: TableExport, uris: Secret, *, gzip: bool, protocol: str | None = None) -> Statement:
+    """``COPY t FROM $1 WITH (...) RETURN SUMMARY``: CrateDB reads the listed files itself. The
+    URIs (with the keys) are one array bind parameter; ``shared = true`` makes each file read by one
+    node only; RETURN SUMMARY reports every file's failed rows (without it, failures pass silently)."""
+    options = ["shared = true"]
+    if gzip:
+        options.insert(0, "compression = 'gzip'")
+    if protocol:
+        options.append(f"protocol = '{protocol}'")
+    return Statement(f"COPY {qualified(cfg)} FROM %s WITH ({', '.join(options)}) RETURN SUMMARY", (uris,))

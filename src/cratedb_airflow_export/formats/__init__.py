@@ -12,9 +12,10 @@ CrateDB, ``<table>_<shard>_<partition>.json[.gz]``, gzip or none, no levels (doc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -153,3 +154,31 @@ def make_encoder(
 
         return ParquetEncoder(schema, sink, compression, level, row_group_size=row_group_size, sample=sample)
     return encoder_class(spec)(schema, sink, compression, level)
+
+
+def read_rows(spec: FormatSpec, path: str, compression: str) -> Iterator[dict[str, Any]]:
+    """The rows of a file of ``spec`` written with ``compression`` (this project's files, or
+    CrateDB's COPY TO lines): a dict per row, read a batch at a time (imports pyarrow)."""
+    if spec.name == "parquet":
+        from cratedb_airflow_export.formats.parquet import read_rows as parquet_rows
+
+        yield from parquet_rows(path)
+        return
+    from cratedb_airflow_export.formats.csv import read_rows as csv_rows
+    from cratedb_airflow_export.formats.jsonl import read_rows as jsonl_rows
+
+    with open_decompressed(path, compression) as stream:
+        yield from (csv_rows if spec.name == "csv" else jsonl_rows)(stream)
+
+
+def open_decompressed(path: str, compression: str) -> BinaryIO:
+    """``path`` opened for reading, its whole-file ``compression`` undone."""
+    import gzip
+
+    if compression == "gzip":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        import pyarrow as pa
+
+        return pa.CompressedInputStream(pa.OSFile(path), "zstd")  # type: ignore[no-any-return]
+    return open(path, "rb")

@@ -3,6 +3,7 @@ Timestamps as in JSON Lines; objects and arrays as JSON text."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -44,3 +45,22 @@ class CsvEncoder(TextEncoder):
         empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
         header = _csv(schema, empty, header=True)
         self.write_prepared(self.compress(header, compression, level))
+
+
+def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The rows of a CSV file this encoder wrote: every value as its text (converted by the reader
+    of the rows); an empty unquoted field is NULL, a quoted empty field an empty string."""
+    import csv as stdcsv
+
+    header = stream.readline()
+    names = next(stdcsv.reader([header.decode("utf-8")]))
+    options = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names}, strings_can_be_null=True, quoted_strings_can_be_null=False
+    )
+    reader = pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
+        convert_options=options,
+    )
+    for batch in reader:
+        yield from batch.to_pylist()

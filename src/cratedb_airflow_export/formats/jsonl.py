@@ -10,7 +10,8 @@ compute kernels, not row by row.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -77,3 +78,21 @@ def encode_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
 
 class JsonLinesEncoder(TextEncoder):
     encode = staticmethod(encode_jsonl)
+
+
+def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:
+    """The rows of a JSON Lines file (this encoder's, or CrateDB's COPY TO lines), one object per
+    line, values as JSON parsed them (objects nested, timestamps as text or epoch milliseconds)."""
+    for line in iter_lines(stream):
+        if line.strip():
+            yield json.loads(line)
+
+
+def iter_lines(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Lines of a binary stream, read a chunk at a time (bounded memory)."""
+    rest = b""
+    while chunk := stream.read(chunk_size):
+        *lines, rest = (rest + chunk).split(b"\n")
+        yield from lines
+    if rest:
+        yield rest

@@ -4,7 +4,8 @@ type), arrays are lists."""
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -78,3 +79,20 @@ class ParquetEncoder(Encoder):
         if self._pending_rows:
             self._flush(self._pending_rows)
         self._writer.close()
+
+
+def read_rows(path: str, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
+    """The rows of a Parquet file, a row group batch at a time; JSON text columns (field metadata
+    ``json=true``) parsed back into objects."""
+    import json
+
+    from cratedb_airflow_export.readers import is_json
+
+    parquet = pq.ParquetFile(path)
+    json_columns = [f.name for f in parquet.schema_arrow if is_json(f)]
+    for batch in parquet.iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            for name in json_columns:
+                if row[name] is not None:
+                    row[name] = json.loads(row[name])
+            yield row

@@ -1,0 +1,348 @@
+"""Restore: exported partitions back into a table (disaster recovery, moving data between clusters,
+reprocessing).
+
+Only complete partitions are restored (``_SUCCESS`` and ``_manifest.json``), and only the objects
+the manifest lists. Two ways in:
+
+- ``copy``: CrateDB reads the files itself (``COPY ... FROM [...] RETURN SUMMARY``, the URIs with
+  their keys as one bind parameter, never in the statement text): for partitions of the ``copy``
+  engine (CrateDB's own JSON) into a CrateDB. Every file's failed rows are reported, and any
+  failure fails the restore (without RETURN SUMMARY, CrateDB's COPY FROM passes failures silently).
+- ``worker``: any partition (JSON Lines, CSV, Parquet; any compression; either engine's shape) is
+  read a file at a time (downloaded to a temporary file) and inserted in batches of
+  :data:`INSERT_BATCH_ROWS` rows, converted to the target column's type: memory stays bounded.
+
+A target that already holds rows in the day's window (with the table's filter) is refused unless
+``replace`` is set, which deletes those rows first: a rerun never duplicates rows. Afterwards
+``count(*)`` over the window in the target must equal the manifest's rows, or the restore fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from cratedb_airflow_export import sql
+from cratedb_airflow_export.errors import PermanentError
+from cratedb_airflow_export.formats import COPY_JSONL, FORMATS, read_rows
+from cratedb_airflow_export.layout import MANIFEST, SUCCESS, partition
+from cratedb_airflow_export.manifest import Manifest, read_manifest
+from cratedb_airflow_export.session import Session, open_session
+from cratedb_airflow_export.source import count_window, run
+from cratedb_airflow_export.storage import Location, list_objects
+
+if TYPE_CHECKING:
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.connections import Connections
+    from cratedb_airflow_export.windows import Window
+
+log = logging.getLogger(__name__)
+
+Method = Literal["auto", "copy", "worker"]
+INSERT_BATCH_ROWS = 5_000
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class RestoreRefused(PermanentError):
+    """The restore would be wrong as asked: an incomplete partition, rows already in the target,
+    a column the target lacks, a method that cannot apply."""
+
+
+class RestoreFailed(RuntimeError):
+    """Rows or files failed to load, or the target's count disagrees with the manifest."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    table: str  # the target
+    day: date
+    partition: str
+    method: str
+    rows: int
+    deleted: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "day": self.day.isoformat(),
+            "partition": self.partition,
+            "method": self.method,
+            "rows": self.rows,
+            "deleted": self.deleted,
+        }
+
+
+def target_of(cfg: TableExport, into: str | None) -> TableExport:
+    """``cfg`` with its rows going into ``into`` (``schema.table`` or ``table``; checked like a table name)."""
+    if not into:
+        return cfg
+    return type(cfg).model_validate({**cfg.model_dump(exclude_none=True), "table": into})
+
+
+def restore(
+    cfg: TableExport,
+    windows: Iterable[Window],
+    *,
+    into: str | None = None,
+    replace: bool = False,
+    method: Method = "auto",
+    connections: Connections | None = None,
+) -> list[RestoreResult]:
+    """Restore ``cfg``'s partition of each window into ``into`` (default: ``cfg``'s table)."""
+    target = target_of(cfg, into)
+    return [_restore_day(cfg, target, window, replace, method, connections) for window in windows]
+
+
+def _restore_day(
+    cfg: TableExport,
+    target: TableExport,
+    window: Window,
+    replace: bool,
+    method: Method,
+    connections: Connections | None,
+) -> RestoreResult:
+    location = partition(cfg, window.day)
+    log.info("Restoring %s into %s from %s", cfg.qualified_name, target.qualified_name, location.uri)
+    with open_session(target, window, "restore", connections) as session:
+        manifest = _complete_manifest(session, cfg, window, location)
+        columns = _target_columns(session, target)
+        deleted = _make_room(session, target, window, replace)
+        chosen = _choose(method, manifest, session)
+        if chosen == "copy":
+            _copy_from(session, target, manifest)
+        else:
+            _insert_files(session, target, manifest, location, columns)
+        if session.source.dialect.needs_refresh:
+            run(session.cursor, sql.refresh(target), target.attempt_seconds)
+        restored = count_window(session.cursor, target, window, session.source)
+        if restored != manifest.rows:
+            raise RestoreFailed(
+                f"{target.qualified_name} holds {restored} rows in the window after the restore, the manifest says "
+                f"{manifest.rows}"
+            )
+    log.info("Restored %d rows of %s into %s (%s)", restored, location.uri, target.qualified_name, chosen)
+    return RestoreResult(target.qualified_name, window.day, location.uri, chosen, restored, deleted)
+
+
+def _complete_manifest(session: Session, cfg: TableExport, window: Window, location: Location) -> Manifest:
+    stored = {o.key for o in list_objects(session.client, location)}
+    missing = [name for name in (SUCCESS, MANIFEST) if location.key(name) not in stored]
+    if missing:
+        raise RestoreRefused(
+            f"{location.uri} is not a complete partition ({' and '.join(missing)} missing): only complete "
+            "partitions are restored; export the day again first"
+        )
+    manifest = read_manifest(session.client, location.bucket, location.key(MANIFEST))
+    if manifest.table != cfg.qualified_name or manifest.interval != window.as_dict():
+        raise RestoreRefused(f"the manifest of {location.uri} is for {manifest.table} {manifest.interval}")
+    absent = [o.key for o in manifest.objects if o.key not in stored]
+    if absent:
+        raise RestoreRefused(f"{location.uri}: objects listed in the manifest are missing: {absent}")
+    return manifest
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    data_type: str
+    generated: bool
+
+
+def _target_columns(session: Session, target: TableExport) -> dict[str, Column]:
+    rows = run(session.cursor, sql.describe_target(target), target.stall_timeout_seconds).fetchall()
+    return {
+        name: Column(name, str(dtype).lower(), str(generated).upper() not in ("NEVER", "NO", "FALSE"))
+        for name, dtype, generated in rows
+    }
+
+
+def _make_room(session: Session, target: TableExport, window: Window, replace: bool) -> int:
+    existing = count_window(session.cursor, target, window, session.source)
+    if not existing:
+        return 0
+    interval = f"[{window.start.isoformat()}, {window.end.isoformat()})"
+    if not replace:
+        raise RestoreRefused(
+            f"{target.qualified_name} already holds {existing} rows in {interval}: restoring would add a second "
+            "copy; restore with replace (--replace) to delete them first"
+        )
+    naive = session.source.naive_timestamps
+    run(session.cursor, sql.delete_window(target, window, naive=naive), target.attempt_seconds)
+    if session.source.dialect.needs_refresh:
+        run(session.cursor, sql.refresh(target), target.attempt_seconds)
+    log.info("deleted %d rows of %s in %s before the restore", existing, target.qualified_name, interval)
+    return existing
+
+
+def _choose(method: Method, manifest: Manifest, session: Session) -> Literal["copy", "worker"]:
+    can_copy = manifest.engine == "copy" and session.source.dialect.copy_from_uri
+    if method == "copy" and not can_copy:
+        raise RestoreRefused(
+            f"method 'copy' needs a partition of the copy engine (this one: {manifest.engine}) and a CrateDB "
+            f"target (this one: {session.source.dialect}); use method 'worker' or 'auto'"
+        )
+    return "copy" if method != "worker" and can_copy else "worker"
+
+
+# --- CrateDB reads the files ---------------------------------------------------------------------
+
+
+def _copy_from(session: Session, target: TableExport, manifest: Manifest) -> None:
+    from cratedb_airflow_export.engines.copy import cratedb_s3_uri
+
+    if not manifest.objects:
+        return
+    bucket = partition_bucket(manifest)
+    uris = [cratedb_s3_uri(session.creds, Location(bucket, o.key)) for o in manifest.objects]
+    protocol = uris[0][1]
+    every = sql.Secret([u.value for u, _ in uris], "[" + ", ".join(u.shown for u, _ in uris) + "]")
+    statement = sql.copy_from(target, every, gzip=manifest.compression == "gzip", protocol=protocol)
+    cursor = run(session.cursor, statement, target.attempt_seconds)
+    names = [column.name for column in cursor.description or ()]
+    summary = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    check_summary(summary, session.connections.redactor())
+
+
+def partition_bucket(manifest: Manifest) -> str:
+    return manifest.partition.removeprefix("s3://").split("/", 1)[0]
+
+
+def check_summary(summary: Sequence[Mapping[str, Any]], redact: Any = str) -> int:
+    """The rows a ``COPY FROM ... RETURN SUMMARY`` loaded; raises listing every file that failed
+    (a file that could not be read at all has NULL counts)."""
+    problems, loaded, unreadable = [], 0, False
+    for entry in summary:
+        uri = redact(str(entry.get("uri")))
+        errors, failed = entry.get("errors") or {}, entry.get("error_count")
+        if failed is None:
+            unreadable = True
+            problems.append(f"{uri}: not read: {redact(json.dumps(errors))}")
+        elif failed:
+            problems.append(f"{uri}: {failed} row(s) failed: {redact(json.dumps(errors))}")
+        loaded += int(entry.get("success_count") or 0)
+    if problems:
+        raise RestoreFailed("COPY FROM reported failures: " + "; ".join(problems), retryable=unreadable)
+    return loaded
+
+
+# --- the worker reads the files ------------------------------------------------------------------
+
+
+def _insert_files(
+    session: Session, target: TableExport, manifest: Manifest, location: Location, columns: dict[str, Column]
+) -> None:
+    spec = COPY_JSONL if manifest.engine == "copy" else FORMATS[manifest.format]
+    convert = Converter(columns, text=manifest.format == "csv")
+    for obj in manifest.objects:
+        with tempfile.NamedTemporaryFile(prefix="cratedb-restore-", suffix=spec.extension) as local:
+            session.client.download_fileobj(location.bucket, obj.key, local)
+            local.flush()
+            rows = read_rows(spec, local.name, manifest.compression)
+            count = sum(_insert(session, target, convert, batch) for batch in _batches(rows))
+        log.info("inserted %d rows of %s", count, obj.key)
+
+
+def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= INSERT_BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _insert(session: Session, target: TableExport, convert: Converter, rows: list[dict[str, Any]]) -> int:
+    names = convert.columns_of(rows)
+    statement = sql.insert_rows(target, names)
+    values = [[convert(name, row.get(name)) for name in names] for row in rows]
+    from cratedb_airflow_export.source import bounded
+
+    with bounded(session.cursor.connection, target.attempt_seconds, "inserting rows"):
+        session.cursor.executemany(statement.sql, values)
+    return len(rows)
+
+
+class Converter:
+    """Values as read from a file -> what the target column takes. ``text``: every value arrives as
+    text (CSV); otherwise JSON Lines/Parquet values (objects nested, timestamps as ISO 8601 text
+    or, from CrateDB's COPY TO, epoch milliseconds)."""
+
+    def __init__(self, columns: Mapping[str, Column], *, text: bool) -> None:
+        self.columns, self.text = columns, text
+
+    def columns_of(self, rows: list[dict[str, Any]]) -> list[str]:
+        """The target columns a batch fills: every key that is a column and not generated (the
+        database computes those; CrateDB's COPY TO writes partition columns). A key the target
+        lacks would lose data: refused."""
+        keys = {key for row in rows for key in row}
+        unknown = sorted(keys - set(self.columns))
+        if unknown:
+            raise RestoreRefused(f"the partition has column(s) {unknown} that the target table does not have")
+        return [name for name, column in self.columns.items() if name in keys and not column.generated]
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        kind = self.columns[name].data_type
+        if kind in STRUCTURED or kind.endswith("_array"):
+            return self._structured(kind, value)
+        return _scalar(kind, value)
+
+    def _structured(self, kind: str, value: Any) -> Any:
+        from psycopg.types.json import Json
+
+        if isinstance(value, str) and (self.text or kind not in ("json", "jsonb", "object")):
+            value = json.loads(value)  # CSV (and Parquet lists kept as text) hold JSON text
+        if kind in ("json", "jsonb", "object"):
+            return Json(value)
+        if kind == "point":  # PostgreSQL's point from [x, y]
+            return f"({value[0]},{value[1]})"
+        return value
+
+
+STRUCTURED = frozenset({"json", "jsonb", "object", "array", "geo_point", "point"})
+INTEGERS = frozenset({"bigint", "integer", "smallint", "long", "int", "short", "byte"})
+FLOATS = frozenset({"double precision", "real", "double", "float"})
+
+
+def _scalar(kind: str, value: Any) -> Any:
+    if kind in INTEGERS:
+        return int(value)
+    if kind in FLOATS:
+        return float(value)
+    if kind == "boolean":
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    if kind in ("numeric", "decimal"):
+        return Decimal(str(value))
+    if kind.startswith("timestamp"):
+        return _timestamp(value, naive="without" in kind)
+    if kind == "date":
+        return value if isinstance(value, date) else _timestamp(value, naive=True).date()
+    if kind == "bytea":
+        return value if isinstance(value, bytes) else base64.b64decode(json.loads(value) if value[:1] == '"' else value)
+    return value
+
+
+def _timestamp(value: Any, *, naive: bool) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, (int, float)):  # CrateDB's COPY TO: epoch milliseconds
+        moment = EPOCH + timedelta(milliseconds=value)
+    else:
+        moment = datetime.fromisoformat(str(value))
+    if naive:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
