@@ -325,6 +325,11 @@ def test_dag_settings_from_environment():
         ({"batch_size": 10.0}, "field 'batch_size': Input should be a valid integer"),
         ({"engine": "stream", "compression_level": "6"}, "field 'compression_level': Input should be a valid integer"),
         ({"table": "doc." + "t" * 300}, "field 'table': the task id 'export_doc.ttttt"),
+        ({"lateness": "2x"}, "field 'lateness': lateness '2x' is not a duration such as '2h'"),
+        ({"lateness": "8d"}, "field 'lateness': lateness '8d' is more than 7 days"),
+        ({"lateness": 3600}, "field 'lateness': lateness 3600 is not a duration"),
+        ({"reconcile_days": "3"}, "field 'reconcile_days': Input should be a valid integer"),
+        ({"reconcile_days": 93}, "field 'reconcile_days': Input should be less than or equal to 92"),
         ({"table": "doc." + "t" * 240}, "Airflow allows 250: use a shorter table name"),  # its .slices task id
         ({"target_bucket": "lake/" + "p/" * 760 + "x"}, "field 'target_bucket': the export location's Asset URI"),
     ],

@@ -5,6 +5,7 @@
     cratedb-export run --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--json]
     cratedb-export restore --table T --date 2024-01-04 [--to D2] [--into schema.table] [--replace]
                            [--method auto|copy|worker] [--config FILE]
+    cratedb-export reconcile --days 7 [--until 2024-01-04] [--table T] [--config FILE]
 
 ``plan`` prints, for each configured table, the interval [D, D+1) UTC, the engine, every SQL
 statement exactly as it would be sent (bind parameters listed, secrets redacted) and the target
@@ -13,6 +14,9 @@ URI. It touches neither CrateDB nor S3.
 ``run`` exports days now, without Airflow (cron, a Kubernetes job, a laptop): the same core as the
 DAG's tasks, each day its own partition with the usual publish protocol; progress goes to stderr,
 one result line per partition to stdout, exit code 1 when any export failed.
+
+``reconcile`` recounts the last N exported days (up to ``--until``, default yesterday, UTC) and exports
+again each whose source count changed since (late rows): see ``reconcile.py``.
 
 ``restore`` loads complete partitions back into the table (or ``--into`` another): see ``restore.py``.
 
@@ -252,6 +256,33 @@ def _restore(cfg: TableExport, first: date, last: date | None, args: argparse.Na
     return 1 if failed else 0
 
 
+def _reconcile(tables: list[TableExport], days: int, until: date | None, out: TextIO) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    from cratedb_airflow_export.connections import from_environment
+    from cratedb_airflow_export.errors import ExportError, failures_named
+    from cratedb_airflow_export.export import RunInfo
+    from cratedb_airflow_export.reconcile import reconcile
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    last = until or datetime.now(timezone.utc).date() - timedelta(days=1)
+    wanted = [last - timedelta(days=back) for back in range(days - 1, -1, -1)]
+    run = RunInfo(run_id=f"cli__reconcile__{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    failed = 0
+    for cfg in tables:
+        try:
+            with failures_named(f"reconcile of {cfg.qualified_name}"):
+                connections = from_environment(cfg, lookup)
+            recounts = reconcile(cfg, wanted, run, connections)
+        except ExportError as exc:
+            failed += 1
+            print(f"FAILED {exc}", file=out)
+            continue
+        for recount in recounts:
+            print(recount.describe(cfg.qualified_name), file=out)
+    return 1 if failed else 0
+
+
 def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="cratedb-export", description="CrateDB -> S3 export tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -287,17 +318,27 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         "here (any partition); auto: copy where it applies",
     )
     restore.add_argument("--config", help="table config, as for plan")
+    again = commands.add_parser("reconcile", help="recount exported days; export again those with late rows")
+    again.add_argument("--days", required=True, type=int, help="how many days to recount (1 to 366)")
+    again.add_argument("--until", type=_day, help="the last day to recount (default: yesterday, UTC)")
+    again.add_argument("--table", action="append", help="only this table (repeatable)")
+    again.add_argument("--config", help="table config, as for plan")
     args = parser.parse_args(argv)
 
     try:
         tables = _load(args.config)
-        if args.command in ("plan", "run"):
+        if args.command in ("plan", "run", "reconcile"):
             tables = _select(tables, args.table)
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
     if args.command == "verify":
         return _verify(tables, args.table, args.date, out, with_source=not args.no_source)
+    if args.command == "reconcile":
+        if not 1 <= args.days <= 366:
+            print("error: --days is from 1 to 366", file=sys.stderr)
+            return 2
+        return _reconcile(tables, args.days, args.until, out)
     if args.command in ("run", "restore"):
         from cratedb_airflow_export.windows import WindowError
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
 # Airflow's limits (airflow.models.base.ID_LEN for task ids; the asset table's uri column): longer
 # names would pass here and fail inside Airflow (tests/test_config.py checks them against Airflow's)
+DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+MAX_LATENESS = timedelta(days=7)
 MAX_TASK_ID = 250
 MAX_ASSET_URI = 1500
 
@@ -94,6 +97,19 @@ class TableExport(BaseModel):
         "(S3-managed keys) or 'aws:kms' (with sse_kms_key_id, or the account's default KMS key).",
     )
     sse_kms_key_id: str | None = Field(default=None, description="The KMS key (id, ARN or alias) for sse 'aws:kms'.")
+    lateness: timedelta = Field(
+        default=timedelta(0),
+        description="How late rows of a day may still arrive ('2h', '90m', '1d12h'): a run waits until the "
+        "day's end plus this before it exports (deferred, holding no worker).",
+    )
+    reconcile_days: int = Field(
+        default=0,
+        ge=0,
+        le=92,
+        strict=True,
+        description="Each run also recounts this many days before its own and re-exports every partition "
+        "whose source count(*) no longer matches its manifest's source_count (late rows).",
+    )
     timeout_minutes: int = Field(
         default=120,
         ge=1,
@@ -135,6 +151,26 @@ class TableExport(BaseModel):
             spec = FORMATS.get(data.get("format", "jsonl"))
             data = {**data, "compression": spec.default_compression if spec else "gzip"}
         return data
+
+    @field_validator("lateness", mode="before")
+    @classmethod
+    def _lateness(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+            return timedelta(0)
+        if not isinstance(value, str):
+            if isinstance(value, timedelta):
+                return value
+            raise ValueError(f"lateness {value!r} is not a duration such as '2h', '90m' or '1d12h'")
+        match = DURATION.fullmatch(value)
+        if not value or value == "0":
+            return timedelta(0)
+        if match is None or not any(match.groups()):
+            raise ValueError(f"lateness {value!r} is not a duration such as '2h', '90m' or '1d12h'")
+        days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+        delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if delta > MAX_LATENESS:
+            raise ValueError(f"lateness {value!r} is more than {MAX_LATENESS.days} days")
+        return delta
 
     @field_validator("table")
     @classmethod

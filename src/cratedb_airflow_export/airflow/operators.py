@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from cratedb_airflow_export.connections import Connections
     from cratedb_airflow_export.engines import ExportResult
     from cratedb_airflow_export.export import RunInfo
+    from cratedb_airflow_export.reconcile import Recount
 
 T = TypeVar("T")
 
@@ -87,8 +88,13 @@ def run_info(context: Mapping[str, Any]) -> RunInfo:
 
 
 class _TableTask(BaseOperator):
-    """What the export operators share: the table entry, and running the core with the table's
-    connections, resolved once per task."""
+    """What the export operators share: the table entry, the run's request, waiting for late rows,
+    and running the core with the table's connections, resolved once per task.
+
+    ``execute`` skips a table the run did not ask for, and a run that exports its data interval
+    waits (deferred: no worker slot held) until the day's end plus the table's ``lateness``; then
+    :meth:`export` runs, directly or when the trigger fires (``execute_ready``).
+    """
 
     template_fields: Sequence[str] = ()
 
@@ -97,15 +103,41 @@ class _TableTask(BaseOperator):
         super().__init__(**kwargs)
         self._connections: Connections | None = None
 
-    def _windows(self, context: Mapping[str, Any]) -> list[Window]:
-        """The windows this task exports; skips the task when the run asked for other tables."""
+    def execute(self, context: Any) -> Any:
+        request, windows = self._request(context)
+        if request.days is None and self.export.lateness:
+            ready = windows[0].end + self.export.lateness
+            if datetime.now(timezone.utc) < ready:
+                from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+                self.log.info(
+                    "%s: rows of %s may arrive until %s (lateness %s): waiting",
+                    self.export.qualified_name,
+                    windows[0].day,
+                    ready.isoformat(),
+                    self.export.lateness,
+                )
+                self.defer(trigger=DateTimeTrigger(moment=ready), method_name="execute_ready")
+        return self.export_windows(context, request, windows)
+
+    def execute_ready(self, context: Any, event: Any = None) -> Any:
+        """Resumes after waiting for late rows."""
+        request, windows = self._request(context)
+        return self.export_windows(context, request, windows)
+
+    def export_windows(self, context: Any, request: Request, windows: list[Window]) -> Any:
+        raise NotImplementedError
+
+    def _request(self, context: Mapping[str, Any]) -> tuple[Request, list[Window]]:
+        """The run's request and the windows this task exports; skips the task when the run asked
+        for other tables."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         request = Request.from_context(context)
         if request.skips(self.export):
             asked = ", ".join(sorted(request.tables or ()))
             raise AirflowSkipException(f"{self.export.qualified_name} is not among this run's tables: {asked}")
-        return request.windows(context)
+        return request, request.windows(context)
 
     def _run(self, what: str, window: Window, call: Callable[[Connections], T]) -> T:
         """Resolve the connections and run ``call`` with them. An :class:`ExportError` that a retry
@@ -134,10 +166,13 @@ class CrateDBExportOperator(_TableTask):
     resolved at run time from Airflow connections, so no secret can end up in rendered fields.
     At most one instance of each table's task runs at a time (``max_active_tis_per_dag=1``), so
     two runs of the same table and interval can never interleave their writes.
-    Emits an Asset event for the table's export location per partition (extra: interval, rows,
-    manifest URI), returns (to XCom) the table, interval, target, manifest, row counts and objects
-    (with ``partitions`` listing every one when there are several), and reports OpenLineage
-    datasets (the source table in, the partitions out).
+    With ``reconcile_days``, a run exporting its data interval also recounts that many days before
+    it and exports again each whose source count changed (late rows).
+    Emits an Asset event for the table's export location per partition published (extra:
+    interval, rows, manifest URI), returns (to XCom) the table, interval, target, manifest, row
+    counts and objects (with ``partitions`` listing every one when there are several, and
+    ``reconciled`` the recount), and reports OpenLineage datasets (the source table in, the
+    partitions out).
     """
 
     ui_color = "#19c0ea"
@@ -151,30 +186,49 @@ class CrateDBExportOperator(_TableTask):
         super().__init__(export=cfg, **kwargs)
         self._results: list[ExportResult] = []
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def export_windows(self, context: Any, request: Request, windows: list[Window]) -> dict[str, Any]:
         from cratedb_airflow_export.export import run_export  # heavy (pyarrow, boto3): not at parse time
 
-        windows = self._windows(context)
         run = run_info(context)
-        results = self._run(
-            "export", windows[0], lambda c: [run_export(self.export, window, run, c) for window in windows]
-        )
-        return self._announce(context, results)
 
-    def _announce(self, context: Any, results: list[ExportResult]) -> dict[str, Any]:
+        def export(connections: Connections) -> tuple[list[ExportResult], list[Recount]]:
+            results = [run_export(self.export, window, run, connections) for window in windows]
+            return results, self._reconcile(request, windows, run, connections)
+
+        return self._announce(context, *self._run("export", windows[0], export))
+
+    def _reconcile(
+        self, request: Request, windows: list[Window], run: RunInfo, connections: Connections
+    ) -> list[Recount]:
+        """With ``reconcile_days``, for a run of its data interval: the days before it, recounted."""
+        from cratedb_airflow_export.reconcile import reconcile
+
+        if request.days is not None or not self.export.reconcile_days:
+            return []
+        day = windows[0].day
+        days = [day - timedelta(days=back) for back in range(self.export.reconcile_days, 0, -1)]
+        return reconcile(self.export, days, run, connections)
+
+    def _announce(
+        self, context: Any, results: list[ExportResult], recounts: list[Recount] | None = None
+    ) -> dict[str, Any]:
         """XCom and Asset events: the first partition through the table's Asset, every further one
-        through its alias (an event of the same Asset each)."""
-        self._results = results
-        summaries = [result.as_dict() for result in results]
+        (more days, re-exported days) through its alias (an event of the same Asset each)."""
+        from cratedb_airflow_export.reconcile import summary
+
+        again = [r.result for r in recounts or () if r.result is not None]
+        self._results = [*results, *again]
+        summaries = [result.as_dict() for result in self._results]
         events = context["outlet_events"]
-        for index, summary in enumerate(summaries):
-            extra = {key: summary[key] for key in ("table", "interval", "rows")}
-            extra |= {"partition": summary["target"], "manifest": summary["manifest"]}
+        for index, partition in enumerate(summaries):
+            extra = {key: partition[key] for key in ("table", "interval", "rows")}
+            extra |= {"partition": partition["target"], "manifest": partition["manifest"]}
             if index == 0:
                 events[self.asset].extra = extra
             else:
                 events[self.alias].add(self.asset, extra=extra)
-        return summaries[0] if len(summaries) == 1 else {**summaries[0], "partitions": summaries}
+        value = summaries[0] if len(results) == 1 else {**summaries[0], "partitions": summaries[: len(results)]}
+        return {**value, "reconciled": summary(recounts)} if recounts else value
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Called by Airflow's OpenLineage provider after a successful export."""
@@ -199,10 +253,9 @@ class CrateDBExportSliceOperator(_TableTask):
         super().__init__(export=export, **kwargs)
         self.slice_index = slice_index
 
-    def execute(self, context: Any) -> list[dict[str, Any]]:
+    def export_windows(self, context: Any, request: Request, windows: list[Window]) -> list[dict[str, Any]]:
         from cratedb_airflow_export.export import export_slice
 
-        windows = self._windows(context)
         run = run_info(context)
         return self._run(
             f"export of slice {self.slice_index}",
@@ -213,7 +266,8 @@ class CrateDBExportSliceOperator(_TableTask):
 
 class CrateDBPublishSlicesOperator(CrateDBExportOperator):
     """Verify the slices of each day together (count(*) over the whole day) and publish them as one
-    partition, with the manifest, ``_SUCCESS``, the Asset event and lineage."""
+    partition, with the manifest, ``_SUCCESS``, the Asset event and lineage; reconcile as the
+    export operator does. Its slices have waited for late rows already."""
 
     template_fields: Sequence[str] = ("slice_results",)
 
@@ -222,18 +276,22 @@ class CrateDBPublishSlicesOperator(CrateDBExportOperator):
         self.slice_results = slice_results
 
     def execute(self, context: Any) -> dict[str, Any]:
+        request, windows = self._request(context)
+        return self.export_windows(context, request, windows)
+
+    def export_windows(self, context: Any, request: Request, windows: list[Window]) -> dict[str, Any]:
         from cratedb_airflow_export.export import publish_slices
 
-        windows = self._windows(context)
         run = run_info(context)
         staged = [entry for per_slice in self.slice_results for entry in per_slice]
 
-        def publish_days(connections: Connections) -> list[ExportResult]:
-            return [
+        def publish_days(connections: Connections) -> tuple[list[ExportResult], list[Recount]]:
+            results = [
                 publish_slices(
                     self.export, window, [s for s in staged if s["day"] == window.day.isoformat()], run, connections
                 )
                 for window in windows
             ]
+            return results, self._reconcile(request, windows, run, connections)
 
-        return self._announce(context, self._run("publish", windows[0], publish_days))
+        return self._announce(context, *self._run("publish", windows[0], publish_days))
