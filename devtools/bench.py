@@ -1,36 +1,51 @@
-"""``make bench``: rows/s and peak memory of the ``stream`` engine vs Airflow's SqlToS3Operator.
+"""``make bench``: rows/s and peak memory of the ``stream`` engine, the command-line export and
+Airflow's SqlToS3Operator, against the raw read limit.
 
 Run from the repository root: ``python -m devtools.bench``.
 
 Generates BENCH_ROWS rows (default 2,000,000) of the tutorial's ``metrics`` shape for one day into a
-local PostgreSQL, then, each in a fresh process so that peak RSS is its own:
+local PostgreSQL, starts an S3-compatible server (moto) in a process of its own, then runs each
+tool in a fresh process, so that its peak RSS (VmHWM) is its own:
 
-- the raw read limit: ``COPY (SELECT ...) TO STDOUT`` over the same window, discarded;
-- for each format (parquet, jsonl, csv): our ``stream`` engine (``run_export``: read, encode,
-  upload, count(*) check, publish) and SqlToS3Operator on the same query, target and format.
+- ``raw``: the raw read limit, ``COPY (SELECT ...) TO STDOUT`` over the same window, discarded;
+- ``stream``: our ``stream`` engine in-process (``run_export``: read, encode, upload, count(*) check,
+  publish), clock started after its imports;
+- ``stream_cursor``: the same forced onto the server-side cursor, the path CrateDB sources take;
+- ``cli``: ``cratedb-export run`` as a whole process, from interpreter start to exit;
+- ``sql_to_s3``: Airflow's SqlToS3Operator on the same query, bucket and format.
+
+So that the benchmark holds still on a busy machine, the raw read is measured before and after
+every run and a run's share is its rows/s over the mean of those two; every tool runs BENCH_RUNS
+times (default 3) and the median is reported with its spread ((max - min) / median). Every run's
+rows are counted from what it wrote (Parquet footers, lines of JSON Lines and CSV), not assumed.
 
 The last line printed is one JSON object:
 {"rows": N, "raw_read_rows_per_s": ..., "results": [{"tool": ..., "format": ..., "rows_per_s": ...,
- "peak_rss_mb": ..., "baseline_rss_mb": ...}]}   (baseline: RSS after imports, before the export)
+ "share_of_raw": ..., "spread": ..., "peak_rss_mb": ..., "baseline_rss_mb": ...}]}
+(median rows/s; baseline: RSS after imports, before the export; for ``cli`` the interpreter's own).
 
 Every tool runs with ARROW_DEFAULT_MEMORY_POOL=system, as the project's Dockerfile sets it (set the
 variable to "mimalloc" to measure Arrow's default).
 
-Environment: BENCH_ROWS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS (default "stream,sql_to_s3";
-"stream_cursor" adds the stream engine forced onto the server-side cursor, the path CrateDB sources take).
+Environment: BENCH_ROWS, BENCH_RUNS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS
+(default "stream,cli,stream_cursor,sql_to_s3"; unknown names are an error).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import resource
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = date(2024, 1, 4)
@@ -38,6 +53,8 @@ BUCKET = "bench-bucket"
 START = datetime(2024, 1, 4, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
 QUERY = 'SELECT * FROM doc.metrics WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s'
+TOOLS = ("stream", "cli", "stream_cursor", "sql_to_s3")
+FORMATS = ("parquet", "jsonl", "csv")
 
 GENERATE = """
 CREATE SCHEMA IF NOT EXISTS doc;
@@ -56,7 +73,12 @@ FROM generate_series(1, {n}) AS g;
 VACUUM (ANALYZE) doc.metrics
 """  # VACUUM: a past day's table is settled (hint bits set, no autovacuum running during the measurements)
 
-STREAM_OPTIONS = {"parquet": {"format": "parquet"}, "jsonl": {"format": "jsonl"}, "csv": {"format": "csv"}}
+# Installed here only for SqlToS3Operator (pandas is a dev dependency, numpy comes with it); the
+# product's own dependencies pull in neither (tests/test_packaging.py checks). pyarrow imports numpy
+# whenever it can (11 MB resident), so our tools run with both unimportable: as a user's install.
+DEV_ONLY = ("numpy", "pandas")
+HIDE_DEV_ONLY = "import sys; sys.modules.update(dict.fromkeys(" + repr(DEV_ONLY) + "))"
+
 SQL_TO_S3_OPTIONS = {
     "parquet": {"file_format": "parquet", "df_kwargs": {"compression": "zstd"}},
     "jsonl": {"file_format": "json", "df_kwargs": {"orient": "records", "lines": True, "compression": "gzip"}},
@@ -65,20 +87,40 @@ SQL_TO_S3_OPTIONS = {
 
 
 def peak_rss_mb() -> float:
-    """This process's peak RSS (VmHWM). Not ru_maxrss: on Linux that survives fork+exec and would
-    report the parent's size (the parent holds the S3 server's objects)."""
+    """This process's peak RSS (VmHWM, which starts afresh at exec). Not ru_maxrss: on Linux that
+    survives fork+exec and would report the parent's size."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def measure(tool: str, fmt: str) -> dict[str, float]:
+def table_config(tool: str, fmt: str, run: int) -> dict[str, Any]:
+    return {
+        "table": "doc.metrics",
+        "timestamp_column": "timestamp",
+        "engine": "stream",
+        "format": fmt,
+        "target": f"s3://{BUCKET}/{prefix(tool, fmt, run)}",
+        "reader": "cursor" if tool == "stream_cursor" else "auto",
+    }
+
+
+def prefix(tool: str, fmt: str, run: int) -> str:
+    return f"{tool}-{fmt}-{run}"
+
+
+def measure(tool: str, fmt: str, run: int) -> dict[str, float]:
     """Runs in a child process; prints one JSON line. Each tool imports what it needs (only that,
     so the baseline is its own) before the clock starts."""
     if tool == "raw":
         import psycopg
     elif tool in ("stream", "stream_cursor"):
+        sys.modules.update(dict.fromkeys(DEV_ONLY))  # as HIDE_DEV_ONLY
+        import boto3  # noqa: F401  # imported lazily by the core: here before the clock, as in a running worker
+        import psycopg
+
+        import cratedb_airflow_export.engines.stream  # noqa: F401  # pyarrow, formats, readers
         from cratedb_airflow_export.config import TableExport
         from cratedb_airflow_export.export import run_export
         from cratedb_airflow_export.windows import Window
@@ -94,18 +136,8 @@ def measure(tool: str, fmt: str) -> dict[str, float]:
             with cur.copy(f"COPY ({sql}) TO STDOUT") as copy:
                 for chunk in copy:
                     rows += bytes(chunk).count(b"\n")
-    elif tool in ("stream", "stream_cursor"):  # stream_cursor: the path CrateDB takes (no COPY TO STDOUT)
-        cfg = TableExport.model_validate(
-            {
-                "table": "doc.metrics",
-                "timestamp_column": "timestamp",
-                "engine": "stream",
-                "target": f"s3://{BUCKET}/{tool}-{fmt}",
-                "reader": "cursor" if tool == "stream_cursor" else "auto",
-                **STREAM_OPTIONS[fmt],
-            }
-        )
-        rows = run_export(cfg, Window.for_day(DAY)).rows
+    elif tool in ("stream", "stream_cursor"):
+        rows = run_export(TableExport.model_validate(table_config(tool, fmt, run)), Window.for_day(DAY)).rows
     else:
         operator = SqlToS3Operator(
             task_id="sql_to_s3",
@@ -114,25 +146,63 @@ def measure(tool: str, fmt: str) -> dict[str, float]:
             sql_conn_id="cratedb_connection",
             aws_conn_id="aws_default",
             s3_bucket=BUCKET,
-            s3_key=f"sql-to-s3-{fmt}/part",
+            s3_key=f"{prefix(tool, fmt, run)}/part",
             replace=True,
             **SQL_TO_S3_OPTIONS[fmt],
         )
         operator.execute(context={})  # type: ignore[arg-type]
-        rows = int(os.environ["BENCH_ROWS"])
+        rows = -1  # counted from what it wrote
     seconds = time.monotonic() - started
-    return {
-        "rows": rows,
-        "seconds": seconds,
-        "rows_per_s": rows / seconds,
-        "peak_rss_mb": peak_rss_mb(),
-        "baseline_rss_mb": baseline,
-    }
+    return {"rows": rows, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline}
 
 
-def child(tool: str, fmt: str, env: dict[str, str]) -> dict[str, float]:
+CLI = (
+    HIDE_DEV_ONLY
+    + """
+import json, os
+from pathlib import Path
+def status(name):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(name + ":"))
+    return int(line.split()[1]) / 1024
+baseline = status("VmRSS")
+from cratedb_airflow_export.cli import main
+code = main(sys.argv[1:])
+report = {"peak_rss_mb": status("VmHWM"), "baseline_rss_mb": baseline}
+os.write(int(os.environ["BENCH_REPORT_FD"]), json.dumps(report).encode())
+sys.exit(code)
+"""
+)
+
+
+def run_cli(fmt: str, run: int, env: dict[str, str], workdir: Path) -> dict[str, float]:
+    """``cratedb-export run`` as a whole process: interpreter start to exit, the console script's
+    own entry point (``cli.main``); the process reports its peak RSS on a pipe as it exits."""
+    config = workdir / f"cli-{fmt}-{run}.yaml"
+    config.write_text(json.dumps({"tables": [table_config("cli", fmt, run)]}))
+    read_end, write_end = os.pipe()
+    args = ["run", "--date", DAY.isoformat(), "--config", str(config)]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, *args],
+        cwd=REPO,
+        env={**env, "BENCH_REPORT_FD": str(write_end)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(write_end,),
+    )
+    os.close(write_end)
+    out, err = proc.communicate()
+    seconds = time.monotonic() - started
+    report = os.read(read_end, 4096)
+    os.close(read_end)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cli {fmt} failed:\n{err.decode()[-3000:]}\n{out.decode()[-1000:]}")
+    return {"rows": -1, "seconds": seconds, **json.loads(report)}
+
+
+def child(tool: str, fmt: str, run: int, env: dict[str, str]) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, "-m", "devtools.bench", "--measure", tool, fmt],
+        [sys.executable, "-m", "devtools.bench", "--measure", tool, fmt, str(run)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -144,64 +214,157 @@ def child(tool: str, fmt: str, env: dict[str, str]) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def rows_written(client: Any, fmt: str, key_prefix: str) -> int:
+    """Rows in the data files under ``key_prefix``: Parquet footers, lines of JSON Lines, CSV lines
+    less the header; decompressed as a stream (bounded memory)."""
+    import pyarrow.parquet as pq
+
+    listing = client.list_objects_v2(Bucket=BUCKET, Prefix=key_prefix + "/").get("Contents", [])
+    keys = [o["Key"] for o in listing if not o["Key"].rsplit("/", 1)[-1].startswith("_")]
+    if not keys:
+        raise RuntimeError(f"nothing written under s3://{BUCKET}/{key_prefix}/")
+    total = 0
+    for key in keys:
+        body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
+        if fmt == "parquet":
+            total += pq.read_metadata(io.BytesIO(body.read())).num_rows
+            continue
+        lines, inflate = 0, zlib.decompressobj(31) if key.endswith(".gz") else None
+        for chunk in body.iter_chunks(1 << 20):
+            data = inflate.decompress(chunk) if inflate else chunk
+            lines += data.count(b"\n")
+        total += lines - (1 if fmt == "csv" else 0)
+    return total
+
+
+class MotoProcess:
+    """moto's S3 server in a process of its own, on 127.0.0.1: it does not share the measured
+    process, and the objects it holds do not count in anybody's RSS."""
+
+    def __init__(self) -> None:
+        from devtools.devstack import LocalS3, free_port
+
+        self.s3 = LocalS3(port=free_port())
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Any:
+        moto = Path(sys.executable).parent / "moto_server"
+        self.proc = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(self.s3.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.s3.client().list_buckets()
+                return self.s3
+            except Exception:
+                time.sleep(0.2)
+        raise RuntimeError("moto_server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+
+def chosen(variable: str, default: tuple[str, ...], known: tuple[str, ...]) -> list[str]:
+    names = [n.strip() for n in os.environ.get(variable, ",".join(default)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"{variable}: unknown {unknown}; known: {', '.join(known)}")
+    return names
+
+
 def main() -> int:
     import psycopg
 
-    from devtools.devstack import local_stack
+    from devtools.devstack import LocalPostgres
 
     rows = int(os.environ.get("BENCH_ROWS", "2000000"))
-    formats = os.environ.get("BENCH_FORMATS", "parquet,jsonl,csv").split(",")
-    tools = os.environ.get("BENCH_TOOLS", "stream,sql_to_s3").split(",")
-    with tempfile.TemporaryDirectory(prefix="cratedb-export-bench-") as home, local_stack() as (pg, s3):
-        s3.client().create_bucket(Bucket=BUCKET)
-        started = time.monotonic()
-        with psycopg.connect(pg.url, autocommit=True) as conn:
-            for statement in GENERATE.format(n=rows).split(";"):
-                conn.execute(statement)
-        print(f"generated {rows:,} rows of doc.metrics for {DAY} in {time.monotonic() - started:.1f}s", flush=True)
-        env = {
-            **os.environ,
-            "AIRFLOW_HOME": home,
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW_CONN_CRATEDB_CONNECTION": pg.url,
-            "AIRFLOW_CONN_AWS_DEFAULT": s3.airflow_conn_uri(),
-            "BENCH_PG_URL": pg.url,
-            "BENCH_ROWS": str(rows),
-            # as the project's Dockerfile sets it (for every tool): Arrow on the system allocator
-            "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
-        }
-        raw = child("raw", "-", env)
-        if raw["rows"] != rows:
-            raise RuntimeError(f"raw read saw {raw['rows']} rows, expected {rows}")
-        print(f"raw read limit (COPY TO STDOUT, discarded): {raw['rows_per_s']:,.0f} rows/s", flush=True)
-        results = []
-        for fmt in formats:
-            for tool in tools:
-                result = child(tool, fmt, env)
-                if result["rows"] != rows:
-                    raise RuntimeError(f"{tool} {fmt} exported {result['rows']} rows, expected {rows}")
-                share = result["rows_per_s"] / raw["rows_per_s"]
-                print(
-                    f"{tool:10} {fmt:8} {result['rows_per_s']:>10,.0f} rows/s ({share:4.0%} of raw read)  "
-                    f"peak RSS {result['peak_rss_mb']:,.0f} MB (after imports {result['baseline_rss_mb']:,.0f} MB)"
-                    f"  ({result['seconds']:.1f}s)",
-                    flush=True,
-                )
-                results.append(
-                    {
-                        "tool": tool,
-                        "format": fmt,
-                        "rows_per_s": round(result["rows_per_s"]),
-                        "peak_rss_mb": round(result["peak_rss_mb"], 1),
-                        "baseline_rss_mb": round(result["baseline_rss_mb"], 1),
-                    }
-                )
-    print(json.dumps({"rows": rows, "raw_read_rows_per_s": round(raw["rows_per_s"]), "results": results}))
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    formats = chosen("BENCH_FORMATS", FORMATS, FORMATS)
+    tools = chosen("BENCH_TOOLS", TOOLS, TOOLS)
+    with tempfile.TemporaryDirectory(prefix="cratedb-export-bench-") as home, MotoProcess() as s3:
+        pg = LocalPostgres(Path(home) / "pg").start()
+        try:
+            client = s3.client()
+            client.create_bucket(Bucket=BUCKET)
+            started = time.monotonic()
+            with psycopg.connect(pg.url, autocommit=True) as conn:
+                for statement in GENERATE.format(n=rows).split(";"):
+                    conn.execute(statement)
+            print(f"generated {rows:,} rows of doc.metrics for {DAY} in {time.monotonic() - started:.1f}s", flush=True)
+            env = {
+                **os.environ,
+                "AIRFLOW_HOME": home,
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW_CONN_CRATEDB_CONNECTION": pg.url,
+                "AIRFLOW_CONN_AWS_DEFAULT": s3.airflow_conn_uri(),
+                "BENCH_PG_URL": pg.url,
+                # as the project's Dockerfile sets it (for every tool): Arrow on the system allocator
+                "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
+            }
+            results, raws = bench(tools, formats, runs, rows, env, client, Path(home))
+        finally:
+            pg.stop()
+    print(json.dumps({"rows": rows, "raw_read_rows_per_s": round(statistics.mean(raws)), "results": results}))
     return 0
 
 
+def bench(
+    tools: list[str], formats: list[str], runs: int, rows: int, env: dict[str, str], client: Any, workdir: Path
+) -> tuple[list[dict[str, Any]], list[float]]:
+    def raw() -> float:
+        measured = child("raw", "-", 0, env)
+        if measured["rows"] != rows:
+            raise RuntimeError(f"raw read saw {measured['rows']} rows, expected {rows}")
+        return rows / measured["seconds"]
+
+    raws = [raw()]
+    print(f"raw read limit (COPY TO STDOUT, discarded): {raws[0]:,.0f} rows/s", flush=True)
+    results = []
+    for fmt in formats:
+        for tool in tools:
+            speeds, shares, peaks, baselines = [], [], [], []
+            for run in range(runs):
+                before = raws[-1]
+                measured = run_cli(fmt, run, env, workdir) if tool == "cli" else child(tool, fmt, run, env)
+                written = rows_written(client, fmt, prefix(tool, fmt, run))
+                if written != rows or measured["rows"] not in (-1, rows):
+                    raise RuntimeError(f"{tool} {fmt}: wrote {written} rows (reported {measured['rows']}), not {rows}")
+                raws.append(raw())
+                speed = rows / measured["seconds"]
+                speeds.append(speed)
+                shares.append(speed / statistics.mean([before, raws[-1]]))
+                peaks.append(measured["peak_rss_mb"])
+                baselines.append(measured["baseline_rss_mb"])
+            median = statistics.median(speeds)
+            spread = (max(speeds) - min(speeds)) / median
+            share = statistics.median(shares)
+            print(
+                f"{tool:13} {fmt:8} {median:>10,.0f} rows/s ({share:4.0%} of raw read, spread {spread:4.0%})  "
+                f"peak RSS {max(peaks):,.0f} MB (after imports {statistics.median(baselines):,.0f} MB)",
+                flush=True,
+            )
+            results.append(
+                {
+                    "tool": tool,
+                    "format": fmt,
+                    "rows_per_s": round(median),
+                    "share_of_raw": round(share, 3),
+                    "spread": round(spread, 3),
+                    "peak_rss_mb": round(max(peaks), 1),
+                    "baseline_rss_mb": round(statistics.median(baselines), 1),
+                }
+            )
+    return results, raws
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--measure":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3])))
+    if len(sys.argv) == 5 and sys.argv[1] == "--measure":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
         sys.exit(0)
     sys.exit(main())

@@ -158,11 +158,11 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
 ):
     """Rows arriving for a past day between the export and the count (a race that cannot be
     caused on demand) are simulated by adding 3 to the real count(*)."""
-    from cratedb_airflow_export import export
+    from cratedb_airflow_export import session
 
     name, _ = table
-    real_count = export.count_window
-    monkeypatch.setattr(export, "count_window", lambda *a, **k: real_count(*a, **k) + 3)
+    real_count = session.count_window
+    monkeypatch.setattr(session, "count_window", lambda *a, **k: real_count(*a, **k) + 3)
 
     strict = make_dag("e2e_count_strict", [entry(name, bucket)])
     assert task_states(run_dag(strict, DAY)) == {f"export_{name}": "failed"}
@@ -179,6 +179,37 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
     assert task_states(run_dag(lenient, DAY)) == {f"export_{name}": "success"}
     manifest = manifest_of(read_objects(s3_server, bucket))
     assert (manifest.rows, manifest.source_count, manifest.row_count_check) == (50, 53, "warn")
+
+
+def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_server, bucket, table, monkeypatch):
+    """count(*) runs on a connection of its own during the read: here it waits until the first
+    rows have been written (it would wait forever, and fail, if it ran before the read)."""
+    import threading
+
+    from cratedb_airflow_export import session
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.engines.stream import RollingFiles
+    from cratedb_airflow_export.export import run_export
+    from cratedb_airflow_export.windows import Window
+
+    name, rows = table
+    writing = threading.Event()
+    real_count, real_write = session.count_window, RollingFiles.write
+
+    def count_once_rows_are_written(*args, **kwargs):
+        assert writing.wait(timeout=30), "count(*) ran before the rows were read"
+        return real_count(*args, **kwargs)
+
+    def write(self, batch):
+        writing.set()
+        return real_write(self, batch)
+
+    monkeypatch.setattr(session, "count_window", count_once_rows_are_written)
+    monkeypatch.setattr(RollingFiles, "write", write)
+    for reader in ("auto", "cursor"):
+        writing.clear()
+        cfg = TableExport.model_validate({**entry(name, bucket), "reader": reader})
+        assert run_export(cfg, Window.for_day(DAY)).rows == len(rows_of_day(rows, DAY)) == 50
 
 
 def test_hive_partition_reads_back_exactly_the_source_rows(airflow_db, connections, s3_server, bucket, table):

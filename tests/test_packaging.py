@@ -95,3 +95,33 @@ def test_the_docker_image_gets_no_development_tools_or_tests():
     assert {"devtools", "tests", ".venv", ".env", ".git"} <= ignored
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "devtools" not in dockerfile and "tests" not in dockerfile
+
+
+def runtime_closure() -> set[str]:
+    """Every distribution the installed package needs at run time (extras left out), by name."""
+    import re
+    from importlib.metadata import PackageNotFoundError, requires
+
+    seen: set[str] = set()
+    todo = ["cratedb-airflow-export"]
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            needs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        todo += [re.match(r"[A-Za-z0-9_.\-]+", r).group(0) for r in needs if "extra ==" not in r]  # type: ignore[union-attr]
+    return seen
+
+
+def test_numpy_and_pandas_are_development_dependencies_only():
+    """make bench measures our tools with numpy and pandas unimportable, as in a user's install
+    (devtools/bench.py DEV_ONLY): that holds only while nothing we depend on needs them."""
+    from devtools.bench import DEV_ONLY
+
+    closure = runtime_closure()
+    assert {"cratedb-airflow-export", "apache-airflow", "pyarrow", "boto3"} <= closure  # the walk works
+    assert closure.isdisjoint(DEV_ONLY)

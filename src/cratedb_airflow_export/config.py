@@ -74,7 +74,7 @@ class TableExport(BaseModel):
     compression_level: int | None = Field(
         default=None,
         strict=True,
-        description="gzip 1-9 (default 6 for JSON Lines/CSV, 9 in Parquet), Parquet zstd 1-22 (default 1): "
+        description="gzip 1-9 (default 4 for JSON Lines/CSV, 9 in Parquet), Parquet zstd 1-22 (default 1): "
         "lower is faster, higher makes smaller files (stream engine).",
     )
     columns: tuple[str, ...] | None = Field(default=None, description="Columns to export; default: all.")

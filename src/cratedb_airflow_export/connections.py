@@ -258,7 +258,7 @@ def source_params(spec: ConnectionSpec) -> SourceParams:
 def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connections:
     """``cfg``'s connections without Airflow: ``lookup`` finds a connection id (default: the
     ``AIRFLOW_CONN_*`` variables). Builds a plain boto3 client."""
-    from cratedb_airflow_export.storage import make_client
+    from cratedb_airflow_export.storage import make_clients
 
     find = lookup or environment_lookup()
     aws = find(cfg.aws_conn_id)
@@ -269,4 +269,5 @@ def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connecti
             f"no connection {cfg.cratedb_conn_id!r}: set AIRFLOW_CONN_{cfg.cratedb_conn_id.upper()}="
             "postgresql://<user>:<password>@<host>:5432/doc"
         )
-    return Connections(creds, make_client(creds), source_params(database), make_client(creds, probe=True))
+    data, probe = make_clients(creds)
+    return Connections(creds, data, source_params(database), probe)

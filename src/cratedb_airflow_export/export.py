@@ -25,7 +25,7 @@ from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.manifest import Manifest, fingerprint
 from cratedb_airflow_export.publish import publish
 from cratedb_airflow_export.session import Session, open_session
-from cratedb_airflow_export.source import CRATEDB, SourceInfo, count_window
+from cratedb_airflow_export.source import CRATEDB, SourceInfo
 from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects
 from cratedb_airflow_export.verify import check_counts
 
@@ -198,7 +198,7 @@ def _verify_and_publish(
 ) -> ExportResult:
     """count(*) check, then staging -> partition with the manifest and _SUCCESS last."""
     job = result.job
-    source_count = count_window(session.cursor, job.cfg, job.window, session.source)
+    source_count = session.window_count(job.window)
     check_counts(job.cfg, result.rows, source_count)
     draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements))
     published, _ = publish(session.client, list(result.objects), job.staging, job.location, draft, job.cfg.write_args)

@@ -1,8 +1,9 @@
 """Readers: a window of the source as typed Arrow record batches (the ``stream`` engine's input).
 
 Two paths:
-- CrateDB (and the fallback): a server-side cursor, ``FETCH`` by ``FETCH``, rows converted to Arrow
-  column by column, one batch ahead in a background thread (:class:`Prefetcher`).
+- CrateDB (and the fallback): a server-side cursor, ``FETCH`` by ``FETCH`` (the next one on the wire
+  while the last is converted, :class:`CursorReader`), rows converted to Arrow column by column,
+  one batch ahead in a background thread (:class:`Prefetcher`).
 - PostgreSQL: the ADBC PostgreSQL driver, which reads ``COPY ... TO STDOUT (FORMAT binary)``
   straight into Arrow batches in C (:func:`adbc_batches`). CrateDB has no COPY TO STDOUT.
 
@@ -91,11 +92,27 @@ ARRAYS: dict[int, int] = {  # array OID -> element OID
 }
 
 
-def register_loaders(conn: Any) -> None:
-    """json/jsonb as the text the server sent (valid JSON), not parsed into Python objects.
-    psycopg's own text loader (its C implementation with psycopg[binary])."""
-    for oid in JSON_OIDS:
-        conn.adapters.register_loader(oid, TextLoader)
+# Kept as the text the server sent: JSON (valid JSON: no parse and re-serialise per value), numeric's
+# exact decimal and uuid's canonical form (what the ADBC path gives too; str(Decimal) would turn
+# 0.0000001 into 1E-7).
+TEXT_OIDS = JSON_OIDS | {1700, 2950}
+# Read as text and parsed by Arrow's ISO 8601 parser in C, without a Python datetime per value:
+# 2,000,000 rows of metrics fetched and converted in 1.14 s instead of 1.78 s. A value Arrow does not
+# take (another DateStyle, a seconds offset, BC, infinity) goes to psycopg's own loader, as before.
+PARSED_OIDS = {1184: pa.timestamp("us", tz="UTC"), 1114: pa.timestamp("us"), 1082: pa.date32()}
+
+
+def register_loaders(cursor: Any) -> None:
+    """psycopg's own text loader (its C implementation with psycopg[binary]) for :data:`TEXT_OIDS`,
+    :data:`PARSED_OIDS` and every other type psycopg would load into a Python object that the
+    schema keeps as text (interval, time, inet, money, their arrays, ...): the server's own text,
+    not Python's ``str()`` of that object. Arrays in :data:`ARRAYS` follow their elements."""
+    from psycopg import postgres
+
+    known = {oid for info in postgres.types for oid in (info.oid, info.array_oid) if oid}
+    as_text = (known - SCALARS.keys() - ARRAYS.keys() - JSON_OIDS) | TEXT_OIDS | PARSED_OIDS.keys()
+    for oid in as_text:
+        cursor.adapters.register_loader(oid, TextLoader)
 
 
 def field_for(name: str, oid: int) -> pa.Field:
@@ -112,20 +129,67 @@ def schema_for(description: Sequence[Any]) -> pa.Schema:
     return pa.schema([field_for(column.name, column.type_code) for column in description])
 
 
-def _column(values: list[Any], field: pa.Field) -> pa.Array:
+def wire_type(kind: pa.DataType) -> pa.DataType:
+    """The Arrow type of a column as it arrives from the cursor: timestamps and dates (and lists of
+    them) as their text, see :data:`PARSED_OIDS`."""
+    if kind in PARSED_OIDS.values():
+        return pa.string()
+    if pa.types.is_list(kind) and kind.value_type in PARSED_OIDS.values():
+        return pa.list_(pa.field("item", pa.string()))
+    return kind
+
+
+def _parse_slowly(texts: pa.Array, kind: pa.DataType) -> pa.Array:
+    """Text timestamps or dates Arrow could not parse, parsed by psycopg's default loader (which
+    raises on what it cannot represent either: BC years, infinity, years past 9999)."""
+    import psycopg
+    from psycopg.pq import Format
+
+    element = kind.value_type if pa.types.is_list(kind) else kind
+    oid = next(oid for oid, parsed in PARSED_OIDS.items() if parsed == element)
+    loader = psycopg.adapters.get_loader(oid, Format.TEXT)
+    assert loader is not None
+    load = loader(oid).load
+
+    def one(text: str | None) -> Any:
+        return None if text is None else load(text.encode())
+
+    values = texts.to_pylist()
+    if pa.types.is_list(kind):
+        return pa.array([None if v is None else [one(t) for t in v] for v in values], type=kind)
+    return pa.array([one(v) for v in values], type=kind)
+
+
+def _typed(array: pa.Array, kind: pa.DataType) -> pa.Array:
+    if array.type == kind:
+        return array
     try:
-        return pa.array(values, type=field.type)
+        return array.cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _parse_slowly(array, kind)
+
+
+def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=kind)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        if pa.types.is_string(field.type):  # unknown types: their text form
+        if pa.types.is_string(kind):  # a type psycopg loads into Python objects: their text form
             return pa.array([None if v is None else str(v) for v in values], type=pa.string())
         raise
 
 
 def to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
-    """Rows (tuples from the cursor) -> one record batch, converted column by column."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    """Rows (tuples from a cursor with :func:`register_loaders`) -> one record batch: all rows in one
+    conversion (a struct array), column by column when that fails; timestamps and dates cast from
+    their text."""
+    wire = [pa.field(f.name, wire_type(f.type)) for f in schema]
+    try:
+        columns = pa.array(rows, type=pa.struct(wire)).flatten()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        transposed = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+        columns = [_column(values, f.type) for values, f in zip(transposed, wire, strict=True)]
     return pa.RecordBatch.from_arrays(
-        [_column(list(values), field) for values, field in zip(columns, schema, strict=True)], schema=schema
+        [_typed(column, f.type) for column, f in zip(columns, schema, strict=True)], schema=schema
     )
 
 
@@ -199,6 +263,11 @@ class Prefetcher:
             if close is not None:
                 close()  # the reader's resources are released in this thread
 
+    @property
+    def stopped(self) -> bool:
+        """True once the consumer has left or given up: a reader waiting on anything should end."""
+        return self._stop.is_set()
+
     def _unblock(self) -> None:
         try:
             self.unblock()
@@ -225,22 +294,64 @@ class Prefetcher:
                 raise value
 
 
-def cursor_reader(
-    cursor: Any, fetch_sql: str, params: Sequence[Any] = ()
-) -> Callable[[Prefetcher], Iterator[pa.RecordBatch]]:
-    """``FETCH`` after ``FETCH`` on a declared cursor, each result converted to a record batch."""
+class CursorReader:
+    """``FETCH`` after ``FETCH`` on a declared cursor, each result converted to a record batch, as a
+    :class:`Prefetcher` reader.
 
-    def read(prefetcher: Prefetcher) -> Iterator[pa.RecordBatch]:
-        while True:
-            cursor.execute(fetch_sql, tuple(params))
-            if prefetcher.schema is None:
-                prefetcher.schema = schema_for(cursor.description)
-            rows = cursor.fetchall()
-            if not rows:
-                return
-            yield to_batch(rows, prefetcher.schema)
+    Two cursors of the one connection take turns: while one result is turned into Python values and
+    then Arrow (work that holds the GIL), the next ``FETCH`` runs on the server and crosses the network
+    in a thread of its own, which waits without the GIL. The connection still runs one statement at a
+    time (psycopg's connection lock), so this is plain sequential ``FETCH``es to the server: nothing
+    CrateDB has to support beyond its cursors. 2,000,000 rows from PostgreSQL: 3.7 s one after the
+    other, 2.3 s taking turns.
+    """
 
-    return read
+    def __init__(self, cursors: Sequence[Any], fetch_sql: str, params: Sequence[Any] = ()) -> None:
+        self.cursors, self.fetch_sql, self.params = list(cursors), fetch_sql, tuple(params)
+
+    def __call__(self, prefetcher: Prefetcher) -> Iterator[pa.RecordBatch]:
+        free: queue.Queue[Any] = queue.Queue()
+        fetched: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+        for cursor in self.cursors:
+            free.put(cursor)
+
+        def fetch() -> None:
+            try:
+                while not stop.is_set():
+                    try:
+                        cursor = free.get(timeout=0.1)
+                    except queue.Empty:
+                        continue
+                    if stop.is_set():
+                        return
+                    cursor.execute(self.fetch_sql, self.params)
+                    fetched.put(("rows", cursor))
+                    if not cursor.rowcount:
+                        return  # the empty result: the cursor is exhausted
+            except BaseException as exc:  # handed to the converting thread, raised there
+                fetched.put(("error", exc))
+
+        thread = threading.Thread(target=fetch, name="source-fetch", daemon=True)
+        thread.start()
+        try:
+            while not prefetcher.stopped:
+                try:
+                    kind, value = fetched.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind == "error":
+                    raise value
+                rows = value.fetchall()
+                if prefetcher.schema is None:
+                    prefetcher.schema = schema_for(value.description)
+                if not rows:
+                    return
+                free.put(value)  # the rows are Python values now: the cursor can fetch again
+                yield to_batch(rows, prefetcher.schema)
+        finally:
+            stop.set()
+            thread.join(timeout=EXIT_WAIT_SECONDS)
 
 
 def normalize_schema(schema: pa.Schema) -> pa.Schema:

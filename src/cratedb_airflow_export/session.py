@@ -10,14 +10,15 @@ naming the table, the interval and the cause, with every secret scrubbed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.connections import Connections, Redactor, from_environment
 from cratedb_airflow_export.errors import failures_named
 from cratedb_airflow_export.layout import partition
-from cratedb_airflow_export.source import SourceInfo, connect, inspect
+from cratedb_airflow_export.source import SourceInfo, connect, count_window, inspect
 from cratedb_airflow_export.storage import check_target
 
 if TYPE_CHECKING:
@@ -29,12 +30,13 @@ if TYPE_CHECKING:
     from cratedb_airflow_export.windows import TimeRange, Window
 
 
-@dataclass(frozen=True)
+@dataclass
 class Session:
     cfg: TableExport
     connections: Connections
     cursor: psycopg.Cursor[Any]
     source: SourceInfo
+    _count: Future[int] | None = field(default=None, repr=False)
 
     @property
     def client(self) -> S3Client:
@@ -43,6 +45,25 @@ class Session:
     @property
     def creds(self) -> S3Credentials:
         return self.connections.s3
+
+    def count_in_background(self, window: TimeRange) -> None:
+        """Start ``count(*)`` over ``window`` on a connection of its own, to run while the engine
+        reads and writes. Engines call it once the rows to export are settled (after REFRESH), so
+        the count sees what the export reads; :meth:`window_count` waits for it."""
+
+        def count() -> int:
+            with closing(connect(self.connections.source, self.cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
+                return count_window(cursor, self.cfg, window, self.source)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="count")
+        self._count = pool.submit(count)
+        pool.shutdown(wait=False)  # not a with block: leaving one waits for the count
+
+    def window_count(self, window: TimeRange) -> int:
+        """``count(*)`` over ``window``: the background count, or one now."""
+        if self._count is not None:
+            return self._count.result()
+        return count_window(self.cursor, self.cfg, window, self.source)
 
 
 def describe(what: str, cfg: TableExport, window: TimeRange) -> str:

@@ -130,23 +130,31 @@ def client_config(*, probe: bool = False, configured: Config | None = None) -> C
     return configured.merge(ours) if probe else ours.merge(configured)
 
 
-def make_client(creds: S3Credentials, *, probe: bool = False) -> S3Client:
-    """A boto3 S3 client from plain credentials (the command line; the Airflow edge uses S3Hook's
-    session). Without keys, boto3's own chain applies (environment, profile, instance role).
-    Custom endpoints use path-style addressing."""
+def make_clients(creds: S3Credentials) -> tuple[S3Client, S3Client]:
+    """The data client and the probe client (short bounds, for the bucket check) from plain
+    credentials, sharing one boto3 session (the command line; the Airflow edge uses S3Hook's).
+    Without keys, boto3's own chain applies (environment, profile, instance role). Custom
+    endpoints use path-style addressing."""
     import boto3
     from botocore.config import Config
 
-    addressing = Config(s3={"addressing_style": "path"} if creds.endpoint_url else {})
-    return boto3.client(
-        "s3",
+    session = boto3.session.Session(
         aws_access_key_id=creds.access_key,
         aws_secret_access_key=creds.secret_key,
         aws_session_token=creds.session_token,
-        endpoint_url=creds.endpoint_url,
         region_name=creds.region,
-        config=client_config(probe=probe).merge(addressing),
     )
+    addressing = Config(s3={"addressing_style": "path"} if creds.endpoint_url else {})
+    data, probe = (
+        session.client("s3", endpoint_url=creds.endpoint_url, config=client_config(probe=probe).merge(addressing))
+        for probe in (False, True)
+    )
+    return data, probe
+
+
+def make_client(creds: S3Credentials) -> S3Client:
+    """The data client of :func:`make_clients`."""
+    return make_clients(creds)[0]
 
 
 def describe_client_error(exc: Exception) -> str:

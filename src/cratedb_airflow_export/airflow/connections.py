@@ -23,7 +23,7 @@ from cratedb_airflow_export.connections import (
     source_params,
     tutorial_credentials,
 )
-from cratedb_airflow_export.storage import client_config, make_client
+from cratedb_airflow_export.storage import client_config, make_clients
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -62,7 +62,7 @@ def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client, S3Client]:
     hook = S3Hook(aws_conn_id=aws_conn_id)
     if not hook.conn_config:  # no such connection: S3Hook would fall back to boto3's own chain
         creds = tutorial_credentials(aws_conn_id)
-        return creds, make_client(creds), make_client(creds, probe=True)
+        return creds, *make_clients(creds)
     frozen = hook.get_credentials()
     if frozen is None or frozen.access_key is None:
         raise CredentialsError(f"Airflow connection {aws_conn_id!r} resolves to no AWS credentials")

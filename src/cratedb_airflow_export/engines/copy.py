@@ -131,8 +131,12 @@ class CopyEngine(Engine):
         return [sql.refresh(job.cfg), copy] if source.dialect.needs_refresh else [copy]
 
     def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
-        for statement in statements:  # REFRESH, COPY: long statements, bounded by the attempt
+        *prepare, copy = statements
+        for statement in prepare:  # REFRESH: bounded by the attempt
             run(session.cursor, statement, job.cfg.attempt_seconds)
+        if job.slice_index is None:
+            session.count_in_background(job.window)  # the rows are settled: count them while CrateDB writes
+        run(session.cursor, copy, job.cfg.attempt_seconds)
         rows = session.cursor.rowcount
         if rows is None or rows < 0:
             raise RuntimeError(f"COPY returned no row count (command tag {session.cursor.statusmessage!r})")

@@ -32,7 +32,7 @@ from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.errors import PermanentError
 from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder
-from cratedb_airflow_export.readers import AdbcReader, Prefetcher, adbc_available, cursor_reader, register_loaders
+from cratedb_airflow_export.readers import AdbcReader, CursorReader, Prefetcher, adbc_available, register_loaders
 from cratedb_airflow_export.source import run, shut_down
 from cratedb_airflow_export.storage import MultipartWriter, StoredObject
 
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 10.0
 ENCODE_THREADS = 2
 ENCODE_AHEAD = 4  # encoded chunks waiting to be written: bounds memory
+# Rows per JSON Lines/CSV chunk (smaller batches are gathered into one): each chunk pays the Arrow
+# kernels' fixed costs once. 2,000,000 rows of metrics as JSON Lines: 1.06 s of encoding in
+# chunks of 10,000 rows, 0.78 s in chunks of 20,000 (CSV 0.91 s -> 0.74 s).
+ENCODE_CHUNK_ROWS = 25_000
 
 
 @functools.cache
@@ -108,6 +112,8 @@ class RollingFiles:
         self._prepare = encoder.prepare if issubclass(encoder, TextEncoder) else None
         self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="encode") if self._prepare else None
         self._pending: deque[tuple[Future[Any], int]] = deque()
+        self._gathered: list[pa.RecordBatch] = []  # text: rows waiting for a whole chunk
+        self._gathered_rows = 0
 
     def _open(self, sample: pa.RecordBatch | None = None) -> None:
         cfg, spec = self.job.cfg, self.spec
@@ -132,17 +138,35 @@ class RollingFiles:
         self._rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        step = self.job.cfg.batch_size  # slices (zero-copy): a file can end inside a large batch
-        for offset in range(0, batch.num_rows, step):
-            piece = batch.slice(offset, step)
-            if self._pool is None or self._prepare is None:
+        # Parquet: in batch_size pieces (zero-copy slices), so that a file can end inside a large batch
+        if self._pool is None:
+            step = self.job.cfg.batch_size
+            for offset in range(0, batch.num_rows, step):
+                piece = batch.slice(offset, step)
                 self._append(piece, piece.num_rows)
-                continue
-            cfg = self.job.cfg
-            chunk = self._pool.submit(self._prepare, self.schema, piece, cfg.compression, cfg.compression_level)
-            self._pending.append((chunk, piece.num_rows))
-            while len(self._pending) > ENCODE_AHEAD:
-                self._drain_one()
+            return
+        # text: chunks of about ENCODE_CHUNK_ROWS: a large batch in zero-copy slices, small ones (a
+        # cursor's FETCH, an ADBC batch) gathered, and joined on the encoding thread
+        for offset in range(0, batch.num_rows, ENCODE_CHUNK_ROWS):
+            piece = batch.slice(offset, ENCODE_CHUNK_ROWS)
+            self._gathered.append(piece)
+            self._gathered_rows += piece.num_rows
+            if self._gathered_rows >= ENCODE_CHUNK_ROWS:
+                self._submit_gathered()
+
+    def _submit_gathered(self) -> None:
+        assert self._pool is not None
+        chunk = self._pool.submit(self._prepare_chunk, self._gathered)
+        self._pending.append((chunk, self._gathered_rows))
+        self._gathered, self._gathered_rows = [], 0
+        while len(self._pending) > ENCODE_AHEAD:
+            self._drain_one()
+
+    def _prepare_chunk(self, batches: list[pa.RecordBatch]) -> Any:
+        """On an encoding thread: the batches as one, encoded (and deflated)."""
+        assert self._prepare is not None
+        batch = batches[0] if len(batches) == 1 else pa.concat_batches(batches)
+        return self._prepare(self.schema, batch, self.job.cfg.compression, self.job.cfg.compression_level)
 
     def _drain_one(self) -> None:
         future, rows = self._pending.popleft()
@@ -169,6 +193,8 @@ class RollingFiles:
         self._encoder = self._writer = None
 
     def close(self) -> list[StoredObject]:
+        if self._gathered_rows:
+            self._submit_gathered()
         while self._pending:
             self._drain_one()
         self._shutdown()
@@ -182,6 +208,7 @@ class RollingFiles:
         for future, _ in self._pending:
             future.cancel()
         self._pending.clear()
+        self._gathered, self._gathered_rows = [], 0
         self._shutdown()
         if self._writer is not None:
             self._writer.abort()
@@ -260,6 +287,8 @@ class StreamEngine(Engine):
 
     def _run_adbc(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
         (select,) = statements
+        if job.slice_index is None:
+            session.count_in_background(job.window)
         log.info("Running (PostgreSQL via ADBC, COPY binary): %s", select.describe())
         reader = AdbcReader(session.connections.source.conninfo(), select.wire_sql)
         return self._read(job, session, Prefetcher(reader, unblock=reader.cancel, **self._bounds(job)))
@@ -267,16 +296,22 @@ class StreamEngine(Engine):
     def _run_cursor(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
         cursor = session.cursor
         *prepare, declare, fetch, close = statements
-        for statement in [*prepare, declare]:  # REFRESH, DECLARE: bounded by the attempt
+        for statement in prepare:  # REFRESH: bounded by the attempt
             run(cursor, statement, job.cfg.attempt_seconds)
-        register_loaders(cursor)  # JSON stays text: no parse and re-serialise per value
+        if job.slice_index is None:
+            session.count_in_background(job.window)  # the rows are settled: count them while they are read
+        run(cursor, declare, job.cfg.attempt_seconds)
+        turns = [cursor, cursor.connection.cursor()]  # CursorReader: one fetches while one converts
+        for each in turns:
+            register_loaders(each)  # JSON stays text: no parse and re-serialise per value
         try:
             log.info("Fetching with: %s", fetch.describe())
-            reader = cursor_reader(cursor, fetch.sql, fetch.bind())
+            reader = CursorReader(turns, fetch.sql, fetch.bind())
             unblock = functools.partial(shut_down, cursor.connection)
             return self._read(job, session, Prefetcher(reader, unblock=unblock, **self._bounds(job)))
         finally:
             _close_quietly(cursor, close, job.cfg.stall_timeout_seconds)
+            turns[1].close()  # client side only: its last result
 
     @staticmethod
     def _bounds(job: ExportJob) -> dict[str, Any]:

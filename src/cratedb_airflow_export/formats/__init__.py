@@ -86,7 +86,11 @@ class FormatSpec:
         return CODECS[compression].content_type or self.content_type
 
 
-GZIP_LEVEL = 6  # zlib's default; Arrow's gzip stream uses 9: about 3x slower for 1-2% smaller files
+# zlib-ng's level 4 (its "medium" strategy), measured on 2,000,000 rows of the tutorial's metrics
+# (CPU seconds, compressed size): JSON Lines (438 MB) level 6 2.06 s 10.2%, level 5 1.38 s 10.6%,
+# level 4 1.27 s 10.6%, level 3 1.14 s 11.6%, level 1 0.56 s 16.4%; CSV (382 MB) level 6 2.04 s
+# 11.7%, level 4 1.24 s 12.2%. Arrow's gzip stream uses 9: slower still.
+GZIP_LEVEL = 4
 GZIP_TEXT = Levels(1, 9, GZIP_LEVEL)
 
 JSONL = FormatSpec(

@@ -1,0 +1,116 @@
+"""The cursor path (the one CrateDB sources take) against a real PostgreSQL: two cursors taking
+turns on one declared cursor, timestamps and dates read as text and parsed by Arrow, other types
+psycopg would turn into Python objects kept as the server's text. Each value is compared with
+what psycopg's own default loaders make of it (the reference the path replaced)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from cratedb_airflow_export.readers import CursorReader, Prefetcher, register_loaders, schema_for
+
+pytestmark = pytest.mark.e2e
+
+COLUMNS = """
+    id INT, ts TIMESTAMPTZ, local_ts TIMESTAMP, day DATE, stamps TIMESTAMPTZ[], days DATE[],
+    amount NUMERIC, tiny NUMERIC, ident UUID, gap INTERVAL, clock TIME, addr INET, gaps INTERVAL[]
+"""
+VALUES = [
+    "(1, '2024-01-04 00:00:00+00', '2024-01-04 08:30:00', '2024-01-04', "
+    "ARRAY['2024-01-04 01:02:03.000004+00'::timestamptz, NULL], ARRAY['2024-01-03'::date], 12.50, 0.0000001, "
+    "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:00:00', '13:14:15.5', '10.0.0.1/8', "
+    "ARRAY['1 mon'::interval, '-3 days'::interval])",
+    "(2, '2024-01-04 23:59:59.999999+00', '0001-01-01 00:00:00', '0001-01-01', '{}', NULL, -0.001, 1e-20, NULL, "
+    "'-1 year', NULL, NULL, NULL)",
+    "(3, '2024-01-04 12:00:00.000001+05', '9999-12-31 23:59:59.999999', '9999-12-31', "
+    "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "(4, NULL, NULL, NULL, NULL, NULL, 'NaN', 0, NULL, NULL, NULL, NULL, NULL)",
+    # before 1901 this zone's offset has seconds (+05:53:28): Arrow does not parse those, psycopg does
+    "(5, '1890-06-01 12:00:00+00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+]
+TEXT_COLUMNS = ("amount", "tiny", "ident", "gap", "clock", "addr", "gaps")
+
+
+@pytest.fixture(scope="module")
+def typed(postgres) -> str:
+    name = f"public.cursor_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} ({COLUMNS})")
+        conn.execute(f"INSERT INTO {name} VALUES {', '.join(VALUES)}")
+    return name
+
+
+def read(url: str, sql: str, batch: int, time_zone: str = "UTC") -> Iterator[pa.RecordBatch]:
+    with psycopg.connect(url, autocommit=True, options=f"-c TimeZone={time_zone}") as conn:
+        conn.execute(f"DECLARE c NO SCROLL CURSOR WITH HOLD FOR {sql}")
+        turns = [conn.cursor(), conn.cursor()]
+        for cursor in turns:
+            register_loaders(cursor)
+        with Prefetcher(CursorReader(turns, f"FETCH {batch} FROM c"), stall_seconds=30, what="test") as prefetcher:
+            yield from prefetcher
+        conn.execute("CLOSE c")
+
+
+def reference(url: str, sql: str, time_zone: str = "UTC") -> list[dict[str, Any]]:
+    """psycopg's default loaders, then Arrow: what the cursor path did before reading text."""
+    with psycopg.connect(url, autocommit=True, options=f"-c TimeZone={time_zone}") as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        schema = schema_for(cur.description)
+        rows = cur.fetchall()
+    columns = list(zip(*rows, strict=True))
+    return pa.Table.from_arrays(
+        [
+            pa.array(c, f.type) if f.name not in TEXT_COLUMNS else pa.array(c)
+            for c, f in zip(columns, schema, strict=True)
+        ],
+        names=schema.names,
+    ).to_pylist()
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Asia/Kolkata", "America/St_Johns", "Asia/Kathmandu"])
+@pytest.mark.parametrize("batch", [1, 2, 100])
+def test_times_equal_psycopgs_own_loaders_in_any_session_time_zone(postgres, typed, time_zone, batch):
+    sql = f"SELECT id, ts, local_ts, day, stamps, days FROM {typed} ORDER BY id"
+    batches = list(read(postgres.url, sql, batch, time_zone))
+    assert sum(b.num_rows for b in batches) == len(VALUES)
+    assert len(batches) == -(-len(VALUES) // batch)  # every FETCH's rows, in order, none twice
+    got = pa.Table.from_batches(batches).to_pylist()
+    assert got == reference(postgres.url, sql, time_zone)
+    assert got[0]["ts"] == datetime(2024, 1, 4, tzinfo=timezone.utc)
+    assert got[2]["ts"] == datetime(2024, 1, 4, 7, 0, 0, 1, tzinfo=timezone.utc)  # +05 taken off
+    assert got[4]["ts"] == datetime(1890, 6, 1, 12, tzinfo=timezone.utc)
+    assert (got[1]["local_ts"], got[1]["day"]) == (datetime(1, 1, 1), date(1, 1, 1))
+    assert got[0]["stamps"] == [datetime(2024, 1, 4, 1, 2, 3, 4, tzinfo=timezone.utc), None]
+    assert batches[0].schema.field("ts").type == pa.timestamp("us", tz="UTC")
+
+
+def test_other_types_keep_the_servers_text(postgres, typed):
+    names = ", ".join(TEXT_COLUMNS)
+    got = pa.Table.from_batches(list(read(postgres.url, f"SELECT {names} FROM {typed} ORDER BY id", 2))).to_pylist()
+    texts = ", ".join(f"{c}::text" for c in TEXT_COLUMNS)
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        want = [
+            dict(zip(TEXT_COLUMNS, row, strict=True))
+            for row in conn.execute(f"SELECT {texts} FROM {typed} ORDER BY id")
+        ]
+    assert got == want
+    assert got[0]["tiny"] == "0.0000001"  # str(Decimal) would say 1E-7
+    assert got[0]["gap"] == "1 day 02:00:00"  # str(timedelta) would say 1 day, 2:00:00
+    assert got[1]["tiny"] == "0.00000000000000000001"
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("'4713-01-01 BC'::date", "BC"), ("'infinity'::timestamptz", "infinity"), ("'-infinity'::timestamp", "infinity")],
+)
+def test_values_python_cannot_hold_fail_as_psycopg_fails(postgres, value, error):
+    """Arrow does not parse them; psycopg's loader then raises what it raised before."""
+    with pytest.raises(psycopg.DataError, match=error):
+        list(read(postgres.url, f"SELECT 1 AS id, {value} AS v", 10))
