@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install test lint demo up plan bench clean
+.PHONY: install test lint demo up plan bench integration clean
 
 install: $(STAMP)
 
@@ -14,11 +14,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-## lint: ruff check + format check, mypy (strict) over src/
+## lint: ruff check + format check, mypy (strict) over src/, actionlint over .github/workflows
 lint: install
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
+	$(BIN)/actionlint -shellcheck= .github/workflows/*.yml
 
 ## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks)
 test: install lint
@@ -35,6 +36,16 @@ up: install
 ## bench: rows/s and peak RSS of the stream engine vs SqlToS3Operator (BENCH_ROWS, default 2000000)
 bench: install
 	$(BIN)/python -m devtools.bench
+
+## integration: the CrateDB suite against a running CrateDB + S3 (`docker compose up -d --wait`, see compose.yaml)
+CRATEDB_URL ?= postgresql://crate@127.0.0.1:5432/doc
+integration: install
+	CRATEDB_URL=$(CRATEDB_URL) \
+	CRATEDB_S3_ENDPOINT=$(or $(CRATEDB_S3_ENDPOINT),http://127.0.0.1:9000) \
+	CRATEDB_S3_ACCESS_KEY=$(or $(CRATEDB_S3_ACCESS_KEY),minioadmin) \
+	CRATEDB_S3_SECRET_KEY=$(or $(CRATEDB_S3_SECRET_KEY),minioadmin) \
+	CRATEDB_S3_BUCKET=$(or $(CRATEDB_S3_BUCKET),cratedb-export) \
+	$(BIN)/python -m pytest -m cratedb -v
 
 ## plan: dry run of the shipped config for DATE (default 2024-01-04)
 plan: install

@@ -12,7 +12,9 @@ Run from the repository root: ``python -m devtools.demo [--up]``.
 6. stops everything it started.
 
 Environment: CRATEDB_URL (use CrateDB), DEMO_ENGINE (stream|copy, default stream),
-DEMO_ROWS_PER_DAY (default 1000), AIRFLOW_PORT (default 8080, with --up).
+DEMO_ROWS_PER_DAY (default 1000), AIRFLOW_PORT (default 8080, with --up), DEMO_S3_ENDPOINT (an
+S3-compatible server to use instead of moto, e.g. MinIO from compose.yaml; with DEMO_S3_ACCESS_KEY
+and DEMO_S3_SECRET_KEY, default minioadmin; the bucket is created when missing).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from cratedb_airflow_export.manifest import read_manifest
 from devtools.devstack import (
     LocalPostgres,
     LocalS3,
+    RemoteS3,
     create_metrics,
     sample_metrics,
     wait_for_airflow_api,
@@ -147,7 +150,16 @@ def main() -> int:
 
     say("== cratedb-airflow-export demo ==")
     pg = None if crate_url else LocalPostgres(WORK / "postgres")
-    s3 = LocalS3()
+    s3_endpoint = os.environ.get("DEMO_S3_ENDPOINT")
+    s3 = (
+        RemoteS3(
+            access_key=os.environ.get("DEMO_S3_ACCESS_KEY", "minioadmin"),
+            secret_key=os.environ.get("DEMO_S3_SECRET_KEY", "minioadmin"),
+            endpoint=s3_endpoint,
+        )
+        if s3_endpoint
+        else LocalS3()
+    )
     try:
         if pg is not None:
             pg.start()
@@ -156,8 +168,12 @@ def main() -> int:
             say("source: CrateDB at CRATEDB_URL")
         source_url = crate_url or pg.url  # type: ignore[union-attr]
         s3.start()
-        s3.client().create_bucket(Bucket=BUCKET)
-        say(f"S3: moto on {s3.endpoint_url}, bucket {BUCKET}")
+        if isinstance(s3, RemoteS3):
+            s3.ensure_bucket(BUCKET)
+            say(f"S3: {s3.endpoint_url} (DEMO_S3_ENDPOINT), bucket {BUCKET}")
+        else:
+            s3.client().create_bucket(Bucket=BUCKET)
+            say(f"S3: moto on {s3.endpoint_url}, bucket {BUCKET}")
 
         prepare_source(source_url, cratedb=bool(crate_url), per_day=per_day)
         say(f"created doc.metrics with {per_day} rows a day for {DAYS[0]} .. {DAYS[-1]}")

@@ -224,6 +224,32 @@ class LocalS3:
         )
 
 
+@dataclass
+class RemoteS3(LocalS3):
+    """An S3-compatible server someone else runs (MinIO from compose.yaml): the same interface as
+    :class:`LocalS3`; start and stop do nothing, the bucket is created when missing."""
+
+    endpoint: str = "http://127.0.0.1:9000"
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.endpoint
+
+    def start(self) -> RemoteS3:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def ensure_bucket(self, name: str) -> str:
+        client = self.client()
+        try:
+            client.head_bucket(Bucket=name)
+        except Exception:
+            client.create_bucket(Bucket=name)
+        return name
+
+
 @contextmanager
 def local_stack(workdir: Path | None = None) -> Iterator[tuple[LocalPostgres, LocalS3]]:
     """Start PostgreSQL and S3 on 127.0.0.1; stop both (and remove a temporary workdir) on exit."""

@@ -127,10 +127,43 @@ def big_table(postgres: LocalPostgres, metrics: list[tuple[Any, ...]]) -> str:
     return name
 
 
+@pytest.fixture(scope="session")
+def dialect_guard(postgres: LocalPostgres) -> Iterator[Any]:
+    """The CrateDB dialect guard (devtools/dialect_guard.py) in front of the local PostgreSQL."""
+    from devtools.dialect_guard import DialectGuard
+
+    guard = DialectGuard(postgres.port).start()
+    try:
+        yield guard
+    finally:
+        guard.stop()
+
+
+def takes_cratedb_path(request: pytest.FixtureRequest) -> bool:
+    """The test exercises what CrateDB sources get: the cursor reader (a ``reader`` parameter of
+    ``cursor``) or the ``cratedb_dialect`` marker."""
+    params = getattr(request.node, "callspec", None)
+    reader = params.params.get("reader") if params is not None else None
+    return reader == "cursor" or request.node.get_closest_marker("cratedb_dialect") is not None
+
+
 @pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch, postgres: LocalPostgres, s3_server: LocalS3) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", postgres.url)
+def connections(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, postgres: LocalPostgres, s3_server: LocalS3
+) -> Iterator[None]:
+    """The AIRFLOW_CONN_* variables for the local PostgreSQL and S3 server. Tests of the CrateDB
+    path reach PostgreSQL through the dialect guard, and fail if the product sent anything CrateDB
+    would refuse."""
+    guard = request.getfixturevalue("dialect_guard") if takes_cratedb_path(request) else None
+    source = postgres.url if guard is None else guard.route(postgres.url)
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", source)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3_server.airflow_conn_uri())
+    if guard is not None:
+        guard.reset()
+    yield
+    if guard is not None and request.node.get_closest_marker("guard_refusals_expected") is None:
+        assert guard.refused == [], f"sent to the source, refused by CrateDB's dialect: {guard.refused}"
+        assert guard.seen, "nothing went through the dialect guard"
 
 
 @pytest.fixture

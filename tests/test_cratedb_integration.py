@@ -1,26 +1,36 @@
-"""Against a real CrateDB: runs whenever CRATEDB_URL is set (postgresql://user:pass@host:5432/doc).
+"""Against a real CrateDB: runs whenever CRATEDB_URL is set (postgresql://user:pass@host:5432/doc);
+skipped with that reason otherwise. `make integration` runs it against `docker compose up -d --wait`
+(compose.yaml: CrateDB and MinIO on 127.0.0.1), and CI does on the newest CrateDB 5.x and 6.x.
 
 The ``copy`` engine needs CrateDB itself to reach the S3 endpoint: by default the local moto
 server on 127.0.0.1 (so CrateDB must run on this machine), or set CRATEDB_S3_ENDPOINT,
-CRATEDB_S3_ACCESS_KEY, CRATEDB_S3_SECRET_KEY and CRATEDB_S3_BUCKET for another store.
+CRATEDB_S3_ACCESS_KEY, CRATEDB_S3_SECRET_KEY and CRATEDB_S3_BUCKET for another store (the bucket is
+created when missing). Every test uses tables and S3 prefixes of its own.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import gzip
+import io
 import json
 import os
+import time
 import uuid
-from datetime import date
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 import psycopg
 import pytest
-from devtools.devstack import create_metrics, sample_metrics
+from devtools.devstack import LocalS3, RemoteS3, create_metrics, sample_metrics
 
-from conftest import SAMPLE_DAYS, as_exported, data_objects, json_lines, read_objects, rows_of_day
+from conftest import SAMPLE_DAYS, as_exported, data_objects, json_lines, rows_of_day
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.connections import environment_lookup, source_params
-from cratedb_airflow_export.export import run_export
+from cratedb_airflow_export.export import ExportError, plan_export, run_export
+from cratedb_airflow_export.manifest import read_manifest
 from cratedb_airflow_export.source import CRATEDB, connect, inspect
 from cratedb_airflow_export.windows import Window
 
@@ -30,39 +40,82 @@ pytestmark = [
     pytest.mark.skipif(not CRATEDB_URL, reason="CRATEDB_URL is not set: no CrateDB server to test against"),
 ]
 DAY = date(2024, 1, 4)
+WINDOW = Window.for_day(DAY)
+
+
+def crate() -> psycopg.Connection[Any]:
+    return psycopg.connect(CRATEDB_URL, autocommit=True)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
-def crate_table(monkeypatch):
-    name = f"doc.export_it_{uuid.uuid4().hex[:8]}"
+def store(s3_server: LocalS3) -> LocalS3:
+    """The S3 server CrateDB and the worker both write to."""
+    endpoint = os.environ.get("CRATEDB_S3_ENDPOINT")
+    if not endpoint:
+        return s3_server
+    return RemoteS3(
+        access_key=os.environ.get("CRATEDB_S3_ACCESS_KEY", "minioadmin"),
+        secret_key=os.environ.get("CRATEDB_S3_SECRET_KEY", "minioadmin"),
+        endpoint=endpoint,
+    )
+
+
+@pytest.fixture
+def s3_conn(monkeypatch: pytest.MonkeyPatch, store: LocalS3) -> str:
+    """AIRFLOW_CONN_AWS_DEFAULT for ``store``; returns the bucket (created when missing)."""
+    name = os.environ.get("CRATEDB_S3_BUCKET") or f"it-{uuid.uuid4().hex[:10]}"
+    client = store.client()
+    try:
+        client.head_bucket(Bucket=name)
+    except Exception:
+        client.create_bucket(Bucket=name)
+    extra = {"endpoint_url": store.endpoint_url, "region_name": "us-east-1"}
+    conn = {"conn_type": "aws", "login": store.access_key, "password": store.secret_key, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    return name
+
+
+@pytest.fixture
+def crate_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    """The tutorial's ``metrics`` table (generated ``month`` column) with 40 sample rows a day."""
+    name = f"doc.{unique('export_it')}"
     rows = sample_metrics(SAMPLE_DAYS, 40, seed=7)
-    with psycopg.connect(CRATEDB_URL, autocommit=True) as conn:
+    with crate() as conn:
         create_metrics(conn, rows, cratedb=True, table=name)
-    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL)
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
     try:
         yield name, rows
     finally:
-        with psycopg.connect(CRATEDB_URL, autocommit=True) as conn:
+        with crate() as conn:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-@pytest.fixture
-def s3_conn(monkeypatch, s3_server, bucket):
-    endpoint = os.environ.get("CRATEDB_S3_ENDPOINT", s3_server.endpoint_url)
-    key = os.environ.get("CRATEDB_S3_ACCESS_KEY", s3_server.access_key)
-    secret = os.environ.get("CRATEDB_S3_SECRET_KEY", s3_server.secret_key)
-    target_bucket = os.environ.get("CRATEDB_S3_BUCKET", bucket)
-    extra = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "login": key, "password": secret, "extra": extra})
-    )
-    return target_bucket
+def objects_under(store: LocalS3, bucket: str, prefix: str) -> dict[str, bytes]:
+    client = store.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in sorted(keys)}
+
+
+def lines_of(objects: dict[str, bytes]) -> list[dict[str, Any]]:
+    return [line for data in data_objects(objects).values() for line in json_lines(data)]
+
+
+def entry(table: str, **overrides: Any) -> TableExport:
+    return TableExport.model_validate({"table": table, "timestamp_column": "timestamp", **overrides})
+
+
+# --- source checks ----------------------------------------------------------------------------
 
 
 def test_source_checks_detect_cratedb(crate_table):
     name, _ = crate_table
-    cfg = TableExport.model_validate({"table": name, "timestamp_column": "timestamp", "target": "s3://lake/x"})
+    cfg = entry(name, target="s3://lake/x")
     spec = environment_lookup()("cratedb_connection")
+    assert spec is not None
     with connect(source_params(spec)) as conn, conn.cursor() as cursor:
         info = inspect(cursor, cfg)
     assert info.dialect == CRATEDB
@@ -70,32 +123,340 @@ def test_source_checks_detect_cratedb(crate_table):
     assert info.columns["tags"] == "object"
 
 
-def test_stream_engine_against_cratedb(crate_table, s3_conn, s3_server):
-    name, rows = crate_table
-    cfg = TableExport.model_validate(
-        {"table": name, "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{s3_conn}/it"}
-    )
-    result = run_export(cfg, Window.for_day(DAY))
-    expected = rows_of_day(rows, DAY)
-    assert result.rows == len(expected)
-    (data,) = data_objects(read_objects(s3_server, s3_conn, f"it/{name}/dt=2024-01-04/")).values()
-    exported = json_lines(data)
-    wanted = [as_exported(r) for r in expected]
-    for row in exported:
-        row.pop("month", None)  # CrateDB's generated partition column
-    key = lambda r: r["hash_id"]  # noqa: E731
-    assert sorted(exported, key=key) == sorted(wanted, key=key)
+def test_a_missing_table_fails_naming_it(crate_table, s3_conn):
+    cfg = entry(f"doc.{unique('missing')}", engine="stream", target=f"s3://{s3_conn}/missing")
+    with pytest.raises(ExportError, match=r"does not exist \(not in information_schema\.tables\)"):
+        run_export(cfg, WINDOW)
 
 
-def test_copy_engine_against_cratedb(crate_table, s3_conn, s3_server):
+# --- copy: CrateDB writes the files -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layout", "compression", "columns"),
+    [("hive", "gzip", None), ("tutorial", "none", None), ("hive", "gzip", ["hash_id", "timestamp", "name"])],
+)
+def test_copy_engine_writes_the_day(crate_table, s3_conn, store, layout, compression, columns):
     name, rows = crate_table
-    cfg = TableExport.model_validate(
-        {"table": name, "timestamp_column": "timestamp", "engine": "copy", "target": f"s3://{s3_conn}/cp"}
-    )
-    result = run_export(cfg, Window.for_day(DAY))
+    folder = unique("cp")
+    target = {"target": f"s3://{s3_conn}/{folder}"} if layout == "hive" else {"target_bucket": f"{s3_conn}/{folder}"}
+    cfg = entry(name, engine="copy", compression=compression, columns=columns, **target)
+    result = run_export(cfg, WINDOW)
     expected = rows_of_day(rows, DAY)
     assert result.rows == len(expected)  # from the COPY command tag
-    objects = data_objects(read_objects(s3_server, s3_conn, f"cp/{name}/dt=2024-01-04/"))
-    assert objects and all(key.endswith(".json.gz") for key in objects)
-    lines = [json.loads(line) for data in objects.values() for line in gzip.decompress(data).splitlines() if line]
+    prefix = f"{folder}/{name}/dt=2024-01-04/" if layout == "hive" else f"{folder}-2024-01-04/"
+    objects = objects_under(store, s3_conn, prefix)
+    assert {k.rsplit("/", 1)[1] for k in objects} >= {"_SUCCESS", "_manifest.json"}
+    suffix = ".json.gz" if compression == "gzip" else ".json"
+    assert all(k.endswith(suffix) for k in data_objects(objects))
+    lines = lines_of(objects)
     assert sorted(line["hash_id"] for line in lines) == sorted(r[0] for r in expected)
+    if columns:
+        assert {key for line in lines for key in line} == set(columns)
+    # COPY TO writes timestamps as epoch milliseconds (CrateDB keeps milliseconds)
+    by_id = {r[0]: r for r in expected}
+    for line in lines:
+        assert abs(line["timestamp"] - by_id[line["hash_id"]][1].timestamp() * 1000) < 1
+
+
+@pytest.fixture
+def monthly_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The tutorial's table partitioned by month, rows on both sides of 2024-02-01 00:00 UTC."""
+    name = f"doc.{unique('monthly')}"
+    stamps = [
+        ("2024-01-30T23:59:59.999+00:00", 1),
+        ("2024-01-31T00:00:00.000+00:00", 2),
+        ("2024-01-31T23:59:59.999+00:00", 3),
+        ("2024-02-01T00:00:00.000+00:00", 4),
+        ("2024-02-01T12:00:00.000+00:00", 5),
+    ]
+    with crate() as conn:
+        conn.execute(
+            f'CREATE TABLE {name} ("hash_id" BIGINT, "timestamp" TIMESTAMP WITH TIME ZONE, "name" TEXT, '
+            '"tags" OBJECT(DYNAMIC), "fields" OBJECT(DYNAMIC), '
+            '"month" TIMESTAMP WITH TIME ZONE GENERATED ALWAYS AS date_trunc(\'month\', "timestamp")) '
+            'PARTITIONED BY ("month")'
+        )
+        conn.cursor().executemany(
+            f'INSERT INTO {name} ("hash_id", "timestamp", "name") VALUES (%s, %s, %s)',
+            [(hash_id, stamp, f"row {hash_id}") for stamp, hash_id in stamps],
+        )
+        conn.execute(f"REFRESH TABLE {name}")
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
+    try:
+        yield name
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@pytest.mark.parametrize("engine", ["copy", "stream"])
+def test_a_day_at_a_month_boundary_of_a_partitioned_table(monthly_table, s3_conn, store, engine):
+    folder = unique("month")
+    cfg = entry(monthly_table, engine=engine, target=f"s3://{s3_conn}/{folder}")
+    result = run_export(cfg, Window.for_day(date(2024, 1, 31)))
+    assert result.rows == 2
+    lines = lines_of(objects_under(store, s3_conn, f"{folder}/{monthly_table}/dt=2024-01-31/"))
+    assert sorted(line["hash_id"] for line in lines) == [2, 3]
+
+
+def test_a_rerun_after_rows_were_deleted_leaves_no_stale_shard_file(s3_conn, store, monkeypatch):
+    name = f"doc.{unique('shards')}"
+    with crate() as conn:
+        conn.execute(f'CREATE TABLE {name} ("hash_id" BIGINT, "timestamp" TIMESTAMPTZ) CLUSTERED INTO 4 SHARDS')
+        conn.cursor().executemany(
+            f'INSERT INTO {name} ("hash_id", "timestamp") VALUES (%s, %s)',
+            [(i, datetime(2024, 1, 4, tzinfo=timezone.utc) + timedelta(minutes=i)) for i in range(200)],
+        )
+        conn.execute(f"REFRESH TABLE {name}")
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
+    folder = unique("rerun")
+    cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{folder}")
+    prefix = f"{folder}/{name}/dt=2024-01-04/"
+    try:
+        first = run_export(cfg, WINDOW)
+        assert first.rows == 200
+        first_files = set(data_objects(objects_under(store, s3_conn, prefix)))
+        assert len(first_files) > 1  # rows on several shards: a file each
+        with crate() as conn:
+            conn.execute(f"DELETE FROM {name} WHERE hash_id > 0")
+            conn.execute(f"REFRESH TABLE {name}")
+        second = run_export(cfg, WINDOW)
+        assert second.rows == 1
+        objects = objects_under(store, s3_conn, prefix)
+        manifest = json.loads(objects[f"{prefix}_manifest.json"])
+        assert set(data_objects(objects)) == {o["key"] for o in manifest["objects"]}
+        assert [line["hash_id"] for line in lines_of(objects)] == [0]
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def test_verify_confirms_what_copy_published(crate_table, s3_conn, store):
+    from contextlib import closing
+
+    from cratedb_airflow_export.connections import from_environment
+    from cratedb_airflow_export.verify import verify_partition
+
+    name, rows = crate_table
+    cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{unique('verify')}")
+    run_export(cfg, WINDOW)
+    connections = from_environment(cfg)
+    with closing(connect(connections.source)) as conn, conn.cursor() as cursor:
+        report = verify_partition(connections.client, cursor, cfg, WINDOW)
+    assert report.ok, report.render()
+    assert f"{len(rows_of_day(rows, DAY))} = manifest rows" in report.render()
+
+
+def test_wrong_s3_credentials_seen_by_cratedb_fail_fast_and_publish_nothing(crate_table, s3_conn, store, monkeypatch):
+    """The worker's bucket check passes (its keys are right); CrateDB gets a wrong secret."""
+    from cratedb_airflow_export.engines import copy as copy_engine
+
+    real = copy_engine.cratedb_s3_uri
+    monkeypatch.setattr(
+        copy_engine,
+        "cratedb_s3_uri",
+        lambda creds, loc: real(dataclasses.replace(creds, secret_key="wrong-Secret/+="), loc),
+    )
+    name, _ = crate_table
+    folder = unique("badkeys")
+    cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{folder}")
+    started = time.monotonic()
+    with pytest.raises(ExportError) as failure:
+        run_export(cfg, WINDOW)
+    assert time.monotonic() - started < 120
+    text = str(failure.value)
+    assert text.startswith(f"export of {name} for [2024-01-04T00:00:00+00:00, 2024-01-05T00:00:00+00:00) failed")
+    assert objects_under(store, s3_conn, f"{folder}/") == {}
+
+
+def test_restore_by_copy_from_equals_the_source(crate_table, s3_conn):
+    from cratedb_airflow_export.restore import restore
+
+    name, rows = crate_table
+    copy_of = f"doc.{unique('restored')}"
+    with crate() as conn:
+        create_metrics(conn, [], cratedb=True, table=copy_of)
+    try:
+        cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{unique('restore')}")
+        run_export(cfg, WINDOW)
+        (result,) = restore(cfg, [WINDOW], into=copy_of, method="copy")
+        expected = rows_of_day(rows, DAY)
+        assert (result.method, result.rows) == ("copy", len(expected))
+        with crate() as conn:
+            got = conn.execute(f'SELECT "hash_id", "name", "tags" FROM {copy_of} ORDER BY "hash_id"').fetchall()
+        assert [tuple(r) for r in got] == sorted((h, n, t) for h, _, n, t, _ in expected)
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+
+
+# --- stream: the worker reads by cursor -------------------------------------------------------
+
+
+def test_stream_engine_against_cratedb(crate_table, s3_conn, store):
+    name, rows = crate_table
+    folder = unique("it")
+    cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{folder}")
+    result = run_export(cfg, WINDOW)
+    expected = rows_of_day(rows, DAY)
+    assert result.rows == len(expected)
+    exported = lines_of(objects_under(store, s3_conn, f"{folder}/{name}/dt=2024-01-04/"))
+    assert sorted(r["hash_id"] for r in exported) == sorted(r[0] for r in expected)
+    by_id = {r[0]: as_exported(r) for r in expected}
+    for row in exported:
+        want = by_id[row["hash_id"]]
+        assert (row["name"], row["tags"]) == (want["name"], want["tags"])
+        # CrateDB keeps milliseconds: the stream engine writes what it reads
+        got_ts, want_ts = datetime.fromisoformat(row["timestamp"]), datetime.fromisoformat(want["timestamp"])
+        assert abs(got_ts - want_ts) < timedelta(milliseconds=1)
+
+
+TYPED_DDL = """CREATE TABLE {name} (
+    "id" INTEGER, "ts" TIMESTAMP WITH TIME ZONE, "local_ts" TIMESTAMP WITHOUT TIME ZONE,
+    "obj" OBJECT(DYNAMIC), "tags" ARRAY(TEXT), "nums" ARRAY(BIGINT), "pos" GEO_POINT, "addr" IP,
+    "ratio" REAL, "flag" BOOLEAN, "nothing" TEXT
+)"""
+TYPED_ROWS = """INSERT INTO {name}
+ ("id", "ts", "local_ts", "obj", "tags", "nums", "pos", "addr", "ratio", "flag", "nothing")
+VALUES
+ (1, '2024-01-04T10:00:00.123+00:00', '2024-01-04T08:30:00', {{a = 1, nested = {{b = 'x', deeper = {{c = [1, 2]}}}}}},
+  ['a', 'b'], [1, 2], [13.4, 52.5], '10.0.0.1', 1.5, true, NULL),
+ (2, '2024-01-04T23:59:59.999+00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL)"""
+EXPECTED_TYPED = [
+    {
+        "id": 1,
+        "ts": datetime(2024, 1, 4, 10, 0, 0, 123000, tzinfo=timezone.utc),
+        "local_ts": datetime(2024, 1, 4, 8, 30),
+        "obj": {"a": 1, "nested": {"b": "x", "deeper": {"c": [1, 2]}}},
+        "tags": ["a", "b"],
+        "nums": [1, 2],
+        "pos": [13.4, 52.5],
+        "addr": "10.0.0.1",
+        "ratio": 1.5,
+        "flag": True,
+        "nothing": None,
+    },
+    {
+        "id": 2,
+        "ts": datetime(2024, 1, 4, 23, 59, 59, 999000, tzinfo=timezone.utc),
+        "local_ts": None,
+        "obj": None,
+        "tags": None,
+        "nums": None,
+        "pos": None,
+        "addr": None,
+        "ratio": None,
+        "flag": False,
+        "nothing": None,
+    },
+]
+
+
+@pytest.fixture
+def typed_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"doc.{unique('typed')}"
+    with crate() as conn:
+        conn.execute(TYPED_DDL.format(name=name))
+        conn.execute(TYPED_ROWS.format(name=name))
+        conn.execute(f"REFRESH TABLE {name}")
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
+    try:
+        yield name
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _normalised(row: dict[str, Any], *, text: bool) -> dict[str, Any]:
+    """A row read back, as Python values: timestamps parsed, JSON text (CSV, Parquet objects) loaded."""
+    out = dict(row)
+    for key in ("ts", "local_ts"):
+        if isinstance(out[key], str):
+            out[key] = datetime.fromisoformat(out[key]) if out[key] else None
+    if isinstance(out["obj"], str):
+        out["obj"] = json.loads(out["obj"]) if out["obj"] else None
+    if text:  # CSV: every value is text, NULL is empty
+        for key in ("tags", "nums", "pos"):
+            out[key] = json.loads(out[key]) if out[key] else None
+        out["id"] = int(out["id"])
+        out["ratio"] = float(out["ratio"]) if out["ratio"] else None
+        out["flag"] = {"true": True, "false": False}[out["flag"]]
+        out["addr"] = out["addr"] or None
+        out["nothing"] = out["nothing"] or None
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_stream_keeps_cratedb_types_in_every_format(typed_table, s3_conn, store, fmt):
+    import pyarrow.parquet as pq
+
+    folder = unique("typed")
+    cfg = TableExport.model_validate(
+        {
+            "table": typed_table,
+            "timestamp_column": "ts",
+            "engine": "stream",
+            "format": fmt,
+            "target": f"s3://{s3_conn}/{folder}",
+        }
+    )
+    assert run_export(cfg, WINDOW).rows == 2
+    (data,) = data_objects(objects_under(store, s3_conn, f"{folder}/{typed_table}/dt=2024-01-04/")).values()
+    if fmt == "jsonl":
+        got = [_normalised(r, text=False) for r in json_lines(data)]
+    elif fmt == "csv":
+        got = [_normalised(r, text=True) for r in csv.DictReader(io.StringIO(gzip.decompress(data).decode()))]
+    else:
+        got = [_normalised(r, text=False) for r in pq.read_table(io.BytesIO(data)).to_pylist()]
+    got.sort(key=lambda r: r["id"])
+    assert [{k: r.get(k) for k in EXPECTED_TYPED[0]} for r in got] == EXPECTED_TYPED
+
+
+def test_the_row_count_check_fails_a_mismatch_and_publishes_nothing(crate_table, s3_conn, store, monkeypatch):
+    from cratedb_airflow_export import session
+
+    name, rows = crate_table
+    folder = unique("count")
+    cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{folder}")
+    result = run_export(cfg, WINDOW)
+    manifest = read_manifest(store.client(), s3_conn, f"{folder}/{name}/dt=2024-01-04/_manifest.json")
+    assert manifest.rows == manifest.source_count == result.rows == len(rows_of_day(rows, DAY))
+
+    real_count = session.count_window
+    monkeypatch.setattr(session, "count_window", lambda *a, **k: real_count(*a, **k) + 1)
+    other = entry(name, engine="stream", target=f"s3://{s3_conn}/{folder}-strict")
+    with pytest.raises(ExportError, match="count"):
+        run_export(other, WINDOW)
+    assert f"{folder}-strict/{name}/dt=2024-01-04/_SUCCESS" not in objects_under(store, s3_conn, f"{folder}-strict/")
+
+
+def test_plan_statements_run_on_cratedb_as_shown(crate_table):
+    """`cratedb-export plan` shows the stream engine's statements with their $n parameters:
+    executed exactly so (psycopg's raw cursor sends $n placeholders as written), they read the day."""
+    name, rows = crate_table
+    plan = plan_export(entry(name, engine="stream", target="s3://lake/plan"), WINDOW)
+    fetched: list[Any] = []
+    counted = None
+    with crate() as conn, psycopg.RawCursor(conn) as cursor:
+        for statement, params in zip(plan["statements"], plan["parameters"], strict=True):
+            cursor.execute(statement, params)
+            if statement.startswith("FETCH"):
+                fetched = cursor.fetchall()
+            elif "count(*)" in statement.lower():
+                counted = cursor.fetchone()[0]  # type: ignore[index]
+    expected = len(rows_of_day(rows, DAY))
+    assert len(fetched) == expected and counted == expected
+
+
+def test_an_empty_day_is_a_complete_partition(crate_table, s3_conn, store):
+    import pyarrow.parquet as pq
+
+    name, _ = crate_table
+    folder = unique("empty")
+    cfg = entry(name, engine="stream", format="parquet", target=f"s3://{s3_conn}/{folder}")
+    assert run_export(cfg, Window.for_day(date(2023, 6, 1))).rows == 0
+    objects = objects_under(store, s3_conn, f"{folder}/{name}/dt=2023-06-01/")
+    assert f"{folder}/{name}/dt=2023-06-01/_SUCCESS" in objects
+    (data,) = data_objects(objects).values()
+    assert pq.read_table(io.BytesIO(data)).num_rows == 0

@@ -143,7 +143,7 @@ def test_a_sliced_run_that_died_before_publishing_is_cleaned_by_the_next(
 
 @pytest.mark.parametrize("reader", ["auto", "cursor"])
 def test_a_source_stalled_mid_read_fails_within_its_bound_and_the_retry_publishes(
-    airflow_db, connections, postgres, s3_server, bucket, big_table, reader
+    airflow_db, connections, postgres, dialect_guard, s3_server, bucket, big_table, reader
 ):
     """The database stops answering after 1 MB of the day's rows (a proxy stops forwarding every
     byte); the attempt fails after stall_timeout_seconds naming the table, and Airflow's retry (the
@@ -152,7 +152,8 @@ def test_a_source_stalled_mid_read_fails_within_its_bound_and_the_retry_publishe
 
     from devtools.faults import FreezingProxy
 
-    proxy = FreezingProxy(postgres.port, freeze_after=1_000_000).start()
+    upstream = dialect_guard.port if reader == "cursor" else postgres.port  # CrateDB's path: through the guard
+    proxy = FreezingProxy(upstream, freeze_after=1_000_000).start()
     stalled_url = postgres.url.replace(f":{postgres.port}/", f":{proxy.port}/")
     cfg = TableExport.model_validate(entry(big_table, bucket, reader=reader, stall_timeout_seconds=3))
     first_try: dict[str, object] = {}
