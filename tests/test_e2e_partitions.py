@@ -106,6 +106,7 @@ def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
         "format": "jsonl",
         "compression": "gzip",
         "compression_level": None,
+        "json_style": "iso",
         "rows": 50,
         "source_count": 50,
         "row_count_check": "strict",

@@ -77,6 +77,12 @@ class TableExport(BaseModel):
         description="gzip 1-9 (default 4 for JSON Lines/CSV, 9 in Parquet), Parquet zstd 1-22 (default 1): "
         "lower is faster, higher makes smaller files (stream engine).",
     )
+    json_style: Literal["iso", "cratedb"] | None = Field(
+        default=None,  # resolved per engine and format before validation
+        description="JSON Lines: 'iso' (the stream engine's default: ISO 8601 timestamps, NULL as null) or "
+        "'cratedb' (the shape CrateDB's COPY TO writes, the copy engine's only one: epoch milliseconds, NULL "
+        "columns left out), so that switching engines does not change what readers see.",
+    )
     columns: tuple[str, ...] | None = Field(default=None, description="Columns to export; default: all.")
     filter: str | None = Field(default=None, description="Extra SQL condition ANDed to the time window.")
     row_count_check: Literal["strict", "warn"] = Field(
@@ -150,6 +156,11 @@ class TableExport(BaseModel):
         if isinstance(data, dict) and data.get("compression") is None:
             spec = FORMATS.get(data.get("format", "jsonl"))
             data = {**data, "compression": spec.default_compression if spec else "gzip"}
+        if isinstance(data, dict) and data.get("json_style") is None:
+            engine, fmt = data.get("engine", "copy"), data.get("format", "jsonl")
+            written = output_spec(engine, fmt) if engine in ("copy", "stream") and isinstance(fmt, str) else None
+            if written is not None and written.json_styles:
+                data = {**data, "json_style": written.json_styles[0]}
         return data
 
     @field_validator("lateness", mode="before")
@@ -243,6 +254,11 @@ class TableExport(BaseModel):
             raise ValueError(
                 f"compression: {self.compression!r} is not available for {self.format} with engine "
                 f"{self.engine!r}; choose one of {', '.join(spec.compressions)}"
+            )
+        if self.json_style is not None and self.json_style not in spec.json_styles:
+            raise ValueError(
+                f"json_style: {self.json_style!r} is not available for {self.format} with engine {self.engine!r}"
+                + (f"; choose {' or '.join(spec.json_styles)}" if spec.json_styles else ": it applies to JSON Lines")
             )
         if self.compression_level is not None:
             levels = spec.levels.get(self.compression)

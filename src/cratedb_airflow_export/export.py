@@ -225,6 +225,7 @@ def _draft_manifest(result: ExportResult, run: RunInfo, statements_fingerprint: 
         format=cfg.format,
         compression=cfg.compression,
         compression_level=cfg.compression_level,
+        json_style=cfg.json_style,
         rows=result.rows,
         source_count=result.source_count,
         row_count_check=cfg.row_count_check,

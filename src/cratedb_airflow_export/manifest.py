@@ -48,6 +48,7 @@ class Manifest(BaseModel):
     format: FormatName
     compression: str
     compression_level: int | None = None  # None: the codec's default
+    json_style: str | None = None  # JSON Lines: "iso" or "cratedb" (COPY TO's shape)
     rows: int
     source_count: int | None
     row_count_check: str

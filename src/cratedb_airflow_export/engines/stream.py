@@ -108,7 +108,7 @@ class RollingFiles:
         self._writer: MultipartWriter | None = None
         self._encoder: Encoder | None = None
         self._rows = 0
-        encoder = encoder_class(self.spec)
+        encoder = encoder_class(self.spec, job.cfg.json_style)
         self._prepare = encoder.prepare if issubclass(encoder, TextEncoder) else None
         self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="encode") if self._prepare else None
         self._pending: deque[tuple[Future[Any], int]] = deque()
@@ -134,6 +134,7 @@ class RollingFiles:
             level=cfg.compression_level,
             row_group_size=cfg.parquet_row_group_size,
             sample=sample,
+            json_style=cfg.json_style,
         )
         self._rows = 0
 

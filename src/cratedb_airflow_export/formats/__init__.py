@@ -70,6 +70,10 @@ class FormatSpec:
     # readable by every reader (pyarrow: "Empty JSON stream"), so an empty day has no JSON Lines
     # object; its manifest says rows 0.
     empty_file: bool = False
+    # JSON Lines: the shapes it can be written in (the first is the default; docs/cratedb.md has
+    # CrateDB's): "iso" (ISO 8601 timestamps, NULL as null) or "cratedb" (COPY TO's: epoch
+    # milliseconds, NULL columns left out)
+    json_styles: tuple[str, ...] = ()
 
     @property
     def default_compression(self) -> str:
@@ -99,6 +103,7 @@ JSONL = FormatSpec(
     "application/x-ndjson",
     ("gzip", "zstd", "none"),
     MappingProxyType({"gzip": GZIP_TEXT}),  # zstd goes through Arrow's stream at its level: none to choose
+    json_styles=("iso", "cratedb"),
 )
 CSV = FormatSpec("csv", ".csv", "text/csv", ("gzip", "none"), MappingProxyType({"gzip": GZIP_TEXT}), empty_file=True)
 PARQUET = FormatSpec(
@@ -111,7 +116,7 @@ PARQUET = FormatSpec(
     empty_file=True,
 )
 # CrateDB's COPY TO: JSON Lines named by CrateDB (the spec's extension is CrateDB's ``.json``)
-COPY_JSONL = FormatSpec("jsonl", ".json", "application/x-ndjson", ("gzip", "none"))
+COPY_JSONL = FormatSpec("jsonl", ".json", "application/x-ndjson", ("gzip", "none"), json_styles=("cratedb",))
 
 FORMATS = MappingProxyType({"jsonl": JSONL, "csv": CSV, "parquet": PARQUET})
 #: engine -> the formats it writes
@@ -125,12 +130,12 @@ def output_spec(engine: str, fmt: str) -> FormatSpec | None:
     return ENGINE_FORMATS[engine].get(fmt)
 
 
-def encoder_class(spec: FormatSpec) -> type[Encoder]:
-    """The encoder class that writes ``spec`` (imports pyarrow)."""
+def encoder_class(spec: FormatSpec, json_style: str | None = None) -> type[Encoder]:
+    """The encoder class that writes ``spec`` (in ``json_style``, for JSON Lines; imports pyarrow)."""
     if spec.name == "jsonl":
-        from cratedb_airflow_export.formats.jsonl import JsonLinesEncoder
+        from cratedb_airflow_export.formats.jsonl import CrateDBJsonLinesEncoder, JsonLinesEncoder
 
-        return JsonLinesEncoder
+        return CrateDBJsonLinesEncoder if json_style == "cratedb" else JsonLinesEncoder
     if spec.name == "csv":
         from cratedb_airflow_export.formats.csv import CsvEncoder
 
@@ -149,15 +154,16 @@ def make_encoder(
     level: int | None = None,
     row_group_size: int = 131_072,
     sample: pa.RecordBatch | None = None,
+    json_style: str | None = None,
 ) -> Encoder:
     """An encoder writing one file of ``spec`` to ``sink``. ``level``: the codec's level (None: the
     spec's default); ``row_group_size`` and ``sample`` (the file's first batch, from which the
-    dictionary-encoded columns are chosen) apply to Parquet."""
+    dictionary-encoded columns are chosen) apply to Parquet, ``json_style`` to JSON Lines."""
     if spec.name == "parquet":
         from cratedb_airflow_export.formats.parquet import ParquetEncoder
 
         return ParquetEncoder(schema, sink, compression, level, row_group_size=row_group_size, sample=sample)
-    return encoder_class(spec)(schema, sink, compression, level)
+    return encoder_class(spec, json_style)(schema, sink, compression, level)
 
 
 def read_rows(spec: FormatSpec, path: str, compression: str) -> Iterator[dict[str, Any]]:

@@ -1,16 +1,23 @@
-"""JSON Lines: one JSON object per line (gzip, zstd or none).
+"""JSON Lines: one JSON object per line (gzip, zstd or none), in one of two styles (``json_style``).
 
-Timestamps with time zone as ISO 8601 in UTC with microseconds and offset
-(``2024-01-04T12:00:00.123456+00:00``), without time zone without offset; objects nested (CrateDB
-OBJECT / json); arrays as arrays; NULL as ``null``; UTF-8, not ``\\u`` escapes; NaN and infinities
-as ``null`` (JSON has no such numbers); bytea as base64. Encoded column by column with Arrow
-compute kernels, not row by row.
+``iso`` (the stream engine's default): timestamps with time zone as ISO 8601 in UTC with
+microseconds and offset (``2024-01-04T12:00:00.123456+00:00``), without time zone without offset;
+objects nested (CrateDB OBJECT / json); arrays as arrays; NULL as ``null``; UTF-8, not ``\\u``
+escapes; NaN and infinities as ``null`` (JSON has no such numbers); bytea as base64.
+
+``cratedb``: the shape CrateDB's ``COPY TO ... format = 'json_object'`` writes (docs/cratedb.md),
+so that a table can move between the engines without its readers noticing: timestamps and dates as
+epoch milliseconds (floored), NULL columns left out of the line, objects nested, ``geo_point`` as
+``[lon, lat]``; everything else as in ``iso``.
+
+Encoded column by column with Arrow compute kernels, not row by row.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -19,6 +26,8 @@ import pyarrow.compute as pc
 from cratedb_airflow_export.formats.base import TextEncoder
 from cratedb_airflow_export.formats.text import const, join, json_strings, python_json, timestamp_parts
 from cratedb_airflow_export.readers import is_json
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def json_values(array: pa.Array, field: pa.Field) -> pa.Array:
@@ -55,7 +64,7 @@ def json_parts(array: pa.Array, field: pa.Field) -> list[Any]:
 
 
 def encode_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
-    """The batch's JSON Lines, uncompressed. Pure: safe to run on several threads at once."""
+    """The batch's JSON Lines (``iso`` style), uncompressed. Pure: safe to run on several threads at once."""
     if batch.num_rows == 0:
         return b""
     parts: list[Any] = []
@@ -69,15 +78,83 @@ def encode_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
             merged[-1] += part
         else:
             merged.append(part)
-    lines = join(*merged)
-    # the lines are contiguous in the array's data buffer: return that slice, no per-row copy
+    return _contiguous(join(*merged))
+
+
+def _contiguous(lines: pa.Array) -> Any:
+    """The lines of a freshly built string array: contiguous in its data buffer, so that slice
+    (no per-row copy)."""
     _, offsets_buffer, data = lines.buffers()
     offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
     return data[offsets[0].as_py() : offsets[len(lines)].as_py()]
 
 
+MS_PER_DAY = 86_400_000
+
+
+def epoch_millis(array: pa.Array) -> pa.Array:
+    """Timestamps or dates as int64 epoch milliseconds, floored (CrateDB keeps milliseconds)."""
+    if pa.types.is_date(array.type):
+        days = pc.cast(pc.cast(array, pa.date32()), pa.int32())
+        return pc.multiply(pc.cast(days, pa.int64()), const(MS_PER_DAY))
+    us = pc.cast(pc.cast(array, pa.timestamp("us", tz=array.type.tz)), pa.int64())
+    ms = pc.divide(us, const(1000))  # truncates toward zero: floor it for times before 1970
+    below = pc.less(pc.subtract(us, pc.multiply(ms, const(1000))), const(0))
+    return pc.subtract(ms, pc.cast(below, pa.int64()))
+
+
+def _cratedb_python(value: Any) -> Any:
+    """A list value's items in the ``cratedb`` style (the slow path: lists of timestamps or dates)."""
+    if isinstance(value, list):
+        return [_cratedb_python(v) for v in value]
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return (moment - EPOCH) // timedelta(milliseconds=1)
+    if isinstance(value, date):
+        return (value - EPOCH.date()) // timedelta(milliseconds=1)
+    return value
+
+
+def _is_temporal(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_timestamp(kind) or pa.types.is_date(kind))
+
+
+def cratedb_values(array: pa.Array, field: pa.Field) -> pa.Array:
+    """Each value's JSON text in the ``cratedb`` style; NULL where the value is NULL (or a NaN or
+    infinity, which JSON cannot hold): such columns are left out of the line."""
+    kind = field.type
+    missing = pa.nulls(1, pa.string())[0]
+    if _is_temporal(kind):
+        return pc.cast(epoch_millis(array), pa.string())
+    if pa.types.is_floating(kind):
+        return pc.if_else(pc.is_finite(array), pc.cast(array, pa.string()), missing)
+    if pa.types.is_list(kind) and _is_temporal(kind.value_type):
+        texts = [None if v is None else json.dumps(_cratedb_python(v)) for v in array.to_pylist()]
+        return pa.array(texts, pa.string())
+    return pc.if_else(pc.is_valid(array), json_values(array, field), missing)
+
+
+def encode_cratedb_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
+    """The batch's JSON Lines in the ``cratedb`` style, uncompressed; pure, like :func:`encode_jsonl`."""
+    if batch.num_rows == 0:
+        return b""
+    members = [
+        pc.fill_null(join(f",{json.dumps(field.name, ensure_ascii=False)}:", cratedb_values(column, field)), const(""))
+        for column, field in zip(batch.columns, schema, strict=True)
+    ]
+    body = join(*members)
+    # every present member starts with ","; the line's first one loses it
+    return _contiguous(join("{", pc.utf8_ltrim(body, characters=","), "}\n"))
+
+
 class JsonLinesEncoder(TextEncoder):
     encode = staticmethod(encode_jsonl)
+
+
+class CrateDBJsonLinesEncoder(TextEncoder):
+    """JSON Lines in the shape of CrateDB's ``COPY TO`` (``json_style: cratedb``)."""
+
+    encode = staticmethod(encode_cratedb_jsonl)
 
 
 def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:
