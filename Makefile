@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install test lint demo up plan bench integration clean
+.PHONY: install services test lint demo up plan bench integration clean
 
 install: $(STAMP)
 
@@ -21,8 +21,19 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/actionlint -shellcheck= .github/workflows/*.yml
 
-## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks)
-test: install lint
+## services: Debian's redis-server (the broker of the CeleryExecutor check, tests/test_distributed.py) when missing;
+## needs root and apt-get, else that test is skipped with the reason. Pinned; the newest when the pin is gone.
+REDIS_DEB := 5:7.0.15-1~deb12u10
+services:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && export DEBIAN_FRONTEND=noninteractive && \
+	    { apt-get install -y -qq redis-server=$(REDIS_DEB) redis-tools=$(REDIS_DEB) || \
+	      { echo "redis-server $(REDIS_DEB) is gone from the archive: installing the current one"; apt-get install -y -qq redis-server; }; }; \
+	  else echo "redis-server not installed (needs root and apt-get): the CeleryExecutor check will be skipped"; fi; }
+
+## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks, two Celery workers)
+test: install lint services
 	$(BIN)/python -m pytest
 
 ## demo: local PostgreSQL + S3, sample data, one DAG run through Airflow, print what landed
