@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,26 @@ def airflow_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 30
         timeout=timeout,
         check=False,
     )
+
+
+def run_in_group(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """Run an airflow command in its own process group; on timeout kill the whole group (the
+    executor's workers too) and fail with what it printed."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "airflow"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"airflow {' '.join(args)} did not finish in {timeout}s:\n{output[-4000:]}")
+    return proc.returncode, output
 
 
 @pytest.fixture(scope="session")

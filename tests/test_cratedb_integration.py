@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -86,9 +87,16 @@ def crate_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[tup
     rows = sample_metrics(SAMPLE_DAYS, 40, seed=7)
     with crate() as conn:
         create_metrics(conn, rows, cratedb=True, table=name)
+    with exported_from(name, monkeypatch):
+        yield name, rows
+
+
+@contextmanager
+def exported_from(name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CrateDB table ``name`` (already created) as the export source; dropped afterwards."""
     monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
     try:
-        yield name, rows
+        yield
     finally:
         with crate() as conn:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
@@ -182,12 +190,8 @@ def monthly_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             [(hash_id, stamp, f"row {hash_id}") for stamp, hash_id in stamps],
         )
         conn.execute(f"REFRESH TABLE {name}")
-    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
-    try:
+    with exported_from(name, monkeypatch):
         yield name
-    finally:
-        with crate() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 @pytest.mark.parametrize("engine", ["copy", "stream"])
@@ -209,11 +213,10 @@ def test_a_rerun_after_rows_were_deleted_leaves_no_stale_shard_file(s3_conn, sto
             [(i, datetime(2024, 1, 4, tzinfo=timezone.utc) + timedelta(minutes=i)) for i in range(200)],
         )
         conn.execute(f"REFRESH TABLE {name}")
-    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
     folder = unique("rerun")
     cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{folder}")
     prefix = f"{folder}/{name}/dt=2024-01-04/"
-    try:
+    with exported_from(name, monkeypatch):
         first = run_export(cfg, WINDOW)
         assert first.rows == 200
         first_files = set(data_objects(objects_under(store, s3_conn, prefix)))
@@ -227,9 +230,6 @@ def test_a_rerun_after_rows_were_deleted_leaves_no_stale_shard_file(s3_conn, sto
         manifest = json.loads(objects[f"{prefix}_manifest.json"])
         assert set(data_objects(objects)) == {o["key"] for o in manifest["objects"]}
         assert [line["hash_id"] for line in lines_of(objects)] == [0]
-    finally:
-        with crate() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def test_verify_confirms_what_copy_published(crate_table, s3_conn, store):
@@ -360,12 +360,8 @@ def typed_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         conn.execute(TYPED_DDL.format(name=name))
         conn.execute(TYPED_ROWS.format(name=name))
         conn.execute(f"REFRESH TABLE {name}")
-    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
-    try:
+    with exported_from(name, monkeypatch):
         yield name
-    finally:
-        with crate() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def _normalised(row: dict[str, Any], *, text: bool) -> dict[str, Any]:

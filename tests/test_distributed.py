@@ -34,7 +34,7 @@ import psycopg
 import pytest
 from devtools.devstack import free_port, wait_for_airflow_api
 
-from conftest import REPO, SAMPLE_DAYS, json_lines, partition_keys, read_objects, rows_of_day
+from conftest import REPO, SAMPLE_DAYS, json_lines, partition_keys, read_objects, rows_of_day, run_in_group
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = [
@@ -182,21 +182,10 @@ def celery_cluster(celery_env, tmp_path) -> Iterator[dict[str, str]]:
 def test_a_sliced_export_runs_on_both_celery_workers_and_publishes_one_exact_partition(
     celery_env, celery_cluster, postgres, s3_server, metrics, bucket
 ):
-    proc = subprocess.Popen(
-        [AIRFLOW, "dags", "test", "--use-executor", "cratedb_table_export", "2024-01-05"],
-        env=celery_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    code, output = run_in_group(
+        ["dags", "test", "--use-executor", "cratedb_table_export", "2024-01-05"], celery_env, 600
     )
-    try:
-        output, _ = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        stop(proc)
-        output, _ = proc.communicate()
-        pytest.fail(f"airflow dags test did not finish in 600 s:\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
+    assert code == 0, output[-4000:]
 
     meta = celery_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(meta) as conn:

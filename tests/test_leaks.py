@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from devtools.devstack import free_port, wait_for_airflow_api
 
-from conftest import REPO, airflow_cli, json_lines, partition_keys, read_objects
+from conftest import REPO, airflow_cli, json_lines, partition_keys, read_objects, run_in_group
 
 pytestmark = pytest.mark.e2e
 
@@ -70,26 +70,6 @@ def api_server(leak_home):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-
-
-def run_in_group(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
-    """Run an airflow command in its own process group; on timeout kill the whole group (the
-    executor's workers too) and fail with what it printed."""
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "airflow"), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"airflow {' '.join(args)} did not finish in {timeout}s:\n{output[-4000:]}")
-    return proc.returncode, output
 
 
 def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, bucket, tmp_path):
