@@ -168,12 +168,8 @@ def main() -> int:
             say("source: CrateDB at CRATEDB_URL")
         source_url = crate_url or pg.url  # type: ignore[union-attr]
         s3.start()
-        if isinstance(s3, RemoteS3):
-            s3.ensure_bucket(BUCKET)
-            say(f"S3: {s3.endpoint_url} (DEMO_S3_ENDPOINT), bucket {BUCKET}")
-        else:
-            s3.client().create_bucket(Bucket=BUCKET)
-            say(f"S3: moto on {s3.endpoint_url}, bucket {BUCKET}")
+        s3.ensure_bucket(BUCKET)
+        say(f"S3: {'DEMO_S3_ENDPOINT' if s3_endpoint else 'moto'} on {s3.endpoint_url}, bucket {BUCKET}")
 
         prepare_source(source_url, cratedb=bool(crate_url), per_day=per_day)
         say(f"created doc.metrics with {per_day} rows a day for {DAYS[0]} .. {DAYS[-1]}")

@@ -216,6 +216,15 @@ class LocalS3:
             scheme="http",
         )
 
+    def ensure_bucket(self, name: str) -> str:
+        """``name``, created unless it exists (a server that outlives a run may have it)."""
+        client = self.client()
+        try:
+            client.head_bucket(Bucket=name)
+        except Exception:
+            client.create_bucket(Bucket=name)
+        return name
+
     def airflow_conn_uri(self) -> str:
         """``AIRFLOW_CONN_AWS_DEFAULT`` value for this server (keys percent-encoded)."""
         return (
@@ -227,7 +236,7 @@ class LocalS3:
 @dataclass
 class RemoteS3(LocalS3):
     """An S3-compatible server someone else runs (MinIO from compose.yaml): the same interface as
-    :class:`LocalS3`; start and stop do nothing, the bucket is created when missing."""
+    :class:`LocalS3`; start and stop do nothing."""
 
     endpoint: str = "http://127.0.0.1:9000"
 
@@ -240,14 +249,6 @@ class RemoteS3(LocalS3):
 
     def stop(self) -> None:
         pass
-
-    def ensure_bucket(self, name: str) -> str:
-        client = self.client()
-        try:
-            client.head_bucket(Bucket=name)
-        except Exception:
-            client.create_bucket(Bucket=name)
-        return name
 
 
 @contextmanager

@@ -68,12 +68,7 @@ def store(s3_server: LocalS3) -> LocalS3:
 @pytest.fixture
 def s3_conn(monkeypatch: pytest.MonkeyPatch, store: LocalS3) -> str:
     """AIRFLOW_CONN_AWS_DEFAULT for ``store``; returns the bucket (created when missing)."""
-    name = os.environ.get("CRATEDB_S3_BUCKET") or f"it-{uuid.uuid4().hex[:10]}"
-    client = store.client()
-    try:
-        client.head_bucket(Bucket=name)
-    except Exception:
-        client.create_bucket(Bucket=name)
+    name = store.ensure_bucket(os.environ.get("CRATEDB_S3_BUCKET") or f"it-{uuid.uuid4().hex[:10]}")
     extra = {"endpoint_url": store.endpoint_url, "region_name": "us-east-1"}
     conn = {"conn_type": "aws", "login": store.access_key, "password": store.secret_key, "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))

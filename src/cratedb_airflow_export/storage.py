@@ -135,26 +135,32 @@ def make_clients(creds: S3Credentials) -> tuple[S3Client, S3Client]:
     credentials, sharing one boto3 session (the command line; the Airflow edge uses S3Hook's).
     Without keys, boto3's own chain applies (environment, profile, instance role). Custom
     endpoints use path-style addressing."""
-    import boto3
-    from botocore.config import Config
+    session = _session(creds)
+    return _client(session, creds, probe=False), _client(session, creds, probe=True)
 
-    session = boto3.session.Session(
+
+def make_client(creds: S3Credentials) -> S3Client:
+    """The data client of :func:`make_clients` alone."""
+    return _client(_session(creds), creds, probe=False)
+
+
+def _session(creds: S3Credentials) -> Any:
+    import boto3
+
+    return boto3.session.Session(
         aws_access_key_id=creds.access_key,
         aws_secret_access_key=creds.secret_key,
         aws_session_token=creds.session_token,
         region_name=creds.region,
     )
+
+
+def _client(session: Any, creds: S3Credentials, *, probe: bool) -> S3Client:
+    from botocore.config import Config
+
     addressing = Config(s3={"addressing_style": "path"} if creds.endpoint_url else {})
-    data, probe = (
-        session.client("s3", endpoint_url=creds.endpoint_url, config=client_config(probe=probe).merge(addressing))
-        for probe in (False, True)
-    )
-    return data, probe
-
-
-def make_client(creds: S3Credentials) -> S3Client:
-    """The data client of :func:`make_clients`."""
-    return make_clients(creds)[0]
+    config = client_config(probe=probe).merge(addressing)
+    return session.client("s3", endpoint_url=creds.endpoint_url, config=config)  # type: ignore[no-any-return]
 
 
 def describe_client_error(exc: Exception) -> str:
