@@ -16,10 +16,12 @@ import logging
 import os
 import pwd
 import random
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -169,32 +171,79 @@ class LocalPostgres:
 
 @dataclass
 class LocalS3:
-    """moto's S3-compatible server in a thread of this process, on 127.0.0.1."""
+    """moto's S3-compatible server in a thread of this process, on 127.0.0.1.
+
+    Two behaviours make it answer CrateDB's own S3 clients as MinIO (compose.yaml) does:
+
+    - HEAD Bucket reports no bucket region (``report_bucket_region=False``, MinIO's default). The AWS
+      SDK of CrateDB 5.x (``COPY TO/FROM s3://``, global bucket access enabled) caches a reported
+      region and then sends every request to AWS's endpoint for it instead of the URI's host:
+      ``Unable to execute HTTP request: s3.amazonaws.com`` (seen on CrateDB 5.10.16 with moto).
+    - ``check_access_key``: a request signed with another access key is refused (403
+      InvalidAccessKeyId), so wrong credentials seen only by CrateDB fail as on a real S3. moto
+      itself takes any key; signatures are not verified.
+    """
 
     port: int = field(default_factory=free_port)
     access_key: str = "demo-access-key"
     secret_key: str = "demo-secret-key"
     region: str = "us-east-1"
-    _server: object | None = None
+    report_bucket_region: bool = False
+    check_access_key: bool = False
+    _server: Any = None
+    _thread: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LocalS3:
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        server.start()
-        self._server = server
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            "127.0.0.1", self.port, self._wrap(app), threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="local-s3")
+        self._thread.start()
         log.info("S3-compatible server (moto) listening on %s", self.endpoint_url)
         return self
 
+    def _wrap(self, app: Any) -> Any:
+        denied = (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidAccessKeyId</Code><Message>The AWS '
+            b"Access Key Id you provided does not exist in our records.</Message></Error>"
+        )
+        signed_by = re.compile(r"Credential=([^/]+)/")
+
+        def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+            key = signed_by.search(environ.get("HTTP_AUTHORIZATION", ""))
+            if self.check_access_key and key and key.group(1) != self.access_key:
+                start_response(
+                    "403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(denied)))]
+                )
+                return [denied]
+            if self.report_bucket_region:
+                return app(environ, start_response)
+
+            def without_region(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                kept = [(k, v) for k, v in headers if k.lower() != "x-amz-bucket-region"]
+                return start_response(status, kept, exc_info)
+
+            return app(environ, without_region)
+
+        return wrapped
+
     def stop(self) -> None:
         if self._server is not None:
-            self._server.stop()  # type: ignore[attr-defined]
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
 
     def client(self):  # type: ignore[no-untyped-def]
         from cratedb_airflow_export.connections import S3Credentials

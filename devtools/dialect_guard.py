@@ -42,13 +42,30 @@ UNSUPPORTED = [
 ]
 
 
-def refusal(statement: str) -> str | None:
-    """Why CrateDB would refuse ``statement`` (None: it would take it)."""
+# CrateDB types an untyped parameter (OID 0) as one text value (seen on 5.10.16 and 6.4.3): a list of
+# URIs for COPY FROM sent so arrives as the single string '{s3://a,s3://b}' and fails. It must be
+# sent typed, as text[] (OID 1009) or text (25).
+COPY_FROM_PARAMETER = re.compile(r"^\s*COPY\b.*?\bFROM\s+\$(\d+)", re.I | re.S)
+UNTYPED = 0
+
+
+def refusal(statement: str, parameter_types: tuple[int, ...] | None = None) -> str | None:
+    """Why CrateDB would refuse ``statement`` (None: it would take it). ``parameter_types``: the
+    OIDs a Parse message declared (None: a simple query, no parameters)."""
     from cratedb_sqlparse import sqlparse
 
     for pattern, what in UNSUPPORTED:
         if pattern.search(statement):
             return f"CrateDB does not support {what}"
+    copy_from = COPY_FROM_PARAMETER.search(statement)
+    if copy_from and parameter_types is not None:
+        index = int(copy_from.group(1)) - 1
+        oid = parameter_types[index] if index < len(parameter_types) else UNTYPED
+        if oid == UNTYPED:
+            return (
+                f"CrateDB reads the untyped parameter ${index + 1} of COPY ... FROM as one string: send the "
+                "URIs typed, as text[] (OID 1009)"
+            )
     try:
         sqlparse(statement, raise_exception=True)
     except Exception as exc:  # cratedb_sqlparse.ParsingException
@@ -102,6 +119,7 @@ class DialectGuard(_Listener):
         super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.seen: list[str] = []
+        self.parameter_types: list[tuple[str, tuple[int, ...]]] = []  # (statement, OIDs) of each Parse
         self.refused: list[tuple[str, str]] = []
 
     def route(self, url: str) -> str:
@@ -110,14 +128,17 @@ class DialectGuard(_Listener):
 
     def reset(self) -> None:
         self.seen.clear()
+        self.parameter_types.clear()
         self.refused.clear()
 
     def handle(self, conn: socket.socket) -> None:
         threading.Thread(target=self._serve, args=(conn,), daemon=True, name="dialect-guard").start()
 
-    def _check(self, statement: str) -> str | None:
+    def _check(self, statement: str, parameter_types: tuple[int, ...] | None = None) -> str | None:
         self.seen.append(statement)
-        reason = refusal(statement)
+        if parameter_types is not None:
+            self.parameter_types.append((statement, parameter_types))
+        reason = refusal(statement, parameter_types)
         if reason is not None:
             self.refused.append((statement, reason))
         return reason
@@ -188,7 +209,9 @@ class DialectGuard(_Listener):
                 name_end = body.index(b"\0")
                 query_end = body.index(b"\0", name_end + 1)
                 statement = body[name_end + 1 : query_end].decode("utf-8", "replace")
-                reason = self._check(statement)
+                (count,) = struct.unpack("!h", body[query_end + 1 : query_end + 3])
+                types = struct.unpack(f"!{count}I", body[query_end + 3 : query_end + 3 + 4 * count])
+                reason = self._check(statement, types)
                 if reason is not None:
                     discarding, error = True, f"{reason} (statement: {statement[:200]})"
                     continue

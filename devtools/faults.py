@@ -44,9 +44,15 @@ class _Listener:
         raise NotImplementedError
 
     def stop(self) -> None:
+        """Stop listening and end every connection: the peers see them closed at once (a shutdown
+        first, as a plain close leaves a connection open while a thread still waits on it)."""
         self._stopped.set()
         self._sock.close()
         for conn in self._open:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             try:
                 conn.close()
             except OSError:

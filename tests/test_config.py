@@ -82,6 +82,10 @@ def test_all_optional_keys():
             "field 'compression': 'zstd' is not available for jsonl with engine 'copy'",
         ),
         ({**ENTRY, "format": "parquet"}, "field 'format': 'parquet' needs engine 'stream'"),
+        (
+            {**ENTRY, "columns": ["hash_id"], "compression": "none"},
+            "field 'compression': CrateDB's COPY TO with a column list fails writing uncompressed files to S3",
+        ),
         ({**ENTRY, "format": "xml"}, "field 'format': Input should be 'jsonl', 'csv' or 'parquet'"),
         (
             {**ENTRY, "engine": "stream", "format": "csv", "compression": "snappy"},

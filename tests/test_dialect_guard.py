@@ -116,3 +116,38 @@ def test_a_run_that_sends_rollback_fails_through_the_guard(
     assert task_tries(dag_run) == {"export_doc.metrics": 1}  # 0A000: cannot heal, not retried
     assert [s for s, _ in dialect_guard.refused] == ["ROLLBACK"]
     assert read_objects(s3_server, bucket) == {}
+
+
+def test_copy_from_takes_its_uri_list_only_typed_as_text_array(dialect_guard, guarded_url, postgres):
+    """CrateDB reads an untyped parameter as one string, so a plain list of URIs arrives at
+    ``COPY ... FROM $1`` as ``{s3://a,s3://b}`` (seen on CrateDB 5.10.16 and 6.4.3). psycopg sends
+    a plain list untyped (OID 0): the guard refuses that, as CrateDB fails it. The restore's
+    statement, run as the product runs it, goes typed ``text[]`` (OID 1009) and passes the guard
+    (PostgreSQL itself then refuses a parameter in COPY, which is not the guard speaking)."""
+    from cratedb_airflow_export import source, sql
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.connections import SourceParams
+
+    cfg = TableExport.model_validate({"table": "doc.metrics", "timestamp_column": "ts", "target": "s3://lake/x"})
+    uris = [
+        sql.Secret(f"s3://k:s@127.0.0.1:9000/lake/f{i}.json", f"s3://k:***@127.0.0.1:9000/lake/f{i}.json")
+        for i in (0, 1)
+    ]
+    statement = sql.copy_from(cfg, uris, gzip=False)
+    params = SourceParams(
+        host="127.0.0.1",
+        port=dialect_guard.port,
+        dbname=postgres.database,
+        user=postgres.user,
+        password=postgres.password,
+    )
+    with source.connect(params) as conn, conn.cursor() as cursor:
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"untyped parameter \$1 of COPY \.\.\. FROM"):
+            cursor.execute(statement.sql, [list(statement.bind()[0])])  # a plain list: OID 0
+        with pytest.raises(psycopg.errors.SyntaxError):  # PostgreSQL's own answer: the guard let it through
+            source.run(cursor, statement, 10)
+    assert dialect_guard.parameter_types == [(statement.wire_sql, (0,)), (statement.wire_sql, (1009,))]
+    assert [reason for _, reason in dialect_guard.refused] == [
+        "CrateDB reads the untyped parameter $1 of COPY ... FROM as one string: send the URIs typed, as text[] "
+        "(OID 1009)"
+    ]

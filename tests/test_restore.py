@@ -191,15 +191,15 @@ def test_the_copy_from_statement_parses_holds_no_credential_and_asks_for_a_summa
     creds = S3Credentials("AKIAEXAMPLE", SECRET, endpoint_url="http://minio:9000")
     keys = ["lake/doc.metrics/dt=2024-01-04/metrics_0_.json.gz", "lake/doc.metrics/dt=2024-01-04/metrics_1_.json.gz"]
     uris = [cratedb_s3_uri(creds, Location("lake", key)) for key in keys]
-    every = sql.Secret([u.value for u, _ in uris], "[" + ", ".join(u.shown for u, _ in uris) + "]")
     cfg = TableExport.model_validate({"table": "doc.metrics", "timestamp_column": "ts", "target": "s3://lake/x"})
-    statement = sql.copy_from(cfg, every, gzip=True, protocol=uris[0][1])
+    statement = sql.copy_from(cfg, [u for u, _ in uris], gzip=True, protocol=uris[0][1])
     assert statement.wire_sql == (
         "COPY \"doc\".\"metrics\" FROM $1 WITH (compression = 'gzip', shared = true, protocol = 'http') RETURN SUMMARY"
     )
     assert sqlparse(statement.wire_sql, raise_exception=False)[0].exception is None
     assert SECRET not in statement.describe() and "%2F" not in statement.describe()
     (bound,) = statement.bind()
+    assert isinstance(bound, sql.TextArray)  # bound as text[]: CrateDB takes an untyped list as one string
     assert bound == [f"s3://AKIAEXAMPLE:wJalr%2FK7MDENG%2BbPxRfiCY%3DEXAMPLEKEY@minio:9000/lake/{k}" for k in keys]
     for text in (sql.describe_target(cfg).wire_sql, sql.delete_window(cfg, WINDOW).wire_sql):
         assert sqlparse(text, raise_exception=False)[0].exception is None

@@ -12,6 +12,8 @@ from cratedb_sqlparse import sqlparse
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.connections import S3Credentials
+from cratedb_airflow_export.engines import get_engine
+from cratedb_airflow_export.engines.base import ExportJob
 from cratedb_airflow_export.export import plan_statements as statements
 from cratedb_airflow_export.source import CRATEDB, POSTGRESQL, SourceInfo
 from cratedb_airflow_export.windows import Window
@@ -42,6 +44,7 @@ CONFIGS = [
             {"slices": 3},
         ],
     )
+    if not (engine == "copy" and compression == "none" and "columns" in extra)  # refused: see test_config
 ]
 CREDENTIALS = [
     None,
@@ -50,9 +53,11 @@ CREDENTIALS = [
     S3Credentials("minio", SECRET, endpoint_url="http://127.0.0.1:9000", source="test"),
     S3Credentials("minio", SECRET, endpoint_url="https://minio.example.com", source="test"),
 ]
+GEO_TABLE = {"hash_id": "bigint", "timestamp": "timestamp with time zone", "pos": "geo_point", "o['it''s']": "text"}
 SOURCES = [
     SourceInfo(CRATEDB, {}, "timestamp with time zone"),
-    SourceInfo(CRATEDB, {}, "timestamp without time zone"),
+    SourceInfo(CRATEDB, {}, "timestamp without time zone", version=(6, 4, 3)),  # DECLARE answers failures
+    SourceInfo(CRATEDB, GEO_TABLE, "timestamp with time zone", version=(5, 10, 16)),  # _doc['pos'], the probe
     SourceInfo(POSTGRESQL, {}, "timestamp with time zone"),
 ]
 
@@ -146,9 +151,62 @@ def test_stream_statements_use_a_with_hold_cursor_and_never_rollback():
 def test_refresh_only_on_cratedb():
     cfg = CONFIGS[0]
     on_crate = [s.wire_sql for s in statements(cfg, WINDOW, SOURCES[0], None)]
-    on_pg = [s.wire_sql for s in statements(cfg, WINDOW, SOURCES[2], None)]
+    on_pg = [s.wire_sql for s in statements(cfg, WINDOW, SOURCES[-1], None)]
     assert any(t.startswith("REFRESH TABLE") for t in on_crate)
     assert not any(t.startswith("REFRESH TABLE") for t in on_pg)
+
+
+def test_geo_points_are_read_from_the_stored_document_on_cratedb():
+    """CrateDB's column store rounds geo_point (13.399999989196658 for 13.4, seen on 5.10.16 and
+    6.4.3); ``_doc['pos']`` is the value as written, what COPY TO writes too. Object sub-columns are
+    not selected on their own."""
+    cfg = TableExport.model_validate(
+        {"table": "t", "timestamp_column": "timestamp", "target": "s3://lake/x", "engine": "stream"}
+    )
+    (_, probe, declare, _, _) = get_engine("stream").statements(ExportJob(cfg, WINDOW), SOURCES[2], None)
+    select = 'SELECT "hash_id", "timestamp", _doc[\'pos\'] AS "pos" FROM "doc"."t" WHERE'
+    assert declare.wire_sql.startswith(f'DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR {select}')
+    assert probe.wire_sql.startswith(select) and probe.wire_sql.endswith(" LIMIT 0")
+    columns = dict(cfg.model_dump(), columns=["pos"])
+    narrow = TableExport.model_validate({k: v for k, v in columns.items() if v is not None})
+    assert SOURCES[2].reading(narrow) == sql.Reading(("pos", "timestamp"), frozenset({"pos"}))
+    assert SOURCES[-1].reading(cfg) == sql.Reading(None)  # PostgreSQL: SELECT *
+
+
+@pytest.mark.parametrize(
+    ("version", "probed"),
+    [
+        (None, True),
+        ((5, 10, 16), True),
+        ((6, 2, 9), True),
+        ((6, 2, 10), False),
+        ((6, 3, 3), True),
+        ((6, 3, 4), False),
+        ((6, 4, 0), False),
+        ((6, 4, 3), False),
+    ],
+)
+def test_the_cursor_query_is_probed_first_where_declare_can_hang(version, probed):
+    """CrateDB before 6.2.10 and 6.3.0 to 6.3.3 never answer a DECLARE whose query fails as it
+    starts (seen on 5.10.16): there the query goes first with LIMIT 0, and fails with its own error."""
+    cfg = TableExport.model_validate(
+        {"table": "t", "timestamp_column": "ts", "target": "s3://lake/x", "engine": "stream"}
+    )
+    source = SourceInfo(CRATEDB, {}, "timestamp with time zone", version=version)
+    texts = [s.wire_sql for s in get_engine("stream").statements(ExportJob(cfg, WINDOW), source, None)]
+    assert any(t.endswith(" LIMIT 0") for t in texts) is probed
+    assert source.declare_may_hang is probed
+
+
+def test_the_cratedb_version_is_read_from_version():
+    from cratedb_airflow_export.source import parse_version
+
+    assert parse_version("CrateDB 5.10.16 (built bc622f1/NA, Linux 6.18.44 amd64, OpenJDK 64-Bit Server VM 25)") == (
+        5,
+        10,
+        16,
+    )
+    assert parse_version("PostgreSQL 16.4 on x86_64-pc-linux-gnu") is None
 
 
 def test_filter_percent_is_sent_as_is():

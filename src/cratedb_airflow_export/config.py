@@ -255,6 +255,14 @@ class TableExport(BaseModel):
                 f"compression: {self.compression!r} is not available for {self.format} with engine "
                 f"{self.engine!r}; choose one of {', '.join(spec.compressions)}"
             )
+        if self.engine == "copy" and self.columns and self.compression == "none":
+            # CrateDB's COPY TO with a column list closes each S3 upload twice (its JSON generator
+            # closes the stream, then the writer does): uncompressed, the second close fails the
+            # statement (seen on 5.10.16 and 6.4.3); gzip's stream ignores a second close.
+            raise ValueError(
+                "compression: CrateDB's COPY TO with a column list fails writing uncompressed files to S3 "
+                "(CrateDB 5.10 to 6.4); use compression 'gzip', or engine 'stream'"
+            )
         if self.json_style is not None and self.json_style not in spec.json_styles:
             raise ValueError(
                 f"json_style: {self.json_style!r} is not available for {self.format} with engine {self.engine!r}"

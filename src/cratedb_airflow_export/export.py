@@ -50,7 +50,14 @@ def plan_statements(
 ) -> list[sql.Statement]:
     """Every statement an export sends, in order: source checks, the engine's (per slice, when the
     day is sliced: each slice task also runs the checks), the row count check."""
-    checks = [sql.detect_cratedb(), sql.describe_table(cfg), sql.describe_columns(cfg)]
+    crate = source.dialect is CRATEDB
+    checks = [
+        sql.detect_cratedb(),
+        *([sql.server_version()] if crate else []),
+        sql.describe_table(cfg),
+        sql.describe_columns(cfg),
+        *([sql.describe_partitioning(cfg)] if crate else []),
+    ]
     jobs = (
         [ExportJob(cfg, window)]
         if cfg.slices == 1

@@ -36,7 +36,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -124,17 +124,50 @@ def field_for(name: str, oid: int) -> pa.Field:
     return pa.field(name, SCALARS.get(oid, pa.string()))
 
 
-def schema_for(description: Sequence[Any]) -> pa.Schema:
-    """Arrow schema from a psycopg ``cursor.description``."""
-    return pa.schema([field_for(column.name, column.type_code) for column in description])
+# What the source's own type name adds to the wire type (``SourceInfo.columns``): CrateDB sends BYTE
+# as PostgreSQL's "char" (OID 18) holding the number as text; numeric and bit keep their text and
+# say so in the field metadata (``source_type``), for the ``cratedb`` JSON style.
+SOURCE_TYPE = b"source_type"
+PARTITION_META = {b"partition": b"true"}  # a partition column of a CrateDB table
+BYTES = {"byte": pa.int8(), "byte_array": pa.list_(pa.int8())}
+TAGGED = frozenset({"numeric", "bit", "numeric_array", "bit_array"})
+
+
+def schema_for(
+    description: Sequence[Any], source_types: Mapping[str, str] | None = None, partitions: Collection[str] = ()
+) -> pa.Schema:
+    """Arrow schema from a psycopg ``cursor.description``, refined by the source's type names
+    (``source_types``: column -> data_type) and its partition columns."""
+    fields = []
+    for column in description:
+        field = field_for(column.name, column.type_code)
+        source_type = (source_types or {}).get(column.name, "").lower()
+        metadata = dict(field.metadata or {})
+        if source_type in BYTES:
+            field = pa.field(column.name, BYTES[source_type])
+        if source_type in TAGGED:
+            metadata[SOURCE_TYPE] = source_type.encode()
+        if column.name in partitions:
+            metadata.update(PARTITION_META)
+        fields.append(field.with_metadata(metadata) if metadata else field)
+    return pa.schema(fields)
+
+
+def source_type(field: pa.Field) -> str | None:
+    value = (field.metadata or {}).get(SOURCE_TYPE)
+    return value.decode() if value else None
+
+
+def is_partition(field: pa.Field) -> bool:
+    return bool(field.metadata and field.metadata.get(b"partition") == b"true")
 
 
 def wire_type(kind: pa.DataType) -> pa.DataType:
     """The Arrow type of a column as it arrives from the cursor: timestamps and dates (and lists of
-    them) as their text, see :data:`PARSED_OIDS`."""
-    if kind in PARSED_OIDS.values():
+    them) as their text, see :data:`PARSED_OIDS`; CrateDB's BYTE as its text (:data:`BYTES`)."""
+    if kind in PARSED_OIDS.values() or kind == pa.int8():
         return pa.string()
-    if pa.types.is_list(kind) and kind.value_type in PARSED_OIDS.values():
+    if pa.types.is_list(kind) and (kind.value_type in PARSED_OIDS.values() or kind.value_type == pa.int8()):
         return pa.list_(pa.field("item", pa.string()))
     return kind
 
@@ -306,8 +339,17 @@ class CursorReader:
     other, 2.3 s taking turns.
     """
 
-    def __init__(self, cursors: Sequence[Any], fetch_sql: str, params: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        cursors: Sequence[Any],
+        fetch_sql: str,
+        params: Sequence[Any] = (),
+        *,
+        source_types: Mapping[str, str] | None = None,
+        partitions: Collection[str] = (),
+    ) -> None:
         self.cursors, self.fetch_sql, self.params = list(cursors), fetch_sql, tuple(params)
+        self.source_types, self.partitions = dict(source_types or {}), frozenset(partitions)
 
     def __call__(self, prefetcher: Prefetcher) -> Iterator[pa.RecordBatch]:
         free: queue.Queue[Any] = queue.Queue()
@@ -344,7 +386,7 @@ class CursorReader:
                     raise value
                 rows = value.fetchall()
                 if prefetcher.schema is None:
-                    prefetcher.schema = schema_for(value.description)
+                    prefetcher.schema = schema_for(value.description, self.source_types, self.partitions)
                 if not rows:
                     return
                 free.put(value)  # the rows are Python values now: the cursor can fetch again

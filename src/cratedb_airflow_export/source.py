@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -33,7 +34,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import postgres
 from psycopg.adapt import Loader
+from psycopg.types.array import ListDumper
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.errors import PermanentError
@@ -69,25 +72,73 @@ class Dialect:
     copy_binary: bool  # COPY ... TO STDOUT (FORMAT binary): the ADBC fast path
     copy_to_directory: bool  # COPY ... TO DIRECTORY 's3://...': the copy engine
     copy_from_uri: bool  # COPY ... FROM 's3://...': restore by the database itself
+    # types a SELECT reads rounded from the column store: read from the stored document instead
+    # (``_doc['c']``), which holds the value as written and is what COPY TO writes
+    document_types: frozenset[str] = frozenset()
 
     def __str__(self) -> str:
         return self.name
 
 
-CRATEDB = Dialect("CrateDB", needs_refresh=True, copy_binary=False, copy_to_directory=True, copy_from_uri=True)
+CRATEDB = Dialect(
+    "CrateDB",
+    needs_refresh=True,
+    copy_binary=False,
+    copy_to_directory=True,
+    copy_from_uri=True,
+    document_types=frozenset({"geo_point", "geo_point_array"}),
+)
 POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False, copy_from_uri=False)
+
+# CrateDB before 6.2.10, and 6.3.0 to 6.3.3, never answer a DECLARE whose query fails as it starts
+# (an invalid regular expression, say): the client waits for ever. Fixed in 6.2.10, 6.3.4 and 6.4.0
+# (crate/crate DeclarePlan; seen on 5.10.16).
+DECLARE_ANSWERS_FAILURES = ((6, 2, 10), (6, 3, 4))
+
+
+def parse_version(text: str | None) -> tuple[int, int, int] | None:
+    """``(6, 4, 3)`` from ``CrateDB 6.4.3 (built ...)``; None when the text names no CrateDB version."""
+    match = re.match(r"CrateDB (\d+)\.(\d+)\.(\d+)", text or "")
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
 
 
 @dataclass(frozen=True)
 class SourceInfo:
     dialect: Dialect
-    columns: dict[str, str]  # name -> data_type, in table order
+    columns: dict[str, str]  # name -> data_type, in table order (CrateDB: object sub-columns as obj['x'])
     timestamp_type: str
+    version: tuple[int, int, int] | None = None  # CrateDB's; None for PostgreSQL
+    partition_columns: tuple[str, ...] = ()  # CrateDB's PARTITIONED BY
 
     @property
     def naive_timestamps(self) -> bool:
         """TIMESTAMP WITHOUT TIME ZONE: the window bounds are bound as naive UTC values."""
         return self.timestamp_type in {"timestamp without time zone", "timestamp"}
+
+    @property
+    def top_level(self) -> list[str]:
+        """The table's own columns, without object sub-columns (CrateDB names never hold '[')."""
+        return [name for name in self.columns if "[" not in name]
+
+    def reading(self, cfg: TableExport) -> sql.Reading:
+        """What the ``stream`` engine selects: :func:`sql.read_columns`, with the columns of
+        :attr:`Dialect.document_types` read from the stored document (every column then named)."""
+        wanted = sql.read_columns(cfg)
+        names = wanted if wanted is not None else self.top_level
+        stored = frozenset(n for n in names if self.columns.get(n, "").lower() in self.dialect.document_types)
+        if not stored:
+            return sql.Reading(tuple(wanted) if wanted is not None else None)
+        return sql.Reading(tuple(names), stored)
+
+    @property
+    def declare_may_hang(self) -> bool:
+        """Whether a DECLARE whose query fails as it starts may never answer (see
+        :data:`DECLARE_ANSWERS_FAILURES`); an unknown CrateDB version counts as affected."""
+        if self.dialect is not CRATEDB:
+            return False
+        fixed_in_6_2, fixed_in_6_3 = DECLARE_ANSWERS_FAILURES
+        version = self.version
+        return version is None or version < fixed_in_6_2 or (6, 3, 0) <= version < fixed_in_6_3
 
 
 class PointLoader(Loader):
@@ -96,6 +147,14 @@ class PointLoader(Loader):
     def load(self, data: Any) -> list[float]:
         x, y = bytes(data).decode().strip("()").split(",")
         return [float(x), float(y)]
+
+
+class TextArrayDumper(ListDumper):
+    """:class:`~.sql.TextArray` as ``text[]`` (OID 1009), its elements as ``text``: CrateDB reads an
+    untyped parameter as one string (docs/cratedb.md)."""
+
+    oid = postgres.types["text"].array_oid
+    element_oid = postgres.types["text"].oid
 
 
 def bounded_params(params: SourceParams, statement_seconds: float) -> dict[str, Any]:
@@ -115,6 +174,7 @@ def connect(params: SourceParams, statement_seconds: float = 3600) -> psycopg.Co
     ``statement_seconds``."""
     conn = psycopg.connect(**bounded_params(params, statement_seconds), autocommit=True)
     conn.adapters.register_loader(POINT_OID, PointLoader)
+    conn.adapters.register_dumper(sql.TextArray, TextArrayDumper)
     return conn
 
 
@@ -170,6 +230,7 @@ def inspect(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     with the right types; raises :class:`SourceError` naming the table and the cause."""
     seconds = cfg.stall_timeout_seconds
     dialect = CRATEDB if _one(cursor, sql.detect_cratedb(), seconds) else POSTGRESQL
+    version = parse_version(_one(cursor, sql.server_version(), seconds)) if dialect is CRATEDB else None
     if _one(cursor, sql.describe_table(cfg), seconds) is None:
         raise SourceError(f"table {cfg.qualified_name} does not exist (not in information_schema.tables)")
     columns = {name: dtype for name, dtype in run(cursor, sql.describe_columns(cfg), seconds).fetchall()}
@@ -186,7 +247,14 @@ def inspect(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     missing = [c for c in cfg.columns or () if c not in columns]
     if missing:
         raise SourceError(f"columns {missing} do not exist in {cfg.qualified_name} (columns: {available})")
-    return SourceInfo(dialect=dialect, columns=columns, timestamp_type=ts_type.lower())
+    partitions = _one(cursor, sql.describe_partitioning(cfg), seconds) if dialect is CRATEDB else None
+    return SourceInfo(
+        dialect=dialect,
+        columns=columns,
+        timestamp_type=ts_type.lower(),
+        version=version,
+        partition_columns=tuple(partitions or ()),
+    )
 
 
 def count_window(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,13 @@ if TYPE_CHECKING:
 CURSOR_NAME = "cratedb_export"
 WINDOW_ALIAS = "window_rows"
 TIMESTAMP_TYPES = frozenset({"timestamp with time zone", "timestamp without time zone", "timestamp"})
+
+
+class TextArray(list[str]):
+    """Text values bound as one ``text[]`` parameter (OID 1009; ``source.connect`` registers the
+    dumper). psycopg sends a plain ``list`` of ``str`` untyped (OID 0), as the text ``{a,b}``, and
+    CrateDB takes an untyped parameter as one string: ``COPY ... FROM $1`` then reads a single URI
+    ``{s3://...,s3://...}`` (docs/cratedb.md)."""
 
 
 @dataclass(frozen=True)
@@ -121,20 +129,57 @@ def copy_to(
     return Statement(sql, (*bounds, uri))
 
 
-def select_window(cfg: TableExport, window: TimeRange, *, naive: bool = False, literal: bool = False) -> Statement:
-    """The window's SELECT of :func:`read_columns`. ``literal`` renders the bounds as typed literals,
-    for the PostgreSQL fast path: the ADBC driver streams a parameterless query through COPY, but
-    materialises a parameterised one whole. The literals come from the window's datetimes, never
-    from user input."""
+@dataclass(frozen=True)
+class Reading:
+    """The select list of a window's SELECT: ``columns`` (None: ``*``), and which of them are read
+    from the stored document (``_doc['c'] AS "c"``) instead of the column store. CrateDB's column
+    store holds geo_point rounded (``13.399999989196658`` for ``13.4``); the document holds the
+    value as written, which is also what ``COPY TO`` writes (``source.Dialect.document_types``)."""
+
+    columns: tuple[str, ...] | None = None
+    from_document: frozenset[str] = frozenset()
+
+    def select_list(self) -> str:
+        if self.columns is None:
+            return "*"
+        return ", ".join(
+            f"_doc[{quote_literal(c)}] AS {quote_ident(c)}" if c in self.from_document else quote_ident(c)
+            for c in self.columns
+        )
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def select_window(
+    cfg: TableExport, window: TimeRange, *, naive: bool = False, literal: bool = False, reading: Reading | None = None
+) -> Statement:
+    """The window's SELECT of ``reading`` (default: :func:`read_columns` from the column store).
+    ``literal`` renders the bounds as typed literals, for the PostgreSQL fast path: the ADBC driver
+    streams a parameterless query through COPY, but materialises a parameterised one whole. The
+    literals come from the window's datetimes, never from user input."""
     condition, params = _where(cfg, window, naive, literal=literal)
     columns = read_columns(cfg)
-    selected = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+    selected = (reading or Reading(tuple(columns) if columns else None)).select_list()
     return Statement(f"SELECT {selected} FROM {qualified(cfg)} WHERE {condition}", params)
 
 
-def declare_cursor(cfg: TableExport, window: TimeRange, *, naive: bool = False) -> Statement:
+def probe_window(
+    cfg: TableExport, window: TimeRange, *, naive: bool = False, reading: Reading | None = None
+) -> Statement:
+    """The window's SELECT with ``LIMIT 0``: fails as the cursor's query would when it starts, and
+    reads nothing. Sent before ``DECLARE`` where a DECLARE whose query fails never answers
+    (``source.SourceInfo.declare_may_hang``)."""
+    select = select_window(cfg, window, naive=naive, reading=reading)
+    return Statement(f"{select.sql} LIMIT 0", select.params)
+
+
+def declare_cursor(
+    cfg: TableExport, window: TimeRange, *, naive: bool = False, reading: Reading | None = None
+) -> Statement:
     """A WITH HOLD cursor: works in autocommit mode, as CrateDB has no transactions or ROLLBACK."""
-    select = select_window(cfg, window, naive=naive)
+    select = select_window(cfg, window, naive=naive, reading=reading)
     return Statement(f"DECLARE {quote_ident(CURSOR_NAME)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}", select.params)
 
 
@@ -173,12 +218,25 @@ def describe_table(cfg: TableExport) -> Statement:
     )
 
 
+def describe_partitioning(cfg: TableExport) -> Statement:
+    """CrateDB only: the table's partition columns (``partitioned_by``, NULL when not partitioned)."""
+    return Statement(
+        "SELECT partitioned_by FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
 def describe_columns(cfg: TableExport) -> Statement:
     return Statement(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
         (cfg.schema_name, cfg.table_name),
     )
+
+
+def server_version() -> Statement:
+    """``CrateDB 6.4.3 (built ...)`` on CrateDB, ``PostgreSQL 16.4 ...`` on PostgreSQL; needs no privilege."""
+    return Statement("SELECT version()")
 
 
 def detect_cratedb() -> Statement:
@@ -212,13 +270,15 @@ def insert_rows(cfg: TableExport, columns: list[str]) -> Statement:
     return Statement(f"INSERT INTO {qualified(cfg)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})")
 
 
-def copy_from(cfg: TableExport, uris: Secret, *, gzip: bool, protocol: str | None = None) -> Statement:
+def copy_from(cfg: TableExport, uris: Sequence[Secret], *, gzip: bool, protocol: str | None = None) -> Statement:
     """``COPY t FROM $1 WITH (...) RETURN SUMMARY``: CrateDB reads the listed files itself. The
-    URIs (with the keys) are one array bind parameter; ``shared = true`` makes each file read by one
-    node only; RETURN SUMMARY reports every file's failed rows (without it, failures pass silently)."""
+    URIs (with the keys) go as one bind parameter typed ``text[]`` (:class:`TextArray`), shown
+    redacted; ``shared = true`` makes each file read by one node only; RETURN SUMMARY reports every
+    file's failed rows (without it, failures pass silently)."""
+    every = Secret(TextArray(uri.value for uri in uris), "[" + ", ".join(uri.shown for uri in uris) + "]")
     options = ["shared = true"]
     if gzip:
         options.insert(0, "compression = 'gzip'")
     if protocol:
         options.append(f"protocol = '{protocol}'")
-    return Statement(f"COPY {qualified(cfg)} FROM %s WITH ({', '.join(options)}) RETURN SUMMARY", (uris,))
+    return Statement(f"COPY {qualified(cfg)} FROM %s WITH ({', '.join(options)}) RETURN SUMMARY", (every,))

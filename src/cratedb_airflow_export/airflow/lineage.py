@@ -51,7 +51,7 @@ def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportR
     source = results[0].source
     assert source is not None, "a published result knows its source"
     namespace, name = source_dataset_id(cfg, params, source.dialect.name)
-    exported = list(cfg.columns or source.columns)
+    exported = list(cfg.columns or source.top_level)
     schema = SchemaDatasetFacet(
         fields=[SchemaDatasetFacetFields(name=column, type=source.columns.get(column)) for column in exported]
     )

@@ -32,6 +32,7 @@ from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.errors import PermanentError
 from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder
+from cratedb_airflow_export.formats.jsonl import LISTED_COLUMNS
 from cratedb_airflow_export.readers import AdbcReader, CursorReader, Prefetcher, adbc_available, register_loaders
 from cratedb_airflow_export.source import run, shut_down
 from cratedb_airflow_export.storage import MultipartWriter, StoredObject
@@ -270,14 +271,18 @@ class StreamEngine(Engine):
     name = "stream"
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
+        cfg, naive, reading = job.cfg, source.naive_timestamps, source.reading(job.cfg)
         if _fast_path(job, source):
-            return [sql.select_window(job.cfg, job.range, naive=source.naive_timestamps, literal=True)]
-        cursor_statements = [
-            sql.declare_cursor(job.cfg, job.range, naive=source.naive_timestamps),
-            sql.fetch_forward(job.cfg.batch_size),
+            return [sql.select_window(cfg, job.range, naive=naive, literal=True, reading=reading)]
+        prepare = [sql.refresh(cfg)] if source.dialect.needs_refresh else []
+        if source.declare_may_hang:  # the query's own error, at once, instead of a DECLARE that never answers
+            prepare.append(sql.probe_window(cfg, job.range, naive=naive, reading=reading))
+        return [
+            *prepare,
+            sql.declare_cursor(cfg, job.range, naive=naive, reading=reading),
+            sql.fetch_forward(cfg.batch_size),
             sql.close_cursor(),
         ]
-        return [sql.refresh(job.cfg), *cursor_statements] if source.dialect.needs_refresh else cursor_statements
 
     def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
         lean_allocators()
@@ -297,7 +302,7 @@ class StreamEngine(Engine):
     def _run_cursor(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
         cursor = session.cursor
         *prepare, declare, fetch, close = statements
-        for statement in prepare:  # REFRESH: bounded by the attempt
+        for statement in prepare:  # REFRESH, and the probe where DECLARE may hang: bounded by the attempt
             run(cursor, statement, job.cfg.attempt_seconds)
         if job.slice_index is None:
             session.count_in_background(job.window)  # the rows are settled: count them while they are read
@@ -307,7 +312,10 @@ class StreamEngine(Engine):
             register_loaders(each)  # JSON stays text: no parse and re-serialise per value
         try:
             log.info("Fetching with: %s", fetch.describe())
-            reader = CursorReader(turns, fetch.sql, fetch.bind())
+            source = session.source
+            reader = CursorReader(
+                turns, fetch.sql, fetch.bind(), source_types=source.columns, partitions=source.partition_columns
+            )
             unblock = functools.partial(shut_down, cursor.connection)
             return self._read(job, session, Prefetcher(reader, unblock=unblock, **self._bounds(job)))
         finally:
@@ -326,7 +334,10 @@ class StreamEngine(Engine):
             first = next(batches, None)  # the schema is known after the first read, even an empty one
             assert prefetcher.schema is not None
             guard = WindowGuard(job, prefetcher.schema)
-            files = RollingFiles(job, session.client, guard.schema)
+            schema = guard.schema
+            if job.cfg.columns and job.cfg.json_style == "cratedb":
+                schema = schema.with_metadata(LISTED_COLUMNS)  # COPY TO with columns writes NULL as null
+            files = RollingFiles(job, session.client, schema)
             checked = map(guard.check, itertools.chain([first] if first else [], batches))
             rows, stored = self._write(job, files, checked, started)
         return self._result(job, rows, stored, started)

@@ -7,8 +7,10 @@ escapes; NaN and infinities as ``null`` (JSON has no such numbers); bytea as bas
 
 ``cratedb``: the shape CrateDB's ``COPY TO ... format = 'json_object'`` writes (docs/cratedb.md),
 so that a table can move between the engines without its readers noticing: timestamps and dates as
-epoch milliseconds (floored), NULL columns left out of the line, objects nested, ``geo_point`` as
-``[lon, lat]``; everything else as in ``iso``.
+epoch milliseconds (floored), NULL columns left out of the line (written as ``null`` when the
+table's ``columns`` are listed, as COPY TO does then), objects nested, ``geo_point`` as
+``[lon, lat]``, numeric as a JSON number (its exact text), bit as ``"B'1010'"``, partition columns
+as JSON strings; everything else as in ``iso``.
 
 Encoded column by column with Arrow compute kernels, not row by row.
 """
@@ -25,7 +27,7 @@ import pyarrow.compute as pc
 
 from cratedb_airflow_export.formats.base import TextEncoder
 from cratedb_airflow_export.formats.text import const, join, json_strings, python_json, timestamp_parts
-from cratedb_airflow_export.readers import is_json
+from cratedb_airflow_export.readers import is_json, is_partition, source_type
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -115,15 +117,36 @@ def _cratedb_python(value: Any) -> Any:
     return value
 
 
+def _cratedb_array(values: list[Any], declared: str) -> str:
+    items = ["null" if v is None else (v if declared == "numeric_array" else json.dumps(f"B'{v}'")) for v in values]
+    return "[" + ",".join(items) + "]"
+
+
 def _is_temporal(kind: pa.DataType) -> bool:
     return bool(pa.types.is_timestamp(kind) or pa.types.is_date(kind))
 
 
 def cratedb_values(array: pa.Array, field: pa.Field) -> pa.Array:
     """Each value's JSON text in the ``cratedb`` style; NULL where the value is NULL (or a NaN or
-    infinity, which JSON cannot hold): such columns are left out of the line."""
+    infinity, which JSON cannot hold): such columns are left out of the line. Partition columns are
+    JSON strings, as COPY TO writes them (CrateDB 5.9 and later: ``"month":"1704067200000"``)."""
+    text = _cratedb_value_texts(array, field)
+    if is_partition(field) and not pa.types.is_string(field.type):
+        return join('"', text, '"')  # null stays null: left out
+    return text
+
+
+def _cratedb_value_texts(array: pa.Array, field: pa.Field) -> pa.Array:
     kind = field.type
     missing = pa.nulls(1, pa.string())[0]
+    declared = source_type(field)
+    if declared == "numeric":  # the exact decimal text is a JSON number, as COPY TO writes it
+        return array
+    if declared == "bit":  # COPY TO writes bit(n) as its SQL literal
+        return join("\"B'", array, "'\"")
+    if declared in ("numeric_array", "bit_array"):
+        texts = [None if v is None else _cratedb_array(v, declared) for v in array.to_pylist()]
+        return pa.array(texts, pa.string())
     if _is_temporal(kind):
         return pc.cast(epoch_millis(array), pa.string())
     if pa.types.is_floating(kind):
@@ -134,14 +157,22 @@ def cratedb_values(array: pa.Array, field: pa.Field) -> pa.Array:
     return pc.if_else(pc.is_valid(array), json_values(array, field), missing)
 
 
+# Schema metadata: the table's ``columns`` were listed. COPY TO then writes NULL as ``null`` instead
+# of leaving the column out (seen on CrateDB 5.10.16 and 6.4.3).
+LISTED_COLUMNS = {b"cratedb_columns": b"listed"}
+
+
 def encode_cratedb_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
     """The batch's JSON Lines in the ``cratedb`` style, uncompressed; pure, like :func:`encode_jsonl`."""
     if batch.num_rows == 0:
         return b""
-    members = [
-        pc.fill_null(join(f",{json.dumps(field.name, ensure_ascii=False)}:", cratedb_values(column, field)), const(""))
-        for column, field in zip(batch.columns, schema, strict=True)
-    ]
+    listed = bool(schema.metadata and schema.metadata.get(b"cratedb_columns") == b"listed")
+    members = []
+    for column, field in zip(batch.columns, schema, strict=True):
+        values = cratedb_values(column, field)
+        if listed:
+            values = pc.fill_null(values, const("null"))
+        members.append(pc.fill_null(join(f",{json.dumps(field.name, ensure_ascii=False)}:", values), const("")))
     body = join(*members)
     # every present member starts with ","; the line's first one loses it
     return _contiguous(join("{", pc.utf8_ltrim(body, characters=","), "}\n"))
