@@ -199,11 +199,12 @@ def _choose(method: Method, manifest: Manifest, session: Session) -> Literal["co
 
 
 def _copy_from(session: Session, target: TableExport, manifest: Manifest) -> None:
-    from cratedb_airflow_export.engines.copy import cratedb_s3_uri
+    from cratedb_airflow_export.engines.copy import check_endpoint_kept, cratedb_s3_uri
 
     if not manifest.objects:
         return
     bucket = partition_bucket(manifest)
+    check_endpoint_kept(session, bucket)
     uris = [cratedb_s3_uri(session.creds, Location(bucket, o.key)) for o in manifest.objects]
     protocol = uris[0][1]
     statement = sql.copy_from(target, [u for u, _ in uris], gzip=manifest.compression == "gzip", protocol=protocol)

@@ -131,6 +131,13 @@ class SourceInfo:
         return sql.Reading(tuple(names), stored)
 
     @property
+    def copy_follows_bucket_region(self) -> bool:
+        """CrateDB before 6.3 runs ``COPY ... s3://`` on the AWS SDK v1 with global bucket access:
+        once the S3 server names the bucket's region, every request goes to AWS's endpoint for that
+        region instead of the URI's host (seen on 5.10.16). 6.3 moved to OpenDAL."""
+        return self.dialect is CRATEDB and self.version is not None and self.version < (6, 3, 0)
+
+    @property
     def declare_may_hang(self) -> bool:
         """Whether a DECLARE whose query fails as it starts may never answer (see
         :data:`DECLARE_ANSWERS_FAILURES`); an unknown CrateDB version counts as affected."""

@@ -261,6 +261,13 @@ def default_encryption(client: S3Client, bucket: str) -> tuple[str | None, str |
     return default.get("SSEAlgorithm"), default.get("KMSMasterKeyID")
 
 
+def reported_region(client: S3Client, bucket: str) -> str | None:
+    """The region the S3 server names for ``bucket`` in its HEAD Bucket answer
+    (``x-amz-bucket-region``): AWS and moto do; MinIO does not unless a region is configured."""
+    headers = client.head_bucket(Bucket=bucket).get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return headers.get("x-amz-bucket-region") or None
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str

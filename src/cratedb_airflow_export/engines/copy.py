@@ -25,6 +25,7 @@ from cratedb_airflow_export.storage import (
     delete_keys,
     list_objects,
     read_object,
+    reported_region,
 )
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class CopyEngine(Engine):
                 f"engine 'copy' needs CrateDB's COPY ... TO DIRECTORY, and the source of {job.cfg.qualified_name} "
                 f"is {source.dialect}: use engine 'stream'"
             )
+        check_endpoint_kept(session, job.location.bucket)
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
         uri, protocol = cratedb_s3_uri(creds, job.staging)
@@ -149,3 +151,24 @@ class CopyEngine(Engine):
             job.staging.uri,
         )
         return ExportResult(job, self.name, rows, objects)
+
+
+def check_endpoint_kept(session: Session, bucket: str) -> None:
+    """Refuse an export (or restore) by COPY that CrateDB would send to AWS instead of the S3
+    endpoint given: CrateDB before 6.3 with an S3 server that names the bucket's region
+    (``SourceInfo.copy_follows_bucket_region``). It would fail only after its SDK's retries, with
+    ``Unable to execute HTTP request: s3.amazonaws.com``."""
+    endpoint = session.creds.endpoint_url
+    host = urlsplit(endpoint if endpoint and "://" in endpoint else f"https://{endpoint}").hostname or ""
+    if not endpoint or not session.source.copy_follows_bucket_region or host.endswith(".amazonaws.com"):
+        return
+    region = reported_region(session.client, bucket)
+    if region:
+        version = ".".join(map(str, session.source.version or ()))
+        raise TargetError(
+            f"CrateDB {version} would send COPY's S3 requests to AWS's endpoint for region {region!r} instead of "
+            f"{endpoint}: before 6.3, CrateDB's S3 client follows the region an S3 server names for the bucket, and "
+            f"this one names {region!r}. Use engine 'stream', CrateDB 6.3 or later, or an S3 server that names no "
+            "region (MinIO's default)",
+            retryable=False,
+        )
