@@ -28,7 +28,19 @@ Every tool runs with ARROW_DEFAULT_MEMORY_POOL=system, as the project's Dockerfi
 variable to "mimalloc" to measure Arrow's default).
 
 Environment: BENCH_ROWS, BENCH_RUNS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS
-(default "stream,cli,stream_cursor,sql_to_s3"; unknown names are an error).
+(default "stream,cli,stream_cursor,sql_to_s3"; unknown names are an error), BENCH_CURSORS (the
+tables' ``cursors``; default: the product's).
+
+With CRATEDB_URL set the source is that CrateDB instead: the tutorial's ``metrics`` table (OBJECT
+``tags`` and ``fields``, partitioned by quarter) as ``doc.cratedb_export_bench`` (dropped and created),
+BENCH_ROWS rows in the day, and an S3 server (``devtools.s3server``: moto answering as MinIO) that
+CrateDB must reach at the same address (it writes for ``copy``), so CrateDB runs on this machine or
+CRATEDB_S3_ENDPOINT names a server both reach. The bound is CrateDB's own fastest unload of the
+day, ``COPY ... TO DIRECTORY`` a local folder of CrateDB's (``raw``; BENCH_CRATEDB_DIR, default
+``/tmp``, no S3); tools (default "copy,stream,cli,sql_to_s3"): ``copy``, the copy engine end to end
+(CrateDB's ``COPY TO`` the S3 server, gzip; JSON Lines only), the others as above; ``raw_cursor``
+(a diagnostic) reads the day through the declared cursor and discards it, which is CrateDB producing
+and sending the rows with no conversion.
 """
 
 from __future__ import annotations
@@ -52,9 +64,21 @@ DAY = date(2024, 1, 4)
 BUCKET = "bench-bucket"
 START = datetime(2024, 1, 4, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
-QUERY = 'SELECT * FROM doc.metrics WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s'
+TABLE = "doc.metrics"
+CRATEDB_TABLE = "doc.cratedb_export_bench"  # the only table the CrateDB mode drops and creates
 TOOLS = ("stream", "cli", "stream_cursor", "sql_to_s3")
+CRATEDB_TOOLS = ("copy", "stream", "cli", "sql_to_s3")
+CRATEDB_KNOWN = (*CRATEDB_TOOLS, "raw_cursor")
 FORMATS = ("parquet", "jsonl", "csv")
+
+
+def query(table: str) -> str:
+    return f'SELECT * FROM {table} WHERE "timestamp" >= %(start)s AND "timestamp" < %(end)s'
+
+
+def bench_table() -> str:
+    return CRATEDB_TABLE if os.environ.get("CRATEDB_URL") else TABLE
+
 
 GENERATE = """
 CREATE SCHEMA IF NOT EXISTS doc;
@@ -72,6 +96,26 @@ SELECT g * 2654435761 % 9223372036854775807,
 FROM generate_series(1, {n}) AS g;
 VACUUM (ANALYZE) doc.metrics
 """  # VACUUM: a past day's table is settled (hint bits set, no autovacuum running during the measurements)
+
+# The tutorial's table on CrateDB, partitioned by its generated quarter; OPTIMIZE: a past day's
+# segments are merged, no merging runs during the measurements.
+GENERATE_CRATEDB = """
+DROP TABLE IF EXISTS {table};
+CREATE TABLE {table} (
+    "hash_id" BIGINT, "timestamp" TIMESTAMP WITH TIME ZONE, "name" TEXT,
+    "tags" OBJECT(DYNAMIC), "fields" OBJECT(DYNAMIC),
+    "month" TIMESTAMP WITH TIME ZONE GENERATED ALWAYS AS date_trunc('quarter', "timestamp")
+) PARTITIONED BY ("month");
+INSERT INTO {table} ("hash_id", "timestamp", "name", "tags", "fields")
+SELECT (g::bigint * 2654435761) % 9223372036854775807,
+       (1704326400000 + (g::bigint * 86399999) / {n})::timestamp with time zone,
+       ['cpu', 'memory', 'disk', 'network', 'température', '電力', 'load'][1 + g % 7],
+       {{host = 'host-' || (g % 8), region = CASE WHEN g % 2 = 0 THEN 'eu-west' ELSE 'us-east' END}},
+       {{value = (g % 100000) / 1000.0, ok = g % 10 <> 0, samples = [g % 100, g % 37, g % 11]}}
+FROM generate_series(1, {n}) AS g;
+REFRESH TABLE {table};
+OPTIMIZE TABLE {table}
+"""
 
 # Installed here only for SqlToS3Operator (pandas is a dev dependency, numpy comes with it); the
 # product's own dependencies pull in neither (tests/test_packaging.py checks). pyarrow imports numpy
@@ -97,12 +141,13 @@ def peak_rss_mb() -> float:
 
 def table_config(tool: str, fmt: str, run: int) -> dict[str, Any]:
     return {
-        "table": "doc.metrics",
+        "table": bench_table(),
         "timestamp_column": "timestamp",
-        "engine": "stream",
+        "engine": "copy" if tool == "copy" else "stream",
         "format": fmt,
         "target": f"s3://{BUCKET}/{prefix(tool, fmt, run)}",
-        "reader": "cursor" if tool == "stream_cursor" else "auto",
+        **({} if tool == "copy" else {"reader": "cursor" if tool == "stream_cursor" else "auto"}),
+        **({"cursors": int(os.environ["BENCH_CURSORS"])} if os.environ.get("BENCH_CURSORS") else {}),
     }
 
 
@@ -113,9 +158,9 @@ def prefix(tool: str, fmt: str, run: int) -> str:
 def measure(tool: str, fmt: str, run: int) -> dict[str, float]:
     """Runs in a child process; prints one JSON line. Each tool imports what it needs (only that,
     so the baseline is its own) before the clock starts."""
-    if tool == "raw":
+    if tool in ("raw", "raw_cursor"):
         import psycopg
-    elif tool in ("stream", "stream_cursor"):
+    elif tool in ("stream", "stream_cursor", "copy"):
         sys.modules.update(dict.fromkeys(DEV_ONLY))  # as HIDE_DEV_ONLY
         import boto3  # noqa: F401  # imported lazily by the core: here before the clock, as in a running worker
         import psycopg
@@ -129,20 +174,38 @@ def measure(tool: str, fmt: str, run: int) -> dict[str, float]:
 
     baseline = peak_rss_mb()
     started = time.monotonic()
-    if tool == "raw":
+    bounds = {"start": START, "end": END}
+    if tool == "raw" and os.environ.get("CRATEDB_URL"):  # CrateDB's own unload of the day to its disk
+        where = '"timestamp" >= %(start)s AND "timestamp" < %(end)s'
+        target = os.environ.get("BENCH_CRATEDB_DIR", "/tmp")
+        with psycopg.connect(os.environ["BENCH_PG_URL"], autocommit=True) as conn:
+            copied = conn.execute(f"COPY {CRATEDB_TABLE} WHERE {where} TO DIRECTORY %(dir)s", {**bounds, "dir": target})
+            rows = copied.rowcount
+    elif tool == "raw":
         rows = 0
         with psycopg.connect(os.environ["BENCH_PG_URL"]) as conn, conn.cursor() as cur:
-            sql = QUERY.replace("%(start)s", f"'{START.isoformat()}'").replace("%(end)s", f"'{END.isoformat()}'")
+            sql = query(TABLE).replace("%(start)s", f"'{START.isoformat()}'").replace("%(end)s", f"'{END.isoformat()}'")
             with cur.copy(f"COPY ({sql}) TO STDOUT") as copy:
                 for chunk in copy:
                     rows += bytes(chunk).count(b"\n")
-    elif tool in ("stream", "stream_cursor"):
+    elif tool == "raw_cursor":  # CrateDB producing and sending the rows: text, no conversion, discarded
+        from psycopg.types.string import TextLoader
+
+        rows = 0
+        with psycopg.connect(os.environ["BENCH_PG_URL"], autocommit=True) as conn, conn.cursor() as cur:
+            for oid in (20, 1184, 1114, 1043, 25, 114, 1015, 199):
+                cur.adapters.register_loader(oid, TextLoader)
+            cur.execute(f"DECLARE c NO SCROLL CURSOR WITH HOLD FOR {query(CRATEDB_TABLE)}", bounds)
+            while batch := cur.execute("FETCH FORWARD 10000 FROM c").fetchall():
+                rows += len(batch)
+            cur.execute("CLOSE c")
+    elif tool in ("stream", "stream_cursor", "copy"):
         rows = run_export(TableExport.model_validate(table_config(tool, fmt, run)), Window.for_day(DAY)).rows
     else:
         operator = SqlToS3Operator(
             task_id="sql_to_s3",
-            query=QUERY,
-            parameters={"start": START, "end": END},
+            query=query(bench_table()),
+            parameters=bounds,
             sql_conn_id="cratedb_connection",
             aws_conn_id="aws_default",
             s3_bucket=BUCKET,
@@ -246,8 +309,9 @@ def remove_run(client: Any, key_prefix: str) -> None:
 
 
 class MotoProcess:
-    """moto's S3 server in a process of its own, on 127.0.0.1: it does not share the measured
-    process, and the objects it holds do not count in anybody's RSS."""
+    """The local S3 server (``devtools.s3server``: moto, answering as MinIO) in a process of its
+    own, on 127.0.0.1: it does not share the measured process, the objects it holds do not count in
+    anybody's RSS, and CrateDB (which writes for the ``copy`` engine) reaches it too."""
 
     def __init__(self) -> None:
         from devtools.devstack import LocalS3, free_port
@@ -256,9 +320,10 @@ class MotoProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Any:
-        moto = Path(sys.executable).parent / "moto_server"
+        server = [sys.executable, "-m", "devtools.s3server", "--port", str(self.s3.port)]
         self.proc = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(self.s3.port)],
+            [*server, "--access-key", self.s3.access_key, "--secret-key", self.s3.secret_key],
+            cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -286,6 +351,47 @@ def chosen(variable: str, default: tuple[str, ...], known: tuple[str, ...]) -> l
     return names
 
 
+def base_env(home: str, source_url: str, s3: Any) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": home,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_CRATEDB_CONNECTION": source_url,
+        "AIRFLOW_CONN_AWS_DEFAULT": s3.airflow_conn_uri(),
+        "BENCH_PG_URL": source_url,
+        # as the project's Dockerfile sets it (for every tool): Arrow on the system allocator
+        "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
+    }
+
+
+def main_cratedb(url: str, rows: int, runs: int, formats: list[str]) -> int:
+    """The benchmark against the CrateDB at ``url`` (see the module's docstring)."""
+    import psycopg
+
+    tools = chosen("BENCH_TOOLS", CRATEDB_TOOLS, CRATEDB_KNOWN)
+    with tempfile.TemporaryDirectory(prefix="cratedb-export-bench-") as home, MotoProcess() as s3:
+        client = s3.client()
+        client.create_bucket(Bucket=BUCKET)
+        started = time.monotonic()
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in GENERATE_CRATEDB.format(table=CRATEDB_TABLE, n=rows).split(";"):
+                conn.execute(statement)
+            version = conn.execute("SELECT version()").fetchone()[0]  # type: ignore[index]
+        print(f"generated {rows:,} rows of {CRATEDB_TABLE} for {DAY} in {time.monotonic() - started:.1f}s ({version})")
+        env = base_env(home, url, s3)
+        try:
+            results, raws = bench(tools, formats, runs, rows, env, client, Path(home))
+        finally:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"DROP TABLE IF EXISTS {CRATEDB_TABLE}")
+    print(
+        json.dumps(
+            {"rows": rows, "source": version, "raw_read_rows_per_s": round(statistics.mean(raws)), "results": results}
+        )
+    )
+    return 0
+
+
 def main() -> int:
     import psycopg
 
@@ -294,6 +400,8 @@ def main() -> int:
     rows = int(os.environ.get("BENCH_ROWS", "2000000"))
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     formats = chosen("BENCH_FORMATS", FORMATS, FORMATS)
+    if os.environ.get("CRATEDB_URL"):
+        return main_cratedb(os.environ["CRATEDB_URL"], rows, runs, formats)
     tools = chosen("BENCH_TOOLS", TOOLS, TOOLS)
     with tempfile.TemporaryDirectory(prefix="cratedb-export-bench-") as home, MotoProcess() as s3:
         pg = LocalPostgres(Path(home) / "pg").start()
@@ -305,16 +413,7 @@ def main() -> int:
                 for statement in GENERATE.format(n=rows).split(";"):
                     conn.execute(statement)
             print(f"generated {rows:,} rows of doc.metrics for {DAY} in {time.monotonic() - started:.1f}s", flush=True)
-            env = {
-                **os.environ,
-                "AIRFLOW_HOME": home,
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW_CONN_CRATEDB_CONNECTION": pg.url,
-                "AIRFLOW_CONN_AWS_DEFAULT": s3.airflow_conn_uri(),
-                "BENCH_PG_URL": pg.url,
-                # as the project's Dockerfile sets it (for every tool): Arrow on the system allocator
-                "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
-            }
+            env = base_env(home, pg.url, s3)
             results, raws = bench(tools, formats, runs, rows, env, client, Path(home))
         finally:
             pg.stop()
@@ -332,15 +431,30 @@ def bench(
         return rows / measured["seconds"]
 
     raws = [raw()]
-    print(f"raw read limit (COPY TO STDOUT, discarded): {raws[0]:,.0f} rows/s", flush=True)
+    bound = "COPY TO DIRECTORY, CrateDB's disk" if os.environ.get("CRATEDB_URL") else "COPY TO STDOUT, discarded"
+    print(f"raw read limit ({bound}): {raws[0]:,.0f} rows/s", flush=True)
     results = []
     for fmt in formats:
         for tool in tools:
+            if tool == "copy" and fmt != "jsonl":
+                continue  # CrateDB's COPY TO writes JSON Lines only
+            if tool == "raw_cursor" and fmt != formats[0]:
+                continue  # writes nothing: once is enough
             speeds, shares, peaks, baselines = [], [], [], []
             for run in range(runs):
                 before = raws[-1]
-                measured = run_cli(fmt, run, env, workdir) if tool == "cli" else child(tool, fmt, run, env)
-                written = rows_written(client, fmt, prefix(tool, fmt, run))
+                try:
+                    measured = run_cli(fmt, run, env, workdir) if tool == "cli" else child(tool, fmt, run, env)
+                except RuntimeError as exc:
+                    if not (tool == "sql_to_s3" and os.environ.get("CRATEDB_URL")):
+                        raise
+                    # SqlToS3Operator reads through PostgresHook's SQLAlchemy engine, whose PostgreSQL
+                    # dialect cannot parse CrateDB's version(): reported, not measured
+                    error = str(exc).strip().splitlines()[-1][:300]
+                    print(f"{tool:13} {fmt:8} does not run against CrateDB: {error}", flush=True)
+                    results.append({"tool": tool, "format": fmt, "error": error})
+                    break
+                written = rows if tool == "raw_cursor" else rows_written(client, fmt, prefix(tool, fmt, run))
                 remove_run(client, prefix(tool, fmt, run))  # the S3 server holds the same, whichever run is next
                 if written != rows or measured["rows"] not in (-1, rows):
                     raise RuntimeError(f"{tool} {fmt}: wrote {written} rows (reported {measured['rows']}), not {rows}")
@@ -350,6 +464,8 @@ def bench(
                 shares.append(speed / statistics.mean([before, raws[-1]]))
                 peaks.append(measured["peak_rss_mb"])
                 baselines.append(measured["baseline_rss_mb"])
+            if not speeds:
+                continue
             median = statistics.median(speeds)
             spread = (max(speeds) - min(speeds)) / median
             share = statistics.median(shares)

@@ -156,7 +156,9 @@ def test_plan_single_table(tmp_path, capsys):
     assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "b", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert [t["table"] for t in plan["tables"]] == ["doc.b"]
-    assert plan["tables"][0]["statements"][-4].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD')
+    declares = [t for t in plan["tables"][0]["statements"] if t.startswith("DECLARE")]
+    assert [d.split(" ", 2)[1] for d in declares] == [f'"cratedb_export_{n}"' for n in range(4)]  # cursors: 4
+    assert all(" NO SCROLL CURSOR WITH HOLD FOR " in d for d in declares)
     assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "doc.zzz"]) == 2
 
 

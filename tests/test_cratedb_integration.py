@@ -38,7 +38,7 @@ from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.connections import environment_lookup, source_params
 from cratedb_airflow_export.export import ExportError, plan_export, run_export
 from cratedb_airflow_export.manifest import read_manifest
-from cratedb_airflow_export.source import CRATEDB, connect, inspect
+from cratedb_airflow_export.source import CRATEDB, connect, inspect, parse_version
 from cratedb_airflow_export.windows import Window
 
 CRATEDB_URL = os.environ.get("CRATEDB_URL")
@@ -444,7 +444,7 @@ def test_plan_statements_run_on_cratedb_as_shown(crate_table):
         for statement, params in zip(plan["statements"], plan["parameters"], strict=True):
             cursor.execute(statement, params)
             if statement.startswith("FETCH"):
-                fetched = cursor.fetchall()
+                fetched += cursor.fetchall()  # one FETCH per cursor
             elif "count(*)" in statement.lower():
                 counted = cursor.fetchone()[0]  # type: ignore[index]
     expected = len(rows_of_day(rows, DAY))
@@ -891,3 +891,83 @@ def assert_the_retry_publishes_exactly(
     assert set(data_objects(objects)) == {o["key"] for o in manifest["objects"]}
     ids = [line["id"] for line in lines_of(objects)]
     assert len(ids) == len(set(ids)) == total
+
+
+def test_an_s3_endpoint_only_cratedb_cannot_reach_fails_the_copy_and_publishes_nothing(
+    crate_table, s3_conn, store, monkeypatch
+):
+    """The worker reaches S3 (its bucket check passes); the endpoint CrateDB is given refuses
+    connections (a firewall between CrateDB and the bucket, a wrong host in CrateDB's network)."""
+    from devtools.devstack import free_port
+
+    from cratedb_airflow_export.engines import copy as copy_engine
+
+    real = copy_engine.cratedb_s3_uri
+    closed = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(
+        copy_engine, "cratedb_s3_uri", lambda creds, loc: real(dataclasses.replace(creds, endpoint_url=closed), loc)
+    )
+    name, _ = crate_table
+    folder = unique("unreachable")
+    started = time.monotonic()
+    with pytest.raises(ExportError) as failure:
+        run_export(entry(name, engine="copy", target=f"s3://{s3_conn}/{folder}"), WINDOW)
+    elapsed = time.monotonic() - started
+    assert failure.value.retryable  # a network path can come back
+    assert elapsed < 120, elapsed
+    assert objects_under(store, s3_conn, f"{folder}/") == {}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_sliced_day_from_cratedb_publishes_one_exact_partition(big_crate_table, s3_conn, store, fmt):
+    """Four slices read by cursors of their own (as four mapped tasks would), published together:
+    one manifest, every row once."""
+    import pyarrow.parquet as pq
+
+    from cratedb_airflow_export.export import RunInfo, export_slice, publish_slices
+
+    name, total = big_crate_table
+    folder = unique(f"sliced-{fmt}")
+    cfg = entry(name, timestamp_column="ts", engine="stream", format=fmt, slices=4, target=f"s3://{s3_conn}/{folder}")
+    run = RunInfo(dag_id="it", run_id=unique("run"), try_number=1)
+    reports = [export_slice(cfg, WINDOW, index, run) for index in range(4)]
+    assert sum(report["rows"] for report in reports) == total
+    assert all(report["rows"] > 0 for report in reports)
+    result = publish_slices(cfg, WINDOW, reports, run)
+    assert result.rows == total
+    prefix = f"{folder}/{name}/dt=2024-01-04/"
+    objects = objects_under(store, s3_conn, prefix)
+    manifest = json.loads(objects[f"{prefix}_manifest.json"])
+    assert (manifest["rows"], manifest["source_count"]) == (total, total)
+    data = data_objects(objects)
+    assert set(data) == {o["key"] for o in manifest["objects"]} and len(data) == 4
+    if fmt == "parquet":
+        ids = [i for blob in data.values() for i in pq.read_table(io.BytesIO(blob))["id"].to_pylist()]
+    else:
+        ids = [line["id"] for line in lines_of(objects)]
+    assert sorted(ids) == list(range(total))
+
+
+def test_an_s3_server_that_names_the_bucket_region(crate_table, monkeypatch):
+    """CrateDB before 6.3 (AWS SDK v1, global bucket access) sends its requests to AWS once the S3
+    server names the bucket's region, as moto and AWS do: the copy engine refuses at once, saying
+    why, instead of CrateDB failing after its retries. From 6.3 (OpenDAL) the endpoint is kept."""
+    name, rows = crate_table
+    server = LocalS3(report_bucket_region=True, check_access_key=True).start()
+    try:
+        bucket = server.ensure_bucket(unique("region").replace("_", "-"))
+        extra = {"endpoint_url": server.endpoint_url, "region_name": "us-east-1"}
+        conn = {"conn_type": "aws", "login": server.access_key, "password": server.secret_key, "extra": extra}
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+        with crate() as c:
+            version = parse_version(c.execute("SELECT version()").fetchone()[0])  # type: ignore[index]
+        cfg = entry(name, engine="copy", target=f"s3://{bucket}/x")
+        if version is not None and version < (6, 3, 0):
+            with pytest.raises(ExportError, match="would send COPY's S3 requests to AWS's endpoint for region") as no:
+                run_export(cfg, WINDOW)
+            assert not no.value.retryable
+            assert objects_under(server, bucket, "x/") == {}
+        else:
+            assert run_export(cfg, WINDOW).rows == len(rows_of_day(rows, DAY))
+    finally:
+        server.stop()

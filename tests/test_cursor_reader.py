@@ -5,6 +5,7 @@ what psycopg's own default loaders make of it (the reference the path replaced).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
@@ -114,3 +115,48 @@ def test_values_python_cannot_hold_fail_as_psycopg_fails(postgres, value, error)
     """Arrow does not parse them; psycopg's loader then raises what it raised before."""
     with pytest.raises(psycopg.DataError, match=error):
         list(read(postgres.url, f"SELECT 1 AS id, {value} AS v", 10))
+
+
+def parallel(url: str, sqls: list[str], batch: int) -> list[pa.RecordBatch]:
+    """One cursor per query, each on a connection of its own, read together by a ParallelReader."""
+    from cratedb_airflow_export.readers import ParallelReader
+
+    # WITHOUT HOLD, in a transaction: PostgreSQL then runs the query as it is fetched (a WITH HOLD
+    # cursor in autocommit is computed whole when declared), so an error arrives with a FETCH
+    conns = [psycopg.connect(url) for _ in sqls]
+    try:
+        readers = []
+        for n, (conn, sql) in enumerate(zip(conns, sqls, strict=True)):
+            conn.execute(f"DECLARE c{n} NO SCROLL CURSOR WITHOUT HOLD FOR {sql}")
+            turns = [conn.cursor(), conn.cursor()]
+            for cursor in turns:
+                register_loaders(cursor)
+            readers.append(CursorReader(turns, f"FETCH {batch} FROM c{n}"))
+        with Prefetcher(ParallelReader(readers), stall_seconds=30, what="test") as prefetcher:
+            batches = list(prefetcher)
+            assert prefetcher.schema is not None
+        return batches
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_several_cursors_read_together_deliver_every_row_once(postgres):
+    sqls = [f"SELECT g AS id, g * 2 AS twice FROM generate_series({lo}, {lo + 999}) AS g" for lo in (0, 1000, 2000)]
+    batches = parallel(postgres.url, [*sqls, "SELECT 1 AS id, 2 AS twice WHERE false"], 128)  # one reads nothing
+    rows = pa.Table.from_batches(batches).to_pylist()
+    assert sorted(r["id"] for r in rows) == list(range(3000))
+    assert all(r["twice"] == 2 * r["id"] for r in rows)
+
+
+def test_several_cursors_that_read_nothing_still_give_the_schema(postgres):
+    batches = parallel(postgres.url, ["SELECT 1 AS id WHERE false", "SELECT 2 AS id WHERE false"], 10)
+    assert batches == []
+
+
+def test_an_error_of_one_cursor_ends_the_read(postgres):
+    bad = "SELECT g AS id FROM generate_series(1, 10) AS g WHERE 1 / (g - 5) > -100"  # division by zero at row 5
+    started = time.monotonic()
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        parallel(postgres.url, ["SELECT g AS id FROM generate_series(1, 1000000) AS g", bad], 1)
+    assert time.monotonic() - started < 20  # the other cursor did not have to be read to its end

@@ -137,8 +137,8 @@ def test_copy_exact_text_for_the_tutorial_table():
 
 
 def test_stream_statements_use_a_with_hold_cursor_and_never_rollback():
-    cfg = CONFIGS[2]
-    texts = [s.wire_sql for s in statements(cfg.model_copy(update={"engine": "stream"}), WINDOW, SOURCES[0], None)]
+    cfg = CONFIGS[2].model_copy(update={"engine": "stream", "cursors": 1})
+    texts = [s.wire_sql for s in statements(cfg, WINDOW, SOURCES[0], None)]
     assert texts[-4].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR SELECT ')
     assert texts[-3] == f'FETCH FORWARD {cfg.batch_size} FROM "cratedb_export"'
     assert texts[-2] == 'CLOSE "cratedb_export"'
@@ -146,6 +146,22 @@ def test_stream_statements_use_a_with_hold_cursor_and_never_rollback():
     for _, _, _, statement in all_statements():
         assert "ROLLBACK" not in statement.wire_sql.upper()
         assert "TO STDOUT" not in statement.wire_sql.upper()
+
+
+def test_several_cursors_read_adjacent_sub_windows_that_cover_the_day():
+    """``cursors: 4`` (the default): four cursors of their own names over four quarters of the day,
+    each declared, fetched and closed; together exactly the window, each row in one of them."""
+    cfg = CONFIGS[2].model_copy(update={"engine": "stream"})
+    assert cfg.cursors == 4
+    engine_statements = get_engine("stream").statements(ExportJob(cfg, WINDOW), SOURCES[1], None)
+    per_cursor = engine_statements[-12:]
+    names = [f'"cratedb_export_{n}"' for n in range(4)]
+    assert [s.wire_sql.split(" ", 2)[1] for s in per_cursor[0::3]] == names
+    assert [s.wire_sql for s in per_cursor[1::3]] == [f"FETCH FORWARD {cfg.batch_size} FROM {n}" for n in names]
+    assert [s.wire_sql for s in per_cursor[2::3]] == [f"CLOSE {n}" for n in names]
+    bounds = [s.params[:2] for s in per_cursor[0::3]]
+    assert bounds[0][0] == WINDOW.start.replace(tzinfo=None) and bounds[-1][1] == WINDOW.end.replace(tzinfo=None)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # adjacent, half-open: no row twice
 
 
 def test_refresh_only_on_cratedb():
@@ -163,7 +179,8 @@ def test_geo_points_are_read_from_the_stored_document_on_cratedb():
     cfg = TableExport.model_validate(
         {"table": "t", "timestamp_column": "timestamp", "target": "s3://lake/x", "engine": "stream"}
     )
-    (_, probe, declare, _, _) = get_engine("stream").statements(ExportJob(cfg, WINDOW), SOURCES[2], None)
+    one = cfg.model_copy(update={"cursors": 1})
+    (_, probe, declare, _, _) = get_engine("stream").statements(ExportJob(one, WINDOW), SOURCES[2], None)
     select = 'SELECT "hash_id", "timestamp", _doc[\'pos\'] AS "pos" FROM "doc"."t" WHERE'
     assert declare.wire_sql.startswith(f'DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR {select}')
     assert probe.wire_sql.startswith(select) and probe.wire_sql.endswith(" LIMIT 0")

@@ -140,6 +140,14 @@ class TableExport(BaseModel):
         "published together as one partition.",
     )
     batch_size: int = Field(strict=True, default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
+    cursors: int = Field(
+        strict=True,
+        default=4,
+        ge=1,
+        le=16,
+        description="Cursors that read the window at once (stream, cursor path: CrateDB), each a sub-window on "
+        "a connection of its own: CrateDB runs a cursor's query on about one core.",
+    )
     part_size_mb: int = Field(
         strict=True, default=8, ge=5, le=5_000, description="Multipart upload part size (stream)."
     )

@@ -396,6 +396,83 @@ class CursorReader:
             thread.join(timeout=EXIT_WAIT_SECONDS)
 
 
+class _Part:
+    """What one reader of a :class:`ParallelReader` sees of the Prefetcher: its own schema slot,
+    the shared stop."""
+
+    def __init__(self, prefetcher: Prefetcher) -> None:
+        self._prefetcher = prefetcher
+        self.schema: pa.Schema | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self._prefetcher.stopped
+
+
+class ParallelReader:
+    """Several readers (each a :class:`CursorReader` on a sub-window, over a connection of its own)
+    at once, their batches handed on as they come, as one :class:`Prefetcher` reader. CrateDB runs
+    one cursor's query on about one core: two cursors over halves of the day read 2,000,000 rows
+    1.8x faster on 2 cores (61,000 -> 113,000 rows/s, CrateDB 6.4.3). Batches of one reader keep
+    their order; the readers' batches interleave (a window has no row order to keep). The
+    Prefetcher's stall bound applies to all of them together; the first error ends the read."""
+
+    def __init__(self, readers: Sequence[Callable[[Any], Iterator[pa.RecordBatch]]]) -> None:
+        self.readers = list(readers)
+
+    def __call__(self, prefetcher: Prefetcher) -> Iterator[pa.RecordBatch]:
+        handed: queue.Queue[tuple[str, Any, _Part]] = queue.Queue(maxsize=len(self.readers))
+        parts = [_Part(prefetcher) for _ in self.readers]
+
+        def hand(item: tuple[str, Any, _Part]) -> bool:
+            while not prefetcher.stopped:
+                try:
+                    handed.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def run(reader: Callable[[Any], Iterator[pa.RecordBatch]], part: _Part) -> None:
+            batches = reader(part)
+            try:
+                for batch in batches:
+                    if not hand(("batch", batch, part)):
+                        return
+                hand(("end", None, part))
+            except BaseException as exc:  # raised in the consuming thread
+                hand(("error", exc, part))
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()
+
+        threads = [
+            threading.Thread(target=run, args=(reader, part), name=f"source-read-{n}", daemon=True)
+            for n, (reader, part) in enumerate(zip(self.readers, parts, strict=True))
+        ]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        try:
+            while running and not prefetcher.stopped:
+                try:
+                    kind, value, part = handed.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind == "error":
+                    raise value
+                if prefetcher.schema is None and part.schema is not None:
+                    prefetcher.schema = part.schema
+                if kind == "end":
+                    running -= 1
+                else:
+                    yield value
+        finally:
+            for thread in threads:
+                thread.join(timeout=EXIT_WAIT_SECONDS if not running else 0.1)
+
+
 def normalize_schema(schema: pa.Schema) -> pa.Schema:
     """ADBC's schema in this module's terms: extension types by their storage (``arrow.json`` -> string
     with json metadata; ``arrow.opaque`` such as numeric -> its text), no driver metadata."""

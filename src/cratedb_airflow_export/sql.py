@@ -175,20 +175,25 @@ def probe_window(
     return Statement(f"{select.sql} LIMIT 0", select.params)
 
 
+def cursor_name(index: int | None = None) -> str:
+    """``cratedb_export``, or ``cratedb_export_<n>`` for the n-th of several cursors of one read."""
+    return CURSOR_NAME if index is None else f"{CURSOR_NAME}_{int(index)}"
+
+
 def declare_cursor(
-    cfg: TableExport, window: TimeRange, *, naive: bool = False, reading: Reading | None = None
+    cfg: TableExport, window: TimeRange, *, naive: bool = False, reading: Reading | None = None, name: str = CURSOR_NAME
 ) -> Statement:
     """A WITH HOLD cursor: works in autocommit mode, as CrateDB has no transactions or ROLLBACK."""
     select = select_window(cfg, window, naive=naive, reading=reading)
-    return Statement(f"DECLARE {quote_ident(CURSOR_NAME)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}", select.params)
+    return Statement(f"DECLARE {quote_ident(name)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}", select.params)
 
 
-def fetch_forward(batch_size: int) -> Statement:
-    return Statement(f"FETCH FORWARD {int(batch_size)} FROM {quote_ident(CURSOR_NAME)}")
+def fetch_forward(batch_size: int, name: str = CURSOR_NAME) -> Statement:
+    return Statement(f"FETCH FORWARD {int(batch_size)} FROM {quote_ident(name)}")
 
 
-def close_cursor() -> Statement:
-    return Statement(f"CLOSE {quote_ident(CURSOR_NAME)}")
+def close_cursor(name: str = CURSOR_NAME) -> Statement:
+    return Statement(f"CLOSE {quote_ident(name)}")
 
 
 def refresh(cfg: TableExport) -> Statement:

@@ -44,6 +44,12 @@ class TimeRange:
     def as_dict(self) -> dict[str, str]:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
 
+    def slices(self, count: int) -> list[TimeRange]:
+        """``count`` adjacent half-open sub-ranges covering the range exactly (microsecond cuts)."""
+        total = (self.end - self.start) // timedelta(microseconds=1)
+        cuts = [self.start + timedelta(microseconds=total * i // count) for i in range(count)] + [self.end]
+        return [TimeRange(a, b) for a, b in pairwise(cuts)]
+
     def bounds(self, *, naive: bool = False) -> tuple[datetime, datetime]:
         """Bounds as bind parameters; naive UTC for TIMESTAMP WITHOUT TIME ZONE columns."""
         if naive:
@@ -78,12 +84,6 @@ class Window(TimeRange):
     def day(self) -> date:
         """The UTC day this window covers; it names the partition."""
         return self.start.date()
-
-    def slices(self, count: int) -> list[TimeRange]:
-        """``count`` adjacent half-open sub-ranges covering the window exactly (microsecond cuts)."""
-        total = (self.end - self.start) // timedelta(microseconds=1)
-        cuts = [self.start + timedelta(microseconds=total * i // count) for i in range(count)] + [self.end]
-        return [TimeRange(a, b) for a, b in pairwise(cuts)]
 
 
 def to_utc_datetime(value: datetime) -> datetime:

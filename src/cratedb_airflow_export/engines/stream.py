@@ -33,8 +33,15 @@ from cratedb_airflow_export.errors import PermanentError
 from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder
 from cratedb_airflow_export.formats.jsonl import LISTED_COLUMNS
-from cratedb_airflow_export.readers import AdbcReader, CursorReader, Prefetcher, adbc_available, register_loaders
-from cratedb_airflow_export.source import run, shut_down
+from cratedb_airflow_export.readers import (
+    AdbcReader,
+    CursorReader,
+    ParallelReader,
+    Prefetcher,
+    adbc_available,
+    register_loaders,
+)
+from cratedb_airflow_export.source import connect, run, shut_down
 from cratedb_airflow_export.storage import MultipartWriter, StoredObject
 
 if TYPE_CHECKING:
@@ -44,6 +51,7 @@ if TYPE_CHECKING:
     from cratedb_airflow_export.connections import S3Credentials
     from cratedb_airflow_export.session import Session
     from cratedb_airflow_export.source import SourceInfo
+    from cratedb_airflow_export.windows import TimeRange
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 10.0
@@ -271,18 +279,22 @@ class StreamEngine(Engine):
     name = "stream"
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
+        """ADBC: one SELECT. Cursor: REFRESH (CrateDB), the probe (where DECLARE may hang), then
+        ``DECLARE``, ``FETCH``, ``CLOSE`` for each cursor, in the order of :func:`cursor_windows`."""
         cfg, naive, reading = job.cfg, source.naive_timestamps, source.reading(job.cfg)
         if _fast_path(job, source):
             return [sql.select_window(cfg, job.range, naive=naive, literal=True, reading=reading)]
         prepare = [sql.refresh(cfg)] if source.dialect.needs_refresh else []
         if source.declare_may_hang:  # the query's own error, at once, instead of a DECLARE that never answers
             prepare.append(sql.probe_window(cfg, job.range, naive=naive, reading=reading))
-        return [
-            *prepare,
-            sql.declare_cursor(cfg, job.range, naive=naive, reading=reading),
-            sql.fetch_forward(cfg.batch_size),
-            sql.close_cursor(),
-        ]
+        per_cursor = []
+        for name, window in cursor_windows(job):
+            per_cursor += [
+                sql.declare_cursor(cfg, window, naive=naive, reading=reading, name=name),
+                sql.fetch_forward(cfg.batch_size, name),
+                sql.close_cursor(name),
+            ]
+        return [*prepare, *per_cursor]
 
     def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
         lean_allocators()
@@ -300,27 +312,48 @@ class StreamEngine(Engine):
         return self._read(job, session, Prefetcher(reader, unblock=reader.cancel, **self._bounds(job)))
 
     def _run_cursor(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
-        cursor = session.cursor
-        *prepare, declare, fetch, close = statements
+        cfg, source = job.cfg, session.source
+        count = len(cursor_windows(job))
+        prepare, per_cursor = statements[: -3 * count], statements[-3 * count :]
         for statement in prepare:  # REFRESH, and the probe where DECLARE may hang: bounded by the attempt
-            run(cursor, statement, job.cfg.attempt_seconds)
+            run(session.cursor, statement, cfg.attempt_seconds)
         if job.slice_index is None:
             session.count_in_background(job.window)  # the rows are settled: count them while they are read
-        run(cursor, declare, job.cfg.attempt_seconds)
-        turns = [cursor, cursor.connection.cursor()]  # CursorReader: one fetches while one converts
-        for each in turns:
-            register_loaders(each)  # JSON stays text: no parse and re-serialise per value
+        # the first cursor on the session's connection, each further one on a connection of its own
+        extra = [connect(session.connections.source, cfg.attempt_seconds) for _ in range(count - 1)]
+        cursors = [session.cursor, *(conn.cursor() for conn in extra)]
+        readers, declared, spare = [], [], []
         try:
-            log.info("Fetching with: %s", fetch.describe())
-            source = session.source
-            reader = CursorReader(
-                turns, fetch.sql, fetch.bind(), source_types=source.columns, partitions=source.partition_columns
-            )
-            unblock = functools.partial(shut_down, cursor.connection)
+            for n, cursor in enumerate(cursors):
+                declare, fetch, close = per_cursor[3 * n : 3 * n + 3]
+                run(cursor, declare, cfg.attempt_seconds)
+                declared.append((cursor, close))
+                # one cursor alone: two take turns on its declared cursor (one fetches while one converts);
+                # several: each reads with one, the others fetch meanwhile (half the rows held)
+                turns = [cursor, cursor.connection.cursor()] if count == 1 else [cursor]
+                spare.extend(turns[1:])
+                for each in turns:
+                    register_loaders(each)  # JSON stays text: no parse and re-serialise per value
+                log.info("Fetching with: %s", fetch.describe())
+                readers.append(
+                    CursorReader(
+                        turns, fetch.sql, fetch.bind(), source_types=source.columns, partitions=source.partition_columns
+                    )
+                )
+            reader = readers[0] if count == 1 else ParallelReader(readers)
+
+            def unblock() -> None:
+                for cursor in cursors:
+                    shut_down(cursor.connection)
+
             return self._read(job, session, Prefetcher(reader, unblock=unblock, **self._bounds(job)))
         finally:
-            _close_quietly(cursor, close, job.cfg.stall_timeout_seconds)
-            turns[1].close()  # client side only: its last result
+            for cursor, close in declared:
+                _close_quietly(cursor, close, cfg.stall_timeout_seconds)
+            for other in spare:
+                other.close()  # client side only: its last result
+            for conn in extra:
+                conn.close()
 
     @staticmethod
     def _bounds(job: ExportJob) -> dict[str, Any]:
@@ -376,6 +409,15 @@ class StreamEngine(Engine):
             rows / elapsed,
         )
         return ExportResult(job, self.name, rows, tuple(stored))
+
+
+def cursor_windows(job: ExportJob) -> list[tuple[str, TimeRange]]:
+    """The cursors that read ``job.range`` (``cursors`` of the table): one named ``cratedb_export``
+    over the whole range, or several over adjacent sub-ranges (at least a second each)."""
+    count = max(1, min(job.cfg.cursors, int((job.range.end - job.range.start).total_seconds())))
+    if count == 1:
+        return [(sql.cursor_name(), job.range)]
+    return [(sql.cursor_name(n), window) for n, window in enumerate(job.range.slices(count))]
 
 
 def _fast_path(job: ExportJob, source: SourceInfo) -> bool:
