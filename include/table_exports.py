@@ -3,7 +3,7 @@
 Required keys: ``table``, ``timestamp_column`` and one of ``target_bucket`` (tutorial layout,
 ``s3://<bucket>/<path>-YYYY-MM-DD/``) or ``target`` (Hive layout,
 ``s3://<bucket>/<prefix>/<schema>.<table>/dt=YYYY-MM-DD/``). Optional keys and their defaults are
-listed in the README ("Configuration reference").
+listed in docs/configuration.md.
 """
 
 TABLES = [
