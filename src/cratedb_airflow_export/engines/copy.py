@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.connections import REDACTED, CredentialsError
@@ -56,7 +56,7 @@ def cratedb_s3_uri(creds: S3Credentials | None, location: Location) -> tuple[sql
     endpoint = ""
     endpoint_url = creds.endpoint_url if creds else None
     if endpoint_url:
-        parts = urlsplit(endpoint_url if "://" in endpoint_url else f"https://{endpoint_url}")
+        parts = endpoint_parts(endpoint_url)
         protocol = parts.scheme.lower()
         if protocol not in {"http", "https"} or not parts.hostname:
             raise CredentialsError(f"endpoint_url {endpoint_url!r} must be http(s)://host[:port]")
@@ -153,14 +153,20 @@ class CopyEngine(Engine):
         return ExportResult(job, self.name, rows, objects)
 
 
+def endpoint_parts(endpoint_url: str) -> SplitResult:
+    """An S3 endpoint as configured, ``host[:port]`` without a scheme meaning https."""
+    return urlsplit(endpoint_url if "://" in endpoint_url else f"https://{endpoint_url}")
+
+
 def check_endpoint_kept(session: Session, bucket: str) -> None:
     """Refuse an export (or restore) by COPY that CrateDB would send to AWS instead of the S3
     endpoint given: CrateDB before 6.3 with an S3 server that names the bucket's region
     (``SourceInfo.copy_follows_bucket_region``). It would fail only after its SDK's retries, with
     ``Unable to execute HTTP request: s3.amazonaws.com``."""
     endpoint = session.creds.endpoint_url
-    host = urlsplit(endpoint if endpoint and "://" in endpoint else f"https://{endpoint}").hostname or ""
-    if not endpoint or not session.source.copy_follows_bucket_region or host.endswith(".amazonaws.com"):
+    if not endpoint or not session.source.copy_follows_bucket_region:
+        return
+    if (endpoint_parts(endpoint).hostname or "").endswith(".amazonaws.com"):
         return
     region = reported_region(session.client, bucket)
     if region:
