@@ -6,6 +6,6 @@ project's table list. Set ``CRATEDB_EXPORT_CONFIG`` to a YAML file to configure 
 
 from pathlib import Path
 
-from cratedb_airflow_export.airflow.dag import build_dag
+from cratedb_airflow_export.edge.dag import build_dag
 
 dag = build_dag(tables_file=Path(__file__).resolve().parent.parent / "include" / "table_exports.py")

@@ -6,6 +6,6 @@ list as the export DAG.
 
 from pathlib import Path
 
-from cratedb_airflow_export.airflow.restore import build_restore_dag
+from cratedb_airflow_export.edge.restore import build_restore_dag
 
 dag = build_restore_dag(tables_file=Path(__file__).resolve().parent.parent / "include" / "table_exports.py")

@@ -3,6 +3,6 @@ reads the new partition's ``_manifest.json``. Delete this file if you do not nee
 
 from pathlib import Path
 
-from cratedb_airflow_export.airflow.consumer import build_consumer_dag
+from cratedb_airflow_export.edge.consumer import build_consumer_dag
 
 dag = build_consumer_dag(tables_file=Path(__file__).resolve().parent.parent / "include" / "table_exports.py")

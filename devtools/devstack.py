@@ -246,7 +246,7 @@ class LocalS3:
             self._thread = None
 
     def client(self):  # type: ignore[no-untyped-def]
-        from cratedb_airflow_export.connections import S3Credentials
+        from cratedb_airflow_export.credentials import S3Credentials
         from cratedb_airflow_export.storage import make_client
 
         return make_client(

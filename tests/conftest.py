@@ -247,8 +247,8 @@ def json_lines(data: bytes) -> list[dict[str, Any]]:
 DAG_FILE = """\
 from pathlib import Path
 
-from cratedb_airflow_export.config import load_yaml_tables
-from cratedb_airflow_export.airflow.{module} import {builder}
+from cratedb_airflow_export.loading import load_yaml_tables
+from cratedb_airflow_export.edge.{module} import {builder}
 
 dag = {builder}(load_yaml_tables(Path(__file__).with_suffix(".yaml")), dag_id=Path(__file__).stem)
 """
@@ -262,13 +262,13 @@ def make_dag(dag_id: str, tables: list[dict[str, Any]], kind: str = "export") ->
 
     import yaml
 
-    from cratedb_airflow_export.config import load_yaml_tables
+    from cratedb_airflow_export.loading import load_yaml_tables
 
     module, builder = BUILDERS[kind]
     config = TEST_DAGS / f"{dag_id}.yaml"
     config.write_text(yaml.safe_dump({"tables": tables}))
     (TEST_DAGS / f"{dag_id}.py").write_text(DAG_FILE.format(module=module, builder=builder))
-    build = getattr(importlib.import_module(f"cratedb_airflow_export.airflow.{module}"), builder)
+    build = getattr(importlib.import_module(f"cratedb_airflow_export.edge.{module}"), builder)
     return build(load_yaml_tables(config), dag_id=dag_id)
 
 

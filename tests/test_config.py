@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cratedb_airflow_export.config import (
-    ConfigError,
-    DagSettings,
-    TableExport,
-    load_tables,
-    load_yaml_tables,
-    parse_tables,
-)
+from cratedb_airflow_export.config import ConfigError, TableExport
+from cratedb_airflow_export.loading import DagSettings, load_tables, load_yaml_tables, parse_tables
 
 ENTRY = {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
 
@@ -356,7 +350,7 @@ def test_airflow_limits_are_airflows():
     from airflow.models.asset import AssetModel
     from airflow.models.base import ID_LEN
 
-    from cratedb_airflow_export.config import MAX_ASSET_URI, MAX_TASK_ID
+    from cratedb_airflow_export.loading import MAX_ASSET_URI, MAX_TASK_ID
 
     assert MAX_TASK_ID == ID_LEN
     assert MAX_ASSET_URI == AssetModel.__table__.c.uri.type.length
@@ -393,7 +387,7 @@ def test_unreadable_configuration_file(tmp_path, monkeypatch):
 
 
 def test_a_broken_python_table_file_names_the_path(tmp_path):
-    from cratedb_airflow_export.config import load_python_tables
+    from cratedb_airflow_export.loading import load_python_tables
 
     path = _write(tmp_path / "table_exports.py", b"TABLES = [\n")
     with pytest.raises(ConfigError, match=rf"{path}: failed to run: SyntaxError"):

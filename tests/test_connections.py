@@ -7,18 +7,16 @@ import json
 
 import pytest
 
-from cratedb_airflow_export.airflow.connections import resolve, s3_access
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.connections import (
-    CredentialsError,
-    Redactor,
-    S3Credentials,
     environment_lookup,
     from_environment,
     parse_connection,
     s3_credentials,
     source_params,
 )
+from cratedb_airflow_export.credentials import CredentialsError, Redactor, S3Credentials
+from cratedb_airflow_export.edge.resolve import resolve, s3_access
 from cratedb_airflow_export.engines.copy import cratedb_s3_uri
 from cratedb_airflow_export.storage import Location
 
@@ -33,7 +31,7 @@ LOC = Location("my-bucket", "metrics-2024-01-04")
 
 
 def test_aws_uri_percent_encodes_keys():
-    uri, protocol = cratedb_s3_uri(S3Credentials("AK/IA", SECRET, source="t"), LOC)
+    uri, protocol = cratedb_s3_uri(S3Credentials("AK/IA", SECRET, origin="t"), LOC)
     assert uri.value == f"s3://AK%2FIA:{ENCODED}@my-bucket/metrics-2024-01-04"
     assert uri.shown == "s3://AK%2FIA:***@my-bucket/metrics-2024-01-04"
     assert repr(uri) == str(uri) == uri.shown
@@ -41,7 +39,7 @@ def test_aws_uri_percent_encodes_keys():
 
 
 def test_region_gives_portable_aws_endpoint_with_port():
-    uri, protocol = cratedb_s3_uri(S3Credentials("AKIA", SECRET, region="eu-central-1", source="t"), LOC)
+    uri, protocol = cratedb_s3_uri(S3Credentials("AKIA", SECRET, region="eu-central-1", origin="t"), LOC)
     assert uri.value == f"s3://AKIA:{ENCODED}@s3.eu-central-1.amazonaws.com:443/my-bucket/metrics-2024-01-04"
     assert protocol is None
 
@@ -57,16 +55,16 @@ def test_region_gives_portable_aws_endpoint_with_port():
     ],
 )
 def test_custom_endpoint_always_has_an_explicit_port(endpoint, authority, protocol):
-    uri, proto = cratedb_s3_uri(S3Credentials("minio", "pw", endpoint_url=endpoint, source="t"), LOC)
+    uri, proto = cratedb_s3_uri(S3Credentials("minio", "pw", endpoint_url=endpoint, origin="t"), LOC)
     assert uri.value == f"s3://minio:pw@{authority}/my-bucket/metrics-2024-01-04"
     assert proto == protocol
 
 
 def test_bad_endpoint_and_session_tokens_are_refused():
     with pytest.raises(CredentialsError, match="must be http"):
-        cratedb_s3_uri(S3Credentials("a", "b", endpoint_url="ftp://x:21", source="t"), LOC)
+        cratedb_s3_uri(S3Credentials("a", "b", endpoint_url="ftp://x:21", origin="t"), LOC)
     with pytest.raises(CredentialsError, match=r"temporary credentials .* CrateDB's COPY TO cannot use them"):
-        cratedb_s3_uri(S3Credentials("a", "b", session_token="tok", source="t"), LOC)
+        cratedb_s3_uri(S3Credentials("a", "b", session_token="tok", origin="t"), LOC)
 
 
 def test_placeholders_without_keys():
@@ -75,7 +73,7 @@ def test_placeholders_without_keys():
 
 
 def test_secrets_and_redactor_cover_raw_and_encoded_forms():
-    creds = S3Credentials("AKIA", SECRET, session_token="to/ken", source="t")
+    creds = S3Credentials("AKIA", SECRET, session_token="to/ken", origin="t")
     assert set(creds.secrets()) >= {SECRET, ENCODED, "to/ken", "to%2Fken"}
     redact = Redactor(creds.secrets())
     text = f"failed for s3://AKIA:{ENCODED}@b/p and {SECRET} and to/ken"
@@ -91,7 +89,7 @@ def test_resolve_from_airflow_connection(monkeypatch):
     creds = resolve_credentials("aws_lake")
     assert (creds.access_key, creds.secret_key, creds.session_token) == ("AKIA", SECRET, None)
     assert (creds.endpoint_url, creds.region) == ("http://127.0.0.1:9000", "eu-west-1")
-    assert creds.source == "Airflow connection 'aws_lake'"
+    assert creds.origin == "Airflow connection 'aws_lake'"
 
 
 def test_resolve_falls_back_to_the_tutorials_environment_variables(monkeypatch):
@@ -100,7 +98,7 @@ def test_resolve_falls_back_to_the_tutorials_environment_variables(monkeypatch):
     monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:9000")
     creds = resolve_credentials("aws_nowhere")
     assert (creds.access_key, creds.secret_key, creds.endpoint_url) == ("AKIAENV", SECRET, "http://127.0.0.1:9000")
-    assert "environment variables" in creds.source
+    assert "environment variables" in creds.origin
 
 
 def test_resolve_without_anything_names_both_options(monkeypatch):
@@ -160,7 +158,7 @@ def test_from_environment_resolves_both_connections_or_names_the_missing_one(mon
         from_environment(cfg)
     monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", "postgresql://crate:Pg%2Fsecret@localhost:5432/doc")
     connections = from_environment(cfg)
-    assert connections.s3.secret_key == SECRET and connections.source.password == "Pg/secret"
+    assert connections.s3.secret_key == SECRET and connections.database.password == "Pg/secret"
     assert {SECRET, ENCODED, "Pg/secret", "Pg%2Fsecret"} <= connections.secrets
     assert environment_lookup({})("cratedb_connection") is None
 
@@ -172,6 +170,6 @@ def test_the_edge_resolves_once_and_masks_every_form(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", f"aws://AKIA:{ENCODED}@/?region_name=eu-west-1")
     monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", "postgresql://crate:Pg%2Fmask%2Bme@localhost:5432/doc")
     connections = resolve(cfg)
-    assert connections.source.password == "Pg/mask+me"
+    assert connections.database.password == "Pg/mask+me"
     masked = redact(f"{SECRET} {ENCODED} Pg/mask+me Pg%2Fmask%2Bme")
     assert SECRET not in masked and ENCODED not in masked and "mask" not in masked

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from devtools.devstack import LocalS3
 
-from cratedb_airflow_export.connections import S3Credentials
+from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.copy import check_endpoint_kept
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
 from cratedb_airflow_export.storage import TargetError, reported_region
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.e2e
 
 
 @dataclass
-class FakeSession:  # the parts of a Session the check reads
+class FakeAttempt:  # the parts of an Attempt the check reads
     creds: S3Credentials
     client: Any
-    source: SourceInfo
+    database: SourceInfo
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,9 @@ def naming_server():
         server.stop()
 
 
-def session_for(server: LocalS3, version: tuple[int, int, int] | None) -> FakeSession:
+def attempt_for(server: LocalS3, version: tuple[int, int, int] | None) -> FakeAttempt:
     creds = S3Credentials(server.access_key, server.secret_key, endpoint_url=server.endpoint_url, region="us-east-1")
-    return FakeSession(creds, server.client(), SourceInfo(CRATEDB, {}, "timestamp with time zone", version=version))
+    return FakeAttempt(creds, server.client(), SourceInfo(CRATEDB, {}, "timestamp with time zone", version=version))
 
 
 def test_the_local_s3_server_names_no_region_unless_asked(s3_server, naming_server):
@@ -57,15 +57,15 @@ def test_copy_is_refused_where_cratedb_would_follow_the_region_to_aws(naming_ser
         with pytest.raises(
             TargetError, match=r"would send COPY's S3 requests to AWS's endpoint for region 'us-east-1'"
         ):
-            check_endpoint_kept(session_for(naming_server, version), "lake")  # type: ignore[arg-type]
+            check_endpoint_kept(attempt_for(naming_server, version), "lake")  # type: ignore[arg-type]
     else:
-        check_endpoint_kept(session_for(naming_server, version), "lake")  # type: ignore[arg-type]
-    check_endpoint_kept(session_for(s3_server, version), "lake")  # type: ignore[arg-type]  # no region named: kept
+        check_endpoint_kept(attempt_for(naming_server, version), "lake")  # type: ignore[arg-type]
+    check_endpoint_kept(attempt_for(s3_server, version), "lake")  # type: ignore[arg-type]  # no region named: kept
 
 
 def test_an_aws_endpoint_is_never_refused(naming_server):
-    session = session_for(naming_server, (5, 10, 16))
-    session.creds = S3Credentials(
+    attempt = attempt_for(naming_server, (5, 10, 16))
+    attempt.creds = S3Credentials(
         "AKIA", "s", endpoint_url="https://s3.eu-central-1.amazonaws.com", region="eu-central-1"
     )
-    check_endpoint_kept(session, "lake")  # type: ignore[arg-type]  # AWS itself: its region's endpoint is right
+    check_endpoint_kept(attempt, "lake")  # type: ignore[arg-type]  # AWS itself: its region's endpoint is right

@@ -38,7 +38,7 @@ from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.connections import environment_lookup, source_params
 from cratedb_airflow_export.export import ExportError, plan_export, run_export
 from cratedb_airflow_export.manifest import read_manifest
-from cratedb_airflow_export.source import CRATEDB, connect, inspect, parse_version
+from cratedb_airflow_export.source import CRATEDB, check_table, connect, parse_version
 from cratedb_airflow_export.windows import Window
 
 CRATEDB_URL = os.environ.get("CRATEDB_URL")
@@ -132,7 +132,7 @@ def test_source_checks_detect_cratedb(crate_table):
     spec = environment_lookup()("cratedb_connection")
     assert spec is not None
     with connect(source_params(spec)) as conn, conn.cursor() as cursor:
-        info = inspect(cursor, cfg)
+        info = check_table(cursor, cfg)
     assert info.dialect == CRATEDB
     assert info.timestamp_type == "timestamp with time zone"
     assert info.columns["tags"] == "object"
@@ -249,7 +249,7 @@ def test_verify_confirms_what_copy_published(crate_table, s3_conn, store):
     cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{unique('verify')}")
     run_export(cfg, WINDOW)
     connections = from_environment(cfg)
-    with closing(connect(connections.source)) as conn, conn.cursor() as cursor:
+    with closing(connect(connections.database)) as conn, conn.cursor() as cursor:
         report = verify_partition(connections.client, cursor, cfg, WINDOW)
     assert report.ok, report.render()
     assert f"{len(rows_of_day(rows, DAY))} = manifest rows" in report.render()
@@ -416,7 +416,7 @@ def test_stream_keeps_cratedb_types_in_every_format(typed_table, s3_conn, store,
 
 
 def test_the_row_count_check_fails_a_mismatch_and_publishes_nothing(crate_table, s3_conn, store, monkeypatch):
-    from cratedb_airflow_export import session
+    from cratedb_airflow_export import attempt
 
     name, rows = crate_table
     folder = unique("count")
@@ -425,8 +425,8 @@ def test_the_row_count_check_fails_a_mismatch_and_publishes_nothing(crate_table,
     manifest = read_manifest(store.client(), s3_conn, f"{folder}/{name}/dt=2024-01-04/_manifest.json")
     assert manifest.rows == manifest.source_count == result.rows == len(rows_of_day(rows, DAY))
 
-    real_count = session.count_window
-    monkeypatch.setattr(session, "count_window", lambda *a, **k: real_count(*a, **k) + 1)
+    real_count = attempt.count_window
+    monkeypatch.setattr(attempt, "count_window", lambda *a, **k: real_count(*a, **k) + 1)
     other = entry(name, engine="stream", target=f"s3://{s3_conn}/{folder}-strict")
     with pytest.raises(ExportError, match="count"):
         run_export(other, WINDOW)

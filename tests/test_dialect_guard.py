@@ -100,15 +100,15 @@ def test_a_run_that_sends_rollback_fails_through_the_guard(
     from datetime import date
 
     from conftest import make_dag, read_objects, run_dag, task_states, task_tries
-    from cratedb_airflow_export import session
+    from cratedb_airflow_export import attempt
 
-    real_inspect = session.inspect
+    real_inspect = attempt.check_table
 
     def inspect_then_roll_back(cursor, cfg):
         cursor.execute("ROLLBACK")
         return real_inspect(cursor, cfg)
 
-    monkeypatch.setattr(session, "inspect", inspect_then_roll_back)
+    monkeypatch.setattr(attempt, "check_table", inspect_then_roll_back)
     entry = {"table": "doc.metrics", "timestamp_column": "timestamp", "engine": "stream", "reader": "cursor"}
     dag = make_dag("e2e_guard_rollback", [{**entry, "target": f"s3://{bucket}/x"}])
     dag_run = run_dag(dag, date(2024, 1, 4))
@@ -126,7 +126,7 @@ def test_copy_from_takes_its_uri_list_only_typed_as_text_array(dialect_guard, gu
     (PostgreSQL itself then refuses a parameter in COPY, which is not the guard speaking)."""
     from cratedb_airflow_export import source, sql
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.connections import SourceParams
+    from cratedb_airflow_export.credentials import SourceParams
 
     cfg = TableExport.model_validate({"table": "doc.metrics", "timestamp_column": "ts", "target": "s3://lake/x"})
     uris = [

@@ -159,11 +159,11 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
 ):
     """Rows arriving for a past day between the export and the count (a race that cannot be
     caused on demand) are simulated by adding 3 to the real count(*)."""
-    from cratedb_airflow_export import session
+    from cratedb_airflow_export import attempt
 
     name, _ = table
-    real_count = session.count_window
-    monkeypatch.setattr(session, "count_window", lambda *a, **k: real_count(*a, **k) + 3)
+    real_count = attempt.count_window
+    monkeypatch.setattr(attempt, "count_window", lambda *a, **k: real_count(*a, **k) + 3)
 
     strict = make_dag("e2e_count_strict", [entry(name, bucket)])
     assert task_states(run_dag(strict, DAY)) == {f"export_{name}": "failed"}
@@ -187,7 +187,7 @@ def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_serv
     rows have been written (it would wait forever, and fail, if it ran before the read)."""
     import threading
 
-    from cratedb_airflow_export import session
+    from cratedb_airflow_export import attempt
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.engines.stream import RollingFiles
     from cratedb_airflow_export.export import run_export
@@ -195,7 +195,7 @@ def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_serv
 
     name, rows = table
     writing = threading.Event()
-    real_count, real_write = session.count_window, RollingFiles.write
+    real_count, real_write = attempt.count_window, RollingFiles.write
 
     def count_once_rows_are_written(*args, **kwargs):
         assert writing.wait(timeout=30), "count(*) ran before the rows were read"
@@ -205,7 +205,7 @@ def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_serv
         writing.set()
         return real_write(self, batch)
 
-    monkeypatch.setattr(session, "count_window", count_once_rows_are_written)
+    monkeypatch.setattr(attempt, "count_window", count_once_rows_are_written)
     monkeypatch.setattr(RollingFiles, "write", write)
     for reader in ("auto", "cursor"):
         writing.clear()

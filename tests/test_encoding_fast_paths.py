@@ -20,8 +20,8 @@ import pytest
 
 from conftest import rows_of_day
 from cratedb_airflow_export.formats import FORMATS, make_encoder
-from cratedb_airflow_export.formats.gzip import GzipMember, crc32_combine, deflate
 from cratedb_airflow_export.formats.jsonl import encode_jsonl
+from cratedb_airflow_export.formats.parallel_gzip import GzipMember, crc32_combine, deflate
 from cratedb_airflow_export.formats.parquet import ParquetEncoder, dictionary_columns
 from cratedb_airflow_export.formats.text import timestamps
 from cratedb_airflow_export.storage import MultipartWriter

@@ -109,7 +109,8 @@ def test_the_copy_engine_refuses_encryption_the_bucket_does_not_apply(connection
 
 
 def test_a_kms_key_needs_aws_kms():
-    from cratedb_airflow_export.config import ConfigError, parse_tables
+    from cratedb_airflow_export.config import ConfigError
+    from cratedb_airflow_export.loading import parse_tables
 
     with pytest.raises(ConfigError, match=r"field 'sse_kms_key_id': a KMS key needs sse: 'aws:kms'"):
         parse_tables([{"table": "t", "timestamp_column": "ts", "target": "s3://lake/x", "sse_kms_key_id": KEY}])

@@ -16,8 +16,9 @@ import pytest
 from devtools.devstack import create_metrics, sample_metrics
 
 from conftest import SAMPLE_DAYS, data_objects, json_lines, read_objects
-from cratedb_airflow_export.config import ConfigError, TableExport, parse_tables
+from cratedb_airflow_export.config import ConfigError, TableExport
 from cratedb_airflow_export.export import ExportError, run_export
+from cratedb_airflow_export.loading import parse_tables
 from cratedb_airflow_export.windows import Window
 
 DAY = date(2024, 1, 4)

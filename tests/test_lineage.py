@@ -81,9 +81,9 @@ def test_export_reports_the_table_in_and_the_partition_out(
 
 
 def test_cratedb_sources_are_named_as_cratedb_tables():
-    from cratedb_airflow_export.airflow.lineage import source_dataset_id
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.connections import SourceParams
+    from cratedb_airflow_export.credentials import SourceParams
+    from cratedb_airflow_export.edge.lineage import source_dataset_id
 
     cfg = TableExport.model_validate({"table": "metrics", "timestamp_column": "ts", "target": "s3://lake/x"})
     params = SourceParams(host="my-cluster.cratedb.net", port=5432, dbname="doc")

@@ -19,11 +19,11 @@ PACKAGE = Path(cratedb_airflow_export.__file__).parent
 
 
 def core_modules() -> list[str]:
-    """Every module of the package outside its Airflow edge (``cratedb_airflow_export.airflow``)."""
+    """Every module of the package outside its Airflow edge (``cratedb_airflow_export.edge``)."""
     names = [
         info.name
         for info in pkgutil.walk_packages([str(PACKAGE)], prefix="cratedb_airflow_export.")
-        if not info.name.startswith("cratedb_airflow_export.airflow")
+        if not info.name.startswith("cratedb_airflow_export.edge")
     ]
     assert len(names) > 20, names  # the walk really found the core
     return ["cratedb_airflow_export", *names]
@@ -42,7 +42,7 @@ def test_importing_the_core_imports_no_airflow():
 
 def test_the_import_check_can_fail():
     """The same check sees Airflow when an edge module is imported."""
-    code = "import sys, cratedb_airflow_export.airflow.operators\nprint('airflow' in sys.modules)"
+    code = "import sys, cratedb_airflow_export.edge.operators\nprint('airflow' in sys.modules)"
     assert last_line_of_python(code) == "True"
 
 
@@ -51,7 +51,7 @@ def test_only_the_edge_imports_airflow():
     command line, for connections stored in Airflow when Airflow is installed."""
     direct, via_edge = [], []
     for path in PACKAGE.rglob("*.py"):
-        if "airflow" in path.relative_to(PACKAGE).parts[:-1]:
+        if "edge" in path.relative_to(PACKAGE).parts[:-1]:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -61,7 +61,7 @@ def test_only_the_edge_imports_airflow():
             else:
                 continue
             direct += [path.name for n in names if n.split(".")[0] == "airflow"]
-            via_edge += [path.name for n in names if n.startswith("cratedb_airflow_export.airflow")]
+            via_edge += [path.name for n in names if n.startswith("cratedb_airflow_export.edge")]
     assert direct == []
     assert via_edge == ["cli.py"]
 
@@ -85,7 +85,7 @@ def test_the_wheel_holds_the_package_and_no_development_tools(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     dist_info = f"{wheel.stem.rsplit('-', 3)[0]}.dist-info"
     assert {name.split("/")[0] for name in names} == {"cratedb_airflow_export", dist_info}
-    assert "cratedb_airflow_export/airflow/operators.py" in names and "cratedb_airflow_export/export.py" in names
+    assert "cratedb_airflow_export/edge/operators.py" in names and "cratedb_airflow_export/export.py" in names
     assert not [n for n in names if "devstack" in n or "devtools" in n or "/tests/" in n or "conftest" in n]
 
 

@@ -24,7 +24,7 @@ from conftest import (
     run_dag,
     task_states,
 )
-from cratedb_airflow_export.airflow.operators import Request
+from cratedb_airflow_export.edge.operators import Request
 from cratedb_airflow_export.errors import ExportError
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from psycopg.types.json import Json, Jsonb
 
 from conftest import make_dag, run_dag, task_states
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.connections import S3Credentials
+from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.manifest import Manifest

@@ -11,7 +11,7 @@ from cratedb_sqlparse import sqlparse
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.connections import S3Credentials
+from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines import get_engine
 from cratedb_airflow_export.engines.base import ExportJob
 from cratedb_airflow_export.export import plan_statements as statements
@@ -48,10 +48,10 @@ CONFIGS = [
 ]
 CREDENTIALS = [
     None,
-    S3Credentials("AKIAEXAMPLE", SECRET, source="test"),
-    S3Credentials("AKIAEXAMPLE", SECRET, region="eu-central-1", source="test"),
-    S3Credentials("minio", SECRET, endpoint_url="http://127.0.0.1:9000", source="test"),
-    S3Credentials("minio", SECRET, endpoint_url="https://minio.example.com", source="test"),
+    S3Credentials("AKIAEXAMPLE", SECRET, origin="test"),
+    S3Credentials("AKIAEXAMPLE", SECRET, region="eu-central-1", origin="test"),
+    S3Credentials("minio", SECRET, endpoint_url="http://127.0.0.1:9000", origin="test"),
+    S3Credentials("minio", SECRET, endpoint_url="https://minio.example.com", origin="test"),
 ]
 GEO_TABLE = {"hash_id": "bigint", "timestamp": "timestamp with time zone", "pos": "geo_point", "o['it''s']": "text"}
 SOURCES = [
@@ -121,7 +121,7 @@ def test_copy_exact_text_for_the_tutorial_table():
     cfg = TableExport.model_validate(
         {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
     )
-    creds = S3Credentials("AKIAEXAMPLE", SECRET, source="test")
+    creds = S3Credentials("AKIAEXAMPLE", SECRET, origin="test")
     *_, refresh, copy, count = statements(cfg, WINDOW, SOURCES[0], creds)
     assert count.wire_sql == 'SELECT count(*) FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2'
     assert refresh.wire_sql == 'REFRESH TABLE "doc"."metrics"'

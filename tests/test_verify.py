@@ -11,9 +11,9 @@ import pytest
 from devtools.devstack import create_metrics, sample_metrics
 
 from conftest import REPO, SAMPLE_DAYS
-from cratedb_airflow_export.airflow.consumer import manifest_at, summarize
 from cratedb_airflow_export.cli import main
 from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.edge.consumer import manifest_at, summarize
 from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.windows import Window
 

@@ -43,8 +43,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-from cratedb_airflow_export.config import CONFIG_ENV, ConfigError, TableExport, load_python_tables, load_yaml_tables
-from cratedb_airflow_export.connections import ENV_ENDPOINT, ConnectionSpec, S3Credentials, environment_lookup
+from cratedb_airflow_export.config import ConfigError, TableExport, qualify
+from cratedb_airflow_export.connections import ENV_ENDPOINT, ConnectionSpec, environment_lookup
+from cratedb_airflow_export.credentials import S3Credentials
+from cratedb_airflow_export.loading import CONFIG_ENV, load_python_tables, load_yaml_tables
 
 DEFAULT_TABLES_FILE = Path("include") / "table_exports.py"
 
@@ -67,13 +69,13 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in the form YYYY-MM-DD") from None
 
 
-def lookup(conn_id: str) -> ConnectionSpec | None:
+def find_connection(conn_id: str) -> ConnectionSpec | None:
     """A connection from ``AIRFLOW_CONN_<ID>``; else, when Airflow is installed, from Airflow."""
     spec = environment_lookup()(conn_id)
     if spec is None and importlib.util.find_spec("airflow") is not None:
-        from cratedb_airflow_export.airflow.connections import lookup as airflow_lookup
+        from cratedb_airflow_export.edge.resolve import airflow_connection
 
-        spec = airflow_lookup(conn_id)
+        spec = airflow_connection(conn_id)
     return spec
 
 
@@ -82,13 +84,13 @@ def plan_credentials(aws_conn_id: str) -> S3Credentials:
     from cratedb_airflow_export.connections import s3_credentials
 
     try:
-        spec = lookup(aws_conn_id)
+        spec = find_connection(aws_conn_id)
         if spec is not None:
             return s3_credentials(spec).without_keys()
     except Exception:  # an unreadable connection: fall back to the environment, as without one
         pass
     return S3Credentials(
-        endpoint_url=os.environ.get(ENV_ENDPOINT) or None, region=os.environ.get("AWS_REGION") or None, source="plan"
+        endpoint_url=os.environ.get(ENV_ENDPOINT) or None, region=os.environ.get("AWS_REGION") or None, origin="plan"
     )
 
 
@@ -117,22 +119,23 @@ def _print_text(plan: dict[str, Any], out: TextIO) -> None:
 def _verify(tables: list[TableExport], table: str, day: date, out: TextIO, *, with_source: bool) -> int:
     from contextlib import closing
 
-    from cratedb_airflow_export.connections import Redactor, from_environment
+    from cratedb_airflow_export.connections import from_environment
+    from cratedb_airflow_export.credentials import Redactor
     from cratedb_airflow_export.source import connect
     from cratedb_airflow_export.verify import verify_partition
     from cratedb_airflow_export.windows import Window
 
-    wanted = table if "." in table else f"doc.{table}"
+    wanted = qualify(table)
     matches = [t for t in tables if t.qualified_name == wanted]
     if not matches:
         print(f"not configured: {wanted}", file=sys.stderr)
         return 2
     cfg, window, redact = matches[0], Window.for_day(day), Redactor()
     try:
-        connections = from_environment(cfg, lookup)
+        connections = from_environment(cfg, find_connection)
         redact.add(connections.secrets)
         if with_source:
-            with closing(connect(connections.source)) as conn, conn.cursor() as cursor:
+            with closing(connect(connections.database)) as conn, conn.cursor() as cursor:
                 report = verify_partition(connections.client, cursor, cfg, window)
         else:
             report = verify_partition(connections.client, None, cfg, window)
@@ -168,7 +171,7 @@ def _select(tables: list[TableExport], names: Sequence[str] | None) -> list[Tabl
     """The configured tables named (all without names); raises ConfigError for unknown names."""
     if not names:
         return tables
-    wanted = {t if "." in t else f"doc.{t}" for t in names}
+    wanted = {qualify(t) for t in names}
     unknown = wanted - {t.qualified_name for t in tables}
     if unknown:
         raise ConfigError(f"not configured: {', '.join(sorted(unknown))}")
@@ -192,7 +195,7 @@ def _run(tables: list[TableExport], first: date, last: date | None, out: TextIO,
     for cfg in tables:
         try:
             with failures_named(f"export of {cfg.qualified_name}"):
-                connections = from_environment(cfg, lookup)  # once per table
+                connections = from_environment(cfg, find_connection)  # once per table
         except ExportError as exc:
             print(f"FAILED {cfg.qualified_name}: {exc}", file=out)
             failed += len(days)
@@ -230,7 +233,7 @@ def _restore(cfg: TableExport, first: date, last: date | None, args: argparse.Na
     failed = 0
     try:
         with failures_named(f"restore of {cfg.qualified_name}"):
-            connections = from_environment(cfg, lookup)
+            connections = from_environment(cfg, find_connection)
     except ExportError as exc:
         print(f"FAILED {exc}", file=out)
         return 1
@@ -272,7 +275,7 @@ def _reconcile(tables: list[TableExport], days: int, until: date | None, out: Te
     for cfg in tables:
         try:
             with failures_named(f"reconcile of {cfg.qualified_name}"):
-                connections = from_environment(cfg, lookup)
+                connections = from_environment(cfg, find_connection)
             recounts = reconcile(cfg, wanted, run, connections)
         except ExportError as exc:
             failed += 1

@@ -1,38 +1,34 @@
-"""Configuration: which tables to export, where to, and how.
+"""The configuration schema: one :class:`TableExport` per table to export, where to, and how.
 
-Entries come from the tutorial's ``TABLES`` list in ``include/table_exports.py`` or from a YAML file
-named by ``CRATEDB_EXPORT_CONFIG``. Every entry is validated when the DAG is parsed; any problem
-raises :class:`ConfigError` naming the entry and the field, so it shows up as a DAG import error.
+Each entry is validated on its own here, against the format facts (:mod:`.formats.spec`) and S3's
+rules (:mod:`.storage`). Reading entries from files and the environment, the checks across entries
+(no two tables in one folder) and the messages that name an entry's field are :mod:`.loading`'s.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cratedb_airflow_export.errors import ConfigError
-from cratedb_airflow_export.formats import FORMATS, output_spec
-from cratedb_airflow_export.layout import STAGING_ROOT, folders
-from cratedb_airflow_export.storage import Location, parse_s3_uri, write_args
+from cratedb_airflow_export.filters import check_filter
+from cratedb_airflow_export.formats.spec import FORMATS, check_choice, output_spec
+from cratedb_airflow_export.storage import PARTS_PER_FILE, STAGING_ROOT, Location, parse_s3_uri
 
-__all__ = ["CONFIG_ENV", "ConfigError", "DagSettings", "TableExport", "load_tables", "parse_tables"]
+__all__ = ["DEFAULT_SCHEMA", "ConfigError", "TableExport", "qualify"]
 
-CONFIG_ENV = "CRATEDB_EXPORT_CONFIG"
 DEFAULT_SCHEMA = "doc"
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
-# Airflow's limits (airflow.models.base.ID_LEN for task ids; the asset table's uri column): longer
-# names would pass here and fail inside Airflow (tests/test_config.py checks them against Airflow's)
 DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 MAX_LATENESS = timedelta(days=7)
-MAX_TASK_ID = 250
-MAX_ASSET_URI = 1500
+
+
+def qualify(name: str) -> str:
+    """``schema.table`` for a table name as a person writes it (``metrics`` is ``doc.metrics``)."""
+    return name if "." in name else f"{DEFAULT_SCHEMA}.{name}"
 
 
 def _check_identifier(value: str, what: str) -> str:
@@ -224,8 +220,6 @@ class TableExport(BaseModel):
     def _filter(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from cratedb_airflow_export.filters import check_filter
-
         value = value.strip()  # YAML block scalars end with a newline: insignificant in SQL
         check_filter(value)
         return value
@@ -255,14 +249,7 @@ class TableExport(BaseModel):
     def _one_target(self) -> TableExport:
         if (self.target is None) == (self.target_bucket is None):
             raise ValueError("target: set exactly one of 'target_bucket' (tutorial layout) or 'target' (Hive layout)")
-        spec = output_spec(self.engine, self.format)
-        if spec is None:
-            raise ValueError(f"format: {self.format!r} needs engine 'stream'; CrateDB's COPY TO writes JSON Lines only")
-        if self.compression not in spec.compressions:
-            raise ValueError(
-                f"compression: {self.compression!r} is not available for {self.format} with engine "
-                f"{self.engine!r}; choose one of {', '.join(spec.compressions)}"
-            )
+        check_choice(self.engine, self.format, self.compression, self.compression_level, self.json_style)
         if self.engine == "copy" and self.columns and self.compression == "none":
             # CrateDB's COPY TO with a column list closes each S3 upload twice (its JSON generator
             # closes the stream, then the writer does): uncompressed, the second close fails the
@@ -270,37 +257,6 @@ class TableExport(BaseModel):
             raise ValueError(
                 "compression: CrateDB's COPY TO with a column list fails writing uncompressed files to S3 "
                 "(CrateDB 5.10 to 6.4); use compression 'gzip', or engine 'stream'"
-            )
-        if self.json_style is not None and self.json_style not in spec.json_styles:
-            raise ValueError(
-                f"json_style: {self.json_style!r} is not available for {self.format} with engine {self.engine!r}"
-                + (f"; choose {' or '.join(spec.json_styles)}" if spec.json_styles else ": it applies to JSON Lines")
-            )
-        if self.compression_level is not None:
-            levels = spec.levels.get(self.compression)
-            if levels is None:
-                raise ValueError(
-                    f"compression_level: {self.format} with {self.compression} compression and engine "
-                    f"{self.engine!r} has no levels to choose from; leave it out"
-                )
-            if self.compression_level not in levels:
-                raise ValueError(
-                    f"compression_level: {self.compression_level} is not a {self.compression} level "
-                    f"(from {levels.low} to {levels.high})"
-                )
-        for task_id in (self.task_id, f"{self.task_id}.slices"):
-            if len(task_id) > MAX_TASK_ID:
-                raise ValueError(
-                    f"table: the task id {task_id[:40]!r}... would have {len(task_id)} characters; "
-                    f"Airflow allows {MAX_TASK_ID}: use a shorter table name"
-                )
-        from cratedb_airflow_export.layout import dataset_uri
-
-        if len(dataset_uri(self)) > MAX_ASSET_URI:
-            field = "target" if self.target else "target_bucket"
-            raise ValueError(
-                f"{field}: the export location's Asset URI would have {len(dataset_uri(self))} characters; "
-                f"Airflow allows {MAX_ASSET_URI}"
             )
         if self.sse_kms_key_id is not None:
             if self.sse != "aws:kms":
@@ -326,12 +282,7 @@ class TableExport(BaseModel):
     @property
     def qualified_name(self) -> str:
         """``schema.table``, always with the schema."""
-        return f"{self.schema_name}.{self.table_name}"
-
-    @property
-    def write_args(self) -> dict[str, str]:
-        """What every object this table writes carries: checksum and encryption (``storage.write_args``)."""
-        return write_args(self.sse, self.sse_kms_key_id)
+        return qualify(self.table)
 
     @property
     def attempt_seconds(self) -> int:
@@ -348,154 +299,3 @@ def _outside_staging(location: Location) -> None:
         raise ValueError(f"{location.uri} is inside {STAGING_ROOT}/, which every export uses for staging")
     if any(ord(char) < 32 or char == "\x7f" for char in location.prefix):
         raise ValueError(f"the path {location.prefix!r} holds a control character")
-
-
-def _describe(index: int, raw: Any) -> str:
-    name = raw.get("table") if isinstance(raw, dict) else None
-    return f"entry {index}" + (f" (table {name!r})" if name else "")
-
-
-def _format_error(source: str, index: int, raw: Any, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if not field:  # checks across fields name theirs as "field: message"
-            named = re.match(r"^(\w+): (.*)$", message, re.S)
-            field, message = (named.group(1), named.group(2)) if named else ("(entry)", message)
-        if item["type"] == "extra_forbidden":
-            message = f"unknown key; allowed keys: {', '.join(TableExport.model_fields)}"
-        lines.append(f"{source}: {_describe(index, raw)}: field '{field}': {message}")
-    return "\n".join(lines)
-
-
-def parse_tables(entries: Any, source: str = "TABLES") -> list[TableExport]:
-    """Validate raw entries (the tutorial's list of dicts). Raises :class:`ConfigError`."""
-    if not isinstance(entries, (list, tuple)) or not entries:
-        raise ConfigError(f"{source}: expected a non-empty list of table entries, got {type(entries).__name__}")
-    tables: list[TableExport] = []
-    errors: list[str] = []
-    for index, raw in enumerate(entries):
-        if not isinstance(raw, dict):
-            errors.append(f"{source}: entry {index}: expected a mapping, got {type(raw).__name__}")
-            continue
-        try:
-            tables.append(TableExport.model_validate(raw))
-        except ValidationError as exc:
-            errors.append(_format_error(source, index, raw, exc))
-    if errors:
-        raise ConfigError("\n".join(errors))
-    _check_unique(tables, source)
-    return tables
-
-
-def _check_unique(tables: list[TableExport], source: str) -> None:
-    """No table twice, and no two tables writing into the same (or a nested) folder on any day:
-    their folder families are compared as patterns, not on a sample day."""
-    seen: dict[str, int] = {}
-    for index, table in enumerate(tables):
-        where = f"{source}: entry {index} (table {table.table!r})"
-        if table.qualified_name in seen:
-            raise ConfigError(f"{where}: field 'table': duplicate of entry {seen[table.qualified_name]}")
-        seen[table.qualified_name] = index
-        mine = folders(table)
-        for other_index, other in enumerate(tables[:index]):
-            theirs = folders(other)
-            if mine.overlaps(theirs):
-                field = "target" if table.target else "target_bucket"
-                raise ConfigError(
-                    f"{where}: field '{field}': its folders ({mine}) overlap those of entry {other_index} "
-                    f"({theirs}); two tables must never share a folder (publishing a partition replaces "
-                    "everything in it, and CrateDB's file names omit the schema)"
-                )
-
-
-def _read_text(path: Path, origin: str) -> str:
-    """The file's text; every way it can fail names how the path was given and the path."""
-    where = f"{origin}{path}"
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{where}: is a directory, not a configuration file") from None
-    except PermissionError:
-        raise ConfigError(f"{where}: not readable (permission denied)") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-
-
-def load_python_tables(path: Path, origin: str = "") -> list[TableExport]:
-    """Load ``TABLES`` from a Python file such as ``include/table_exports.py``."""
-    code = _read_text(path, origin)
-    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "cratedb_export_table_config"}
-    try:
-        exec(compile(code, str(path), "exec"), namespace)
-    except Exception as exc:
-        raise ConfigError(f"{origin}{path}: failed to run: {type(exc).__name__}: {exc}") from None
-    if "TABLES" not in namespace:
-        raise ConfigError(f"{origin}{path}: defines no TABLES list")
-    return parse_tables(namespace["TABLES"], source=f"{path.name} TABLES")
-
-
-def load_yaml_tables(path: Path, origin: str = "") -> list[TableExport]:
-    """Load entries from YAML: a list of entries, or a mapping with a ``tables`` list. ``origin``
-    says how the path was given (``CRATEDB_EXPORT_CONFIG=``, ``--config``), for messages."""
-    text = _read_text(path, origin)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}{path}: not valid YAML: {exc}") from None
-    if isinstance(data, dict):
-        unknown = set(data) - {"tables"}
-        if unknown:
-            raise ConfigError(f"{origin}{path}: unknown top-level key(s) {sorted(unknown)}; expected 'tables'")
-        data = data.get("tables")
-    return parse_tables(data, source=path.name)
-
-
-def load_tables(default_file: Path | None = None) -> list[TableExport]:
-    """The configured tables: ``$CRATEDB_EXPORT_CONFIG`` (YAML) if set, else ``default_file``."""
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return load_yaml_tables(Path(env), origin=f"{CONFIG_ENV}=")
-    if default_file is None:
-        raise ConfigError(f"no configuration: set {CONFIG_ENV} or pass include/table_exports.py")
-    return load_python_tables(default_file)
-
-
-class DagSettings(BaseModel):
-    """DAG-level settings, from ``CRATEDB_EXPORT_*`` environment variables."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    catchup: bool = False
-    start_date: str = "2024-01-01"
-    pool: str = "cratedb_export"
-    retries: int = Field(default=2, ge=0)
-    retry_delay_minutes: float = Field(default=5, ge=0)
-    max_active_runs: int = Field(default=4, ge=1)
-
-    @field_validator("start_date")
-    @classmethod
-    def _start_date(cls, value: str) -> str:
-        from datetime import date
-
-        date.fromisoformat(value)
-        return value
-
-    @classmethod
-    def from_env(cls, environ: Any = None) -> DagSettings:
-        environ = os.environ if environ is None else environ
-        raw = {
-            name: environ[f"CRATEDB_EXPORT_{name.upper()}"]
-            for name in cls.model_fields
-            if f"CRATEDB_EXPORT_{name.upper()}" in environ
-        }
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(f"CRATEDB_EXPORT_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"DAG settings: {problems}") from None

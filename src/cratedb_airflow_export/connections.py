@@ -3,26 +3,27 @@ credentials, the source database's connection parameters, and every form of ever
 
 Two places fill a :class:`Connections`:
 
-- the Airflow edge (``airflow/connections.py``), from Airflow connections through Airflow's hooks;
+- the Airflow edge (``edge/resolve.py``), from Airflow connections through Airflow's hooks;
 - :func:`from_environment`, without Airflow (the command line): a connection id ``X`` is read from
   ``AIRFLOW_CONN_X`` in Airflow's URI or JSON form, the same variables a deployment already sets.
 
 Either way the S3 credentials fall back to the tutorial's ``ACCESS_KEY_ID`` / ``SECRET_ACCESS_KEY``
 variables (optionally ``S3_ENDPOINT_URL`` and ``AWS_REGION``) when the AWS connection does not
-exist. Secrets are kept in their raw and percent-encoded forms (the form they take inside a URI),
-so that :class:`Redactor` scrubs both from any text and the edge masks both in task logs.
+exist. The values themselves (keys, libpq parameters, every form of every secret) are
+:mod:`.credentials`'.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cratedb_airflow_export.errors import PermanentError
+from cratedb_airflow_export.credentials import CredentialsError, Redactor, S3Credentials, SourceParams
+from cratedb_airflow_export.storage import make_clients
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -32,81 +33,6 @@ if TYPE_CHECKING:
 ENV_ACCESS_KEY = "ACCESS_KEY_ID"
 ENV_SECRET_KEY = "SECRET_ACCESS_KEY"
 ENV_ENDPOINT = "S3_ENDPOINT_URL"
-REDACTED = "***"
-
-
-class CredentialsError(PermanentError):
-    """No usable credentials, or credentials the chosen path cannot use."""
-
-
-def secret_forms(*values: str | None) -> set[str]:
-    """Every form a secret can take in text we or our libraries produce: raw and percent-encoded."""
-    forms: set[str] = set()
-    for value in values:
-        if value:
-            forms.update({value, quote(value, safe=""), quote(value), quote_plus(value)})
-    return forms
-
-
-class Redactor:
-    """Replaces every known secret form in a text with ``***``."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: list[str] = []
-        self.add(secrets)
-
-    def add(self, secrets: Iterable[str]) -> None:
-        known = set(self._secrets) | {s for s in secrets if s and len(s) >= 3}
-        self._secrets = sorted(known, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-
-@dataclass(frozen=True)
-class S3Credentials:
-    access_key: str | None = field(default=None, repr=False)
-    secret_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    endpoint_url: str | None = None
-    region: str | None = None
-    source: str = ""  # where they came from, for messages
-
-    def secrets(self) -> set[str]:
-        return secret_forms(self.secret_key, self.session_token)
-
-    def without_keys(self) -> S3Credentials:
-        """Endpoint and region only (``plan`` shows placeholders for the keys)."""
-        return S3Credentials(endpoint_url=self.endpoint_url, region=self.region, source=self.source)
-
-
-@dataclass(frozen=True)
-class SourceParams:
-    """libpq connection parameters of the source database (CrateDB or PostgreSQL)."""
-
-    host: str | None = None
-    port: int | None = None
-    dbname: str | None = None
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    options: Mapping[str, str] = field(default_factory=dict)  # other libpq keywords (sslmode, ...)
-    source: str = ""  # where they came from, for messages
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``psycopg.connect``."""
-        base = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
-        return {**{k: v for k, v in base.items() if v is not None}, "password": self.password, **self.options}
-
-    def conninfo(self) -> str:
-        """A libpq connection string (for drivers that take one, such as ADBC's)."""
-        from psycopg.conninfo import make_conninfo
-
-        return make_conninfo(**{k: v for k, v in self.kwargs().items() if v is not None})
-
-    def secrets(self) -> set[str]:
-        return secret_forms(self.password)
 
 
 @dataclass(frozen=True)
@@ -115,12 +41,12 @@ class Connections:
 
     s3: S3Credentials
     client: S3Client = field(repr=False)  # data: bounded waits, a few retries
-    source: SourceParams
+    database: SourceParams
     probe: S3Client = field(repr=False)  # the bucket check: gives up within seconds
 
     @property
     def secrets(self) -> set[str]:
-        return self.s3.secrets() | self.source.secrets()
+        return self.s3.secrets() | self.database.secrets()
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets)
@@ -214,7 +140,7 @@ def s3_credentials(spec: ConnectionSpec) -> S3Credentials:
         session_token=extra.get("aws_session_token"),
         endpoint_url=service.get("endpoint_url") or extra.get("endpoint_url") or None,
         region=extra.get("region_name") or None,
-        source=f"connection {spec.conn_id!r}",
+        origin=f"connection {spec.conn_id!r}",
     )
 
 
@@ -232,7 +158,7 @@ def tutorial_credentials(aws_conn_id: str, environ: Mapping[str, str] | None = N
         secret_key=env[ENV_SECRET_KEY],
         endpoint_url=env.get(ENV_ENDPOINT) or None,
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-        source=f"environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY}",
+        origin=f"environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY}",
     )
 
 
@@ -251,15 +177,13 @@ def source_params(spec: ConnectionSpec) -> SourceParams:
         user=spec.login,
         password=spec.password,
         options=options,
-        source=f"connection {spec.conn_id!r}",
+        origin=f"connection {spec.conn_id!r}",
     )
 
 
 def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connections:
     """``cfg``'s connections without Airflow: ``lookup`` finds a connection id (default: the
     ``AIRFLOW_CONN_*`` variables). Builds a plain boto3 client."""
-    from cratedb_airflow_export.storage import make_clients
-
     find = lookup or environment_lookup()
     aws = find(cfg.aws_conn_id)
     creds = s3_credentials(aws) if aws is not None else tutorial_credentials(cfg.aws_conn_id)

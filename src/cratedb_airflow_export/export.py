@@ -1,6 +1,6 @@
 """One table's export of one window, end to end: plan it (no I/O), or run it.
 
-:func:`run_export` opens a session (``session.py``: the bucket checked, the source table checked),
+:func:`run_export` opens an attempt (``attempt.py``: the bucket checked, the source table checked),
 builds the engine's statements once and logs them, lets the engine write into this attempt's
 staging folder, compares the rows written with ``count(*)`` over the window, and publishes the
 staged objects as the partition (``publish.py``: ``_manifest.json`` and ``_SUCCESS`` last). A sliced
@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export import sql
+from cratedb_airflow_export.attempt import Attempt, open_attempt
 from cratedb_airflow_export.engines import ExportJob, ExportResult, get_engine
 from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.manifest import Manifest, fingerprint
 from cratedb_airflow_export.publish import publish
-from cratedb_airflow_export.session import Session, open_session
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
 from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects
 from cratedb_airflow_export.verify import check_counts
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.connections import Connections, S3Credentials
+    from cratedb_airflow_export.connections import Connections
+    from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.storage import Location
     from cratedb_airflow_export.windows import Window
 
@@ -89,7 +90,7 @@ class RunInfo:
     run_id: str | None = None
     try_number: int | None = None
 
-    def attempt(self) -> str:
+    def attempt_id(self) -> str:
         """A folder name unique to this attempt: run id, try number and a random suffix."""
         base = f"{self.run_id or 'manual'}-try{self.try_number or 0}"
         return re.sub(r"[^A-Za-z0-9._-]+", "-", base) + "-" + uuid.uuid4().hex[:8]
@@ -105,7 +106,7 @@ def run_export(
     """Export, verify and publish ``cfg``'s rows of ``window``. ``connections``: resolved by the
     caller (the Airflow edge), else from the environment. Raises :class:`ExportError`."""
     run = run or RunInfo()
-    job = ExportJob(cfg, window, attempt=run.attempt())
+    job = ExportJob(cfg, window, attempt_id=run.attempt_id())
     log.info(
         "Exporting %s, interval [%s, %s), engine %s, to %s",
         cfg.qualified_name,
@@ -114,15 +115,15 @@ def run_export(
         cfg.engine,
         job.location.uri,
     )
-    with open_session(cfg, window, "export", connections) as session:
+    with open_attempt(cfg, window, "export", connections) as attempt:
         # earlier attempts that died before cleaning up; no other attempt is running
         # (the task has max_active_tis_per_dag=1), so the whole staging root is ours
-        _sweep(session, staging_root(cfg, window.day))
+        _sweep(attempt, staging_root(cfg, window.day))
         try:
-            result, statements = _stage(job, session)
-            return _verify_and_publish(session, result, run, statements)
+            result, statements = _stage(job, attempt)
+            return _verify_and_publish(attempt, result, run, statements)
         finally:
-            _discard_staging(session, job.staging)
+            _discard_staging(attempt, job.staging)
 
 
 def export_slice(
@@ -130,7 +131,7 @@ def export_slice(
 ) -> dict[str, Any]:
     """Export slice ``index`` of ``cfg.slices`` into the run's staging folder (``publish_slices``
     publishes them all). A retry first removes what an earlier try of this slice staged."""
-    job = ExportJob(cfg, window, attempt=run.run_folder(), slice_index=index)
+    job = ExportJob(cfg, window, attempt_id=run.run_folder(), slice_index=index)
     log.info(
         "Exporting slice %d/%d of %s: [%s, %s)",
         index + 1,
@@ -139,9 +140,9 @@ def export_slice(
         job.range.start.isoformat(),
         job.range.end.isoformat(),
     )
-    with open_session(cfg, window, f"export of slice {index}", connections) as session:
-        _sweep(session, job.staging)  # what an earlier try of this slice left
-        result, _ = _stage(job, session)
+    with open_attempt(cfg, window, f"export of slice {index}", connections) as attempt:
+        _sweep(attempt, job.staging)  # what an earlier try of this slice left
+        result, _ = _stage(job, attempt)
     return {
         "slice": index,
         "day": window.day.isoformat(),
@@ -160,56 +161,56 @@ def publish_slices(
 ) -> ExportResult:
     """Check that the run's staging folder holds exactly what every slice reported, then verify the
     total against count(*) over the whole window and publish it as one partition."""
-    job = ExportJob(cfg, window, attempt=run.run_folder())
-    with open_session(cfg, window, "publish", connections) as session:
+    job = ExportJob(cfg, window, attempt_id=run.run_folder())
+    with open_attempt(cfg, window, "publish", connections) as attempt:
         try:
             if sorted(s["slice"] for s in slices) != list(range(cfg.slices)):
                 raise RuntimeError(
                     f"expected results of slices 0..{cfg.slices - 1}, got {[s['slice'] for s in slices]}"
                 )
             reported = sorted((o["key"], o["size"]) for s in slices for o in s["objects"])
-            staged = list_objects(session.client, job.staging)
+            staged = list_objects(attempt.client, job.staging)
             if sorted((o.key, o.size) for o in staged) != reported:
                 raise RuntimeError(f"{job.staging.uri} does not hold exactly the objects the slices reported")
             rows = {o["key"]: o["rows"] for s in slices for o in s["objects"]}
             objects = tuple(StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in staged)
             result = ExportResult(job, cfg.engine, sum(s["rows"] for s in slices), objects)
-            statements = get_engine(cfg.engine).statements(job, session.source, None)
-            published = _verify_and_publish(session, result, run, statements)
+            statements = get_engine(cfg.engine).statements(job, attempt.database, None)
+            published = _verify_and_publish(attempt, result, run, statements)
         except BaseException:
-            _discard_staging(session, job.staging)
+            _discard_staging(attempt, job.staging)
             raise
         # published: whatever other runs of this day left staged (a run killed before its publish) is
         # dead weight. Publish tasks of a table never overlap, and a run still staging fails its
         # own publish check (staging != what its slices reported) instead of publishing twice.
-        _discard_staging(session, staging_root(cfg, window.day))
+        _discard_staging(attempt, staging_root(cfg, window.day))
         return published
 
 
-def _stage(job: ExportJob, session: Session) -> tuple[ExportResult, list[sql.Statement]]:
+def _stage(job: ExportJob, attempt: Attempt) -> tuple[ExportResult, list[sql.Statement]]:
     """Build the engine's statements once, log them, and let the engine write ``job.staging``."""
     engine = get_engine(job.cfg.engine)
-    statements = engine.statements(job, session.source, session.creds)
+    statements = engine.statements(job, attempt.database, attempt.creds)
     log.info(
         "%s (%s source): statements to send:\n%s",
         job.cfg.qualified_name,
-        session.source.dialect,
+        attempt.database.dialect,
         "\n".join(f"  {n}. {s.describe()}" for n, s in enumerate(statements, 1)),
     )
-    engine.check(job, session)
-    return engine.run(job, session, statements), statements
+    engine.check(job, attempt)
+    return engine.run(job, attempt, statements), statements
 
 
 def _verify_and_publish(
-    session: Session, result: ExportResult, run: RunInfo, statements: list[sql.Statement]
+    attempt: Attempt, result: ExportResult, run: RunInfo, statements: list[sql.Statement]
 ) -> ExportResult:
     """count(*) check, then staging -> partition with the manifest and _SUCCESS last."""
     job = result.job
-    source_count = session.window_count(job.window)
+    source_count = attempt.window_count(job.window)
     check_counts(job.cfg, result.rows, source_count)
     draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements))
-    published, _ = publish(session.client, list(result.objects), job.staging, job.location, draft, job.cfg.write_args)
-    final = replace(result, objects=tuple(published), source_count=source_count, source=session.source)
+    published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
+    final = replace(result, objects=tuple(published), source_count=source_count, source=attempt.database)
     log.info(
         "Exported %d rows of %s into %d object(s), %d bytes, under %s",
         final.rows,
@@ -246,10 +247,10 @@ def _draft_manifest(result: ExportResult, run: RunInfo, statements_fingerprint: 
     )
 
 
-def _sweep(session: Session, folder: Location) -> None:
+def _sweep(attempt: Attempt, folder: Location) -> None:
     """Remove what earlier attempts left below ``folder``: staged objects and open multipart uploads."""
-    removed = clear(session.client, folder)
-    aborted = abort_uploads(session.client, folder)
+    removed = clear(attempt.client, folder)
+    aborted = abort_uploads(attempt.client, folder)
     if removed or aborted:
         log.info(
             "removed %d staged object(s) and aborted %d multipart upload(s) left by earlier attempts under %s",
@@ -259,10 +260,10 @@ def _sweep(session: Session, folder: Location) -> None:
         )
 
 
-def _discard_staging(session: Session, folder: Location) -> None:
+def _discard_staging(attempt: Attempt, folder: Location) -> None:
     """This attempt's staging folder, at its end; best effort (the next attempt sweeps anyway)."""
     try:
-        clear(session.client, folder)
-        abort_uploads(session.client, folder)
+        clear(attempt.client, folder)
+        abort_uploads(attempt.client, folder)
     except Exception as exc:
-        log.warning("could not remove the staging folder %s: %s", folder.uri, session.connections.redactor()(str(exc)))
+        log.warning("could not remove the staging folder %s: %s", folder.uri, attempt.connections.redactor()(str(exc)))

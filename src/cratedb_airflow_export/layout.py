@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from cratedb_airflow_export.storage import Location, parse_s3_uri
+from cratedb_airflow_export.storage import STAGING_ROOT, Location, parse_s3_uri
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
 
-STAGING_ROOT = "_cratedb_export_staging"
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 
@@ -98,9 +97,9 @@ def staging_root(cfg: TableExport, day: date) -> Location:
     return Location(final.bucket, f"{STAGING_ROOT}/{final.prefix}")
 
 
-def staging(cfg: TableExport, day: date, attempt: str) -> Location:
+def staging(cfg: TableExport, day: date, attempt_id: str) -> Location:
     """The staging folder of one attempt (one task try), or of one run (sliced exports)."""
-    return staging_root(cfg, day).child(attempt)
+    return staging_root(cfg, day).child(attempt_id)
 
 
 def dataset_uri(cfg: TableExport) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from cratedb_airflow_export.formats import FormatName
+from cratedb_airflow_export.formats.spec import FormatName
 from cratedb_airflow_export.sql import Statement
 
 if TYPE_CHECKING:

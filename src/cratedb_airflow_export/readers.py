@@ -42,11 +42,11 @@ from typing import Any
 import pyarrow as pa
 from psycopg.types.string import TextLoader
 
+from cratedb_airflow_export.formats.fields import JSON_META, PARTITION_META, SOURCE_TYPE
 from cratedb_airflow_export.source import SourceStalled
 
 log = logging.getLogger(__name__)
 
-JSON_META = {b"json": b"true"}
 ADBC_BATCH_BYTES = 2 * 1024 * 1024
 EXIT_WAIT_SECONDS = 5  # how long leaving a Prefetcher waits for its reading thread to end
 
@@ -127,8 +127,6 @@ def field_for(name: str, oid: int) -> pa.Field:
 # What the source's own type name adds to the wire type (``SourceInfo.columns``): CrateDB sends BYTE
 # as PostgreSQL's "char" (OID 18) holding the number as text; numeric and bit keep their text and
 # say so in the field metadata (``source_type``), for the ``cratedb`` JSON style.
-SOURCE_TYPE = b"source_type"
-PARTITION_META = {b"partition": b"true"}  # a partition column of a CrateDB table
 BYTES = {"byte": pa.int8(), "byte_array": pa.list_(pa.int8())}
 TAGGED = frozenset({"numeric", "bit", "numeric_array", "bit_array"})
 
@@ -151,15 +149,6 @@ def schema_for(
             metadata.update(PARTITION_META)
         fields.append(field.with_metadata(metadata) if metadata else field)
     return pa.schema(fields)
-
-
-def source_type(field: pa.Field) -> str | None:
-    value = (field.metadata or {}).get(SOURCE_TYPE)
-    return value.decode() if value else None
-
-
-def is_partition(field: pa.Field) -> bool:
-    return bool(field.metadata and field.metadata.get(b"partition") == b"true")
 
 
 def wire_type(kind: pa.DataType) -> pa.DataType:
@@ -224,10 +213,6 @@ def to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch
     return pa.RecordBatch.from_arrays(
         [_typed(column, f.type) for column, f in zip(columns, schema, strict=True)], schema=schema
     )
-
-
-def is_json(field: pa.Field) -> bool:
-    return bool(field.metadata and field.metadata.get(b"json") == b"true")
 
 
 class Prefetcher:

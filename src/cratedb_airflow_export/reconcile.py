@@ -16,11 +16,11 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from cratedb_airflow_export import sql
+from cratedb_airflow_export.attempt import open_attempt
 from cratedb_airflow_export.export import RunInfo, run_export
 from cratedb_airflow_export.layout import MANIFEST, SUCCESS, partition
 from cratedb_airflow_export.manifest import read_manifest
-from cratedb_airflow_export.session import open_session
-from cratedb_airflow_export.source import count_window, run
+from cratedb_airflow_export.source import count_window, execute
 from cratedb_airflow_export.storage import list_objects
 from cratedb_airflow_export.windows import Window
 
@@ -58,18 +58,18 @@ def reconcile(
         return []
     windows = [Window.for_day(day) for day in sorted(days)]
     counts: list[tuple[Window, int | None, int | None]] = []
-    with open_session(cfg, windows[-1], "reconcile", connections) as session:
-        if session.source.dialect.needs_refresh:  # rows written since the last refresh are not counted
-            run(session.cursor, sql.refresh(cfg), cfg.attempt_seconds)
+    with open_attempt(cfg, windows[-1], "reconcile", connections) as attempt:
+        if attempt.database.dialect.needs_refresh:  # rows written since the last refresh are not counted
+            execute(attempt.cursor, sql.refresh(cfg), cfg.attempt_seconds)
         for window in windows:
             location = partition(cfg, window.day)
-            stored = {o.key for o in list_objects(session.client, location)}
+            stored = {o.key for o in list_objects(attempt.client, location)}
             if location.key(SUCCESS) not in stored or location.key(MANIFEST) not in stored:
                 counts.append((window, None, None))
                 continue
-            manifest = read_manifest(session.client, location.bucket, location.key(MANIFEST))
+            manifest = read_manifest(attempt.client, location.bucket, location.key(MANIFEST))
             known = manifest.source_count if manifest.source_count is not None else manifest.rows
-            counts.append((window, known, count_window(session.cursor, cfg, window, session.source)))
+            counts.append((window, known, count_window(attempt.cursor, cfg, window, attempt.database)))
     recounts = []
     for window, recorded, counted in counts:
         if recorded is None:

@@ -30,12 +30,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from cratedb_airflow_export import sql
+from cratedb_airflow_export.attempt import Attempt, open_attempt
 from cratedb_airflow_export.errors import PermanentError
 from cratedb_airflow_export.formats import COPY_JSONL, FORMATS, read_rows
 from cratedb_airflow_export.layout import MANIFEST, SUCCESS, partition
 from cratedb_airflow_export.manifest import Manifest, read_manifest
-from cratedb_airflow_export.session import Session, open_session
-from cratedb_airflow_export.source import count_window, run
+from cratedb_airflow_export.source import count_window, execute
 from cratedb_airflow_export.storage import Location, list_objects
 
 if TYPE_CHECKING:
@@ -114,18 +114,18 @@ def _restore_day(
 ) -> RestoreResult:
     location = partition(cfg, window.day)
     log.info("Restoring %s into %s from %s", cfg.qualified_name, target.qualified_name, location.uri)
-    with open_session(target, window, "restore", connections) as session:
-        manifest = _complete_manifest(session, cfg, window, location)
-        columns = _target_columns(session, target)
-        deleted = _make_room(session, target, window, replace)
-        chosen = _choose(method, manifest, session)
+    with open_attempt(target, window, "restore", connections) as attempt:
+        manifest = _complete_manifest(attempt, cfg, window, location)
+        columns = _target_columns(attempt, target)
+        deleted = _make_room(attempt, target, window, replace)
+        chosen = _choose(method, manifest, attempt)
         if chosen == "copy":
-            _copy_from(session, target, manifest)
+            _copy_from(attempt, target, manifest)
         else:
-            _insert_files(session, target, manifest, location, columns)
-        if session.source.dialect.needs_refresh:
-            run(session.cursor, sql.refresh(target), target.attempt_seconds)
-        restored = count_window(session.cursor, target, window, session.source)
+            _insert_files(attempt, target, manifest, location, columns)
+        if attempt.database.dialect.needs_refresh:
+            execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
+        restored = count_window(attempt.cursor, target, window, attempt.database)
         if restored != manifest.rows:
             raise RestoreFailed(
                 f"{target.qualified_name} holds {restored} rows in the window after the restore, the manifest says "
@@ -135,15 +135,15 @@ def _restore_day(
     return RestoreResult(target.qualified_name, window.day, location.uri, chosen, restored, deleted)
 
 
-def _complete_manifest(session: Session, cfg: TableExport, window: Window, location: Location) -> Manifest:
-    stored = {o.key for o in list_objects(session.client, location)}
+def _complete_manifest(attempt: Attempt, cfg: TableExport, window: Window, location: Location) -> Manifest:
+    stored = {o.key for o in list_objects(attempt.client, location)}
     missing = [name for name in (SUCCESS, MANIFEST) if location.key(name) not in stored]
     if missing:
         raise RestoreRefused(
             f"{location.uri} is not a complete partition ({' and '.join(missing)} missing): only complete "
             "partitions are restored; export the day again first"
         )
-    manifest = read_manifest(session.client, location.bucket, location.key(MANIFEST))
+    manifest = read_manifest(attempt.client, location.bucket, location.key(MANIFEST))
     if manifest.table != cfg.qualified_name or manifest.interval != window.as_dict():
         raise RestoreRefused(f"the manifest of {location.uri} is for {manifest.table} {manifest.interval}")
     absent = [o.key for o in manifest.objects if o.key not in stored]
@@ -159,16 +159,16 @@ class Column:
     generated: bool
 
 
-def _target_columns(session: Session, target: TableExport) -> dict[str, Column]:
-    rows = run(session.cursor, sql.describe_target(target), target.stall_timeout_seconds).fetchall()
+def _target_columns(attempt: Attempt, target: TableExport) -> dict[str, Column]:
+    rows = execute(attempt.cursor, sql.describe_target(target), target.stall_timeout_seconds).fetchall()
     return {
         name: Column(name, str(dtype).lower(), str(generated).upper() not in ("NEVER", "NO", "FALSE"))
         for name, dtype, generated in rows
     }
 
 
-def _make_room(session: Session, target: TableExport, window: Window, replace: bool) -> int:
-    existing = count_window(session.cursor, target, window, session.source)
+def _make_room(attempt: Attempt, target: TableExport, window: Window, replace: bool) -> int:
+    existing = count_window(attempt.cursor, target, window, attempt.database)
     if not existing:
         return 0
     interval = f"[{window.start.isoformat()}, {window.end.isoformat()})"
@@ -177,20 +177,20 @@ def _make_room(session: Session, target: TableExport, window: Window, replace: b
             f"{target.qualified_name} already holds {existing} rows in {interval}: restoring would add a second "
             "copy; restore with replace (--replace) to delete them first"
         )
-    naive = session.source.naive_timestamps
-    run(session.cursor, sql.delete_window(target, window, naive=naive), target.attempt_seconds)
-    if session.source.dialect.needs_refresh:
-        run(session.cursor, sql.refresh(target), target.attempt_seconds)
+    naive = attempt.database.naive_timestamps
+    execute(attempt.cursor, sql.delete_window(target, window, naive=naive), target.attempt_seconds)
+    if attempt.database.dialect.needs_refresh:
+        execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
     log.info("deleted %d rows of %s in %s before the restore", existing, target.qualified_name, interval)
     return existing
 
 
-def _choose(method: Method, manifest: Manifest, session: Session) -> Literal["copy", "worker"]:
-    can_copy = manifest.engine == "copy" and session.source.dialect.copy_from_uri
+def _choose(method: Method, manifest: Manifest, attempt: Attempt) -> Literal["copy", "worker"]:
+    can_copy = manifest.engine == "copy" and attempt.database.dialect.copy_from_uri
     if method == "copy" and not can_copy:
         raise RestoreRefused(
             f"method 'copy' needs a partition of the copy engine (this one: {manifest.engine}) and a CrateDB "
-            f"target (this one: {session.source.dialect}); use method 'worker' or 'auto'"
+            f"target (this one: {attempt.database.dialect}); use method 'worker' or 'auto'"
         )
     return "copy" if method != "worker" and can_copy else "worker"
 
@@ -198,20 +198,20 @@ def _choose(method: Method, manifest: Manifest, session: Session) -> Literal["co
 # --- CrateDB reads the files ---------------------------------------------------------------------
 
 
-def _copy_from(session: Session, target: TableExport, manifest: Manifest) -> None:
+def _copy_from(attempt: Attempt, target: TableExport, manifest: Manifest) -> None:
     from cratedb_airflow_export.engines.copy import check_endpoint_kept, cratedb_s3_uri
 
     if not manifest.objects:
         return
     bucket = partition_bucket(manifest)
-    check_endpoint_kept(session, bucket)
-    uris = [cratedb_s3_uri(session.creds, Location(bucket, o.key)) for o in manifest.objects]
+    check_endpoint_kept(attempt, bucket)
+    uris = [cratedb_s3_uri(attempt.creds, Location(bucket, o.key)) for o in manifest.objects]
     protocol = uris[0][1]
     statement = sql.copy_from(target, [u for u, _ in uris], gzip=manifest.compression == "gzip", protocol=protocol)
-    cursor = run(session.cursor, statement, target.attempt_seconds)
+    cursor = execute(attempt.cursor, statement, target.attempt_seconds)
     names = [column.name for column in cursor.description or ()]
     summary = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    check_summary(summary, session.connections.redactor())
+    check_summary(summary, attempt.connections.redactor())
 
 
 def partition_bucket(manifest: Manifest) -> str:
@@ -240,16 +240,16 @@ def check_summary(summary: Sequence[Mapping[str, Any]], redact: Any = str) -> in
 
 
 def _insert_files(
-    session: Session, target: TableExport, manifest: Manifest, location: Location, columns: dict[str, Column]
+    attempt: Attempt, target: TableExport, manifest: Manifest, location: Location, columns: dict[str, Column]
 ) -> None:
     spec = COPY_JSONL if manifest.engine == "copy" else FORMATS[manifest.format]
     convert = Converter(columns, text=manifest.format == "csv")
     for obj in manifest.objects:
         with tempfile.NamedTemporaryFile(prefix="cratedb-restore-", suffix=spec.extension) as local:
-            session.client.download_fileobj(location.bucket, obj.key, local)
+            attempt.client.download_fileobj(location.bucket, obj.key, local)
             local.flush()
             rows = read_rows(spec, local.name, manifest.compression)
-            count = sum(_insert(session, target, convert, batch) for batch in _batches(rows))
+            count = sum(_insert(attempt, target, convert, batch) for batch in _batches(rows))
         log.info("inserted %d rows of %s", count, obj.key)
 
 
@@ -264,14 +264,14 @@ def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-def _insert(session: Session, target: TableExport, convert: Converter, rows: list[dict[str, Any]]) -> int:
+def _insert(attempt: Attempt, target: TableExport, convert: Converter, rows: list[dict[str, Any]]) -> int:
     names = convert.columns_of(rows)
     statement = sql.insert_rows(target, names)
     values = [[convert(name, row.get(name)) for name in names] for row in rows]
     from cratedb_airflow_export.source import bounded
 
-    with bounded(session.cursor.connection, target.attempt_seconds, "inserting rows"):
-        session.cursor.executemany(statement.sql, values)
+    with bounded(attempt.cursor.connection, target.attempt_seconds, "inserting rows"):
+        attempt.cursor.executemany(statement.sql, values)
     return len(rows)
 
 

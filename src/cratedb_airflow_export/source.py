@@ -43,7 +43,7 @@ from cratedb_airflow_export.errors import PermanentError
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.connections import SourceParams
+    from cratedb_airflow_export.credentials import SourceParams
     from cratedb_airflow_export.windows import TimeRange
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def bounded(conn: psycopg.Connection[Any], seconds: float, what: str) -> Iterato
         raise SourceStalled(f"the source did not answer for {seconds:g} s while {what}")
 
 
-def run(cursor: psycopg.Cursor[Any], statement: sql.Statement, seconds: float) -> psycopg.Cursor[Any]:
+def execute(cursor: psycopg.Cursor[Any], statement: sql.Statement, seconds: float) -> psycopg.Cursor[Any]:
     """Execute one statement within ``seconds``, logging its wire text with secrets redacted."""
     log.info("Running: %s", statement.describe())
     with bounded(cursor.connection, seconds, f"running {statement.wire_sql.split(' ', 1)[0]}"):
@@ -228,11 +228,11 @@ def run(cursor: psycopg.Cursor[Any], statement: sql.Statement, seconds: float) -
 
 
 def _one(cursor: psycopg.Cursor[Any], statement: sql.Statement, seconds: float) -> Any:
-    row = run(cursor, statement, seconds).fetchone()
+    row = execute(cursor, statement, seconds).fetchone()
     return None if row is None else row[0]
 
 
-def inspect(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
+def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     """Which database this is, and that the table, the timestamp column and the columns exist
     with the right types; raises :class:`SourceError` naming the table and the cause."""
     seconds = cfg.stall_timeout_seconds
@@ -240,7 +240,7 @@ def inspect(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     version = parse_version(_one(cursor, sql.server_version(), seconds)) if dialect is CRATEDB else None
     if _one(cursor, sql.describe_table(cfg), seconds) is None:
         raise SourceError(f"table {cfg.qualified_name} does not exist (not in information_schema.tables)")
-    columns = {name: dtype for name, dtype in run(cursor, sql.describe_columns(cfg), seconds).fetchall()}
+    columns = {name: dtype for name, dtype in execute(cursor, sql.describe_columns(cfg), seconds).fetchall()}
     available = ", ".join(columns)
     ts_type = columns.get(cfg.timestamp_column)
     if ts_type is None:

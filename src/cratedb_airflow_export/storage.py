@@ -17,15 +17,17 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from types_boto3_s3 import S3Client
 
-    from cratedb_airflow_export.connections import S3Credentials
+    from cratedb_airflow_export.credentials import S3Credentials
 
 log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
-RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
-RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3")
+PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
+# Every attempt stages its files under this folder at the bucket root: outside every table folder
+# (configuration refuses targets inside it), and '_'-prefixed, so Hive readers never list it.
+STAGING_ROOT = "_cratedb_export_staging"
 
 
 def bucket_problem(name: str) -> str | None:
@@ -62,10 +64,6 @@ class Location:
 
     def child(self, name: str) -> Location:
         return Location(self.bucket, f"{self.prefix}/{name}" if self.prefix else name)
-
-    def contains(self, other: Location) -> bool:
-        """True when ``other`` is this folder or inside it."""
-        return self.bucket == other.bucket and (other.prefix + "/").startswith(self.prefix + "/")
 
 
 def parse_s3_uri(uri: str) -> Location:

@@ -1,7 +1,7 @@
 """Verification of what was written: the row-count check after an export, and the check of a
 published partition against its manifest and the source (``cratedb-export verify``).
 
-The checks before an export (table, columns, timestamp type) are the source's: ``source.inspect``.
+The checks before an export (table, columns, timestamp type) are the source's: ``source.check_table``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
     """Check a published partition: ``_SUCCESS``, manifest, every listed object with its size, ETag
     and SHA-256 checksum, no unlisted data object, nothing left in its staging area (objects or open multipart
     uploads of failed attempts), and (with a source cursor) the source count of the window."""
-    from cratedb_airflow_export.source import count_window, inspect
+    from cratedb_airflow_export.source import check_table, count_window
 
     location = partition(cfg, window.day)
     report = PartitionReport(location.uri)
@@ -117,7 +117,7 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
     if manifest.object_rows is not None and manifest.object_rows != manifest.rows:
         report.problems.append(f"manifest objects hold {manifest.object_rows} rows, its total says {manifest.rows}")
     if cursor is not None:
-        count = count_window(cursor, cfg, window, inspect(cursor, cfg))
+        count = count_window(cursor, cfg, window, check_table(cursor, cfg))
         if count == manifest.rows:
             report.facts.append(f"source count(*) over the window: {count} = manifest rows")
         else:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.layout import MANIFEST, partition, staging
-from cratedb_airflow_export.storage import Location, StoredObject, object_uri
+from cratedb_airflow_export.storage import Location, StoredObject, object_uri, write_args
 
 if TYPE_CHECKING:
+    from cratedb_airflow_export.attempt import Attempt
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.connections import S3Credentials
-    from cratedb_airflow_export.session import Session
+    from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.source import SourceInfo
     from cratedb_airflow_export.sql import Statement
     from cratedb_airflow_export.windows import TimeRange, Window
@@ -27,7 +27,7 @@ class ExportJob:
 
     cfg: TableExport
     window: Window
-    attempt: str = PLAN_ATTEMPT
+    attempt_id: str = PLAN_ATTEMPT
     slice_index: int | None = None
 
     @property
@@ -43,8 +43,13 @@ class ExportJob:
         return partition(self.cfg, self.window.day)
 
     @property
+    def write_args(self) -> dict[str, str]:
+        """What every object this job writes carries: checksum and encryption (``storage.write_args``)."""
+        return write_args(self.cfg.sse, self.cfg.sse_kms_key_id)
+
+    @property
     def staging(self) -> Location:
-        folder = staging(self.cfg, self.window.day, self.attempt)
+        folder = staging(self.cfg, self.window.day, self.attempt_id)
         return folder if self.slice_index is None else folder.child(f"slice-{self.slice_index:03d}")
 
 
@@ -75,7 +80,7 @@ class ExportResult:
 class Engine(ABC):
     name: str
 
-    def check(self, job: ExportJob, session: Session) -> None:  # noqa: B027 - optional hook
+    def check(self, job: ExportJob, attempt: Attempt) -> None:  # noqa: B027 - optional hook
         """Raise (a permanent error) when the source or the target cannot do this engine's work."""
 
     @abstractmethod
@@ -83,6 +88,6 @@ class Engine(ABC):
         """The export statements, in order, as they will be sent (``creds=None``: placeholders)."""
 
     @abstractmethod
-    def run(self, job: ExportJob, session: Session, statements: list[Statement]) -> ExportResult:
+    def run(self, job: ExportJob, attempt: Attempt, statements: list[Statement]) -> ExportResult:
         """Export ``job`` into ``job.staging`` with ``statements`` (built by :meth:`statements` for this
-        session); raise on any failure."""
+        attempt); raise on any failure."""

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, urlsplit
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.connections import REDACTED, CredentialsError
+from cratedb_airflow_export.credentials import REDACTED, CredentialsError
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
-from cratedb_airflow_export.source import SourceError, run
+from cratedb_airflow_export.source import SourceError, execute
 from cratedb_airflow_export.storage import (
     StoredObject,
     TargetError,
@@ -31,8 +31,8 @@ from cratedb_airflow_export.storage import (
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
-    from cratedb_airflow_export.connections import S3Credentials
-    from cratedb_airflow_export.session import Session
+    from cratedb_airflow_export.attempt import Attempt
+    from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.source import SourceInfo
     from cratedb_airflow_export.storage import Location
 
@@ -49,7 +49,7 @@ def cratedb_s3_uri(creds: S3Credentials | None, location: Location) -> tuple[sql
     """
     if creds is not None and creds.session_token:
         raise CredentialsError(
-            f"{creds.source} yields temporary credentials (a session token); CrateDB's COPY TO cannot "
+            f"{creds.origin} yields temporary credentials (a session token); CrateDB's COPY TO cannot "
             "use them. Use an access key pair, or the 'stream' engine"
         )
     protocol = None
@@ -116,33 +116,33 @@ def check_default_encryption(client: S3Client, bucket: str, sse: str, kms_key_id
 class CopyEngine(Engine):
     name = "copy"
 
-    def check(self, job: ExportJob, session: Session) -> None:
-        cfg, source = job.cfg, session.source
+    def check(self, job: ExportJob, attempt: Attempt) -> None:
+        cfg, source = job.cfg, attempt.database
         if cfg.sse:
-            check_default_encryption(session.client, job.location.bucket, cfg.sse, cfg.sse_kms_key_id)
+            check_default_encryption(attempt.client, job.location.bucket, cfg.sse, cfg.sse_kms_key_id)
         if not source.dialect.copy_to_directory:
             raise SourceError(
                 f"engine 'copy' needs CrateDB's COPY ... TO DIRECTORY, and the source of {job.cfg.qualified_name} "
                 f"is {source.dialect}: use engine 'stream'"
             )
-        check_endpoint_kept(session, job.location.bucket)
+        check_endpoint_kept(attempt, job.location.bucket)
 
     def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
         uri, protocol = cratedb_s3_uri(creds, job.staging)
         copy = sql.copy_to(job.cfg, job.range, uri, protocol=protocol, naive=source.naive_timestamps)
         return [sql.refresh(job.cfg), copy] if source.dialect.needs_refresh else [copy]
 
-    def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
+    def run(self, job: ExportJob, attempt: Attempt, statements: list[sql.Statement]) -> ExportResult:
         *prepare, copy = statements
         for statement in prepare:  # REFRESH: bounded by the attempt
-            run(session.cursor, statement, job.cfg.attempt_seconds)
+            execute(attempt.cursor, statement, job.cfg.attempt_seconds)
         if job.slice_index is None:
-            session.count_in_background(job.window)  # the rows are settled: count them while CrateDB writes
-        run(session.cursor, copy, job.cfg.attempt_seconds)
-        rows = session.cursor.rowcount
+            attempt.count_in_background(job.window)  # the rows are settled: count them while CrateDB writes
+        execute(attempt.cursor, copy, job.cfg.attempt_seconds)
+        rows = attempt.cursor.rowcount
         if rows is None or rows < 0:
-            raise RuntimeError(f"COPY returned no row count (command tag {session.cursor.statusmessage!r})")
-        objects = without_empty_files(session.client, job.staging.bucket, list_objects(session.client, job.staging))
+            raise RuntimeError(f"COPY returned no row count (command tag {attempt.cursor.statusmessage!r})")
+        objects = without_empty_files(attempt.client, job.staging.bucket, list_objects(attempt.client, job.staging))
         log.info(
             "COPY wrote %d rows of %s into %d object(s) under %s",
             rows,
@@ -158,19 +158,19 @@ def endpoint_parts(endpoint_url: str) -> SplitResult:
     return urlsplit(endpoint_url if "://" in endpoint_url else f"https://{endpoint_url}")
 
 
-def check_endpoint_kept(session: Session, bucket: str) -> None:
+def check_endpoint_kept(attempt: Attempt, bucket: str) -> None:
     """Refuse an export (or restore) by COPY that CrateDB would send to AWS instead of the S3
     endpoint given: CrateDB before 6.3 with an S3 server that names the bucket's region
     (``SourceInfo.copy_follows_bucket_region``). It would fail only after its SDK's retries, with
     ``Unable to execute HTTP request: s3.amazonaws.com``."""
-    endpoint = session.creds.endpoint_url
-    if not endpoint or not session.source.copy_follows_bucket_region:
+    endpoint = attempt.creds.endpoint_url
+    if not endpoint or not attempt.database.copy_follows_bucket_region:
         return
     if (endpoint_parts(endpoint).hostname or "").endswith(".amazonaws.com"):
         return
-    region = reported_region(session.client, bucket)
+    region = reported_region(attempt.client, bucket)
     if region:
-        version = ".".join(map(str, session.source.version or ()))
+        version = ".".join(map(str, attempt.database.version or ()))
         raise TargetError(
             f"CrateDB {version} would send COPY's S3 requests to AWS's endpoint for region {region!r} instead of "
             f"{endpoint}: before 6.3, CrateDB's S3 client follows the region an S3 server names for the bucket, and "

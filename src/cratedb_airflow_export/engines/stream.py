@@ -41,15 +41,15 @@ from cratedb_airflow_export.readers import (
     adbc_available,
     register_loaders,
 )
-from cratedb_airflow_export.source import connect, run, shut_down
+from cratedb_airflow_export.source import connect, execute, shut_down
 from cratedb_airflow_export.storage import MultipartWriter, StoredObject
 
 if TYPE_CHECKING:
     import psycopg
     from types_boto3_s3 import S3Client
 
-    from cratedb_airflow_export.connections import S3Credentials
-    from cratedb_airflow_export.session import Session
+    from cratedb_airflow_export.attempt import Attempt
+    from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.source import SourceInfo
     from cratedb_airflow_export.windows import TimeRange
 
@@ -133,7 +133,7 @@ class RollingFiles:
             key,
             cfg.part_size_mb * 1024 * 1024,
             content_type=spec.content_type_for(cfg.compression),
-            args=cfg.write_args,
+            args=self.job.write_args,
         )
         self._encoder = make_encoder(
             spec,
@@ -296,37 +296,37 @@ class StreamEngine(Engine):
             ]
         return [*prepare, *per_cursor]
 
-    def run(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
+    def run(self, job: ExportJob, attempt: Attempt, statements: list[sql.Statement]) -> ExportResult:
         lean_allocators()
         with fewer_gc_passes():
-            if _fast_path(job, session.source):
-                return self._run_adbc(job, session, statements)
-            return self._run_cursor(job, session, statements)
+            if _fast_path(job, attempt.database):
+                return self._run_adbc(job, attempt, statements)
+            return self._run_cursor(job, attempt, statements)
 
-    def _run_adbc(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
+    def _run_adbc(self, job: ExportJob, attempt: Attempt, statements: list[sql.Statement]) -> ExportResult:
         (select,) = statements
         if job.slice_index is None:
-            session.count_in_background(job.window)
+            attempt.count_in_background(job.window)
         log.info("Running (PostgreSQL via ADBC, COPY binary): %s", select.describe())
-        reader = AdbcReader(session.connections.source.conninfo(), select.wire_sql)
-        return self._read(job, session, Prefetcher(reader, unblock=reader.cancel, **self._bounds(job)))
+        reader = AdbcReader(attempt.connections.database.conninfo(), select.wire_sql)
+        return self._read(job, attempt, Prefetcher(reader, unblock=reader.cancel, **self._bounds(job)))
 
-    def _run_cursor(self, job: ExportJob, session: Session, statements: list[sql.Statement]) -> ExportResult:
-        cfg, source = job.cfg, session.source
+    def _run_cursor(self, job: ExportJob, attempt: Attempt, statements: list[sql.Statement]) -> ExportResult:
+        cfg, source = job.cfg, attempt.database
         count = len(cursor_windows(job))
         prepare, per_cursor = statements[: -3 * count], statements[-3 * count :]
         for statement in prepare:  # REFRESH, and the probe where DECLARE may hang: bounded by the attempt
-            run(session.cursor, statement, cfg.attempt_seconds)
+            execute(attempt.cursor, statement, cfg.attempt_seconds)
         if job.slice_index is None:
-            session.count_in_background(job.window)  # the rows are settled: count them while they are read
-        # the first cursor on the session's connection, each further one on a connection of its own
-        extra = [connect(session.connections.source, cfg.attempt_seconds) for _ in range(count - 1)]
-        cursors = [session.cursor, *(conn.cursor() for conn in extra)]
+            attempt.count_in_background(job.window)  # the rows are settled: count them while they are read
+        # the first cursor on the attempt's connection, each further one on a connection of its own
+        extra = [connect(attempt.connections.database, cfg.attempt_seconds) for _ in range(count - 1)]
+        cursors = [attempt.cursor, *(conn.cursor() for conn in extra)]
         readers, declared, spare = [], [], []
         try:
             for n, cursor in enumerate(cursors):
                 declare, fetch, close = per_cursor[3 * n : 3 * n + 3]
-                run(cursor, declare, cfg.attempt_seconds)
+                execute(cursor, declare, cfg.attempt_seconds)
                 declared.append((cursor, close))
                 # one cursor alone: two take turns on its declared cursor (one fetches while one converts);
                 # several: each reads with one, the others fetch meanwhile (half the rows held)
@@ -346,7 +346,7 @@ class StreamEngine(Engine):
                 for cursor in cursors:
                     shut_down(cursor.connection)
 
-            return self._read(job, session, Prefetcher(reader, unblock=unblock, **self._bounds(job)))
+            return self._read(job, attempt, Prefetcher(reader, unblock=unblock, **self._bounds(job)))
         finally:
             for cursor, close in declared:
                 _close_quietly(cursor, close, cfg.stall_timeout_seconds)
@@ -359,7 +359,7 @@ class StreamEngine(Engine):
     def _bounds(job: ExportJob) -> dict[str, Any]:
         return {"stall_seconds": job.cfg.stall_timeout_seconds, "what": f"reading {job.cfg.qualified_name}"}
 
-    def _read(self, job: ExportJob, session: Session, prefetcher: Prefetcher) -> ExportResult:
+    def _read(self, job: ExportJob, attempt: Attempt, prefetcher: Prefetcher) -> ExportResult:
         """Rows from ``prefetcher``, checked against the window, into ``part-NNNNN`` files."""
         started = time.monotonic()
         with prefetcher:
@@ -370,7 +370,7 @@ class StreamEngine(Engine):
             schema = guard.schema
             if job.cfg.columns and job.cfg.json_style == "cratedb":
                 schema = schema.with_metadata(LISTED_COLUMNS)  # COPY TO with columns writes NULL as null
-            files = RollingFiles(job, session.client, schema)
+            files = RollingFiles(job, attempt.client, schema)
             checked = map(guard.check, itertools.chain([first] if first else [], batches))
             rows, stored = self._write(job, files, checked, started)
         return self._result(job, rows, stored, started)
@@ -427,6 +427,6 @@ def _fast_path(job: ExportJob, source: SourceInfo) -> bool:
 
 def _close_quietly(cursor: psycopg.Cursor[Any], close: sql.Statement, seconds: float) -> None:
     try:
-        run(cursor, close, seconds)
+        execute(cursor, close, seconds)
     except Exception as exc:  # the connection may be gone; the export error matters more
         log.warning("could not close cursor: %s", exc)

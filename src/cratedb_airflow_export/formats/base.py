@@ -1,4 +1,5 @@
-"""What every encoder shares: the interface, and the text encoders' chunk protocol."""
+"""What every encoder shares: the interface, the text encoders' chunk protocol, and opening a
+written file for reading."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
-from cratedb_airflow_export.formats.gzip import GzipMember, deflate
+from cratedb_airflow_export.formats.parallel_gzip import GzipMember, deflate
 
 
 class Forward:
@@ -31,9 +32,20 @@ class Forward:
 
 
 class Encoder(ABC):
-    """Encodes batches into one file written to ``sink`` (anything with ``write(bytes)``)."""
+    """Encodes batches into one file written to ``sink`` (anything with ``write(bytes)``).
+    ``row_group_size`` and ``sample`` (the file's first batch) are for the encoders that use them
+    (Parquet); the others ignore them."""
 
-    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, level: int | None = None) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema,
+        sink: BinaryIO,
+        compression: str,
+        level: int | None = None,
+        *,
+        row_group_size: int = 131_072,
+        sample: pa.RecordBatch | None = None,
+    ) -> None:
         self.schema, self.compression, self.level, self._sink = schema, compression, level, sink
 
     @abstractmethod
@@ -54,7 +66,16 @@ class TextEncoder(Encoder):
     def encode(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
         """The batch as uncompressed text (bytes or an Arrow buffer)."""
 
-    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, level: int | None = None) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema,
+        sink: BinaryIO,
+        compression: str,
+        level: int | None = None,
+        *,
+        row_group_size: int = 131_072,
+        sample: pa.RecordBatch | None = None,
+    ) -> None:
         super().__init__(schema, sink, compression, level)
         self._gzip = GzipMember(sink) if compression == "gzip" else None
         zstd = compression == "zstd"
@@ -87,3 +108,14 @@ class TextEncoder(Encoder):
             self._gzip.close()
         if self._zstd is not None:
             self._zstd.close()  # flushes the compressor's trailer into the sink
+
+
+def open_decompressed(path: str, compression: str) -> BinaryIO:
+    """``path`` opened for reading, its whole-file ``compression`` undone."""
+    import gzip
+
+    if compression == "gzip":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        return pa.CompressedInputStream(pa.OSFile(path), "zstd")  # type: ignore[no-any-return]
+    return open(path, "rb")

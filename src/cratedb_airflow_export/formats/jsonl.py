@@ -25,9 +25,9 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cratedb_airflow_export.formats.base import TextEncoder
+from cratedb_airflow_export.formats.base import Encoder, TextEncoder, open_decompressed
+from cratedb_airflow_export.formats.fields import is_json, is_partition, source_type
 from cratedb_airflow_export.formats.text import const, join, json_strings, python_json, timestamp_parts
-from cratedb_airflow_export.readers import is_json, is_partition, source_type
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -204,3 +204,12 @@ def iter_lines(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         yield from lines
     if rest:
         yield rest
+
+
+def encoder_for(json_style: str | None = None) -> type[Encoder]:
+    return CrateDBJsonLinesEncoder if json_style == "cratedb" else JsonLinesEncoder
+
+
+def read_file(path: str, compression: str) -> Iterator[dict[str, Any]]:
+    with open_decompressed(path, compression) as stream:
+        yield from read_rows(stream)

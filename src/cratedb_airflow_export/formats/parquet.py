@@ -1,4 +1,4 @@
-"""Parquet: the typed schema of ``readers.py``, zstd (default), snappy, gzip or none, row groups of
+"""Parquet: the typed schema the readers produce, zstd (default), snappy, gzip or none, row groups of
 ``parquet_row_group_size`` rows. Objects are JSON text columns (Parquet has no schemaless object
 type), arrays are lists."""
 
@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cratedb_airflow_export.formats.base import Encoder, Forward
+from cratedb_airflow_export.formats.fields import is_json
 
 DICTIONARY_MAX_DISTINCT = 0.5  # share of distinct values in the sample above which a column is written plain
 
@@ -48,10 +49,10 @@ class ParquetEncoder(Encoder):
         compression: str,
         level: int | None = None,
         *,
-        row_group_size: int,
+        row_group_size: int = 131_072,
         sample: pa.RecordBatch | None = None,
     ) -> None:
-        super().__init__(schema, sink, compression, level)
+        super().__init__(schema, sink, compression, level, row_group_size=row_group_size, sample=sample)
         self._raw = pa.PythonFile(Forward(sink), mode="w")
         self.row_group_size = row_group_size
         self._pending: list[pa.RecordBatch] = []
@@ -86,8 +87,6 @@ def read_rows(path: str, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
     ``json=true``) parsed back into objects."""
     import json
 
-    from cratedb_airflow_export.readers import is_json
-
     parquet = pq.ParquetFile(path)
     json_columns = [f.name for f in parquet.schema_arrow if is_json(f)]
     for batch in parquet.iter_batches(batch_size=batch_size):
@@ -96,3 +95,12 @@ def read_rows(path: str, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
                 if row[name] is not None:
                     row[name] = json.loads(row[name])
             yield row
+
+
+def encoder_for(json_style: str | None = None) -> type[Encoder]:
+    return ParquetEncoder
+
+
+def read_file(path: str, compression: str) -> Iterator[dict[str, Any]]:
+    """Parquet compresses inside the file: ``compression`` needs no undoing."""
+    return read_rows(path)

@@ -1,7 +1,7 @@
 """What one attempt at a table's export has open: its connections, the checked bucket, a cursor
 on the source and what the source turned out to be.
 
-:func:`open_session` resolves nothing itself when given :class:`~.connections.Connections` (the
+:func:`open_attempt` resolves nothing itself when given :class:`~.connections.Connections` (the
 Airflow edge resolves them once per task); without, it reads them from the environment (the
 command line). Any failure inside, including the engine's, becomes one :class:`~.errors.ExportError`
 naming the table, the interval and the cause, with every secret scrubbed.
@@ -15,10 +15,11 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cratedb_airflow_export.connections import Connections, Redactor, from_environment
+from cratedb_airflow_export.connections import Connections, from_environment
+from cratedb_airflow_export.credentials import Redactor
 from cratedb_airflow_export.errors import failures_named
 from cratedb_airflow_export.layout import partition
-from cratedb_airflow_export.source import SourceInfo, connect, count_window, inspect
+from cratedb_airflow_export.source import SourceInfo, check_table, connect, count_window
 from cratedb_airflow_export.storage import check_target
 
 if TYPE_CHECKING:
@@ -26,16 +27,16 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.connections import S3Credentials
+    from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.windows import TimeRange, Window
 
 
 @dataclass
-class Session:
+class Attempt:
     cfg: TableExport
     connections: Connections
     cursor: psycopg.Cursor[Any]
-    source: SourceInfo
+    database: SourceInfo  # what the database turned out to be (the target's, when restoring)
     _count: Future[int] | None = field(default=None, repr=False)
 
     @property
@@ -52,8 +53,8 @@ class Session:
         the count sees what the export reads; :meth:`window_count` waits for it."""
 
         def count() -> int:
-            with closing(connect(self.connections.source, self.cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
-                return count_window(cursor, self.cfg, window, self.source)
+            with closing(connect(self.connections.database, self.cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
+                return count_window(cursor, self.cfg, window, self.database)
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="count")
         self._count = pool.submit(count)
@@ -63,7 +64,7 @@ class Session:
         """``count(*)`` over ``window``: the background count, or one now."""
         if self._count is not None:
             return self._count.result()
-        return count_window(self.cursor, self.cfg, window, self.source)
+        return count_window(self.cursor, self.cfg, window, self.database)
 
 
 def describe(what: str, cfg: TableExport, window: TimeRange) -> str:
@@ -72,14 +73,14 @@ def describe(what: str, cfg: TableExport, window: TimeRange) -> str:
 
 
 @contextmanager
-def open_session(
+def open_attempt(
     cfg: TableExport, window: Window, what: str, connections: Connections | None = None
-) -> Iterator[Session]:
-    """Check the bucket, connect to the source and check the table; yield the session."""
+) -> Iterator[Attempt]:
+    """Check the bucket, connect to the source and check the table; yield the attempt."""
     redact = Redactor()
     with failures_named(describe(what, cfg, window), redact):
         resolved = connections if connections is not None else from_environment(cfg)
         redact.add(resolved.secrets)
         check_target(resolved.probe, partition(cfg, window.day))
-        with closing(connect(resolved.source, cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
-            yield Session(cfg, resolved, cursor, inspect(cursor, cfg))
+        with closing(connect(resolved.database, cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
+            yield Attempt(cfg, resolved, cursor, check_table(cursor, cfg))

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from cratedb_airflow_export.formats import GZIP_LEVEL
+from cratedb_airflow_export.formats.spec import GZIP_LEVEL
 
 try:
     from zlib_ng import zlib_ng as zlib

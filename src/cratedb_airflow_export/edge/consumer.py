@@ -13,8 +13,9 @@ from typing import Any
 
 from airflow.sdk import DAG, AssetAny, task
 
-from cratedb_airflow_export.airflow.operators import export_asset
-from cratedb_airflow_export.config import TableExport, load_tables
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.edge.operators import export_asset
+from cratedb_airflow_export.loading import load_tables
 from cratedb_airflow_export.manifest import Manifest, read_manifest
 from cratedb_airflow_export.storage import split_object_uri
 
@@ -24,7 +25,7 @@ CONSUMER_DAG_ID = "cratedb_export_consumer"
 
 def manifest_at(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest:
     """The manifest at ``manifest_uri``, read with the AWS connection ``aws_conn_id``."""
-    from cratedb_airflow_export.airflow.connections import s3_access  # boto3: at run time, not at parse time
+    from cratedb_airflow_export.edge.resolve import s3_access  # boto3: at run time, not at parse time
 
     bucket, key = split_object_uri(manifest_uri)
     _, client, _ = s3_access(aws_conn_id)

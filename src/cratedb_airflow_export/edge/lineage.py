@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.connections import SourceParams
+    from cratedb_airflow_export.credentials import SourceParams
     from cratedb_airflow_export.engines import ExportResult
 
 DEFAULT_PORT = 5432

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
-from cratedb_airflow_export.airflow.operators import (
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.edge.operators import (
     CrateDBExportOperator,
     CrateDBExportSliceOperator,
     CrateDBPublishSlicesOperator,
 )
-from cratedb_airflow_export.config import DagSettings, TableExport, load_tables
 from cratedb_airflow_export.layout import partition
+from cratedb_airflow_export.loading import DagSettings, load_tables
 
 DAG_ID = "cratedb_table_export"
 

@@ -15,14 +15,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from cratedb_airflow_export.connections import (
-    Connections,
-    ConnectionSpec,
-    CredentialsError,
-    S3Credentials,
-    source_params,
-    tutorial_credentials,
-)
+from cratedb_airflow_export.connections import Connections, ConnectionSpec, source_params, tutorial_credentials
+from cratedb_airflow_export.credentials import CredentialsError, S3Credentials
 from cratedb_airflow_export.storage import client_config, make_clients
 
 if TYPE_CHECKING:
@@ -33,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def lookup(conn_id: str) -> ConnectionSpec | None:
+def airflow_connection(conn_id: str) -> ConnectionSpec | None:
     """Airflow's connection ``conn_id`` (any secrets backend), or None when it does not exist."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
@@ -72,7 +66,7 @@ def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client, S3Client]:
         session_token=frozen.token,
         endpoint_url=hook.conn_config.get_service_endpoint_url("s3"),
         region=hook.conn_config.region_name,
-        source=f"Airflow connection {aws_conn_id!r}",
+        origin=f"Airflow connection {aws_conn_id!r}",
     )
     configured = hook.config  # the connection's botocore config (config_kwargs), or botocore's default
     data = hook.get_client_type(config=client_config(configured=configured))
@@ -83,7 +77,7 @@ def resolve(cfg: TableExport) -> Connections:
     """``cfg``'s connections from Airflow, with every secret form masked in the task log."""
     from airflow.sdk.log import mask_secret
 
-    database = lookup(cfg.cratedb_conn_id)
+    database = airflow_connection(cfg.cratedb_conn_id)
     if database is None:
         raise CredentialsError(
             f"no Airflow connection {cfg.cratedb_conn_id!r}: define it, e.g. AIRFLOW_CONN_"
@@ -98,8 +92,8 @@ def resolve(cfg: TableExport) -> Connections:
     connections = Connections(creds, client, source, probe)
     log.info(
         "S3 credentials from %s%s; source %s",
-        creds.source,
+        creds.origin,
         f", endpoint {creds.endpoint_url}" if creds.endpoint_url else "",
-        source.source,
+        source.origin,
     )
     return connections

@@ -9,9 +9,9 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from cratedb_airflow_export.formats.base import TextEncoder
+from cratedb_airflow_export.formats.base import Encoder, TextEncoder, open_decompressed
+from cratedb_airflow_export.formats.fields import is_json
 from cratedb_airflow_export.formats.text import python_json, timestamps
-from cratedb_airflow_export.readers import is_json
 
 
 def csv_column(array: pa.Array, field: pa.Field) -> pa.Array:
@@ -40,7 +40,16 @@ def encode_csv(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
 class CsvEncoder(TextEncoder):
     encode = staticmethod(encode_csv)
 
-    def __init__(self, schema: pa.Schema, sink: BinaryIO, compression: str, level: int | None = None) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema,
+        sink: BinaryIO,
+        compression: str,
+        level: int | None = None,
+        *,
+        row_group_size: int = 131_072,
+        sample: pa.RecordBatch | None = None,
+    ) -> None:
         super().__init__(schema, sink, compression, level)
         empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
         header = _csv(schema, empty, header=True)
@@ -64,3 +73,12 @@ def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:
     )
     for batch in reader:
         yield from batch.to_pylist()
+
+
+def encoder_for(json_style: str | None = None) -> type[Encoder]:
+    return CsvEncoder
+
+
+def read_file(path: str, compression: str) -> Iterator[dict[str, Any]]:
+    with open_decompressed(path, compression) as stream:
+        yield from read_rows(stream)

@@ -1,7 +1,7 @@
 """The export operators: one table's rows of the run's data interval (or of the days a person
 chose in the Trigger form) to S3.
 
-Each operator resolves its connections once (``airflow/connections.py``), hands them to the core,
+Each operator resolves its connections once (``edge/resolve.py``), hands them to the core,
 and turns the core's results into XCom and Asset events (one per partition published). A failure
 that no retry can heal (a missing table or column, a wrong column type, credentials CrateDB cannot
 use) fails the task at once with :class:`AirflowFailException`; anything else (network, S3,
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
-from cratedb_airflow_export.config import DEFAULT_SCHEMA, TableExport
+from cratedb_airflow_export.config import TableExport, qualify
 from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.layout import dataset_uri
 from cratedb_airflow_export.windows import Window, days_between, parse_day
@@ -67,7 +67,7 @@ class Request:
         if last and not day:
             raise ExportError("the Trigger form's 'to' needs a 'day' to start from", retryable=False)
         days = days_between(parse_day(day, "day"), parse_day(last, "to") if last else None) if day else None
-        names = frozenset(t if "." in t else f"{DEFAULT_SCHEMA}.{t}" for t in tables) if tables else None
+        names = frozenset(qualify(t) for t in tables) if tables else None
         return cls(days, names)
 
     def skips(self, cfg: TableExport) -> bool:
@@ -144,9 +144,9 @@ class _TableTask(BaseOperator):
         cannot heal becomes :class:`AirflowFailException` (no retries), with the same message."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from cratedb_airflow_export.airflow.connections import resolve
+        from cratedb_airflow_export.attempt import describe
+        from cratedb_airflow_export.edge.resolve import resolve
         from cratedb_airflow_export.errors import failures_named
-        from cratedb_airflow_export.session import describe
 
         try:
             with failures_named(describe(what, self.export, window)):
@@ -232,11 +232,11 @@ class CrateDBExportOperator(_TableTask):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Called by Airflow's OpenLineage provider after a successful export."""
-        from cratedb_airflow_export.airflow.lineage import export_lineage
+        from cratedb_airflow_export.edge.lineage import export_lineage
 
         if not self._results or self._connections is None:
             return None
-        return export_lineage(self.export, self._connections.source, self._results)
+        return export_lineage(self.export, self._connections.database, self._results)
 
 
 class CrateDBExportSliceOperator(_TableTask):

@@ -10,8 +10,9 @@ from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, Param
 
-from cratedb_airflow_export.config import DEFAULT_SCHEMA, TableExport, load_tables
+from cratedb_airflow_export.config import TableExport, qualify
 from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.loading import load_tables
 
 RESTORE_DAG_ID = "cratedb_table_restore"
 
@@ -41,14 +42,14 @@ class CrateDBRestoreOperator(BaseOperator):
     def execute(self, context: Any) -> list[dict[str, Any]]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from cratedb_airflow_export.airflow.connections import resolve
+        from cratedb_airflow_export.edge.resolve import resolve
         from cratedb_airflow_export.errors import failures_named
         from cratedb_airflow_export.restore import restore
         from cratedb_airflow_export.windows import Window, days_between, parse_day
 
         params = context["params"]
         name = str(params["table"])
-        cfg = self.tables.get(name if "." in name else f"{DEFAULT_SCHEMA}.{name}")
+        cfg = self.tables.get(qualify(name))
         try:
             if cfg is None:
                 raise ExportError(f"table {name!r} is not configured for export", retryable=False)

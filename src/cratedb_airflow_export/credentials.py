@@ -1,0 +1,91 @@
+"""Credentials and secrets, as plain values: the S3 keys and endpoint, the source database's libpq
+parameters, and every form each secret can take, so that :class:`Redactor` scrubs them all.
+
+Nothing here talks to a service; :mod:`.connections` fills these from Airflow's connection formats or
+the environment, the Airflow edge from Airflow's hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from cratedb_airflow_export.errors import PermanentError
+
+REDACTED = "***"
+
+
+class CredentialsError(PermanentError):
+    """No usable credentials, or credentials the chosen path cannot use."""
+
+
+def secret_forms(*values: str | None) -> set[str]:
+    """Every form a secret can take in text we or our libraries produce: raw and percent-encoded."""
+    forms: set[str] = set()
+    for value in values:
+        if value:
+            forms.update({value, quote(value, safe=""), quote(value), quote_plus(value)})
+    return forms
+
+
+class Redactor:
+    """Replaces every known secret form in a text with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        known = set(self._secrets) | {s for s in secrets if s and len(s) >= 3}
+        self._secrets = sorted(known, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    region: str | None = None
+    origin: str = ""  # where they came from, for messages
+
+    def secrets(self) -> set[str]:
+        return secret_forms(self.secret_key, self.session_token)
+
+    def without_keys(self) -> S3Credentials:
+        """Endpoint and region only (``plan`` shows placeholders for the keys)."""
+        return S3Credentials(endpoint_url=self.endpoint_url, region=self.region, origin=self.origin)
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """libpq connection parameters of the source database (CrateDB or PostgreSQL)."""
+
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    options: Mapping[str, str] = field(default_factory=dict)  # other libpq keywords (sslmode, ...)
+    origin: str = ""  # where they came from, for messages
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect``."""
+        base = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user}
+        return {**{k: v for k, v in base.items() if v is not None}, "password": self.password, **self.options}
+
+    def conninfo(self) -> str:
+        """A libpq connection string (for drivers that take one, such as ADBC's)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(**{k: v for k, v in self.kwargs().items() if v is not None})
+
+    def secrets(self) -> set[str]:
+        return secret_forms(self.password)
