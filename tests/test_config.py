@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cratedb_airflow_export.config import ConfigError, TableExport
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.errors import ConfigError
 from cratedb_airflow_export.loading import DagSettings, load_tables, load_yaml_tables, parse_tables
 
 ENTRY = {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}

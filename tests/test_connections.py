@@ -15,9 +15,10 @@ from cratedb_airflow_export.connections import (
     s3_credentials,
     source_params,
 )
-from cratedb_airflow_export.credentials import CredentialsError, Redactor, S3Credentials
+from cratedb_airflow_export.credentials import Redactor, S3Credentials
 from cratedb_airflow_export.edge.resolve import resolve, s3_access
 from cratedb_airflow_export.engines.copy import cratedb_s3_uri
+from cratedb_airflow_export.errors import CredentialsError
 from cratedb_airflow_export.storage import Location
 
 

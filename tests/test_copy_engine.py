@@ -10,8 +10,9 @@ from devtools.devstack import LocalS3
 
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.copy import check_endpoint_kept
+from cratedb_airflow_export.errors import TargetUnusable
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
-from cratedb_airflow_export.storage import TargetError, reported_region
+from cratedb_airflow_export.storage import reported_region
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +56,7 @@ def test_copy_is_refused_where_cratedb_would_follow_the_region_to_aws(naming_ser
     s3_server.ensure_bucket("lake")
     if refused:
         with pytest.raises(
-            TargetError, match=r"would send COPY's S3 requests to AWS's endpoint for region 'us-east-1'"
+            TargetUnusable, match=r"would send COPY's S3 requests to AWS's endpoint for region 'us-east-1'"
         ):
             check_endpoint_kept(attempt_for(naming_server, version), "lake")  # type: ignore[arg-type]
     else:

@@ -36,7 +36,8 @@ from devtools.devstack import LocalS3, RemoteS3, create_metrics, sample_metrics
 from conftest import REPO, SAMPLE_DAYS, airflow_cli, as_exported, data_objects, json_lines, rows_of_day
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.connections import environment_lookup, source_params
-from cratedb_airflow_export.export import ExportError, plan_export, run_export
+from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.export import plan_export, run_export
 from cratedb_airflow_export.manifest import read_manifest
 from cratedb_airflow_export.source import CRATEDB, check_table, connect, parse_version
 from cratedb_airflow_export.windows import Window

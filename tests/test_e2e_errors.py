@@ -8,7 +8,8 @@ import pytest
 
 from conftest import aws_connection, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.export import ExportError, run_export
+from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.windows import Window
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,7 @@ def test_bad_table_or_column_fails_before_writing(connections, metrics, s3_serve
 def test_missing_bucket_fails_fast(connections, metrics, s3_server):
     cfg = TableExport.model_validate(entry("no-such-bucket-here"))
     with pytest.raises(
-        ExportError, match=r"doc\.metrics .* failed: TargetError: bucket 'no-such-bucket-here' does not exist"
+        ExportError, match=r"doc\.metrics .* failed: TargetUnusable: bucket 'no-such-bucket-here' does not exist"
     ):
         run_export(cfg, WINDOW)
 

@@ -170,7 +170,8 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
     assert read_objects(s3_server, bucket) == {}  # nothing published, staging removed
 
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.export import ExportError, run_export
+    from cratedb_airflow_export.errors import ExportError
+    from cratedb_airflow_export.export import run_export
     from cratedb_airflow_export.windows import Window
 
     with pytest.raises(ExportError, match=r"50 rows exported, but count\(\*\) over the same window is 53"):

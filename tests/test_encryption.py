@@ -11,7 +11,8 @@ import pytest
 
 from conftest import make_dag, read_objects, run_dag, task_states
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.export import ExportError, run_export
+from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.manifest import Manifest
 from cratedb_airflow_export.storage import Location, list_objects
 from cratedb_airflow_export.verify import verify_partition
@@ -109,7 +110,7 @@ def test_the_copy_engine_refuses_encryption_the_bucket_does_not_apply(connection
 
 
 def test_a_kms_key_needs_aws_kms():
-    from cratedb_airflow_export.config import ConfigError
+    from cratedb_airflow_export.errors import ConfigError
     from cratedb_airflow_export.loading import parse_tables
 
     with pytest.raises(ConfigError, match=r"field 'sse_kms_key_id': a KMS key needs sse: 'aws:kms'"):

@@ -16,7 +16,8 @@ import pytest
 from conftest import BIG_ROWS as ROWS
 from conftest import REPO, aws_connection, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.export import ExportError, RunInfo, export_slice, run_export
+from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.export import RunInfo, export_slice, run_export
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.storage import list_objects, open_uploads
 from cratedb_airflow_export.verify import verify_partition
@@ -219,7 +220,7 @@ def test_a_web_server_that_is_not_s3_is_told_from_a_missing_bucket(connections, 
     finally:
         server.stop()
     assert "does not exist" not in str(failure.value)
-    assert f"TargetError: the endpoint http://127.0.0.1:{server.port}" in str(failure.value)
+    assert f"TargetUnusable: the endpoint http://127.0.0.1:{server.port}" in str(failure.value)
     assert "does not answer like an S3 server" in str(failure.value)
     assert failure.value.retryable is False
 

@@ -16,8 +16,9 @@ import pytest
 from devtools.devstack import create_metrics, sample_metrics
 
 from conftest import SAMPLE_DAYS, data_objects, json_lines, read_objects
-from cratedb_airflow_export.config import ConfigError, TableExport
-from cratedb_airflow_export.export import ExportError, run_export
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.errors import ConfigError, ExportError
+from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.loading import parse_tables
 from cratedb_airflow_export.windows import Window
 
@@ -173,7 +174,8 @@ def test_window_bounds_are_checked_to_the_microsecond():
     import pyarrow as pa
 
     from cratedb_airflow_export.engines.base import ExportJob
-    from cratedb_airflow_export.engines.stream import WindowGuard, WindowViolation
+    from cratedb_airflow_export.engines.stream import WindowGuard
+    from cratedb_airflow_export.errors import WindowViolation
 
     (cfg,) = parse_tables([{**ENTRY, "columns": ["hash_id"]}])
     schema = pa.schema([("hash_id", pa.int64()), ("timestamp", pa.timestamp("us", tz="UTC"))])

@@ -8,7 +8,8 @@ from itertools import pairwise
 import pendulum
 import pytest
 
-from cratedb_airflow_export.windows import Window, WindowError
+from cratedb_airflow_export.errors import WindowError
+from cratedb_airflow_export.windows import Window
 
 UTC = timezone.utc
 

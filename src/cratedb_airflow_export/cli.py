@@ -43,9 +43,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
-from cratedb_airflow_export.config import ConfigError, TableExport, qualify
+from cratedb_airflow_export.config import TableExport, qualify
 from cratedb_airflow_export.connections import ENV_ENDPOINT, ConnectionSpec, environment_lookup
 from cratedb_airflow_export.credentials import S3Credentials
+from cratedb_airflow_export.errors import ConfigError
 from cratedb_airflow_export.loading import CONFIG_ENV, load_python_tables, load_yaml_tables
 
 DEFAULT_TABLES_FILE = Path("include") / "table_exports.py"
@@ -343,7 +344,7 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
             return 2
         return _reconcile(tables, args.days, args.until, out)
     if args.command in ("run", "restore"):
-        from cratedb_airflow_export.windows import WindowError
+        from cratedb_airflow_export.errors import WindowError
 
         try:
             if args.command == "restore":

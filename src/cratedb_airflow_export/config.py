@@ -13,12 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cratedb_airflow_export.errors import ConfigError
 from cratedb_airflow_export.filters import check_filter
 from cratedb_airflow_export.formats.spec import FORMATS, check_choice, output_spec
 from cratedb_airflow_export.storage import PARTS_PER_FILE, STAGING_ROOT, Location, parse_s3_uri
 
-__all__ = ["DEFAULT_SCHEMA", "ConfigError", "TableExport", "qualify"]
+__all__ = ["DEFAULT_SCHEMA", "TableExport", "qualify"]
 
 DEFAULT_SCHEMA = "doc"
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

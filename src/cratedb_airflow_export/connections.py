@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cratedb_airflow_export.credentials import CredentialsError, Redactor, S3Credentials, SourceParams
+from cratedb_airflow_export.credentials import Redactor, S3Credentials, SourceParams
+from cratedb_airflow_export.errors import CredentialsError
 from cratedb_airflow_export.storage import make_clients
 
 if TYPE_CHECKING:

@@ -12,13 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from cratedb_airflow_export.errors import PermanentError
-
 REDACTED = "***"
-
-
-class CredentialsError(PermanentError):
-    """No usable credentials, or credentials the chosen path cannot use."""
 
 
 def secret_forms(*values: str | None) -> set[str]:

@@ -1,11 +1,18 @@
-"""Errors, and whether trying again can help.
+"""Every failure the package raises, and whether trying again can help.
 
-Every failure of an export reaches the caller as an :class:`ExportError` whose message names the
-table, the interval and the cause, with every secret scrubbed. Its :attr:`~ExportError.retryable`
-tells the Airflow edge whether to keep the task's retries (network, S3 or database unavailable, a
-row count that may settle) or to fail at once (a missing table or column, a wrong column type,
-invalid configuration, credentials CrateDB cannot use): retrying those costs minutes and cannot
-heal.
+Each exception class sits under one of two bases, and its base alone decides:
+
+- :class:`PermanentError`: the same attempt would meet it again (a missing table or column, a wrong
+  column type, invalid configuration, a bucket that does not exist, credentials CrateDB cannot use):
+  fix the cause, then rerun. Retrying costs minutes and cannot heal.
+- :class:`TransientError`: another attempt may succeed (S3 or the database unreachable or stalled,
+  a row count that may settle, a file that could not be read).
+
+Failures from libraries are decided by :func:`is_retryable` (psycopg's SQLSTATE; a ``ValueError``,
+``TypeError`` or ``LookupError`` is a bug or bad input, not an outage). Every failure of a job reaches
+the caller as an :class:`ExportError` (permanent or transient, as its cause) whose message names the
+table, the interval and the cause, with every secret scrubbed; the Airflow edge maps it in one place
+(``edge/failures.py``).
 """
 
 from __future__ import annotations
@@ -25,24 +32,100 @@ class PermanentError(RuntimeError):
     retryable = False
 
 
+class TransientError(RuntimeError):
+    """A failure another attempt may not meet: an outage, a stall, a count still settling."""
+
+    retryable = True
+
+
+# --- what a caller sees ----------------------------------------------------------------------------
+
+
+class ExportError(RuntimeError):
+    """An export, verification, restore or publish failed. The message names the table, the interval
+    and the cause, and holds no secret. Always one of :class:`PermanentExportError` and
+    :class:`TransientExportError`, as its cause: :func:`export_error` chooses."""
+
+    retryable: bool
+
+
+class PermanentExportError(ExportError, PermanentError):
+    """An :class:`ExportError` that no retry can heal."""
+
+
+class TransientExportError(ExportError, TransientError):
+    """An :class:`ExportError` that another attempt may not meet."""
+
+
+def export_error(message: str, *, retryable: bool) -> ExportError:
+    return TransientExportError(message) if retryable else PermanentExportError(message)
+
+
+# --- permanent -------------------------------------------------------------------------------------
+
+
 class ConfigError(PermanentError, ValueError):
     """A configuration entry is invalid. The message names the entry and the field."""
 
 
-class ExportError(RuntimeError):
-    """An export (or verification, or publish) failed. The message names the table, the interval
-    and the cause, and holds no secret."""
+class WindowError(PermanentError, ValueError):
+    """The run's data interval is not a whole UTC day, or requested days are not days."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+
+class FilterError(PermanentError, ValueError):
+    """The filter is refused; the message says which part and why."""
+
+
+class CredentialsError(PermanentError):
+    """No usable credentials, or credentials the chosen path cannot use."""
+
+
+class TargetUnusable(PermanentError):
+    """The target cannot be used as configured: the bucket does not exist or the credentials may not
+    use it, the endpoint is no S3, or CrateDB's S3 client could not reach it."""
+
+
+class SourceError(PermanentError):
+    """The source table or a column is missing, of the wrong type, or the source cannot do what
+    the configuration asks."""
+
+
+class WindowViolation(PermanentError):
+    """Rows outside the window reached the export: nothing may be published."""
+
+
+class RestoreRefused(PermanentError):
+    """The restore would be wrong as asked: an incomplete partition, rows already in the target,
+    a column the target lacks, a method that cannot apply."""
+
+
+class RestoreFailed(PermanentError):
+    """Rows failed to load, or the target's count disagrees with the manifest."""
+
+
+# --- transient -------------------------------------------------------------------------------------
+
+
+class TargetError(TransientError):
+    """The target could not be reached or written this time."""
+
+
+class SourceStalled(TransientError):
+    """The source stopped answering (the attempt starts over)."""
+
+
+class VerificationError(TransientError):
+    """Exported data and source disagree (rows may still be arriving)."""
+
+
+class RestoreUnreadable(TransientError):
+    """A file of the partition could not be read by the target (it may be readable later)."""
 
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether another attempt can succeed where ``exc`` ended this one."""
-    flag = getattr(exc, "retryable", None)
-    if isinstance(flag, bool):
-        return flag
+    if isinstance(exc, (PermanentError, TransientError)):
+        return exc.retryable
     sqlstate = getattr(exc, "sqlstate", None)  # psycopg errors carry the server's SQLSTATE
     if isinstance(sqlstate, str) and sqlstate[:2] in PERMANENT_SQLSTATE_CLASSES:
         return False
@@ -59,4 +142,4 @@ def failures_named(subject: str, redact: Callable[[str], str] = str) -> Iterator
         raise
     except Exception as exc:
         cause = redact(f"{type(exc).__name__}: {exc}".strip())
-        raise ExportError(f"{subject} failed: {cause}", retryable=is_retryable(exc)) from None
+        raise export_error(f"{subject} failed: {cause}", retryable=is_retryable(exc)) from None

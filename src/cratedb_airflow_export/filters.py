@@ -26,6 +26,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from cratedb_airflow_export.errors import FilterError
+
 SYNTAX_BEFORE_PARENTHESES = frozenset(
     {
         *("and", "or", "not", "in", "any", "all", "some", "like", "ilike", "between", "is", "distinct", "from"),
@@ -64,10 +66,6 @@ REFUSED_KEYWORDS = frozenset(
     }
 )
 OPENING = {"OPEN_ROUND_BRACKET": "CLOSE_ROUND_BRACKET", "OPEN_SQUARE_BRACKET": "CLOSE_SQUARE_BRACKET"}
-
-
-class FilterError(ValueError):
-    """The filter is refused; the message says which part and why."""
 
 
 def check_filter(condition: str) -> None:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from cratedb_airflow_export.errors import TargetError
 from cratedb_airflow_export.layout import MANIFEST, SUCCESS
 from cratedb_airflow_export.manifest import Manifest, completed
 from cratedb_airflow_export.storage import (
     Location,
     StoredObject,
-    TargetError,
     delete_keys,
     list_objects,
     put_object,

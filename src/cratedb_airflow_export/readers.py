@@ -42,8 +42,8 @@ from typing import Any
 import pyarrow as pa
 from psycopg.types.string import TextLoader
 
+from cratedb_airflow_export.errors import SourceStalled
 from cratedb_airflow_export.formats.fields import JSON_META, PARTITION_META, SOURCE_TYPE
-from cratedb_airflow_export.source import SourceStalled
 
 log = logging.getLogger(__name__)
 

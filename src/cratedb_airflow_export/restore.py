@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.attempt import Attempt, open_attempt
-from cratedb_airflow_export.errors import PermanentError
+from cratedb_airflow_export.errors import RestoreFailed, RestoreRefused, RestoreUnreadable
 from cratedb_airflow_export.formats import COPY_JSONL, FORMATS, read_rows
 from cratedb_airflow_export.layout import MANIFEST, SUCCESS, partition
 from cratedb_airflow_export.manifest import Manifest, read_manifest
@@ -48,19 +48,6 @@ log = logging.getLogger(__name__)
 Method = Literal["auto", "copy", "worker"]
 INSERT_BATCH_ROWS = 5_000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class RestoreRefused(PermanentError):
-    """The restore would be wrong as asked: an incomplete partition, rows already in the target,
-    a column the target lacks, a method that cannot apply."""
-
-
-class RestoreFailed(RuntimeError):
-    """Rows or files failed to load, or the target's count disagrees with the manifest."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -232,7 +219,8 @@ def check_summary(summary: Sequence[Mapping[str, Any]], redact: Any = str) -> in
             problems.append(f"{uri}: {failed} row(s) failed: {redact(json.dumps(errors))}")
         loaded += int(entry.get("success_count") or 0)
     if problems:
-        raise RestoreFailed("COPY FROM reported failures: " + "; ".join(problems), retryable=unreadable)
+        failure = RestoreUnreadable if unreadable else RestoreFailed  # a file not read may be readable later
+        raise failure("COPY FROM reported failures: " + "; ".join(problems))
     return loaded
 
 

@@ -39,7 +39,7 @@ from psycopg.adapt import Loader
 from psycopg.types.array import ListDumper
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.errors import PermanentError
+from cratedb_airflow_export.errors import SourceError, SourceStalled
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
@@ -54,15 +54,6 @@ POINT_OID = 600
 CONNECT_TIMEOUT_SECONDS = 30
 KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 TCP_USER_TIMEOUT_MS = 60_000  # unacknowledged data for this long: the peer is gone
-
-
-class SourceStalled(RuntimeError):
-    """The source stopped answering (worth a retry: the attempt starts over)."""
-
-
-class SourceError(PermanentError):
-    """The source table or a column is missing, of the wrong type, or the source cannot do what
-    the configuration asks."""
 
 
 @dataclass(frozen=True)

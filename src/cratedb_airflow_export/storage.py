@@ -13,6 +13,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cratedb_airflow_export.errors import TargetError, TargetUnusable
+
 if TYPE_CHECKING:
     from botocore.config import Config
     from types_boto3_s3 import S3Client
@@ -91,15 +93,6 @@ def split_object_uri(uri: str) -> tuple[str, str]:
     if not location.prefix:
         raise ValueError(f"{uri!r} names a bucket, not an object")
     return location.bucket, location.prefix
-
-
-class TargetError(RuntimeError):
-    """The target cannot be reached or written. ``retryable=False`` when a retry cannot heal it (the
-    bucket does not exist, or the credentials may not use it)."""
-
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 # Every S3 call is bounded: data calls wait up to a minute for an answer and retry 3 times; the
@@ -205,28 +198,26 @@ def check_target(probe: S3Client, location: Location) -> None:
             f"S3 endpoint {endpoint} accepted the connection but did not answer (gave up after {seconds} s)"
         ) from None
     except ResponseParserError:
-        raise TargetError(not_s3, retryable=False) from None
+        raise TargetUnusable(not_s3) from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, status = error.get("Code", ""), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code == "NoSuchBucket":
-            raise TargetError(f"bucket {location.bucket!r} does not exist", retryable=False) from None
+            raise TargetUnusable(f"bucket {location.bucket!r} does not exist") from None
         if code in S3_ACCESS_ERRORS:
-            raise TargetError(
-                f"bucket {location.bucket!r} access denied (check the credentials and bucket policy): {code}",
-                retryable=False,
+            raise TargetUnusable(
+                f"bucket {location.bucket!r} access denied (check the credentials and bucket policy): {code}"
             ) from None
         if (not code or code.isdigit()) and status < 500:
-            raise TargetError(
+            raise TargetUnusable(
                 f"the endpoint {endpoint} answered HTTP {status} without an S3 error: it does not answer like an "
-                "S3 server (check the connection's endpoint_url)",
-                retryable=False,
+                "S3 server (check the connection's endpoint_url)"
             ) from None
         raise TargetError(f"bucket {location.bucket!r}: {describe_client_error(exc)}") from None
     except BotoCoreError as exc:
         raise TargetError(f"S3 check of bucket {location.bucket!r} failed: {exc}") from None
     if listing.get("Name") != location.bucket:  # every S3 listing names its bucket
-        raise TargetError(not_s3, retryable=False)
+        raise TargetUnusable(not_s3)
 
 
 def write_args(sse: str | None = None, kms_key_id: str | None = None) -> dict[str, str]:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cratedb_airflow_export.errors import VerificationError
 from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition, staging_root
 from cratedb_airflow_export.manifest import read_manifest
 from cratedb_airflow_export.storage import list_objects, open_uploads, stored_checksum
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from cratedb_airflow_export.windows import Window
 
 log = logging.getLogger(__name__)
-
-
-class VerificationError(RuntimeError):
-    """Exported data and source disagree (worth a retry: rows may still be arriving)."""
 
 
 def check_counts(cfg: TableExport, exported: int, source_count: int) -> None:

@@ -13,13 +13,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
 from typing import Any
 
-from cratedb_airflow_export.errors import PermanentError
+from cratedb_airflow_export.errors import WindowError
 
 ONE_DAY = timedelta(days=1)
-
-
-class WindowError(PermanentError, ValueError):
-    """The run's data interval is not a whole UTC day, or requested days are not days."""
 
 
 @dataclass(frozen=True)

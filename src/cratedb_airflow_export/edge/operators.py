@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from cratedb_airflow_export.config import TableExport, qualify
-from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.edge.failures import airflow_failures
+from cratedb_airflow_export.errors import PermanentExportError
 from cratedb_airflow_export.layout import dataset_uri
 from cratedb_airflow_export.windows import Window, days_between, parse_day
 
@@ -65,7 +66,7 @@ class Request:
         params = context.get("params") or {}
         day, last, tables = params.get("day"), params.get("to"), params.get("tables")
         if last and not day:
-            raise ExportError("the Trigger form's 'to' needs a 'day' to start from", retryable=False)
+            raise PermanentExportError("the Trigger form's 'to' needs a 'day' to start from")
         days = days_between(parse_day(day, "day"), parse_day(last, "to") if last else None) if day else None
         names = frozenset(qualify(t) for t in tables) if tables else None
         return cls(days, names)
@@ -142,20 +143,14 @@ class _TableTask(BaseOperator):
     def _run(self, what: str, window: Window, call: Callable[[Connections], T]) -> T:
         """Resolve the connections and run ``call`` with them. An :class:`ExportError` that a retry
         cannot heal becomes :class:`AirflowFailException` (no retries), with the same message."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from cratedb_airflow_export.attempt import describe
         from cratedb_airflow_export.edge.resolve import resolve
         from cratedb_airflow_export.errors import failures_named
 
-        try:
+        with airflow_failures():
             with failures_named(describe(what, self.export, window)):
                 self._connections = resolve(self.export)
             return call(self._connections)
-        except ExportError as exc:
-            if not exc.retryable:
-                raise AirflowFailException(f"{exc} (not retried: this cannot heal by itself)") from None
-            raise
 
 
 class CrateDBExportOperator(_TableTask):

@@ -16,7 +16,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from cratedb_airflow_export.connections import Connections, ConnectionSpec, source_params, tutorial_credentials
-from cratedb_airflow_export.credentials import CredentialsError, S3Credentials
+from cratedb_airflow_export.credentials import S3Credentials
+from cratedb_airflow_export.errors import CredentialsError
 from cratedb_airflow_export.storage import client_config, make_clients
 
 if TYPE_CHECKING:

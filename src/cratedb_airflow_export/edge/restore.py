@@ -11,7 +11,8 @@ from typing import Any
 from airflow.sdk import DAG, BaseOperator, Param
 
 from cratedb_airflow_export.config import TableExport, qualify
-from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.edge.failures import airflow_failures
+from cratedb_airflow_export.errors import PermanentExportError
 from cratedb_airflow_export.loading import load_tables
 
 RESTORE_DAG_ID = "cratedb_table_restore"
@@ -40,8 +41,6 @@ class CrateDBRestoreOperator(BaseOperator):
         self.tables = {t.qualified_name: t for t in tables}
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from cratedb_airflow_export.edge.resolve import resolve
         from cratedb_airflow_export.errors import failures_named
         from cratedb_airflow_export.restore import restore
@@ -50,9 +49,9 @@ class CrateDBRestoreOperator(BaseOperator):
         params = context["params"]
         name = str(params["table"])
         cfg = self.tables.get(qualify(name))
-        try:
+        with airflow_failures():
             if cfg is None:
-                raise ExportError(f"table {name!r} is not configured for export", retryable=False)
+                raise PermanentExportError(f"table {name!r} is not configured for export")
             with failures_named(f"restore of {cfg.qualified_name}"):
                 first = parse_day(params["day"], "day")
                 days = days_between(first, parse_day(params["to"], "to") if params.get("to") else None)
@@ -65,10 +64,6 @@ class CrateDBRestoreOperator(BaseOperator):
                 method=params.get("method") or "auto",
                 connections=connections,
             )
-        except ExportError as exc:
-            if not exc.retryable:
-                raise AirflowFailException(f"{exc} (not retried: this cannot heal by itself)") from None
-            raise
         return [result.as_dict() for result in results]
 
 

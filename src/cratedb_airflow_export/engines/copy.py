@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, urlsplit
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.credentials import REDACTED, CredentialsError
+from cratedb_airflow_export.credentials import REDACTED
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
-from cratedb_airflow_export.source import SourceError, execute
+from cratedb_airflow_export.errors import CredentialsError, SourceError, TargetUnusable
+from cratedb_airflow_export.source import execute
 from cratedb_airflow_export.storage import (
     StoredObject,
-    TargetError,
     default_encryption,
     delete_keys,
     list_objects,
@@ -105,11 +105,10 @@ def check_default_encryption(client: S3Client, bucket: str, sse: str, kms_key_id
         return
     wanted = sse + (f" with key {kms_key_id}" if kms_key_id else "")
     found = f"{algorithm}{f' with key {key}' if key else ''}" if algorithm else "none"
-    raise TargetError(
+    raise TargetUnusable(
         f"engine 'copy' cannot ask CrateDB to encrypt the files it writes, and bucket {bucket!r} does not "
         f"encrypt them by default as the table asks (sse: {wanted}; the bucket's default encryption: {found}): "
-        "set the bucket's default encryption to match, or use engine 'stream'",
-        retryable=False,
+        "set the bucket's default encryption to match, or use engine 'stream'"
     )
 
 
@@ -171,10 +170,9 @@ def check_endpoint_kept(attempt: Attempt, bucket: str) -> None:
     region = reported_region(attempt.client, bucket)
     if region:
         version = ".".join(map(str, attempt.database.version or ()))
-        raise TargetError(
+        raise TargetUnusable(
             f"CrateDB {version} would send COPY's S3 requests to AWS's endpoint for region {region!r} instead of "
             f"{endpoint}: before 6.3, CrateDB's S3 client follows the region an S3 server names for the bucket, and "
             f"this one names {region!r}. Use engine 'stream', CrateDB 6.3 or later, or an S3 server that names no "
-            "region (MinIO's default)",
-            retryable=False,
+            "region (MinIO's default)"
         )

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
-from cratedb_airflow_export.errors import PermanentError
+from cratedb_airflow_export.errors import WindowViolation
 from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder
 from cratedb_airflow_export.formats.jsonl import LISTED_COLUMNS
@@ -231,10 +231,6 @@ class RollingFiles:
     @property
     def bytes_written(self) -> int:
         return sum(o.size for o in self.stored) + (self._writer.bytes_written if self._writer else 0)
-
-
-class WindowViolation(PermanentError):
-    """Rows outside the window reached the export: nothing may be published."""
 
 
 class WindowGuard:
