@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cratedb_airflow_export.filters import check_filter
-from cratedb_airflow_export.formats.spec import FORMATS, check_choice, output_spec
+from cratedb_airflow_export.formats.spec import ENGINE_FORMATS, FORMATS, check_choice, output_spec
 from cratedb_airflow_export.storage import PARTS_PER_FILE, STAGING_ROOT, Location, parse_s3_uri
 
 __all__ = ["DEFAULT_SCHEMA", "TableExport", "qualify"]
@@ -161,7 +161,7 @@ class TableExport(BaseModel):
             data = {**data, "compression": spec.default_compression if spec else "gzip"}
         if isinstance(data, dict) and data.get("json_style") is None:
             engine, fmt = data.get("engine", "copy"), data.get("format", "jsonl")
-            written = output_spec(engine, fmt) if engine in ("copy", "stream") and isinstance(fmt, str) else None
+            written = output_spec(engine, fmt) if engine in ENGINE_FORMATS and isinstance(fmt, str) else None
             if written is not None and written.json_styles:
                 data = {**data, "json_style": written.json_styles[0]}
         return data

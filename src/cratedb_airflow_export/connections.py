@@ -118,11 +118,11 @@ def environment_lookup(environ: Mapping[str, str] | None = None) -> Lookup:
     """A lookup of connection ids in ``AIRFLOW_CONN_<ID>`` variables."""
     env = os.environ if environ is None else environ
 
-    def lookup(conn_id: str) -> ConnectionSpec | None:
+    def from_variable(conn_id: str) -> ConnectionSpec | None:
         value = env.get(f"AIRFLOW_CONN_{conn_id.upper()}")
         return parse_connection(conn_id, value) if value else None
 
-    return lookup
+    return from_variable
 
 
 def s3_credentials(spec: ConnectionSpec) -> S3Credentials:

@@ -4,25 +4,29 @@ Written just before ``_SUCCESS``. Lists every data object (key, size, ETag, row 
 the total row count and the source count it was checked against, the interval, the source table,
 a fingerprint of the export statements, engine, format, compression, the Airflow dag/run id and
 the time of the export. Readers can use it instead of listing the folder.
+
+:func:`read_partition` is the one reading of "is this a complete partition", for everything that
+relies on one (verify, restore, reconcile).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from cratedb_airflow_export.formats.spec import FormatName
+from cratedb_airflow_export.layout import MANIFEST, SUCCESS
 from cratedb_airflow_export.sql import Statement
+from cratedb_airflow_export.storage import Location, StoredObject, list_objects, read_object
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
-
-    from cratedb_airflow_export.storage import StoredObject
 
 MANIFEST_VERSION = 1
 
@@ -96,6 +100,43 @@ def completed(draft: Manifest, objects: Iterable[StoredObject]) -> Manifest:
 
 def read_manifest(client: S3Client, bucket: str, key: str) -> Manifest:
     """Read and validate a manifest from S3."""
-    from cratedb_airflow_export.storage import read_object
-
     return Manifest.from_bytes(read_object(client, bucket, key))
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What a partition folder holds, and whether it is complete: ``_SUCCESS`` and ``_manifest.json``
+    stored, the manifest valid and this table's for this interval, every object it lists stored.
+    ``problems`` says what is not so (empty: complete); ``missing`` names the absent markers."""
+
+    location: Location
+    stored: Mapping[str, StoredObject]
+    manifest: Manifest | None
+    missing: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+
+def read_partition(client: S3Client, location: Location, table: str, interval: Mapping[str, Any]) -> Partition:
+    """List ``location`` and read its manifest: the partition of ``table`` for ``interval``."""
+    stored = {o.key: o for o in list_objects(client, location)}
+    missing = tuple(name for name in (SUCCESS, MANIFEST) if location.key(name) not in stored)
+    problems = []
+    if SUCCESS in missing:
+        problems.append(f"{SUCCESS} is missing: the partition is incomplete or being replaced")
+    manifest = None
+    if MANIFEST in missing:
+        problems.append(f"{MANIFEST} is missing")
+    else:
+        try:
+            manifest = read_manifest(client, location.bucket, location.key(MANIFEST))
+        except ValueError as exc:
+            problems.append(f"{MANIFEST} is not a valid manifest: {exc}")
+    if manifest is not None:
+        if manifest.table != table or manifest.interval != dict(interval):
+            problems.append(f"manifest is for {manifest.table} {manifest.interval}, not {table} {dict(interval)}")
+        problems += [f"{o.key} is listed in the manifest but missing" for o in manifest.objects if o.key not in stored]
+    return Partition(location, stored, manifest, missing, tuple(problems))

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.attempt import open_attempt
 from cratedb_airflow_export.export import RunInfo, run_export
-from cratedb_airflow_export.layout import MANIFEST, SUCCESS, partition
-from cratedb_airflow_export.manifest import read_manifest
+from cratedb_airflow_export.layout import partition
+from cratedb_airflow_export.manifest import read_partition
 from cratedb_airflow_export.source import count_window, execute
-from cratedb_airflow_export.storage import list_objects
 from cratedb_airflow_export.windows import Window
 
 if TYPE_CHECKING:
@@ -62,12 +61,11 @@ def reconcile(
         if attempt.database.dialect.needs_refresh:  # rows written since the last refresh are not counted
             execute(attempt.cursor, sql.refresh(cfg), cfg.attempt_seconds)
         for window in windows:
-            location = partition(cfg, window.day)
-            stored = {o.key for o in list_objects(attempt.client, location)}
-            if location.key(SUCCESS) not in stored or location.key(MANIFEST) not in stored:
+            found = read_partition(attempt.client, partition(cfg, window.day), cfg.qualified_name, window.as_dict())
+            manifest = found.manifest
+            if not found.complete or manifest is None:
                 counts.append((window, None, None))
                 continue
-            manifest = read_manifest(attempt.client, location.bucket, location.key(MANIFEST))
             known = manifest.source_count if manifest.source_count is not None else manifest.rows
             counts.append((window, known, count_window(attempt.cursor, cfg, window, attempt.database)))
     recounts = []

@@ -33,10 +33,10 @@ from cratedb_airflow_export import sql
 from cratedb_airflow_export.attempt import Attempt, open_attempt
 from cratedb_airflow_export.errors import RestoreFailed, RestoreRefused, RestoreUnreadable
 from cratedb_airflow_export.formats import COPY_JSONL, FORMATS, read_rows
-from cratedb_airflow_export.layout import MANIFEST, SUCCESS, partition
-from cratedb_airflow_export.manifest import Manifest, read_manifest
+from cratedb_airflow_export.layout import partition
+from cratedb_airflow_export.manifest import Manifest, read_partition
 from cratedb_airflow_export.source import count_window, execute
-from cratedb_airflow_export.storage import Location, list_objects
+from cratedb_airflow_export.storage import Location, parse_s3_uri
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
@@ -123,20 +123,15 @@ def _restore_day(
 
 
 def _complete_manifest(attempt: Attempt, cfg: TableExport, window: Window, location: Location) -> Manifest:
-    stored = {o.key for o in list_objects(attempt.client, location)}
-    missing = [name for name in (SUCCESS, MANIFEST) if location.key(name) not in stored]
-    if missing:
+    found = read_partition(attempt.client, location, cfg.qualified_name, window.as_dict())
+    if found.missing:
         raise RestoreRefused(
-            f"{location.uri} is not a complete partition ({' and '.join(missing)} missing): only complete "
+            f"{location.uri} is not a complete partition ({' and '.join(found.missing)} missing): only complete "
             "partitions are restored; export the day again first"
         )
-    manifest = read_manifest(attempt.client, location.bucket, location.key(MANIFEST))
-    if manifest.table != cfg.qualified_name or manifest.interval != window.as_dict():
-        raise RestoreRefused(f"the manifest of {location.uri} is for {manifest.table} {manifest.interval}")
-    absent = [o.key for o in manifest.objects if o.key not in stored]
-    if absent:
-        raise RestoreRefused(f"{location.uri}: objects listed in the manifest are missing: {absent}")
-    return manifest
+    if not found.complete or found.manifest is None:
+        raise RestoreRefused(f"{location.uri} is not a complete partition: {'; '.join(found.problems)}")
+    return found.manifest
 
 
 @dataclass(frozen=True)
@@ -190,7 +185,7 @@ def _copy_from(attempt: Attempt, target: TableExport, manifest: Manifest) -> Non
 
     if not manifest.objects:
         return
-    bucket = partition_bucket(manifest)
+    bucket = parse_s3_uri(manifest.partition).bucket
     check_endpoint_kept(attempt, bucket)
     uris = [cratedb_s3_uri(attempt.creds, Location(bucket, o.key)) for o in manifest.objects]
     protocol = uris[0][1]
@@ -199,10 +194,6 @@ def _copy_from(attempt: Attempt, target: TableExport, manifest: Manifest) -> Non
     names = [column.name for column in cursor.description or ()]
     summary = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     check_summary(summary, attempt.connections.redactor())
-
-
-def partition_bucket(manifest: Manifest) -> str:
-    return manifest.partition.removeprefix("s3://").split("/", 1)[0]
 
 
 def check_summary(summary: Sequence[Mapping[str, Any]], redact: Any = str) -> int:

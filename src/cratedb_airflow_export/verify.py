@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import VerificationError
-from cratedb_airflow_export.layout import MANIFEST, SUCCESS, is_data_object, partition, staging_root
-from cratedb_airflow_export.manifest import read_manifest
+from cratedb_airflow_export.layout import is_data_object, partition, staging_root
+from cratedb_airflow_export.manifest import read_partition
 from cratedb_airflow_export.storage import list_objects, open_uploads, stored_checksum
 
 if TYPE_CHECKING:
@@ -75,34 +75,25 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
     leftovers = list_objects(client, staging)
     if leftovers:
         report.problems.append(f"{len(leftovers)} staged object(s) left under {staging.uri} by failed attempts")
-    stored = {o.key: o for o in list_objects(client, location)}
-    if location.key(SUCCESS) not in stored:
-        report.problems.append(f"{SUCCESS} is missing: the partition is incomplete or being replaced")
-    if location.key(MANIFEST) not in stored:
-        report.problems.append(f"{MANIFEST} is missing")
-        return report
-    try:
-        manifest = read_manifest(client, location.bucket, location.key(MANIFEST))
-    except ValueError as exc:
-        report.problems.append(f"{MANIFEST} is not a valid manifest: {exc}")
+    found = read_partition(client, location, cfg.qualified_name, window.as_dict())
+    report.problems.extend(found.problems)
+    manifest, stored = found.manifest, found.stored
+    if manifest is None:
         return report
     report.facts.append(
         f"manifest: {manifest.rows} rows in {len(manifest.objects)} object(s), engine {manifest.engine}, "
         f"exported {manifest.exported_at} by {manifest.dag_id or '-'} / {manifest.run_id or '-'}"
     )
-    if manifest.table != cfg.qualified_name or manifest.interval != window.as_dict():
-        report.problems.append(
-            f"manifest is for {manifest.table} {manifest.interval}, not {cfg.qualified_name} {window.as_dict()}"
-        )
     for entry in manifest.objects:
-        found = stored.get(entry.key)
-        if found is None:
-            report.problems.append(f"{entry.key} is listed in the manifest but missing")
-        elif (found.size, found.etag) != (entry.size, entry.etag):
+        stored_object = stored.get(entry.key)
+        if stored_object is None:
+            continue  # listed but missing: a problem of read_partition's
+        if (stored_object.size, stored_object.etag) != (entry.size, entry.etag):
             report.problems.append(
-                f"{entry.key}: size/ETag {found.size}/{found.etag} differ from the manifest's {entry.size}/{entry.etag}"
+                f"{entry.key}: size/ETag {stored_object.size}/{stored_object.etag} differ from the manifest's "
+                f"{entry.size}/{entry.etag}"
             )
-        if found is not None and entry.checksum_sha256 is not None:
+        if entry.checksum_sha256 is not None:
             checksum = stored_checksum(client, location.bucket, entry.key)
             if checksum != entry.checksum_sha256:
                 report.problems.append(

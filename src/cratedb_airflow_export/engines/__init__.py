@@ -9,20 +9,28 @@
 
 from __future__ import annotations
 
+import importlib
+from types import MappingProxyType
+
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
+
+#: engine name -> the class that implements it, as ``module:Class`` (imported on first use: ``stream``
+#: brings pyarrow). The names are those of ``formats.spec.ENGINE_FORMATS``, which says what each writes.
+ENGINES = MappingProxyType(
+    {
+        "copy": "cratedb_airflow_export.engines.copy:CopyEngine",
+        "stream": "cratedb_airflow_export.engines.stream:StreamEngine",
+    }
+)
 
 
 def get_engine(name: str) -> Engine:
-    """The engine called ``name`` (imported on first use: ``stream`` brings pyarrow)."""
-    if name == "copy":
-        from cratedb_airflow_export.engines.copy import CopyEngine
-
-        return CopyEngine()
-    if name == "stream":
-        from cratedb_airflow_export.engines.stream import StreamEngine
-
-        return StreamEngine()
-    raise ValueError(f"unknown engine {name!r}")
+    """The engine called ``name``."""
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    module, _, cls = ENGINES[name].partition(":")
+    engine: Engine = getattr(importlib.import_module(module), cls)()
+    return engine
 
 
-__all__ = ["Engine", "ExportJob", "ExportResult", "get_engine"]
+__all__ = ["ENGINES", "Engine", "ExportJob", "ExportResult", "get_engine"]
