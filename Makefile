@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install services test lint demo up plan bench integration clean
+.PHONY: install services test test-unit lint demo up plan bench integration clean
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/actionlint -shellcheck= .github/workflows/*.yml
 
-## services: Debian's redis-server (the broker of the CeleryExecutor check, tests/test_distributed.py) when missing;
+## services: Debian's redis-server (the broker of the CeleryExecutor check, tests/e2e/test_distributed.py) when missing;
 ## needs root and apt-get, else that test is skipped with the reason. Pinned; the newest when the pin is gone.
 REDIS_DEB := 5:7.0.15-1~deb12u10
 services:
@@ -35,6 +35,10 @@ services:
 ## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks, two Celery workers)
 test: install lint services
 	$(BIN)/python -m pytest
+
+## test-unit: the unit tests alone (tests/unit: no servers, under a minute), mirroring src/
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
 
 ## demo: local PostgreSQL + S3, sample data, one DAG run through Airflow, print what landed
 demo: install

@@ -118,7 +118,7 @@ OPTIMIZE TABLE {table}
 """
 
 # Installed here only for SqlToS3Operator (pandas is a dev dependency, numpy comes with it); the
-# product's own dependencies pull in neither (tests/test_packaging.py checks). pyarrow imports numpy
+# product's own dependencies pull in neither (tests/unit/test_packaging.py checks). pyarrow imports numpy
 # whenever it can (11 MB resident), so our tools run with both unimportable: as a user's install.
 DEV_ONLY = ("numpy", "pandas")
 HIDE_DEV_ONLY = "import sys; sys.modules.update(dict.fromkeys(" + repr(DEV_ONLY) + "))"

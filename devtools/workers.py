@@ -1,4 +1,4 @@
-"""Worker identity for the multi-worker check (tests/test_distributed.py).
+"""Worker identity for the multi-worker check (tests/e2e/test_distributed.py).
 
 Two Celery workers on one machine share its hostname, so each worker process is started with
 ``CRATEDB_EXPORT_WORKER_NAME`` and Airflow's ``[core] hostname_callable`` points here: the task

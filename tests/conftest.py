@@ -1,95 +1,21 @@
-"""Test harness: a private AIRFLOW_HOME, a real PostgreSQL and a real S3-compatible server.
-
-Airflow reads its configuration at import time, so the environment is set before anything
-imports airflow.
+"""Fixtures: a real PostgreSQL, a real S3-compatible server, Airflow's database, the connections
+that point the product at them (through the CrateDB dialect guard where the path is CrateDB's).
+Helpers and constants are in ``tests/helpers.py``, imported first: it sets up Airflow's environment.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from devtools.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics
 
-REPO = Path(__file__).resolve().parent.parent
-AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cratedb-export-test-airflow-"))
-TEST_DAGS = AIRFLOW_HOME / "dags"  # tests write their DAG files here; dag.test() parses this folder
-TEST_DAGS.mkdir()
-os.environ.update(
-    {
-        "AIRFLOW_HOME": str(AIRFLOW_HOME),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(AIRFLOW_HOME / "logs"),
-        # test DAGs retry once, at once (the shipped default is 2 retries, 5 minutes apart)
-        "CRATEDB_EXPORT_RETRIES": "1",
-        "CRATEDB_EXPORT_RETRY_DELAY_MINUTES": "0",
-    }
-)
-for _name in (
-    "CRATEDB_EXPORT_CONFIG",
-    "ACCESS_KEY_ID",
-    "SECRET_ACCESS_KEY",
-    "S3_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_PROFILE",
-):
-    os.environ.pop(_name, None)
-
-from devtools.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics  # noqa: E402
-
-SAMPLE_DAYS = [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)]
-ROWS_PER_DAY = 50
-
-
-def last_line_of_python(code: str) -> str:
-    """Run ``code`` in a fresh interpreter (nothing imported yet) and return the last line it printed."""
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
-
-
-def airflow_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def run_in_group(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
-    """Run an airflow command in its own process group; on timeout kill the whole group (the
-    executor's workers too) and fail with what it printed."""
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "airflow"), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"airflow {' '.join(args)} did not finish in {timeout}s:\n{output[-4000:]}")
-    return proc.returncode, output
+from tests.helpers import AIRFLOW_HOME, BIG_ROWS, ROWS_PER_DAY, SAMPLE_DAYS, airflow_cli  # sets the environment first
 
 
 @pytest.fixture(scope="session")
@@ -128,9 +54,6 @@ def metrics(postgres: LocalPostgres) -> list[tuple[Any, ...]]:
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         create_metrics(conn, rows)
     return rows
-
-
-BIG_ROWS = 40_000  # about 12 MB of JSON Lines: three upload parts of 5 MiB
 
 
 @pytest.fixture(scope="session")
@@ -192,96 +115,3 @@ def bucket(s3_server: LocalS3) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=name)
     return name
-
-
-def aws_connection(endpoint_url: str) -> str:
-    """An ``AIRFLOW_CONN_*`` value (JSON form) for an AWS connection to ``endpoint_url``."""
-    extra = {"endpoint_url": endpoint_url, "region_name": "us-east-1"}
-    return json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra})
-
-
-def rows_of_day(rows: list[tuple[Any, ...]], day: date) -> list[tuple[Any, ...]]:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    return [r for r in rows if start <= r[1] < start + timedelta(days=1)]
-
-
-def iso(stamp: datetime) -> str:
-    """How the stream engine writes a TIMESTAMP WITH TIME ZONE."""
-    return stamp.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-def as_exported(row: tuple[Any, ...]) -> dict[str, Any]:
-    """A sample row as the stream engine writes it."""
-    hash_id, stamp, name, tags, fields = row
-    return {
-        "hash_id": hash_id,
-        "timestamp": iso(stamp),
-        "name": name,
-        "tags": tags,
-        "fields": fields,
-    }
-
-
-def read_objects(s3: LocalS3, bucket: str, prefix: str = "") -> dict[str, bytes]:
-    client = s3.client()
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in sorted(keys)}
-
-
-def data_objects(objects: dict[str, bytes]) -> dict[str, bytes]:
-    """Only the data files: no ``_SUCCESS`` / ``_manifest.json``."""
-    return {k: v for k, v in objects.items() if not k.rsplit("/", 1)[-1].startswith("_")}
-
-
-def partition_keys(folder: str, *data_files: str) -> list[str]:
-    """The keys of a complete partition, sorted as S3 lists them."""
-    return sorted([f"{folder}/_SUCCESS", f"{folder}/_manifest.json", *(f"{folder}/{f}" for f in data_files)])
-
-
-def json_lines(data: bytes) -> list[dict[str, Any]]:
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
-
-
-DAG_FILE = """\
-from pathlib import Path
-
-from cratedb_airflow_export.loading import load_yaml_tables
-from cratedb_airflow_export.edge.{module} import {builder}
-
-dag = {builder}(load_yaml_tables(Path(__file__).with_suffix(".yaml")), dag_id=Path(__file__).stem)
-"""
-BUILDERS = {"export": ("dag", "build_dag"), "restore": ("restore", "build_restore_dag")}
-
-
-def make_dag(dag_id: str, tables: list[dict[str, Any]], kind: str = "export") -> Any:
-    """Write a DAG file (and its YAML config) into the test DAG folder and build the same DAG
-    (``kind``: the export DAG, or the restore DAG)."""
-    import importlib
-
-    import yaml
-
-    from cratedb_airflow_export.loading import load_yaml_tables
-
-    module, builder = BUILDERS[kind]
-    config = TEST_DAGS / f"{dag_id}.yaml"
-    config.write_text(yaml.safe_dump({"tables": tables}))
-    (TEST_DAGS / f"{dag_id}.py").write_text(DAG_FILE.format(module=module, builder=builder))
-    build = getattr(importlib.import_module(f"cratedb_airflow_export.edge.{module}"), builder)
-    return build(load_yaml_tables(config), dag_id=dag_id)
-
-
-def run_dag(dag: Any, day: date, conf: dict[str, Any] | None = None) -> Any:
-    """Run ``dag`` for the data interval [day, day + 1) in this process (a manual run; ``conf``:
-    what the Trigger form would send); return the DagRun."""
-    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
-    return dag.test(logical_date=logical, run_conf=conf)
-
-
-def task_states(dag_run: Any) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-
-
-def task_tries(dag_run: Any) -> dict[str, int]:
-    return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 import cratedb_airflow_export
+from tests.helpers import REPO
 
 PACKAGE = Path(cratedb_airflow_export.__file__).parent
 NAME = "cratedb_airflow_export"
-ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+ARCHITECTURE = REPO / "docs" / "architecture.md"
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -1,0 +1,225 @@
+"""Faults caused for real: a worker killed mid-upload, an S3 server stopped mid-upload, a sliced run
+that died before publishing. After the retry or the rerun the partition is exact and nothing is
+left behind: no staged object, no open multipart upload; ``verify`` reports what a failure left.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import date
+
+import pytest
+
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.export import RunInfo, export_slice, run_export
+from cratedb_airflow_export.layout import staging_root
+from cratedb_airflow_export.storage import list_objects, open_uploads
+from cratedb_airflow_export.verify import verify_partition
+from cratedb_airflow_export.windows import Window
+from tests.helpers import BIG_ROWS as ROWS
+from tests.helpers import REPO, aws_connection, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
+
+pytestmark = pytest.mark.e2e
+DAY = date(2024, 1, 4)
+WINDOW = Window.for_day(DAY)
+
+
+def entry(table: str, bucket: str, **extra: object) -> dict[str, object]:
+    return {
+        "table": table,
+        "timestamp_column": "timestamp",
+        "engine": "stream",
+        "compression": "none",
+        "part_size_mb": 5,
+        "target": f"s3://{bucket}/lake",
+        **extra,
+    }
+
+
+def leftovers(client, cfg: TableExport) -> tuple[list[str], list[str]]:
+    root = staging_root(cfg, DAY)
+    return [o.key for o in list_objects(client, root)], [u.key for u in open_uploads(client, root)]
+
+
+def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(connections, s3_server, bucket, big_table):
+    cfg = TableExport.model_validate(entry(big_table, bucket))
+    dies_after_first_part = textwrap.dedent(
+        f"""
+        import os, signal
+        from datetime import date
+        from cratedb_airflow_export import storage
+        from cratedb_airflow_export.config import TableExport
+        from cratedb_airflow_export.export import run_export
+        from cratedb_airflow_export.windows import Window
+
+        upload_part = storage.MultipartWriter._upload_part
+        def upload_then_die(self, number, chunk):
+            upload_part(self, number, chunk)
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker dies, as under the OOM killer
+        storage.MultipartWriter._upload_part = upload_then_die
+        run_export(TableExport.model_validate({entry(big_table, bucket)!r}), Window.for_day(date(2024, 1, 4)))
+        """
+    )
+    killed = subprocess.run([sys.executable, "-c", dies_after_first_part], cwd=REPO, capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    client = s3_server.client()
+    staged, uploads = leftovers(client, cfg)
+    assert staged == [] and len(uploads) == 1 and uploads[0].endswith("/part-00000.jsonl")  # an open upload
+    report = verify_partition(client, None, cfg, WINDOW)
+    assert any("open multipart upload(s) under" in p for p in report.problems), report.render()
+
+    result = run_export(cfg, WINDOW)
+    assert result.rows == result.source_count == ROWS
+    assert leftovers(client, cfg) == ([], [])
+    folder = f"lake/{big_table}/dt=2024-01-04"
+    assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
+    assert verify_partition(client, None, cfg, WINDOW).ok
+
+
+def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(airflow_db, connections, metrics, big_table):
+    """The S3 server stops after the first part; the failed try cannot abort its upload; the server
+    is back for Airflow's retry, which removes the leftovers and publishes the exact partition."""
+    from devtools.devstack import LocalS3
+
+    from cratedb_airflow_export import storage
+
+    s3 = LocalS3().start()
+    outage_bucket = "outage-mid-upload"
+    s3.client().create_bucket(Bucket=outage_bucket)
+    cfg = TableExport.model_validate(entry(big_table, outage_bucket))
+    upload_part = storage.MultipartWriter._upload_part
+    state = {"stopped": False}
+
+    def upload_then_outage(self, number, chunk):
+        upload_part(self, number, chunk)
+        if not state["stopped"]:
+            state["stopped"] = True
+            s3.stop()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3.airflow_conn_uri())
+        patch.setattr(storage.MultipartWriter, "_upload_part", upload_then_outage)
+        dag = make_dag("e2e_outage_mid_upload", [entry(big_table, outage_bucket)])
+        dag.get_task(cfg.task_id).on_retry_callback = [lambda context: s3.start()]
+        try:
+            dag_run = run_dag(dag, DAY)
+            assert task_states(dag_run) == {cfg.task_id: "success"}
+            assert task_tries(dag_run) == {cfg.task_id: 2}
+            client = s3.client()
+            assert leftovers(client, cfg) == ([], [])
+            folder = f"lake/{big_table}/dt=2024-01-04"
+            assert list(read_objects(s3, outage_bucket)) == partition_keys(folder, "part-00000.jsonl")
+            assert verify_partition(client, None, cfg, WINDOW).ok
+        finally:
+            s3.stop()
+
+
+def test_a_sliced_run_that_died_before_publishing_is_cleaned_by_the_next(
+    airflow_db, connections, s3_server, bucket, metrics
+):
+    """A run whose slices staged their files and then died (its publish never ran) leaves a staging
+    folder of its own; the next run of the day publishes, and nothing of either run is left."""
+    sliced = entry("doc.metrics", bucket, slices=2, compression="gzip")
+    cfg = TableExport.model_validate(sliced)
+    dead = RunInfo(dag_id="e2e_sliced_dead", run_id="scheduled__2024-01-05T00:00:00+00:00", try_number=1)
+    for index in range(2):
+        export_slice(cfg, WINDOW, index, dead)
+    client = s3_server.client()
+    staged, _ = leftovers(client, cfg)
+    assert len(staged) == 2 and all("/scheduled__2024-01-05T00-00-00-00-00/slice-00" in k for k in staged)
+
+    dag = make_dag("e2e_sliced_rerun", [sliced])
+    assert set(task_states(run_dag(dag, DAY)).values()) == {"success"}
+    assert leftovers(client, cfg) == ([], [])
+    folder = "lake/doc.metrics/dt=2024-01-04"
+    assert list(read_objects(s3_server, bucket)) == partition_keys(
+        folder, "slice-000-part-00000.jsonl.gz", "slice-001-part-00000.jsonl.gz"
+    )
+    assert verify_partition(client, None, cfg, WINDOW).ok
+
+
+@pytest.mark.parametrize("reader", ["auto", "cursor"])
+def test_a_source_stalled_mid_read_fails_within_its_bound_and_the_retry_publishes(
+    airflow_db, connections, postgres, dialect_guard, s3_server, bucket, big_table, reader
+):
+    """The database stops answering after 1 MB of the day's rows (a proxy stops forwarding every
+    byte); the attempt fails after stall_timeout_seconds naming the table, and Airflow's retry (the
+    proxy forwarding again) publishes the exact partition."""
+    import time
+
+    from devtools.faults import FreezingProxy
+
+    upstream = dialect_guard.port if reader == "cursor" else postgres.port  # CrateDB's path: through the guard
+    proxy = FreezingProxy(upstream, freeze_after=1_000_000).start()
+    stalled_url = postgres.url.replace(f":{postgres.port}/", f":{proxy.port}/")
+    cfg = TableExport.model_validate(entry(big_table, bucket, reader=reader, stall_timeout_seconds=3))
+    first_try: dict[str, object] = {}
+
+    def forward_again(context):
+        first_try["failed_after"] = time.monotonic() - started
+        first_try["error"] = str(context["exception"])
+        proxy.thaw()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", stalled_url)
+        dag = make_dag(
+            f"e2e_stalled_source_{reader}", [entry(big_table, bucket, reader=reader, stall_timeout_seconds=3)]
+        )
+        dag.get_task(cfg.task_id).on_retry_callback = [forward_again]
+        try:
+            started = time.monotonic()
+            dag_run = run_dag(dag, DAY)
+        finally:
+            proxy.thaw()
+            proxy.stop()
+    assert proxy.frozen.is_set()
+    assert task_states(dag_run) == {cfg.task_id: "success"} and task_tries(dag_run) == {cfg.task_id: 2}
+    assert f"export of {big_table} for [2024-01-04" in first_try["error"]
+    assert "SourceStalled: the source sent no rows for 3 s while reading" in first_try["error"]
+    assert first_try["failed_after"] < 3 + 20  # the bound, plus connecting and the first megabyte
+    folder = f"lake/{big_table}/dt=2024-01-04"
+    assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
+    assert verify_partition(s3_server.client(), None, cfg, WINDOW).ok
+
+
+def test_a_black_holed_s3_endpoint_fails_the_bucket_check_within_15_seconds(connections, metrics):
+    import time
+
+    from devtools.faults import BlackHole
+
+    hole = BlackHole().start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{hole.port}"))
+            started = time.monotonic()
+            with pytest.raises(ExportError) as failure:
+                run_export(TableExport.model_validate(entry("doc.metrics", "some-bucket")), WINDOW)
+            elapsed = time.monotonic() - started
+    finally:
+        hole.stop()
+    assert elapsed < 15, elapsed
+    assert "TargetError: S3 endpoint http://127.0.0.1:" in str(failure.value)
+    assert "accepted the connection but did not answer" in str(failure.value)
+    assert failure.value.retryable is True
+
+
+@pytest.mark.parametrize("status", [404, 200, 403])
+def test_a_web_server_that_is_not_s3_is_told_from_a_missing_bucket(connections, metrics, status):
+    from devtools.faults import NotS3
+
+    server = NotS3(status).start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{server.port}"))
+            with pytest.raises(ExportError) as failure:
+                run_export(TableExport.model_validate(entry("doc.metrics", "some-bucket")), WINDOW)
+    finally:
+        server.stop()
+    assert "does not exist" not in str(failure.value)
+    assert f"TargetUnusable: the endpoint http://127.0.0.1:{server.port}" in str(failure.value)
+    assert "does not answer like an S3 server" in str(failure.value)
+    assert failure.value.retryable is False

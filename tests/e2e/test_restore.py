@@ -1,0 +1,213 @@
+"""Restore: export -> restore into an empty table -> the rows equal the source rows, in values and
+types, for every format and both engines' output shapes; refusals; the COPY FROM statement."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from datetime import date, datetime, timezone
+
+import psycopg
+import pytest
+from psycopg.types.json import Json, Jsonb
+
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.export import run_export
+from cratedb_airflow_export.manifest import Manifest
+from cratedb_airflow_export.restore import restore
+from cratedb_airflow_export.windows import Window
+from tests.helpers import make_dag, run_dag, task_states
+from tests.samples import TYPED_DDL, TYPED_IN_DAY, TYPED_NAMES, TYPED_ROWS
+
+DAY = date(2024, 1, 4)
+WINDOW = Window.for_day(DAY)
+
+
+def create(postgres, with_rows: bool) -> str:
+    name = f"doc.r_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS doc")
+        conn.execute(TYPED_DDL.format(t=name))
+        if with_rows:
+            conn.cursor().executemany(
+                f"INSERT INTO {name} VALUES ({', '.join(['%s'] * len(TYPED_NAMES))})",
+                [
+                    (*r[:10], None if r[10] is None else Json(r[10]), None if r[11] is None else Jsonb(r[11]), *r[12:])
+                    for r in TYPED_ROWS
+                ],
+            )
+    return name
+
+
+def rows_in_day(postgres, table: str) -> list[tuple]:
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        return conn.execute(f"SELECT * FROM {table} WHERE ts >= %s AND ts < %s ORDER BY id", WINDOW.bounds()).fetchall()
+
+
+def entry(table: str, bucket: str, **extra: object) -> dict[str, object]:
+    base = {"table": table, "timestamp_column": "ts", "engine": "stream", "target": f"s3://{bucket}/lake"}
+    return {**base, **extra}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("fmt", "compression"),
+    [
+        ("jsonl", "gzip"),
+        ("jsonl", "zstd"),
+        ("jsonl", "none"),
+        ("csv", "gzip"),
+        ("csv", "none"),
+        ("parquet", "zstd"),
+        ("parquet", "snappy"),
+    ],
+)
+def test_round_trip_equals_the_source_rows(connections, postgres, s3_server, bucket, fmt, compression):
+    source = create(postgres, with_rows=True)
+    target = create(postgres, with_rows=False)
+    cfg = TableExport.model_validate(entry(source, bucket, format=fmt, compression=compression))
+    assert run_export(cfg, WINDOW).rows == len(TYPED_IN_DAY)
+    (result,) = restore(cfg, [WINDOW], into=target)
+    assert (result.table, result.rows, result.method, result.deleted) == (target, len(TYPED_IN_DAY), "worker", 0)
+    assert rows_in_day(postgres, target) == rows_in_day(postgres, source)
+    restored = rows_in_day(postgres, target)
+    assert [type(v) for v in restored[0]] == [type(v) for v in rows_in_day(postgres, source)[0]]
+
+
+COPY_DDL = (
+    'CREATE TABLE {t} ("hash_id" BIGINT, "timestamp" TIMESTAMPTZ, "name" TEXT, "tags" JSON, "fields" JSON, '
+    '"month" TIMESTAMPTZ GENERATED ALWAYS AS '
+    "(date_trunc('month', \"timestamp\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') STORED)"
+)
+
+
+def cratedb_copy_line(row: tuple) -> str:
+    """A row as CrateDB's COPY TO writes it (docs/cratedb.md): epoch milliseconds, NULL columns left
+    out (5.10+), partition columns as JSON strings (5.9+), objects nested."""
+    hash_id, stamp, name, tags, fields = row
+    millis = int(stamp.timestamp() * 1000)
+    line = {"hash_id": hash_id, "timestamp": millis, "name": name, "tags": tags, "fields": fields}
+    month = datetime(stamp.year, stamp.month, 1, tzinfo=timezone.utc)
+    line["month"] = str(int(month.timestamp() * 1000))
+    return json.dumps({k: v for k, v in line.items() if v is not None})
+
+
+@pytest.mark.e2e
+def test_a_copy_engine_partition_is_restored_by_the_worker(connections, postgres, s3_server, bucket):
+    """CrateDB's own output shape, written as its COPY TO would (no CrateDB can run here), restored
+    into PostgreSQL, which cannot COPY FROM S3: the worker converts epoch milliseconds and fills
+    the missing NULL columns; the generated partition column is left to the database."""
+    rows = [
+        (1, datetime(2024, 1, 4, 0, 0, 0, 123000, tzinfo=timezone.utc), "cpu", {"host": "a"}, {"v": 1.5}),
+        (2, datetime(2024, 1, 4, 23, 59, 59, 999000, tzinfo=timezone.utc), None, {"host": "b"}, None),
+    ]
+    target = f"doc.c_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS doc")
+        conn.execute(COPY_DDL.format(t=target))
+    cfg = TableExport.model_validate(
+        {"table": "doc.metrics", "timestamp_column": "timestamp", "target": f"s3://{bucket}/cp"}
+    )
+    folder = f"cp/doc.metrics/dt={DAY}"
+    client = s3_server.client()
+    bodies = {
+        f"{folder}/metrics_0_.json.gz": gzip.compress((cratedb_copy_line(rows[0]) + "\n").encode()),
+        f"{folder}/metrics_1_.json.gz": gzip.compress((cratedb_copy_line(rows[1]) + "\n").encode()),
+    }
+    objects = []
+    for key, body in bodies.items():
+        etag = client.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+        objects.append({"key": key, "size": len(body), "etag": etag, "rows": None})
+    manifest = Manifest(
+        table="doc.metrics",
+        interval=WINDOW.as_dict(),
+        partition=f"s3://{bucket}/{folder}/",
+        engine="copy",
+        format="jsonl",
+        compression="gzip",
+        rows=2,
+        source_count=2,
+        row_count_check="strict",
+        objects=objects,
+        statements_fingerprint="sha256:x",
+        exported_at="2024-01-05T00:00:00+00:00",
+    )
+    client.put_object(Bucket=bucket, Key=f"{folder}/_manifest.json", Body=manifest.to_bytes())
+    client.put_object(Bucket=bucket, Key=f"{folder}/_SUCCESS", Body=b"")
+    (result,) = restore(cfg, [WINDOW], into=target, method="auto")
+    assert (result.method, result.rows) == ("worker", 2)
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        restored = conn.execute(f'SELECT * FROM {target} ORDER BY "hash_id"').fetchall()
+    assert restored == [
+        (*rows[0], datetime(2024, 1, 1, tzinfo=timezone.utc)),
+        (*rows[1], datetime(2024, 1, 1, tzinfo=timezone.utc)),
+    ]
+    with pytest.raises(
+        ExportError, match=r"method 'copy' needs a partition of the copy engine .* and a CrateDB target"
+    ):
+        restore(cfg, [WINDOW], into=target, replace=True, method="copy")
+
+
+@pytest.mark.e2e
+def test_a_second_restore_is_refused_and_replace_leaves_exactly_one_copy(connections, postgres, s3_server, bucket):
+    source = create(postgres, with_rows=True)
+    target = create(postgres, with_rows=False)
+    cfg = TableExport.model_validate(entry(source, bucket))
+    run_export(cfg, WINDOW)
+    restore(cfg, [WINDOW], into=target)
+    with pytest.raises(ExportError) as refused:
+        restore(cfg, [WINDOW], into=target)
+    assert f"{target} already holds 3 rows in [2024-01-04T00:00:00+00:00, 2024-01-05T00:00:00+00:00)" in str(
+        refused.value
+    )
+    assert "restore with replace (--replace)" in str(refused.value) and refused.value.retryable is False
+    (again,) = restore(cfg, [WINDOW], into=target, replace=True)
+    assert (again.rows, again.deleted) == (3, 3)
+    assert rows_in_day(postgres, target) == rows_in_day(postgres, source)  # one copy, not two
+
+
+@pytest.mark.e2e
+def test_an_incomplete_partition_is_not_restored(connections, postgres, s3_server, bucket):
+    source = create(postgres, with_rows=True)
+    target = create(postgres, with_rows=False)
+    cfg = TableExport.model_validate(entry(source, bucket))
+    run_export(cfg, WINDOW)
+    s3_server.client().delete_object(Bucket=bucket, Key=f"lake/{source}/dt={DAY}/_SUCCESS")
+    with pytest.raises(ExportError, match="is not a complete partition \\(_SUCCESS missing\\)"):
+        restore(cfg, [WINDOW], into=target)
+    assert rows_in_day(postgres, target) == []
+
+
+@pytest.mark.e2e
+def test_the_restore_dag_restores_what_its_trigger_form_asks(airflow_db, connections, postgres, s3_server, bucket):
+    source = create(postgres, with_rows=True)
+    target = create(postgres, with_rows=False)
+    cfg = TableExport.model_validate(entry(source, bucket, format="parquet"))
+    run_export(cfg, WINDOW)
+    dag = make_dag("e2e_restore", [entry(source, bucket, format="parquet")], kind="restore")
+    dag_run = run_dag(dag, DAY, conf={"table": source, "day": str(DAY), "into": target})
+    assert task_states(dag_run) == {"restore": "success"}
+    assert rows_in_day(postgres, target) == rows_in_day(postgres, source)
+    (summary,) = dag_run.get_task_instance("restore").xcom_pull(task_ids="restore")
+    assert (summary["table"], summary["rows"], summary["method"]) == (target, 3, "worker")
+
+
+@pytest.mark.e2e
+def test_the_command_line_restores(connections, postgres, s3_server, bucket, tmp_path, capsys):
+    from cratedb_airflow_export.cli import main
+
+    source = create(postgres, with_rows=True)
+    target = create(postgres, with_rows=False)
+    config = tmp_path / "exports.yaml"
+    config.write_text(json.dumps({"tables": [entry(source, bucket, format="csv")]}))
+    run_export(TableExport.model_validate(entry(source, bucket, format="csv")), WINDOW)
+    args = ["restore", "--table", source, "--date", str(DAY), "--into", target, "--config", str(config)]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == (f"OK s3://{bucket}/lake/{source}/dt={DAY}/ -> {target}: 3 rows (worker)")
+    assert main(args) == 1  # refused: the rows are there
+    assert "already holds 3 rows" in capsys.readouterr().out
+    assert main([*args, "--replace"]) == 0
+    assert "3 rows (worker, 3 rows replaced)" in capsys.readouterr().out
+    assert rows_in_day(postgres, target) == rows_in_day(postgres, source)

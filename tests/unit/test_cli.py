@@ -1,0 +1,104 @@
+"""The shipped DAG file and config, and the ``cratedb-export plan`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cratedb_sqlparse import sqlparse
+
+from cratedb_airflow_export.cli import main
+from tests.helpers import REPO
+
+CLI = str(Path(sys.executable).parent / "cratedb-export")
+
+
+def test_plan_json_for_the_shipped_config():
+    proc = subprocess.run(
+        [CLI, "plan", "--date", "2024-01-04", "--json"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["interval"] == {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"}
+    (table,) = plan["tables"]
+    assert table["table"] == "doc.metrics"
+    assert table["engine"] == "copy"
+    assert table["interval"] == plan["interval"]
+    assert table["target"] == "s3://crate-astro-tutorial/metrics-2024-01-04/"
+    assert table["statements"][-3:] == [
+        'REFRESH TABLE "doc"."metrics"',
+        'COPY "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2 TO DIRECTORY $3 '
+        "WITH (compression = 'gzip', format = 'json_object', wait_for_completion = true)",
+        'SELECT count(*) FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2',
+    ]
+    assert table["parameters"][-2] == [
+        "2024-01-04T00:00:00+00:00",
+        "2024-01-05T00:00:00+00:00",
+        "s3://<access_key>:<secret_key>@crate-astro-tutorial/_cratedb_export_staging/metrics-2024-01-04/<attempt>",
+    ]
+    for statement in table["statements"]:
+        assert sqlparse(statement, raise_exception=False)[0].exception is None
+
+
+def test_plan_redacts_a_configured_secret_and_uses_the_endpoint(tmp_path, monkeypatch, capsys):
+    secret = "Plan/Secret+Key=1"
+    extra = {"endpoint_url": "http://127.0.0.1:9000"}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "login": "AK", "password": secret, "extra": extra})
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("tables: [{table: doc.metrics, timestamp_column: ts, target: 's3://lake/x'}]\n")
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert secret not in out and "Plan%2FSecret" not in out
+    assert "protocol = 'http'" in out
+    assert (
+        "$3 = s3://<access_key>:<secret_key>@127.0.0.1:9000/lake/_cratedb_export_staging/x/doc.metrics/dt=2024-01-04/"
+        "<attempt>" in out
+    )
+    assert "target: s3://lake/x/doc.metrics/dt=2024-01-04/" in out
+
+
+def test_plan_errors(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("tables: [{table: doc.metrics, target: 's3://lake/x'}]\n")
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config)]) == 2
+    assert "field 'timestamp_column': Field required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--date", "04.01.2024"])
+    assert exit_.value.code == 2
+    assert "'04.01.2024' is not a date in the form YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_plan_single_table(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "tables: [{table: doc.a, timestamp_column: ts, target: 's3://lake/x'},"
+        " {table: doc.b, timestamp_column: ts, target: 's3://lake/x', engine: stream}]\n"
+    )
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "b", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert [t["table"] for t in plan["tables"]] == ["doc.b"]
+    declares = [t for t in plan["tables"][0]["statements"] if t.startswith("DECLARE")]
+    assert [d.split(" ", 2)[1] for d in declares] == [f'"cratedb_export_{n}"' for n in range(4)]  # cursors: 4
+    assert all(" NO SCROLL CURSOR WITH HOLD FOR " in d for d in declares)
+    assert main(["plan", "--date", "2024-01-04", "--config", str(config), "--table", "doc.zzz"]) == 2
+
+
+def test_plan_json_stays_valid_when_airflow_logs(tmp_path):
+    """Airflow logs to stdout when it reads a connection; --json output must not be corrupted."""
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_AWS_DEFAULT": "aws://AKIA:Long%2FSecret%2BKey@/?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000",
+    }
+    proc = subprocess.run(
+        [CLI, "plan", "--date", "2024-01-04", "--json"], cwd=REPO, capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert "protocol = 'http'" in plan["tables"][0]["statements"][-2]
+    assert "Long/Secret" not in proc.stdout and "Long%2FSecret" not in proc.stdout
