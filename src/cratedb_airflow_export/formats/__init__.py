@@ -70,17 +70,13 @@ def make_encoder(
     sink: BinaryIO,
     compression: str,
     *,
-    level: int | None = None,
-    row_group_size: int = 131_072,
-    sample: pa.RecordBatch | None = None,
     json_style: str | None = None,
+    **options: Any,
 ) -> Encoder:
-    """An encoder writing one file of ``spec`` to ``sink``. ``level``: the codec's level (None: the
-    spec's default); ``row_group_size`` and ``sample`` (the file's first batch, from which the
-    dictionary-encoded columns are chosen) apply to Parquet, ``json_style`` to JSON Lines."""
-    return encoder_class(spec, json_style)(
-        schema, sink, compression, level, row_group_size=row_group_size, sample=sample
-    )
+    """An encoder writing one file of ``spec`` (JSON Lines: in ``json_style``) to ``sink``; ``options``
+    are :class:`~.base.Encoder`'s: ``level`` (None: the codec's default), ``row_group_size`` and
+    ``sample`` (the file's first batch, from which Parquet's dictionary-encoded columns are chosen)."""
+    return encoder_class(spec, json_style)(schema, sink, compression, **options)
 
 
 def read_rows(spec: FormatSpec, path: str, compression: str) -> Iterator[dict[str, Any]]:

@@ -47,6 +47,7 @@ class Encoder(ABC):
         sample: pa.RecordBatch | None = None,
     ) -> None:
         self.schema, self.compression, self.level, self._sink = schema, compression, level, sink
+        self.row_group_size, self.sample = row_group_size, sample
 
     @abstractmethod
     def write(self, batch: pa.RecordBatch) -> None: ...
@@ -66,20 +67,11 @@ class TextEncoder(Encoder):
     def encode(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
         """The batch as uncompressed text (bytes or an Arrow buffer)."""
 
-    def __init__(
-        self,
-        schema: pa.Schema,
-        sink: BinaryIO,
-        compression: str,
-        level: int | None = None,
-        *,
-        row_group_size: int = 131_072,
-        sample: pa.RecordBatch | None = None,
-    ) -> None:
-        super().__init__(schema, sink, compression, level)
-        self._gzip = GzipMember(sink) if compression == "gzip" else None
-        zstd = compression == "zstd"
-        self._zstd = pa.CompressedOutputStream(pa.PythonFile(Forward(sink), mode="w"), "zstd") if zstd else None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Encoder's
+        super().__init__(*args, **kwargs)
+        self._gzip = GzipMember(self._sink) if self.compression == "gzip" else None
+        zstd = self.compression == "zstd"
+        self._zstd = pa.CompressedOutputStream(pa.PythonFile(Forward(self._sink), mode="w"), "zstd") if zstd else None
 
     @classmethod
     def prepare(cls, schema: pa.Schema, batch: pa.RecordBatch, compression: str, level: int | None = None) -> Any:

@@ -40,20 +40,11 @@ def encode_csv(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
 class CsvEncoder(TextEncoder):
     encode = staticmethod(encode_csv)
 
-    def __init__(
-        self,
-        schema: pa.Schema,
-        sink: BinaryIO,
-        compression: str,
-        level: int | None = None,
-        *,
-        row_group_size: int = 131_072,
-        sample: pa.RecordBatch | None = None,
-    ) -> None:
-        super().__init__(schema, sink, compression, level)
-        empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
-        header = _csv(schema, empty, header=True)
-        self.write_prepared(self.compress(header, compression, level))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Encoder's
+        super().__init__(*args, **kwargs)
+        empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in self.schema], schema=self.schema)
+        header = _csv(self.schema, empty, header=True)
+        self.write_prepared(self.compress(header, self.compression, self.level))
 
 
 def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:

@@ -5,7 +5,7 @@ type), arrays are lists."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,24 +42,21 @@ def dictionary_columns(schema: pa.Schema, sample: pa.RecordBatch | None) -> list
 
 
 class ParquetEncoder(Encoder):
-    def __init__(
-        self,
-        schema: pa.Schema,
-        sink: BinaryIO,
-        compression: str,
-        level: int | None = None,
-        *,
-        row_group_size: int = 131_072,
-        sample: pa.RecordBatch | None = None,
-    ) -> None:
-        super().__init__(schema, sink, compression, level, row_group_size=row_group_size, sample=sample)
-        self._raw = pa.PythonFile(Forward(sink), mode="w")
-        self.row_group_size = row_group_size
+    """Row groups of exactly ``row_group_size`` rows (a file's last may hold fewer); dictionary
+    encoding for the columns :func:`dictionary_columns` chooses from ``sample``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Encoder's
+        super().__init__(*args, **kwargs)
+        self._raw = pa.PythonFile(Forward(self._sink), mode="w")
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
-        self.dictionary = dictionary_columns(schema, sample)
+        self.dictionary = dictionary_columns(self.schema, self.sample)
         self._writer = pq.ParquetWriter(
-            self._raw, schema, compression=compression, compression_level=level, use_dictionary=self.dictionary
+            self._raw,
+            self.schema,
+            compression=self.compression,
+            compression_level=self.level,
+            use_dictionary=self.dictionary,
         )
 
     def write(self, batch: pa.RecordBatch) -> None:
