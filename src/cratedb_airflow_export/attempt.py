@@ -15,11 +15,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cratedb_airflow_export import sql
 from cratedb_airflow_export.connections import Connections, from_environment
 from cratedb_airflow_export.credentials import Redactor
 from cratedb_airflow_export.errors import failures_named
 from cratedb_airflow_export.layout import partition
-from cratedb_airflow_export.source import SourceInfo, check_table, connect, count_window
+from cratedb_airflow_export.source import SourceCounts, SourceInfo, check_table, connect, count_window, execute
 from cratedb_airflow_export.storage import check_target
 
 if TYPE_CHECKING:
@@ -49,8 +50,8 @@ class Attempt:
 
     def count_in_background(self, window: TimeRange) -> None:
         """Start ``count(*)`` over ``window`` on a connection of its own, to run while the engine
-        reads and writes. Engines call it once the rows to export are settled (after REFRESH), so
-        the count sees what the export reads; :meth:`window_count` waits for it."""
+        reads and writes. Engines call it once the rows to export are settled (after REFRESH): it
+        sees what the export starts to read; :meth:`counts` takes the decisive one after."""
 
         def count() -> int:
             with closing(connect(self.connections.database, self.cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
@@ -60,11 +61,14 @@ class Attempt:
         self._count = pool.submit(count)
         pool.shutdown(wait=False)  # not a with block: leaving one waits for the count
 
-    def window_count(self, window: TimeRange) -> int:
-        """``count(*)`` over ``window``: the background count, or one now."""
-        if self._count is not None:
-            return self._count.result()
-        return count_window(self.cursor, self.cfg, window, self.database)
+    def counts(self, window: TimeRange) -> SourceCounts:
+        """``count(*)`` over ``window`` once the engine has read its last row (REFRESH first where
+        the source needs it, so that rows written while the export ran are counted), and the count
+        that ran while it read (None when none did)."""
+        while_reading = self._count.result() if self._count is not None else None
+        if self.database.dialect.needs_refresh:
+            execute(self.cursor, sql.refresh(self.cfg), self.cfg.attempt_seconds)
+        return SourceCounts(count_window(self.cursor, self.cfg, window, self.database), while_reading)
 
 
 def describe(what: str, cfg: TableExport, window: TimeRange) -> str:

@@ -82,8 +82,9 @@ class TableExport(BaseModel):
     filter: str | None = Field(default=None, description="Extra SQL condition ANDed to the time window.")
     row_count_check: Literal["strict", "warn"] = Field(
         default="strict",
-        description="After writing, count(*) over the window must equal the rows exported: 'strict' fails "
-        "the task on a mismatch, 'warn' logs it (for tables that still receive rows for past days).",
+        description="count(*) over the window, taken after the last row was read (and the one taken while "
+        "the rows were read), must equal the rows exported: 'strict' fails the task on a mismatch, 'warn' "
+        "logs it and records the later count (for tables that still receive rows for past days).",
     )
     aws_conn_id: str = "aws_default"
     cratedb_conn_id: str = "cratedb_connection"

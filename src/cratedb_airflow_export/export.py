@@ -206,8 +206,9 @@ def _verify_and_publish(
 ) -> ExportResult:
     """count(*) check, then staging -> partition with the manifest and _SUCCESS last."""
     job = result.job
-    source_count = attempt.window_count(job.window)
-    check_counts(job.cfg, result.rows, source_count)
+    counts = attempt.counts(job.window)
+    check_counts(job.cfg, result.rows, counts)
+    source_count = counts.after  # what reconcile compares with later
     draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements))
     published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
     final = replace(result, objects=tuple(published), source_count=source_count, source=attempt.database)

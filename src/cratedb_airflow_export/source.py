@@ -87,6 +87,20 @@ POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_t
 DECLARE_ANSWERS_FAILURES = ((6, 2, 10), (6, 3, 4))
 
 
+@dataclass(frozen=True)
+class SourceCounts:
+    """``count(*)`` over the window after the export read its last row (the decisive one), and while
+    it read (None: no count ran then)."""
+
+    after: int
+    while_reading: int | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether nothing changed in the window while it was exported (as far as the counts see)."""
+        return self.while_reading is None or self.while_reading == self.after
+
+
 def parse_version(text: str | None) -> tuple[int, int, int] | None:
     """``(6, 4, 3)`` from ``CrateDB 6.4.3 (built ...)``; None when the text names no CrateDB version."""
     match = re.match(r"CrateDB (\d+)\.(\d+)\.(\d+)", text or "")

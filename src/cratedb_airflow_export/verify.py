@@ -19,23 +19,31 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.source import SourceCounts
     from cratedb_airflow_export.windows import Window
 
 log = logging.getLogger(__name__)
 
 
-def check_counts(cfg: TableExport, exported: int, source_count: int) -> None:
-    """Rows exported vs ``count(*)`` over the same window, per the table's ``row_count_check``."""
-    if exported == source_count:
-        log.info("%s: row count verified: %d exported = %d in the source", cfg.qualified_name, exported, source_count)
+def check_counts(cfg: TableExport, exported: int, counts: SourceCounts) -> None:
+    """Rows exported vs ``count(*)`` over the same window, per the table's ``row_count_check``: they
+    must equal the count taken after the last row was read, and the count taken while the rows were
+    read when there was one (so that rows written into the window during the export are noticed)."""
+    if exported == counts.after and counts.settled:
+        log.info("%s: row count verified: %d exported = %d in the source", cfg.qualified_name, exported, counts.after)
         return
     message = (
         f"row count mismatch for {cfg.qualified_name}: {exported} rows exported, "
-        f"but count(*) over the same window is {source_count}"
+        f"but count(*) over the same window is {counts.after}"
     )
+    if not counts.settled:
+        message += (
+            f" after the export and was {counts.while_reading} while it read (rows were written into or "
+            "removed from the window during the export)"
+        )
     if cfg.row_count_check == "strict":
         raise VerificationError(message + " (row_count_check: strict)")
-    log.warning("%s (row_count_check: warn, publishing anyway)", message)
+    log.warning("%s (row_count_check: warn, publishing anyway; the manifest records %d)", message, counts.after)
 
 
 @dataclass

@@ -183,6 +183,52 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
     assert (manifest.rows, manifest.source_count, manifest.row_count_check) == (50, 53, "warn")
 
 
+@pytest.mark.parametrize("reader", ["auto", "cursor"])  # ADBC's COPY binary, and the cursor path
+def test_rows_written_into_the_day_while_it_is_exported_are_noticed(
+    connections, postgres, s3_server, bucket, table, monkeypatch, reader
+):
+    """10 rows are inserted into the day once the first batch is being written: the read does not
+    see them, the count taken after the last row was read does. ``strict`` fails naming both
+    numbers and publishes nothing; ``warn`` publishes and records the later count, which is what
+    ``reconcile`` compares with."""
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.engines.stream import RollingFiles
+    from cratedb_airflow_export.errors import ExportError
+    from cratedb_airflow_export.export import run_export
+    from cratedb_airflow_export.windows import Window
+
+    name, _ = table
+    real_write = RollingFiles.write
+    inserted = []
+
+    def write_then_insert(self, batch):
+        if not inserted:
+            with psycopg.connect(postgres.url, autocommit=True) as conn:
+                conn.execute(
+                    f'INSERT INTO {name} (hash_id, "timestamp", name) '
+                    "SELECT -g, '2024-01-04 12:00:00+00'::timestamptz, 'written during the export' "
+                    "FROM generate_series(1, 10) g"
+                )
+            inserted.append(10)
+        return real_write(self, batch)
+
+    monkeypatch.setattr(RollingFiles, "write", write_then_insert)
+    strict = TableExport.model_validate(entry(name, bucket, reader=reader))
+    with pytest.raises(ExportError, match=r"50 rows exported, but count\(\*\) over the same window is 60") as failure:
+        run_export(strict, Window.for_day(DAY))
+    assert "row_count_check: strict" in str(failure.value) and failure.value.retryable  # the retry exports all 60
+    assert read_objects(s3_server, bucket) == {}
+
+    with psycopg.connect(postgres.url, autocommit=True) as conn:  # the next attempt starts from the same state
+        conn.execute(f"DELETE FROM {name} WHERE name = 'written during the export'")
+    inserted.clear()
+    lenient = TableExport.model_validate(entry(name, bucket, reader=reader, row_count_check="warn"))
+    result = run_export(lenient, Window.for_day(DAY))
+    manifest = manifest_of(read_objects(s3_server, bucket))
+    assert (result.rows, result.source_count) == (50, 60)
+    assert (manifest.rows, manifest.source_count, manifest.row_count_check) == (50, 60, "warn")
+
+
 def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_server, bucket, table, monkeypatch):
     """count(*) runs on a connection of its own during the read: here it waits until the first
     rows have been written (it would wait forever, and fail, if it ran before the read)."""
