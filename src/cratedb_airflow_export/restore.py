@@ -139,13 +139,20 @@ class Column:
     name: str
     data_type: str
     generated: bool
+    udt_name: str | None = None  # PostgreSQL's name of the type: an array's element, as in "_float8"
+
+    @property
+    def floats(self) -> bool:
+        """An array of floats (whose NaN and infinities JSON Lines holds as strings)."""
+        element = self.data_type.removesuffix("_array") if self.data_type.endswith("_array") else None
+        return element in FLOATS or (self.udt_name or "") in ("_float8", "_float4")
 
 
 def _target_columns(attempt: Attempt, target: TableExport) -> dict[str, Column]:
     rows = execute(attempt.cursor, sql.describe_target(target), target.stall_timeout_seconds).fetchall()
     return {
-        name: Column(name, str(dtype).lower(), str(generated).upper() not in ("NEVER", "NO", "FALSE"))
-        for name, dtype, generated in rows
+        name: Column(name, str(dtype).lower(), str(generated).upper() not in ("NEVER", "NO", "FALSE"), udt)
+        for name, dtype, generated, udt in rows
     }
 
 
@@ -275,26 +282,37 @@ class Converter:
     def __call__(self, name: str, value: Any) -> Any:
         if value is None:
             return None
-        kind = self.columns[name].data_type
+        column = self.columns[name]
+        kind = column.data_type
         if kind in STRUCTURED or kind.endswith("_array"):
-            return self._structured(kind, value)
+            return self._structured(column, value)
         return _scalar(kind, value)
 
-    def _structured(self, kind: str, value: Any) -> Any:
+    def _structured(self, column: Column, value: Any) -> Any:
         from psycopg.types.json import Json
 
+        kind = column.data_type
         if isinstance(value, str) and (self.text or kind not in ("json", "jsonb", "object")):
             value = json.loads(value)  # CSV (and Parquet lists kept as text) hold JSON text
         if kind in ("json", "jsonb", "object"):
             return Json(value)
         if kind == "point":  # PostgreSQL's point from [x, y]
             return f"({value[0]},{value[1]})"
+        if column.floats:
+            return _floats(value)
         return value
 
 
 STRUCTURED = frozenset({"json", "jsonb", "object", "array", "geo_point", "point"})
 INTEGERS = frozenset({"bigint", "integer", "smallint", "long", "int", "short", "byte"})
 FLOATS = frozenset({"double precision", "real", "double", "float"})
+
+
+def _floats(value: Any) -> Any:
+    """An array of floats as read from JSON: ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` as floats."""
+    if isinstance(value, list):
+        return [_floats(item) for item in value]
+    return None if value is None else float(value)
 
 
 def _scalar(kind: str, value: Any) -> Any:

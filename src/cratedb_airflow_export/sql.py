@@ -255,9 +255,11 @@ def detect_cratedb() -> Statement:
 
 
 def describe_target(cfg: TableExport) -> Statement:
-    """The target table's columns with their types and whether they are generated."""
+    """The target table's columns with their types, whether they are generated, and the type's name
+    (PostgreSQL says ``ARRAY`` for every array and names the element in ``udt_name``, ``_float8``;
+    CrateDB names it in the type, ``double precision_array``)."""
     return Statement(
-        "SELECT column_name, data_type, is_generated FROM information_schema.columns "
+        "SELECT column_name, data_type, is_generated, udt_name FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
         (cfg.schema_name, cfg.table_name),
     )

@@ -55,7 +55,10 @@ def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:
     header = stream.readline()
     names = next(stdcsv.reader([header.decode("utf-8")]))
     options = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in names}, strings_can_be_null=True, quoted_strings_can_be_null=False
+        column_types={name: pa.string() for name in names},
+        null_values=[""],  # only the empty unquoted field: "nan", "NULL", "NA" are values
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
     )
     reader = pacsv.open_csv(
         stream,

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder, open_decompressed
 from cratedb_airflow_export.formats.fields import is_json, is_partition, source_type
-from cratedb_airflow_export.formats.text import const, join, json_strings, python_json, timestamp_parts
+from cratedb_airflow_export.formats.text import const, float_json, join, json_strings, python_json, timestamp_parts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -44,8 +44,7 @@ def json_values(array: pa.Array, field: pa.Field) -> pa.Array:
     elif pa.types.is_integer(kind):
         text = pc.cast(array, pa.string())
     elif pa.types.is_floating(kind):
-        finite = pc.is_finite(array)
-        text = pc.if_else(finite, pc.cast(array, pa.string()), pa.nulls(1, pa.string())[0])
+        text = float_json(array)
     elif pa.types.is_timestamp(kind):
         text = join('"', *timestamp_parts(array), '"')  # nothing to escape
     elif pa.types.is_date(kind):
@@ -127,8 +126,8 @@ def _is_temporal(kind: pa.DataType) -> bool:
 
 
 def cratedb_values(array: pa.Array, field: pa.Field) -> pa.Array:
-    """Each value's JSON text in the ``cratedb`` style; NULL where the value is NULL (or a NaN or
-    infinity, which JSON cannot hold): such columns are left out of the line. Partition columns are
+    """Each value's JSON text in the ``cratedb`` style; NULL where the value is NULL: such columns are
+    left out of the line. NaN and the infinities are strings, as COPY TO writes them. Partition columns are
     JSON strings, as COPY TO writes them (CrateDB 5.9 and later: ``"month":"1704067200000"``)."""
     text = _cratedb_value_texts(array, field)
     if is_partition(field) and not pa.types.is_string(field.type):
@@ -150,7 +149,7 @@ def _cratedb_value_texts(array: pa.Array, field: pa.Field) -> pa.Array:
     if _is_temporal(kind):
         return pc.cast(epoch_millis(array), pa.string())
     if pa.types.is_floating(kind):
-        return pc.if_else(pc.is_finite(array), pc.cast(array, pa.string()), missing)
+        return float_json(array)
     if pa.types.is_list(kind) and _is_temporal(kind.value_type):
         texts = [None if v is None else json.dumps(_cratedb_python(v)) for v in array.to_pylist()]
         return pa.array(texts, pa.string())
