@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install services test test-unit lint demo up plan bench integration clean
+.PHONY: install services test test-unit lint demo up plan bench bench-tables integration clean
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ up: install
 ## bench: rows/s and peak RSS of the stream engine vs SqlToS3Operator (BENCH_ROWS, default 2000000)
 bench: install
 	$(BIN)/python -m devtools.bench
+
+## bench-tables: how long the DAG file takes to parse with 50, 500 and 1000 configured tables
+bench-tables: install
+	$(BIN)/python -m devtools.many_tables
 
 ## integration: the CrateDB suite against a running CrateDB + S3 (`docker compose up -d --wait`, see compose.yaml)
 CRATEDB_URL ?= postgresql://crate@127.0.0.1:5432/doc

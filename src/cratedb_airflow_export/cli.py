@@ -1,7 +1,7 @@
 """``cratedb-export``: the command line.
 
     cratedb-export plan --date 2024-01-04 [--json] [--config FILE] [--table T]
-    cratedb-export verify --table doc.metrics --date 2024-01-04 [--config FILE] [--no-source]
+    cratedb-export verify --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--no-source]
     cratedb-export run --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--json]
     cratedb-export restore --table T --date 2024-01-04 [--to D2] [--into schema.table] [--replace]
                            [--method auto|copy|worker] [--config FILE]
@@ -20,9 +20,12 @@ again each whose source count changed since (late rows): see ``reconcile.py``.
 
 ``restore`` loads complete partitions back into the table (or ``--into`` another): see ``restore.py``.
 
-``verify`` checks a published partition against its manifest (``_SUCCESS``, every listed object
-with its size and ETag, no unlisted data object) and against ``count(*)`` over the same window
-in the source; it exits 1 with a report when they disagree.
+``verify`` checks published partitions against their manifests (``_SUCCESS``, every listed object
+with its size, ETag and checksum, no unlisted data object) and against ``count(*)`` over the same
+window in the source: for one table and day the whole report; for every configured table (no
+``--table``) or a range of days (``--to``), one line per partition, ``complete``, ``missing`` or
+``failed`` and why, what an operator runs after an incident. It exits 1 when any partition is not
+complete, 2 when one could not be checked.
 
 Connections come from the same Airflow connections as the DAG: the ``AIRFLOW_CONN_*`` variables,
 read without importing Airflow; a connection id that is not in the environment is looked up
@@ -32,6 +35,7 @@ through Airflow (metadata database, secrets backend) when Airflow is installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
@@ -46,7 +50,7 @@ from typing import Any, TextIO
 from cratedb_airflow_export.config import TableExport, qualify
 from cratedb_airflow_export.connections import ENV_ENDPOINT, ConnectionSpec, environment_lookup
 from cratedb_airflow_export.credentials import S3Credentials
-from cratedb_airflow_export.errors import ConfigError
+from cratedb_airflow_export.errors import ConfigError, WindowError
 from cratedb_airflow_export.loading import CONFIG_ENV, load_python_tables, load_yaml_tables
 
 DEFAULT_TABLES_FILE = Path("include") / "table_exports.py"
@@ -117,34 +121,54 @@ def _print_text(plan: dict[str, Any], out: TextIO) -> None:
     print("\n".join(lines), file=out)
 
 
-def _verify(tables: list[TableExport], table: str, day: date, out: TextIO, *, with_source: bool) -> int:
+def _verify(
+    tables: list[TableExport],
+    names: list[str] | None,
+    first: date,
+    last: date | None,
+    out: TextIO,
+    *,
+    with_source: bool,
+) -> int:
+    """One table and one day: the whole report. Otherwise (no ``--table``, several, or ``--to``) one
+    line per partition: complete, missing or failed and why; exit 1 when any is not complete."""
     from contextlib import closing
 
     from cratedb_airflow_export.connections import from_environment
     from cratedb_airflow_export.credentials import Redactor
     from cratedb_airflow_export.source import connect
     from cratedb_airflow_export.verify import verify_partition
-    from cratedb_airflow_export.windows import Window
+    from cratedb_airflow_export.windows import Window, days_between
 
-    wanted = qualify(table)
-    matches = [t for t in tables if t.qualified_name == wanted]
-    if not matches:
-        print(f"not configured: {wanted}", file=sys.stderr)
-        return 2
-    cfg, window, redact = matches[0], Window.for_day(day), Redactor()
     try:
-        connections = from_environment(cfg, find_connection)
-        redact.add(connections.secrets)
-        if with_source:
-            with closing(connect(connections.database)) as conn, conn.cursor() as cursor:
-                report = verify_partition(connections.client, cursor, cfg, window)
-        else:
-            report = verify_partition(connections.client, None, cfg, window)
-    except Exception as exc:
-        print(f"error: could not verify {wanted} for {day}: {redact(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        selected = _select(tables, names)
+        days = days_between(first, last)
+    except (ConfigError, WindowError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report.render(), file=out)
-    return 0 if report.ok else 1
+    detailed = names is not None and len(selected) == 1 and len(days) == 1
+    failures, errors = 0, 0
+    for cfg in selected:
+        redact = Redactor()
+        try:
+            connections = from_environment(cfg, find_connection)  # once per table
+            redact.add(connections.secrets)
+            with contextlib.ExitStack() as stack:
+                cursor = None
+                if with_source:
+                    conn = stack.enter_context(closing(connect(connections.database)))
+                    cursor = stack.enter_context(conn.cursor())
+                for day in days:
+                    report = verify_partition(connections.client, cursor, cfg, Window.for_day(day))
+                    print(report.render() if detailed else report.line(cfg.qualified_name, day.isoformat()), file=out)
+                    failures += not report.ok
+        except Exception as exc:
+            errors += 1
+            message = redact(f"{type(exc).__name__}: {exc}")
+            print(f"error: could not verify {cfg.qualified_name} for {first}: {message}", file=sys.stderr)
+    if errors:
+        return 2
+    return 1 if failures else 0
 
 
 @contextmanager
@@ -297,9 +321,10 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         "--config", help=f"table config (.py with TABLES, or YAML); default ${CONFIG_ENV} or {DEFAULT_TABLES_FILE}"
     )
     plan.add_argument("--table", action="append", help="only this table (repeatable)")
-    verify = commands.add_parser("verify", help="check a published partition against its manifest and the source")
-    verify.add_argument("--table", required=True, help="a configured table, 'schema.table' or 'table'")
-    verify.add_argument("--date", required=True, type=_day, help="the day D of the partition")
+    verify = commands.add_parser("verify", help="check published partitions against their manifests and the source")
+    verify.add_argument("--table", action="append", help="only this table (repeatable); default: every configured one")
+    verify.add_argument("--date", required=True, type=_day, help="the (first) day D of the partitions")
+    verify.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
     verify.add_argument("--config", help="table config, as for plan")
     verify.add_argument("--no-source", action="store_true", help="skip the count(*) against the source")
     run = commands.add_parser("run", help="export days now, without Airflow (same core as the DAG's tasks)")
@@ -337,15 +362,13 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
     if args.command == "verify":
-        return _verify(tables, args.table, args.date, out, with_source=not args.no_source)
+        return _verify(tables, args.table, args.date, args.to, out, with_source=not args.no_source)
     if args.command == "reconcile":
         if not 1 <= args.days <= 366:
             print("error: --days is from 1 to 366", file=sys.stderr)
             return 2
         return _reconcile(tables, args.days, args.until, out)
     if args.command in ("run", "restore"):
-        from cratedb_airflow_export.errors import WindowError
-
         try:
             if args.command == "restore":
                 (cfg,) = _select(tables, [args.table])

@@ -53,10 +53,21 @@ class PartitionReport:
     partition: str
     facts: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    empty: bool = False  # the folder holds nothing: never exported (or deleted)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``missing`` (nothing there) or ``failed`` (something there, not as it should be)."""
+        return "complete" if self.ok else "missing" if self.empty else "failed"
+
+    def line(self, table: str, day: str) -> str:
+        """One line for a listing of partitions: table, day, state and why."""
+        why = "; ".join(self.problems) if self.problems else (self.facts[0] if self.facts else "")
+        return f"{table} {day} {self.state}" + (f": {why}" if why and self.state != "missing" else "")
 
     def render(self) -> str:
         lines = [f"{'OK' if self.ok else 'FAILED'}: {self.partition}"]
@@ -85,6 +96,7 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
         report.problems.append(f"{len(leftovers)} staged object(s) left under {staging.uri} by failed attempts")
     found = read_partition(client, location, cfg.qualified_name, window.as_dict())
     report.problems.extend(found.problems)
+    report.empty = not found.stored
     manifest, stored = found.manifest, found.stored
     if manifest is None:
         return report

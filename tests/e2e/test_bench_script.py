@@ -37,3 +37,19 @@ def test_an_unknown_tool_is_an_error():
     )
     assert proc.returncode != 0
     assert "BENCH_TOOLS: unknown ['duckdb']; known: stream, cli, stream_cursor, sql_to_s3" in proc.stderr
+
+
+def test_the_many_tables_bench_parses_the_shipped_dag_file():
+    proc = subprocess.run(
+        [sys.executable, "-m", "devtools.many_tables", "3", "30"],
+        cwd=REPO,
+        env={**os.environ, "BENCH_RUNS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [(n, r["tasks"]) for n, r in result["tables"].items()] == [("3", 3), ("30", 30)]
+    assert all(r["parse_s"] > 0 and 0 < r["load_s"] < r["parse_s"] for r in result["tables"].values())

@@ -84,3 +84,59 @@ def test_consumer_reads_the_manifest(exported):
         "objects": [f"{folder}/part-00000.jsonl.gz"],
         "run_id": None,
     }
+
+
+def test_verify_every_table_over_days_prints_one_line_per_partition(
+    postgres, connections, s3_server, bucket, tmp_path, capsys
+):
+    """After an incident: every configured table, a range of days, one line per partition, exit 1
+    when any is not complete."""
+    names = [f"doc.w_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    entries = [
+        {"table": name, "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/lake"}
+        for name in names
+    ]
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        for name in names:
+            create_metrics(conn, sample_metrics(SAMPLE_DAYS, 20, seed=5), table=name)
+    config = tmp_path / "exports.yaml"
+    config.write_text(json.dumps({"tables": entries}))
+    for entry, days in ((entries[0], SAMPLE_DAYS), (entries[1], SAMPLE_DAYS[:2])):  # the second misses a day
+        for day in days:
+            run_export(TableExport.model_validate(entry), Window.for_day(day))
+    every_day = ["verify", "--date", "2024-01-03", "--to", "2024-01-05", "--config", str(config), "--no-source"]
+
+    def states() -> tuple[int, list[str]]:
+        code = main(every_day)
+        return code, capsys.readouterr().out.splitlines()
+
+    code, lines = states()
+    complete = "complete: manifest: 20 rows in 1 object(s), engine stream, exported "
+    assert code == 1
+    for line, day in zip(lines[:3], ("2024-01-03", "2024-01-04", "2024-01-05"), strict=True):
+        assert line.startswith(f"{names[0]} {day} {complete}")
+    assert lines[3].startswith(f"{names[1]} 2024-01-03 {complete}")
+    assert lines[4].startswith(f"{names[1]} 2024-01-04 {complete}")
+    assert lines[5:] == [f"{names[1]} 2024-01-05 missing"]
+
+    broken = f"lake/{names[0]}/dt=2024-01-04/part-00000.jsonl.gz"
+    s3_server.client().put_object(Bucket=bucket, Key=broken, Body=b"truncated")
+    code, lines = states()
+    assert code == 1 and len(lines) == 6
+    assert lines[1].startswith(f"{names[0]} 2024-01-04 failed: {broken}: size/ETag 9/")
+    assert [line.split(" ")[2].rstrip(":") for line in lines] == [
+        "complete",
+        "failed",
+        "complete",
+        "complete",
+        "complete",
+        "missing",
+    ]
+
+    only = ["verify", "--date", "2024-01-03", "--to", "2024-01-04", "--table", names[1], "--config", str(config)]
+    assert main(only) == 0  # with the source's count(*) too
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        f"{names[1]} 2024-01-03 complete",
+        f"{names[1]} 2024-01-04 complete",
+    ]

@@ -424,3 +424,20 @@ def test_a_kms_key_needs_aws_kms():
         parse_tables([{"table": "t", "timestamp_column": "ts", "target": "s3://lake/x", "sse_kms_key_id": KEY}])
     with pytest.raises(ConfigError, match="field 'sse': Input should be 'AES256' or 'aws:kms'"):
         parse_tables([{"table": "t", "timestamp_column": "ts", "target": "s3://lake/x", "sse": "aes256"}])
+
+
+def test_among_many_tables_the_first_overlap_is_named():
+    """The check compares only folders whose paths are prefixes of one another (near-linear in the
+    tables), and still names the first entry that overlaps an earlier one, as read in order."""
+    entries = [{"table": f"doc.t{i}", "timestamp_column": "ts", "target": "s3://lake/cratedb"} for i in range(600)]
+    assert len(parse_tables(entries)) == 600  # doc.t1 is a prefix of doc.t10 as text, not as a folder
+    entries[400] = {"table": "x.late", "timestamp_column": "ts", "target_bucket": "lake/cratedb/doc.t10/dt"}
+    entries[500] = {"table": "x.b", "timestamp_column": "ts", "target": "s3://lake/cratedb/doc.t450/dt=2024-01-04"}
+    with pytest.raises(ConfigError) as failure:
+        parse_tables(entries)
+    assert str(failure.value) == (
+        "TABLES: entry 400 (table 'x.late'): field 'target_bucket': its folders "
+        "(s3://lake/cratedb/doc.t10/dt-YYYY-MM-DD/) overlap those of entry 10 (s3://lake/cratedb/doc.t10/); two "
+        "tables must never share a folder (publishing a partition replaces everything in it, and CrateDB's file "
+        "names omit the schema)"
+    )

@@ -115,3 +115,23 @@ def test_every_task_of_a_table_has_its_execution_timeout():
         "export_doc.b.slices": timedelta(minutes=120),
         "export_doc.b": timedelta(minutes=120),
     }
+
+
+def test_the_trigger_forms_table_list_is_shared_not_copied_into_every_task():
+    """Airflow deep-copies the DAG's params into each task: the list of table names is shared, so
+    that building the DAG stays linear in the tables (docs/benchmark.md: 500 tables), and the DAG
+    still serializes it as a plain list."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from cratedb_airflow_export.edge.dag import build_dag
+    from cratedb_airflow_export.loading import parse_tables
+
+    tables = parse_tables(
+        [{"table": f"doc.t{i}", "timestamp_column": "ts", "target": "s3://lake/cratedb"} for i in range(40)]
+    )
+    dag = build_dag(tables)
+    names = dag.params.get_param("tables").schema["items"]["enum"]
+    assert names == [f"doc.t{i}" for i in range(40)]
+    assert all(task.params.get_param("tables").schema["items"]["enum"] is names for task in dag.tasks)
+    restored = DagSerialization.from_json(DagSerialization.to_json(dag))
+    assert restored.params.get_param("tables").schema["items"]["enum"] == [f"doc.t{i}" for i in range(40)]
