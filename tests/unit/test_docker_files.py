@@ -80,12 +80,25 @@ def test_the_workflow_tests_on_the_newest_cratedb_5_and_6():
 
 
 def test_the_cratedb_suite_is_collected(tmp_path):
-    """`pytest --collect-only -m cratedb` lists at least 15 tests (they skip here without CRATEDB_URL)."""
+    """`pytest --collect-only -m cratedb tests/cratedb` lists at least 15 tests (they skip here without
+    CRATEDB_URL), and no test outside tests/cratedb carries the marker (what `make integration` runs)."""
+    import re
     import subprocess
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "cratedb", "-p", "no:cacheprovider"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "cratedb",
+            "-p",
+            "no:cacheprovider",
+            "tests/cratedb",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -95,3 +108,10 @@ def test_the_cratedb_suite_is_collected(tmp_path):
     collected = [line for line in proc.stdout.splitlines() if "::" in line]
     assert len(collected) >= 15, proc.stdout[-2000:]
     assert all(line.startswith("tests/cratedb/test_cratedb.py::") for line in collected)
+    marked = [
+        path.relative_to(REPO)
+        for path in (REPO / "tests").rglob("*.py")
+        if "cratedb" not in path.relative_to(REPO / "tests").parts[:1]
+        and re.search(r"pytest\.mark\.cratedb\b(?!_)", path.read_text(encoding="utf-8"))
+    ]
+    assert marked == []
