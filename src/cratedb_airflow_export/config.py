@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cratedb_airflow_export.filters import check_filter
 from cratedb_airflow_export.formats.spec import ENGINE_FORMATS, FORMATS, check_choice, output_spec
-from cratedb_airflow_export.storage import PARTS_PER_FILE, STAGING_ROOT, Location, parse_s3_uri
+from cratedb_airflow_export.storage import LEASE_ROOT, PARTS_PER_FILE, STAGING_ROOT, Location, parse_s3_uri
 
 __all__ = ["DEFAULT_SCHEMA", "TableExport", "qualify"]
 
@@ -295,7 +295,8 @@ class TableExport(BaseModel):
 
 
 def _outside_staging(location: Location) -> None:
-    if location.prefix.split("/")[0] == STAGING_ROOT:
-        raise ValueError(f"{location.uri} is inside {STAGING_ROOT}/, which every export uses for staging")
+    for reserved, use in ((STAGING_ROOT, "for staging"), (LEASE_ROOT, "for its leases")):
+        if location.prefix.split("/")[0] == reserved:
+            raise ValueError(f"{location.uri} is inside {reserved}/, which every export uses {use}")
     if any(ord(char) < 32 or char == "\x7f" for char in location.prefix):
         raise ValueError(f"the path {location.prefix!r} holds a control character")

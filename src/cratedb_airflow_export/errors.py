@@ -118,6 +118,14 @@ class VerificationError(TransientError):
     """Exported data and source disagree (rows may still be arriving)."""
 
 
+class LeaseHeld(TransientError):
+    """Another writer holds the table's day (its lease in the bucket has not expired)."""
+
+
+class LeaseLost(TransientError):
+    """Another writer took over this writer's lease (it was not renewed in time): nothing is published."""
+
+
 class RestoreUnreadable(TransientError):
     """A file of the partition could not be read by the target (it may be readable later)."""
 

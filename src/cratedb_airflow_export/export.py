@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.attempt import Attempt, open_attempt
+from cratedb_airflow_export.attempt import Attempt, describe, open_attempt
 from cratedb_airflow_export.engines import ExportJob, ExportResult, get_engine
 from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.layout import staging_root
+from cratedb_airflow_export.lease import Lease, held
 from cratedb_airflow_export.manifest import Manifest, fingerprint
 from cratedb_airflow_export.publish import publish
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
@@ -115,13 +116,16 @@ def run_export(
         cfg.engine,
         job.location.uri,
     )
-    with open_attempt(cfg, window, "export", connections) as attempt:
-        # earlier attempts that died before cleaning up; no other attempt is running
-        # (the task has max_active_tis_per_dag=1), so the whole staging root is ours
+    with (
+        open_attempt(cfg, window, "export", connections) as attempt,
+        held(attempt.client, job.location, job.attempt_id, describe("export", cfg, window)) as lease,
+    ):
+        # holding the day's lease, no other writer is at work on it: whatever is staged for the day
+        # was left by attempts that died before cleaning up
         _sweep(attempt, staging_root(cfg, window.day))
         try:
             result, statements = _stage(job, attempt)
-            return _verify_and_publish(attempt, result, run, statements)
+            return _verify_and_publish(attempt, result, run, statements, lease)
         finally:
             _discard_staging(attempt, job.staging)
 
@@ -140,7 +144,12 @@ def export_slice(
         job.range.start.isoformat(),
         job.range.end.isoformat(),
     )
-    with open_attempt(cfg, window, f"export of slice {index}", connections) as attempt:
+    what = f"export of slice {index}"
+    with (
+        open_attempt(cfg, window, what, connections) as attempt,
+        # the run's slices share the lease (its holder is the run) and leave it to their publish task
+        held(attempt.client, job.location, run.run_folder(), describe(what, cfg, window), release=False),
+    ):
         _sweep(attempt, job.staging)  # what an earlier try of this slice left
         result, _ = _stage(job, attempt)
     return {
@@ -162,7 +171,10 @@ def publish_slices(
     """Check that the run's staging folder holds exactly what every slice reported, then verify the
     total against count(*) over the whole window and publish it as one partition."""
     job = ExportJob(cfg, window, attempt_id=run.run_folder())
-    with open_attempt(cfg, window, "publish", connections) as attempt:
+    with (
+        open_attempt(cfg, window, "publish", connections) as attempt,
+        held(attempt.client, job.location, run.run_folder(), describe("publish", cfg, window)) as lease,
+    ):
         try:
             if sorted(s["slice"] for s in slices) != list(range(cfg.slices)):
                 raise RuntimeError(
@@ -176,7 +188,7 @@ def publish_slices(
             objects = tuple(StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in staged)
             result = ExportResult(job, cfg.engine, sum(s["rows"] for s in slices), objects)
             statements = get_engine(cfg.engine).statements(job, attempt.database, None)
-            published = _verify_and_publish(attempt, result, run, statements)
+            published = _verify_and_publish(attempt, result, run, statements, lease)
         except BaseException:
             _discard_staging(attempt, job.staging)
             raise
@@ -202,14 +214,16 @@ def _stage(job: ExportJob, attempt: Attempt) -> tuple[ExportResult, list[sql.Sta
 
 
 def _verify_and_publish(
-    attempt: Attempt, result: ExportResult, run: RunInfo, statements: list[sql.Statement]
+    attempt: Attempt, result: ExportResult, run: RunInfo, statements: list[sql.Statement], lease: Lease
 ) -> ExportResult:
-    """count(*) check, then staging -> partition with the manifest and _SUCCESS last."""
+    """count(*) check, then staging -> partition with the manifest and _SUCCESS last, if this attempt
+    still holds the day's lease."""
     job = result.job
     counts = attempt.counts(job.window)
     check_counts(job.cfg, result.rows, counts)
     source_count = counts.after  # what reconcile compares with later
     draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements))
+    lease.check()
     published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
     final = replace(result, objects=tuple(published), source_count=source_count, source=attempt.database)
     log.info(

@@ -23,6 +23,7 @@ import base64
 import json
 import logging
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -30,10 +31,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.attempt import Attempt, open_attempt
+from cratedb_airflow_export.attempt import Attempt, describe, open_attempt
 from cratedb_airflow_export.errors import RestoreFailed, RestoreRefused, RestoreUnreadable
 from cratedb_airflow_export.formats import COPY_JSONL, FORMATS, read_rows
 from cratedb_airflow_export.layout import partition
+from cratedb_airflow_export.lease import held
 from cratedb_airflow_export.manifest import Manifest, read_partition
 from cratedb_airflow_export.source import count_window, execute
 from cratedb_airflow_export.storage import Location, parse_s3_uri
@@ -101,7 +103,11 @@ def _restore_day(
 ) -> RestoreResult:
     location = partition(cfg, window.day)
     log.info("Restoring %s into %s from %s", cfg.qualified_name, target.qualified_name, location.uri)
-    with open_attempt(target, window, "restore", connections) as attempt:
+    holder = f"restore-{uuid.uuid4().hex[:8]}"
+    with (
+        open_attempt(target, window, "restore", connections) as attempt,
+        held(attempt.client, location, holder, describe("restore", cfg, window)),
+    ):
         manifest = _complete_manifest(attempt, cfg, window, location)
         columns = _target_columns(attempt, target)
         deleted = _make_room(attempt, target, window, replace)

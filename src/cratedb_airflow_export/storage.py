@@ -30,6 +30,7 @@ PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_
 # Every attempt stages its files under this folder at the bucket root: outside every table folder
 # (configuration refuses targets inside it), and '_'-prefixed, so Hive readers never list it.
 STAGING_ROOT = "_cratedb_export_staging"
+LEASE_ROOT = "_cratedb_export_leases"  # one writer per table and day: lease.py
 
 
 def bucket_problem(name: str) -> str | None:

@@ -5,6 +5,7 @@ left behind: no staged object, no open multipart upload; ``verify`` reports what
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -45,7 +46,12 @@ def leftovers(client, cfg: TableExport) -> tuple[list[str], list[str]]:
     return [o.key for o in list_objects(client, root)], [u.key for u in open_uploads(client, root)]
 
 
-def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(connections, s3_server, bucket, big_table):
+def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(
+    connections, s3_server, bucket, big_table, monkeypatch
+):
+    """The killed worker's lease stays behind: the rerun waits for it to expire (10 s here), takes it
+    over, sweeps what the dead attempt staged and publishes the exact partition."""
+    monkeypatch.setenv("CRATEDB_EXPORT_LEASE_SECONDS", "10")
     cfg = TableExport.model_validate(entry(big_table, bucket))
     dies_after_first_part = textwrap.dedent(
         f"""
@@ -67,6 +73,9 @@ def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(connections, 
     killed = subprocess.run([sys.executable, "-c", dies_after_first_part], cwd=REPO, capture_output=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     client = s3_server.client()
+    lease = f"_cratedb_export_leases/lake/{big_table}/dt=2024-01-04.json"
+    held_by = json.loads(client.get_object(Bucket=bucket, Key=lease)["Body"].read())
+    assert held_by["what"].startswith(f"export of {big_table}") and held_by["holder"].startswith("manual-try0-")
     staged, uploads = leftovers(client, cfg)
     assert staged == [] and len(uploads) == 1 and uploads[0].endswith("/part-00000.jsonl")  # an open upload
     report = verify_partition(client, None, cfg, WINDOW)
@@ -75,14 +84,19 @@ def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(connections, 
     result = run_export(cfg, WINDOW)
     assert result.rows == result.source_count == ROWS
     assert leftovers(client, cfg) == ([], [])
+    assert list(read_objects(s3_server, bucket, "_cratedb_export_leases/")) == []  # released
     folder = f"lake/{big_table}/dt=2024-01-04"
     assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
     assert verify_partition(client, None, cfg, WINDOW).ok
 
 
-def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(airflow_db, connections, metrics, big_table):
-    """The S3 server stops after the first part; the failed try cannot abort its upload; the server
-    is back for Airflow's retry, which removes the leftovers and publishes the exact partition."""
+def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
+    airflow_db, connections, metrics, big_table, monkeypatch
+):
+    """The S3 server stops after the first part; the failed try cannot abort its upload, nor delete
+    its lease; the server is back for Airflow's retry, which waits for that lease to expire (10 s
+    here), removes the leftovers and publishes the exact partition."""
+    monkeypatch.setenv("CRATEDB_EXPORT_LEASE_SECONDS", "10")
     from devtools.devstack import LocalS3
 
     from cratedb_airflow_export import storage

@@ -1,0 +1,180 @@
+"""One writer per table and day (lease.py), against the real S3 server and with real processes:
+two command-line runs of one day started together, a run while another holds the day, a lease taken
+over after its expiry, a writer that lost its lease publishes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.errors import ExportError, LeaseHeld, LeaseLost
+from cratedb_airflow_export.export import run_export
+from cratedb_airflow_export.lease import Lease, lease_key
+from cratedb_airflow_export.storage import Location
+from cratedb_airflow_export.verify import verify_partition
+from cratedb_airflow_export.windows import Window
+from tests.helpers import BIG_ROWS, REPO, partition_keys, read_objects
+
+pytestmark = pytest.mark.e2e
+DAY = date(2024, 1, 4)
+WINDOW = Window.for_day(DAY)
+
+
+def entry(table: str, bucket: str) -> dict[str, object]:
+    return {"table": table, "timestamp_column": "timestamp", "engine": "stream", "format": "jsonl",
+            "compression": "none", "batch_size": 2000, "target": f"s3://{bucket}/lake"}  # fmt: skip
+
+
+def slow_run(table: str, bucket: str, seconds_per_batch: float) -> str:
+    """``cratedb-export run`` of DAY in a process of its own, its writes slowed down (so that two
+    runs overlap for sure), with the table given as YAML."""
+    config = {"tables": [entry(table, bucket)]}
+    return textwrap.dedent(
+        f"""
+        import json, sys, tempfile, time
+        from cratedb_airflow_export.cli import main
+        from cratedb_airflow_export.engines.stream import RollingFiles
+        write = RollingFiles.write
+        def slowly(self, batch):
+            time.sleep({seconds_per_batch})
+            return write(self, batch)
+        RollingFiles.write = slowly
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(json.dumps({config!r}))
+        sys.exit(main(["run", "--date", "2024-01-04", "--config", f.name]))
+        """
+    )
+
+
+def start(code: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def lease_object(s3_server, bucket: str, table: str) -> str:
+    return f"_cratedb_export_leases/lake/{table}/dt=2024-01-04.json"
+
+
+def test_two_runs_of_one_day_started_together_write_one_after_the_other(connections, s3_server, bucket, big_table):
+    runs = [start(slow_run(big_table, bucket, 0.2)) for _ in range(2)]
+    outcomes = [run.communicate(timeout=600) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outcomes]
+    waited = [err for _, err in outcomes if "waiting up to" in err]
+    assert len(waited) == 1  # the second writer said why it waited, naming the first
+    assert f"for export of {big_table} for [2024-01-04T00:00:00+00:00, 2024-01-05T00:00:00+00:00) (holder " in waited[0]
+    client = s3_server.client()
+    cfg = TableExport.model_validate(entry(big_table, bucket))
+    folder = f"lake/{big_table}/dt=2024-01-04"
+    assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
+    assert list(read_objects(s3_server, bucket, "_cratedb_export_")) == []  # no staging left, lease released
+    with __import__("psycopg").connect(os.environ["AIRFLOW_CONN_CRATEDB_CONNECTION"]) as conn, conn.cursor() as cur:
+        report = verify_partition(client, cur, cfg, WINDOW)
+    assert report.ok, report.render()
+    assert f"source count(*) over the window: {BIG_ROWS} = manifest rows" in report.render()
+
+
+def test_a_run_while_another_writer_holds_the_day_fails_naming_it(
+    connections, s3_server, bucket, big_table, monkeypatch
+):
+    """The export a task runs (run_export), while a command-line run holds the day: it waits for
+    the lease's duration (10 s here), then fails, retryable, naming the holder; nothing of it lands."""
+    monkeypatch.setenv("CRATEDB_EXPORT_LEASE_SECONDS", "10")
+    holder = start(slow_run(big_table, bucket, 5.0), CRATEDB_EXPORT_LEASE_SECONDS="10")  # 6 batches: 30 s
+    client = s3_server.client()
+    key = lease_object(s3_server, bucket, big_table)
+    deadline = time.monotonic() + 60
+    while not read_objects(s3_server, bucket, key) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert read_objects(s3_server, bucket, key), "the command-line run never took the lease"
+    started = time.monotonic()
+    with pytest.raises(ExportError) as failure:
+        run_export(TableExport.model_validate(entry(big_table, bucket)), WINDOW)
+    assert time.monotonic() - started >= 9  # it waited the lease's duration
+    message = str(failure.value)
+    assert "failed: LeaseHeld: another writer is at work on this table's day: export of " in message
+    assert f"pid {holder.pid})" in message and failure.value.retryable
+    out, err = holder.communicate(timeout=600)
+    assert holder.returncode == 0, err[-2000:]
+    assert out.startswith(f"OK {big_table} 2024-01-04: {BIG_ROWS} rows")
+    assert verify_partition(client, None, TableExport.model_validate(entry(big_table, bucket)), WINDOW).ok
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_can_neither_renew_nor_publish(s3_server, bucket):
+    client = s3_server.client()
+    partition = Location(bucket, "lake/doc.t/dt=2024-01-04")
+    first = Lease(client, lease_key(partition), "first", "export of doc.t", seconds=10)
+    first.acquire(wait=0)
+    second = Lease(client, lease_key(partition), "second", "export of doc.t", seconds=10)
+    with pytest.raises(
+        LeaseHeld, match=r"another writer is at work on this table's day: export of doc.t \(holder first"
+    ):
+        second.acquire(wait=0)
+    first.renew()  # its own: fine
+    first.acquire(wait=0)  # the same holder again (the slice tasks of one run): fine
+    expired = json.loads(client.get_object(Bucket=bucket, Key=first.key.prefix)["Body"].read())
+    expired["expires_at"] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+    first.etag = client.put_object(Bucket=bucket, Key=first.key.prefix, Body=json.dumps(expired).encode())["ETag"]
+    second.acquire(wait=0)  # first stopped renewing: taken over
+    assert json.loads(client.get_object(Bucket=bucket, Key=first.key.prefix)["Body"].read())["holder"] == "second"
+    with pytest.raises(LeaseLost, match="lost its lease"):
+        first.renew()
+    with pytest.raises(LeaseLost, match=r"no longer holds its lease .* \(held by export of doc.t \(holder second"):
+        first.check()
+    first.release()  # not its lease any more: left alone
+    assert json.loads(client.get_object(Bucket=bucket, Key=first.key.prefix)["Body"].read())["holder"] == "second"
+    second.release()
+    assert read_objects(s3_server, bucket, "_cratedb_export_leases/") == {}
+
+
+def test_a_writer_that_lost_its_lease_publishes_nothing(connections, s3_server, bucket, big_table, monkeypatch):
+    """Another writer takes the lease over while this one writes (as if this one had stalled past
+    its expiry): the check right before publishing fails, and nothing of this attempt lands."""
+    from cratedb_airflow_export.engines.stream import RollingFiles
+
+    client = s3_server.client()
+    key = lease_object(s3_server, bucket, big_table)
+    real_write = RollingFiles.write
+
+    def write_while_taken_over(self, batch):
+        body = json.dumps({"holder": "usurper", "what": "export of elsewhere", "host": "h", "pid": 1,
+                           "expires_at": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()})  # fmt: skip
+        client.put_object(Bucket=bucket, Key=key, Body=body.encode())
+        return real_write(self, batch)
+
+    monkeypatch.setattr(RollingFiles, "write", write_while_taken_over)
+    with pytest.raises(ExportError, match=r"LeaseLost: export of .* no longer holds its lease .*: not published"):
+        run_export(TableExport.model_validate(entry(big_table, bucket)), WINDOW)
+    assert read_objects(s3_server, bucket, "lake/") == {}
+    assert json.loads(read_objects(s3_server, bucket, key)[key])["holder"] == "usurper"  # not released: not ours
+
+
+def test_the_tasks_of_one_sliced_run_share_their_lease(s3_server, bucket):
+    """The slice tasks of a run hold the lease under the run's name: each renews it in turn (each
+    renewal changes its ETag) without taking it from the others; another writer still waits."""
+    client = s3_server.client()
+    key = lease_key(Location(bucket, "lake/doc.s/dt=2024-01-04"))
+    slices = [Lease(client, key, "run-1", f"export of slice {i}", seconds=10) for i in range(3)]
+    for lease in slices:
+        lease.acquire(wait=0)
+    for _ in range(2):
+        for lease in slices:
+            lease.renew()
+            lease.check()
+    with pytest.raises(LeaseHeld, match=r"\(holder run-1,"):
+        Lease(client, key, "run-2", "export of doc.s", seconds=10).acquire(wait=0)
+    slices[0].release()
+    assert read_objects(s3_server, bucket, "_cratedb_export_leases/") == {}
