@@ -25,20 +25,24 @@ DAY = date(2024, 1, 4)
 WINDOW = Window.for_day(DAY)
 
 
-def create(postgres, with_rows: bool) -> str:
-    name = f"doc.r_{uuid.uuid4().hex[:8]}"
+def new_table(postgres, prefix: str, ddl: str, insert: str | None = None, rows: list | None = None) -> str:
+    """A fresh table ``doc.<prefix>_<random>`` from ``ddl``, with ``rows`` inserted by ``insert``."""
+    name = f"doc.{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS doc")
-        conn.execute(TYPED_DDL.format(t=name))
-        if with_rows:
-            conn.cursor().executemany(
-                f"INSERT INTO {name} VALUES ({', '.join(['%s'] * len(TYPED_NAMES))})",
-                [
-                    (*r[:10], None if r[10] is None else Json(r[10]), None if r[11] is None else Jsonb(r[11]), *r[12:])
-                    for r in TYPED_ROWS
-                ],
-            )
+        conn.execute(ddl.format(t=name))
+        if insert and rows:
+            conn.cursor().executemany(insert.format(t=name), rows)
     return name
+
+
+def create(postgres, with_rows: bool) -> str:
+    rows = [
+        (*r[:10], None if r[10] is None else Json(r[10]), None if r[11] is None else Jsonb(r[11]), *r[12:])
+        for r in TYPED_ROWS
+    ]
+    insert = f"INSERT INTO {{t}} VALUES ({', '.join(['%s'] * len(TYPED_NAMES))})"
+    return new_table(postgres, "r", TYPED_DDL, insert, rows if with_rows else None)
 
 
 def rows_in_day(postgres, table: str) -> list[tuple]:
@@ -267,17 +271,11 @@ EDGE_ROWS = [
 
 
 def edge_table(postgres, with_rows: bool) -> str:
-    name = f"doc.e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA IF NOT EXISTS doc")
-        conn.execute(EDGE_DDL.format(t=name))
-        if with_rows:
-            conn.cursor().executemany(
-                f"INSERT INTO {name} VALUES (%s, '2024-01-04 10:00:00+00'::timestamptz + %s * interval '1 second', "
-                "%s, %s, %s, %s::numeric, %s, %s::timestamptz, %s::timestamp, %s::date, %s)",
-                [(r[0], r[0], *r[1:]) for r in EDGE_ROWS],
-            )
-    return name
+    insert = (
+        "INSERT INTO {t} VALUES (%s, '2024-01-04 10:00:00+00'::timestamptz + %s * interval '1 second', "
+        "%s, %s, %s, %s::numeric, %s, %s::timestamptz, %s::timestamp, %s::date, %s)"
+    )
+    return new_table(postgres, "e", EDGE_DDL, insert, [(r[0], r[0], *r[1:]) for r in EDGE_ROWS] if with_rows else None)
 
 
 def exact(postgres, table: str, *, milliseconds: bool = False) -> list[str]:
