@@ -178,3 +178,35 @@ def test_the_tasks_of_one_sliced_run_share_their_lease(s3_server, bucket):
         Lease(client, key, "run-2", "export of doc.s", seconds=10).acquire(wait=0)
     slices[0].release()
     assert read_objects(s3_server, bucket, "_cratedb_export_leases/") == {}
+
+
+def test_the_dags_task_meets_a_command_line_run_of_its_day(
+    airflow_db, connections, s3_server, bucket, big_table, monkeypatch, capfd
+):
+    """The scheduler's task (here: a DAG run) starts while a person's ``cratedb-export run`` of the
+    same day is at work: each try waits for the lease (10 s here), fails naming the holder and is
+    retried; the person's run publishes the one complete partition."""
+    from tests.helpers import make_dag, run_dag, task_states, task_tries
+
+    monkeypatch.setenv("CRATEDB_EXPORT_LEASE_SECONDS", "10")
+    holder = start(slow_run(big_table, bucket, 8.0), CRATEDB_EXPORT_LEASE_SECONDS="10")  # about 50 s of writing
+    key = lease_object(s3_server, bucket, big_table)
+    deadline = time.monotonic() + 60
+    while not read_objects(s3_server, bucket, key) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dag = make_dag("lease_vs_cli", [entry(big_table, bucket)])
+    dag_run = run_dag(dag, DAY)
+    assert holder.poll() is None, "the command-line run ended before the DAG's tries: nothing was tested"
+    task = f"export_{big_table}"
+    assert task_states(dag_run) == {task: "failed"} and task_tries(dag_run) == {
+        task: 2
+    }  # both tries waited, then failed
+    said = capfd.readouterr()
+    assert "LeaseHeld: another writer is at work on this table's day" in said.out + said.err
+    assert f"pid {holder.pid})" in said.out + said.err
+    _, err = holder.communicate(timeout=600)
+    assert holder.returncode == 0, err[-2000:]
+    cfg = TableExport.model_validate(entry(big_table, bucket))
+    assert verify_partition(s3_server.client(), None, cfg, WINDOW).ok
+    folder = f"lake/{big_table}/dt=2024-01-04"
+    assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
