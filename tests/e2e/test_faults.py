@@ -133,10 +133,12 @@ def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
 
 
 def test_a_sliced_run_that_died_before_publishing_is_cleaned_by_the_next(
-    airflow_db, connections, s3_server, bucket, metrics
+    airflow_db, connections, s3_server, bucket, metrics, monkeypatch
 ):
     """A run whose slices staged their files and then died (its publish never ran) leaves a staging
-    folder of its own; the next run of the day publishes, and nothing of either run is left."""
+    folder of its own, and the day's lease its slices left for the publish; the next run of the day
+    waits for that lease to expire (10 s here), publishes, and nothing of either run is left."""
+    monkeypatch.setenv("CRATEDB_EXPORT_LEASE_SECONDS", "10")
     sliced = entry("doc.metrics", bucket, slices=2, compression="gzip")
     cfg = TableExport.model_validate(sliced)
     dead = RunInfo(dag_id="e2e_sliced_dead", run_id="scheduled__2024-01-05T00:00:00+00:00", try_number=1)
