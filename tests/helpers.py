@@ -148,7 +148,11 @@ from cratedb_airflow_export.edge.{module} import {builder}
 
 dag = {builder}(load_yaml_tables(Path(__file__).with_suffix(".yaml")), dag_id=Path(__file__).stem)
 """
-BUILDERS = {"export": ("dag", "build_dag"), "restore": ("restore", "build_restore_dag")}
+BUILDERS = {
+    "export": ("dag", "build_dag"),
+    "restore": ("restore", "build_restore_dag"),
+    "retention": ("retention", "build_retention_dag"),
+}
 
 
 def make_dag(dag_id: str, tables: list[dict[str, Any]], kind: str = "export") -> Any:

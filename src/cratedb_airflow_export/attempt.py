@@ -20,7 +20,15 @@ from cratedb_airflow_export.connections import Connections, from_environment
 from cratedb_airflow_export.credentials import Redactor
 from cratedb_airflow_export.errors import failures_named
 from cratedb_airflow_export.layout import partition
-from cratedb_airflow_export.source import SourceCounts, SourceInfo, check_table, connect, count_window, execute
+from cratedb_airflow_export.source import (
+    SourceCounts,
+    SourceInfo,
+    WindowState,
+    check_table,
+    connect,
+    execute,
+    window_state,
+)
 from cratedb_airflow_export.storage import check_target
 
 if TYPE_CHECKING:
@@ -38,7 +46,7 @@ class Attempt:
     connections: Connections
     cursor: psycopg.Cursor[Any]
     database: SourceInfo  # what the database turned out to be (the target's, when restoring)
-    _count: Future[int] | None = field(default=None, repr=False)
+    _count: Future[WindowState] | None = field(default=None, repr=False)
 
     @property
     def client(self) -> S3Client:
@@ -53,9 +61,9 @@ class Attempt:
         reads and writes. Engines call it once the rows to export are settled (after REFRESH): it
         sees what the export starts to read; :meth:`counts` takes the decisive one after."""
 
-        def count() -> int:
+        def count() -> WindowState:
             with closing(connect(self.connections.database, self.cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
-                return count_window(cursor, self.cfg, window, self.database)
+                return window_state(cursor, self.cfg, window, self.database)
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="count")
         self._count = pool.submit(count)
@@ -64,11 +72,13 @@ class Attempt:
     def counts(self, window: TimeRange) -> SourceCounts:
         """``count(*)`` over ``window`` once the engine has read its last row (REFRESH first where
         the source needs it, so that rows written while the export ran are counted), and the count
-        that ran while it read (None when none did)."""
+        that ran while it read (None when none did), with the change marker of the earlier one."""
         while_reading = self._count.result() if self._count is not None else None
         if self.database.dialect.needs_refresh:
             execute(self.cursor, sql.refresh(self.cfg), self.cfg.attempt_seconds)
-        return SourceCounts(count_window(self.cursor, self.cfg, window, self.database), while_reading)
+        after = window_state(self.cursor, self.cfg, window, self.database)
+        first = while_reading or after
+        return SourceCounts(after.count, while_reading.count if while_reading else None, first.marker)
 
 
 def describe(what: str, cfg: TableExport, window: TimeRange) -> str:

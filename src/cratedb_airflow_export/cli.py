@@ -6,10 +6,12 @@
     cratedb-export restore --table T --date 2024-01-04 [--to D2] [--into schema.table] [--replace]
                            [--method auto|copy|worker] [--config FILE]
     cratedb-export reconcile --days 7 [--until 2024-01-04] [--table T] [--config FILE]
+    cratedb-export purge --table T --before 2024-01-01 [--dry-run] [--json] [--config FILE]
 
 ``plan`` prints, for each configured table, the interval [D, D+1) UTC, the engine, every SQL
 statement exactly as it would be sent (bind parameters listed, secrets redacted) and the target
-URI. It touches neither CrateDB nor S3.
+URI, and for a table with ``retain_days`` which days the retention run of D deletes and how. It
+touches neither CrateDB nor S3.
 
 ``run`` exports days now, without Airflow (cron, a Kubernetes job, a laptop): the same core as the
 DAG's tasks, each day its own partition with the usual publish protocol; progress goes to stderr,
@@ -17,6 +19,9 @@ one result line per partition to stdout, exit code 1 when any export failed.
 
 ``reconcile`` recounts the last N exported days (up to ``--until``, default yesterday, UTC) and exports
 again each whose source count changed since (late rows): see ``reconcile.py``.
+
+``purge`` deletes a table's source rows of the days before ``--before`` that are safely archived, with
+the retention DAG's checks (``--dry-run``: the checks alone, nothing written): see ``retention.py``.
 
 ``restore`` loads complete partitions back into the table (or ``--into`` another): see ``restore.py``.
 
@@ -101,13 +106,16 @@ def plan_credentials(aws_conn_id: str) -> S3Credentials:
 
 def build_plan(tables: list[TableExport], day: date) -> dict[str, Any]:
     from cratedb_airflow_export.export import plan_export
+    from cratedb_airflow_export.retention import plan_retention
     from cratedb_airflow_export.windows import Window
 
     window = Window.for_day(day)
-    return {
-        "interval": window.as_dict(),
-        "tables": [plan_export(t, window, plan_credentials(t.aws_conn_id)) for t in tables],
-    }
+    planned = []
+    for table in tables:
+        plan = plan_export(table, window, plan_credentials(table.aws_conn_id))
+        retention = plan_retention(table, day)
+        planned.append(plan if retention is None else {**plan, "retention": retention})
+    return {"interval": window.as_dict(), "tables": planned}
 
 
 def _print_text(plan: dict[str, Any], out: TextIO) -> None:
@@ -118,6 +126,15 @@ def _print_text(plan: dict[str, Any], out: TextIO) -> None:
         for number, (statement, params) in enumerate(zip(table["statements"], table["parameters"], strict=True), 1):
             lines.append(f"  {number}. {statement}")
             lines += [f"       ${index} = {value}" for index, value in enumerate(params, 1)]
+        retention = table.get("retention")
+        if retention:
+            lines.append(
+                f"  retention: keep {retention['retain_days']} days, delete the days before {retention['before']}"
+            )
+            for statement, params in zip(retention["statements"], retention["parameters"], strict=True):
+                lines.append(f"    {statement}")
+                lines += [f"       ${index} = {value}" for index, value in enumerate(params, 1)]
+            lines.append(f"    ({retention['note']})")
     print("\n".join(lines), file=out)
 
 
@@ -311,6 +328,31 @@ def _reconcile(tables: list[TableExport], days: int, until: date | None, out: Te
     return 1 if failed else 0
 
 
+def _purge(cfg: TableExport, before: date, out: TextIO, *, dry_run: bool, as_json: bool) -> int:
+    """Purge (or, ``dry_run``, check) ``cfg``'s archived days before ``before``: one line per
+    partition or day; exit 1 when any was refused."""
+    from datetime import datetime, timezone
+
+    from cratedb_airflow_export.connections import from_environment
+    from cratedb_airflow_export.errors import ExportError, failures_named
+    from cratedb_airflow_export.export import RunInfo
+    from cratedb_airflow_export.retention import purge
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    run = RunInfo(run_id=f"cli__purge__{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    try:
+        with failures_named(f"purge of {cfg.qualified_name} before {before}"):
+            outcomes = purge(cfg, before, dry_run=dry_run, run=run, connections=from_environment(cfg, find_connection))
+    except ExportError as exc:
+        print(f"FAILED {exc}", file=out)
+        return 1
+    if not outcomes:
+        print(f"{cfg.qualified_name}: nothing to purge before {before}", file=out)
+    for outcome in outcomes:
+        print(json.dumps(outcome.as_dict()) if as_json else outcome.describe(cfg.qualified_name), file=out)
+    return 1 if any(o.state == "refused" for o in outcomes) else 0
+
+
 def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="cratedb-export", description="CrateDB -> S3 export tools")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -352,6 +394,12 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     again.add_argument("--until", type=_day, help="the last day to recount (default: yesterday, UTC)")
     again.add_argument("--table", action="append", help="only this table (repeatable)")
     again.add_argument("--config", help="table config, as for plan")
+    purge = commands.add_parser("purge", help="delete a table's source rows before a day, only where archived")
+    purge.add_argument("--table", required=True, help="a configured table, 'schema.table' or 'table'")
+    purge.add_argument("--before", required=True, type=_day, help="delete the days before this one (UTC)")
+    purge.add_argument("--dry-run", action="store_true", help="check and show what would be deleted; delete nothing")
+    purge.add_argument("--json", action="store_true", help="one JSON object per partition or day")
+    purge.add_argument("--config", help="table config, as for plan")
     args = parser.parse_args(argv)
 
     try:
@@ -368,8 +416,11 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
             print("error: --days is from 1 to 366", file=sys.stderr)
             return 2
         return _reconcile(tables, args.days, args.until, out)
-    if args.command in ("run", "restore"):
+    if args.command in ("run", "restore", "purge"):
         try:
+            if args.command == "purge":
+                (cfg,) = _select(tables, [args.table])
+                return _purge(cfg, args.before, out, dry_run=args.dry_run, as_json=args.json)
             if args.command == "restore":
                 (cfg,) = _select(tables, [args.table])
                 return _restore(cfg, args.date, args.to, args, out)

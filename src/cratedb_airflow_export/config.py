@@ -112,6 +112,15 @@ class TableExport(BaseModel):
         description="Each run also recounts this many days before its own and re-exports every partition "
         "whose source count(*) no longer matches its manifest's source_count (late rows).",
     )
+    retain_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        strict=True,
+        description="Keep this many days in the source; the retention DAG (cratedb_table_retention) deletes "
+        "older ones, each partition or day only when its archive verifies and matches the source right before "
+        "the DELETE. Off by default.",
+    )
     timeout_minutes: int = Field(
         default=120,
         ge=1,
@@ -258,6 +267,8 @@ class TableExport(BaseModel):
                 "compression: CrateDB's COPY TO with a column list fails writing uncompressed files to S3 "
                 "(CrateDB 5.10 to 6.4); use compression 'gzip', or engine 'stream'"
             )
+        if self.retain_days is not None:
+            self._check_retention(self.retain_days)
         if self.sse_kms_key_id is not None:
             if self.sse != "aws:kms":
                 raise ValueError("sse_kms_key_id: a KMS key needs sse: 'aws:kms'")
@@ -270,6 +281,21 @@ class TableExport(BaseModel):
                 f"than S3's 10,000 parts per object; set part_size_mb to at least {need} or lower file_size_mb"
             )
         return self
+
+    def _check_retention(self, retain_days: int) -> None:
+        """Retention deletes whole rows of whole days: only what an export holds whole, after the days
+        in which rows may still arrive or be recounted."""
+        if self.columns is not None:
+            raise ValueError("retain_days: the export holds only some columns; deleting the rows would lose the others")
+        if self.filter is not None:
+            raise ValueError("retain_days: the export holds only the filter's rows; deleting the day would lose others")
+        if retain_days <= self.reconcile_days:
+            raise ValueError(
+                f"retain_days ({retain_days}) must be more than reconcile_days ({self.reconcile_days}): "
+                "days still recounted for late rows are kept"
+            )
+        if timedelta(days=retain_days) <= self.lateness:
+            raise ValueError(f"retain_days ({retain_days}) must be more than the lateness ({self.lateness})")
 
     @property
     def schema_name(self) -> str:

@@ -103,6 +103,16 @@ class RestoreFailed(PermanentError):
     """Rows failed to load, or the target's count disagrees with the manifest."""
 
 
+class PartitionPurged(PermanentError):
+    """The day's rows were purged from the source after they were archived: exporting it again would
+    replace the archive with what the source still holds."""
+
+
+class RetentionRefused(PermanentError):
+    """Retention deleted nothing of a partition or day: its archive did not check out (which, and
+    why, in the message); the next run checks again."""
+
+
 # --- transient -------------------------------------------------------------------------------------
 
 

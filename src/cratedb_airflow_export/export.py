@@ -25,7 +25,7 @@ from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.lease import Lease, held
 from cratedb_airflow_export.manifest import Manifest, fingerprint
-from cratedb_airflow_export.publish import publish
+from cratedb_airflow_export.publish import publish, refuse_purged
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
 from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects
 from cratedb_airflow_export.verify import check_counts
@@ -67,7 +67,8 @@ def plan_statements(
     )
     engine = get_engine(cfg.engine)
     export = [s for job in jobs for s in engine.statements(job, source, creds)]
-    return [*checks, *export, sql.count_window(cfg, window, naive=source.naive_timestamps)]
+    version = source.dialect.row_version
+    return [*checks, *export, sql.window_state(cfg, window, version, naive=source.naive_timestamps)]
 
 
 def plan_export(cfg: TableExport, window: Window, creds: S3Credentials | None = None) -> dict[str, Any]:
@@ -120,6 +121,7 @@ def run_export(
         open_attempt(cfg, window, "export", connections) as attempt,
         held(attempt.client, job.location, job.attempt_id, describe("export", cfg, window)) as lease,
     ):
+        refuse_purged(attempt.client, job.location)  # before any work: publish would refuse it too
         # holding the day's lease, no other writer is at work on it: whatever is staged for the day
         # was left by attempts that died before cleaning up
         _sweep(attempt, staging_root(cfg, window.day))
@@ -150,6 +152,7 @@ def export_slice(
         # the run's slices share the lease (its holder is the run) and leave it to their publish task
         held(attempt.client, job.location, run.run_folder(), describe(what, cfg, window), release=False),
     ):
+        refuse_purged(attempt.client, job.location)
         _sweep(attempt, job.staging)  # what an earlier try of this slice left
         result, _ = _stage(job, attempt)
     return {
@@ -222,7 +225,7 @@ def _verify_and_publish(
     counts = attempt.counts(job.window)
     check_counts(job.cfg, result.rows, counts)
     source_count = counts.after  # what reconcile compares with later
-    draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements))
+    draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements), counts.marker)
     lease.check()
     published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
     final = replace(result, objects=tuple(published), source_count=source_count, source=attempt.database)
@@ -237,7 +240,9 @@ def _verify_and_publish(
     return final
 
 
-def _draft_manifest(result: ExportResult, run: RunInfo, statements_fingerprint: str) -> Manifest:
+def _draft_manifest(
+    result: ExportResult, run: RunInfo, statements_fingerprint: str, source_marker: str | None
+) -> Manifest:
     """The manifest without its objects (``publish`` completes it with what it published)."""
     cfg, window = result.job.cfg, result.job.window
     return Manifest(
@@ -251,6 +256,7 @@ def _draft_manifest(result: ExportResult, run: RunInfo, statements_fingerprint: 
         json_style=cfg.json_style,
         rows=result.rows,
         source_count=result.source_count,
+        source_marker=source_marker,
         row_count_check=cfg.row_count_check,
         sse=cfg.sse,
         sse_kms_key_id=cfg.sse_kms_key_id,

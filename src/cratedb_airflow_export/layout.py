@@ -10,9 +10,11 @@ Each table gets its own folder (configuration rejects overlaps), because CrateDB
 names (``<table>_<shard>_<partition>.json``) do not contain the schema.
 
 A complete partition holds its data objects, ``_manifest.json`` and an empty ``_SUCCESS``, written
-last. Every attempt first writes into its own staging folder under ``_cratedb_export_staging/`` at
-the bucket root (outside every table folder, and '_'-prefixed, so Hive readers never list it);
-see ``publish.py`` for how a staged export replaces a partition.
+last; once retention has deleted the day's rows from the source, also ``_PURGED.json`` (what was
+deleted, when, by which statement; ``retention.py``). Every attempt first writes into its own
+staging folder under ``_cratedb_export_staging/`` at the bucket root (outside every table folder,
+and '_'-prefixed, so Hive readers never list it); see ``publish.py`` for how a staged export
+replaces a partition.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
+PURGED = "_PURGED.json"  # the day's rows were deleted from the source after they were archived
 
 
 def table_folder(cfg: TableExport) -> Location:

@@ -3,7 +3,8 @@
 Written just before ``_SUCCESS``. Lists every data object (key, size, ETag, row count where known),
 the total row count and the source count it was checked against, the interval, the source table,
 a fingerprint of the export statements, engine, format, compression, the Airflow dag/run id and
-the time of the export. Readers can use it instead of listing the folder.
+the time of the export. Readers can use it instead of listing the folder. ``_PURGED.json``
+(:class:`PurgeRecord`) says that retention deleted the day's rows from the source afterwards.
 
 :func:`read_partition` is the one reading of "is this a complete partition", for everything that
 relies on one (verify, restore, reconcile).
@@ -16,12 +17,12 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from cratedb_airflow_export.formats.spec import FormatName
-from cratedb_airflow_export.layout import MANIFEST, SUCCESS
+from cratedb_airflow_export.layout import MANIFEST, PURGED, SUCCESS
 from cratedb_airflow_export.sql import Statement
 from cratedb_airflow_export.storage import Location, StoredObject, list_objects, read_object
 
@@ -55,6 +56,9 @@ class Manifest(BaseModel):
     json_style: str | None = None  # JSON Lines: "iso" or "cratedb" (COPY TO's shape)
     rows: int
     source_count: int | None
+    # the source window's change marker when it was exported (source.WindowState.marker): reconcile
+    # exports the day again when it moved (rows updated), retention refuses to purge it then
+    source_marker: str | None = None
     row_count_check: str
     sse: str | None = None  # server-side encryption of every object of the partition
     sse_kms_key_id: str | None = None
@@ -77,6 +81,32 @@ class Manifest(BaseModel):
         """Sum of the per-object counts, when every object has one."""
         counts = [o.rows for o in self.objects]
         return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+
+class PurgeRecord(BaseModel):
+    """``_PURGED.json``: retention deleted the day's rows from the source after checking this
+    partition. Written with ``state: started`` before the DELETE and ``done`` after it, so that a
+    purge that died in between still protects the archive (a record in either state means the source
+    may no longer hold the day: nothing exports the day over the partition, reconcile leaves it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    table: str
+    interval: dict[str, str]
+    state: Literal["started", "done"]
+    what: str  # the deleted unit: "day 2024-01-03" or "partition (day = 2024-01-03T00:00:00+00:00)"
+    statement: str  # the DELETE as sent (wire SQL and parameters; no secret is ever one)
+    rows: int  # the day's rows in the source right before the delete, equal to the manifest's source_count
+    deleted: int | None = None  # the DELETE's row count over the whole unit (None: not reported)
+    manifest_exported_at: str  # the export the check relied on
+    started_at: str
+    finished_at: str | None = None
+    dag_id: str | None = None
+    run_id: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.model_dump(), indent=2) + "\n").encode("utf-8")
 
 
 def fingerprint(statements: list[Statement]) -> str:
@@ -114,10 +144,17 @@ class Partition:
     manifest: Manifest | None
     missing: tuple[str, ...]
     problems: tuple[str, ...]
+    purge: PurgeRecord | None = None  # retention's record, when the day was purged from the source
 
     @property
     def complete(self) -> bool:
         return not self.problems
+
+    @property
+    def purged(self) -> bool:
+        """Whether retention deleted (or began to delete) the day's rows from the source: a record
+        is stored, readable or not."""
+        return self.location.key(PURGED) in self.stored
 
 
 def read_partition(client: S3Client, location: Location, table: str, interval: Mapping[str, Any]) -> Partition:
@@ -139,4 +176,10 @@ def read_partition(client: S3Client, location: Location, table: str, interval: M
         if manifest.table != table or manifest.interval != dict(interval):
             problems.append(f"manifest is for {manifest.table} {manifest.interval}, not {table} {dict(interval)}")
         problems += [f"{o.key} is listed in the manifest but missing" for o in manifest.objects if o.key not in stored]
-    return Partition(location, stored, manifest, missing, tuple(problems))
+    purge = None
+    if location.key(PURGED) in stored:
+        try:
+            purge = PurgeRecord.model_validate_json(read_object(client, location.bucket, location.key(PURGED)))
+        except ValueError as exc:
+            problems.append(f"{PURGED} is not a valid purge record: {exc}")
+    return Partition(location, stored, manifest, missing, tuple(problems), purge)

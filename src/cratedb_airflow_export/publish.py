@@ -4,6 +4,8 @@ S3 cannot rename a folder atomically, and Hive-style readers (DuckDB, Spark, Ath
 folder, so completeness is signalled by ``_SUCCESS``, written last. Publishing a verified staging
 folder into the partition goes:
 
+0. refuse a partition whose day retention purged from the source (``_PURGED.json``): it is the
+   only copy of those rows;
 1. delete the partition's ``_SUCCESS``: from here on the old partition is *clearly invalidated*;
 2. delete every object in the partition (the previous run's data and manifest, stale shard files);
 3. server-side copy each staged object into the partition;
@@ -22,8 +24,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from cratedb_airflow_export.errors import TargetError
-from cratedb_airflow_export.layout import MANIFEST, SUCCESS
+from cratedb_airflow_export.errors import PartitionPurged, TargetError
+from cratedb_airflow_export.layout import MANIFEST, PURGED, SUCCESS
 from cratedb_airflow_export.manifest import Manifest, completed
 from cratedb_airflow_export.storage import (
     Location,
@@ -38,6 +40,18 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
+
+
+def refuse_purged(client: S3Client, partition: Location, stored: list[StoredObject] | None = None) -> None:
+    """Raise :class:`PartitionPurged` when retention deleted the day's rows from the source after
+    archiving them in ``partition`` (``stored``: the partition's listing, when the caller has it)."""
+    keys = {o.key for o in (stored if stored is not None else list_objects(client, partition))}
+    if partition.key(PURGED) in keys:
+        raise PartitionPurged(
+            f"{partition.uri} is the archive of rows that were purged from the source ({PURGED}): exporting the "
+            f"day again would replace it with what the source still holds; restore the day to read it, and "
+            f"delete {PURGED} first only if the source holds the whole day again"
+        )
 
 
 def invalidate(client: S3Client, partition: Location) -> None:
@@ -72,6 +86,7 @@ def publish(
     names = [published_name(staging, o.key) for o in staged]
     if len(set(names)) != len(names) or any(n in (MANIFEST, SUCCESS) for n in names):
         raise TargetError(f"staged object names collide: {sorted(names)}")
+    refuse_purged(client, partition)
     invalidate(client, partition)
     old = [o.key for o in list_objects(client, partition)]
     delete_keys(client, partition.bucket, old)

@@ -1,17 +1,20 @@
 """Late rows: recount already exported days and re-export those whose source changed.
 
 CrateDB mostly holds time series from devices that deliver late: rows of day D arriving after D's
-export are otherwise never exported. For each day, the source's ``count(*)`` over the window
-(with the table's filter) is compared with the ``source_count`` its manifest recorded; a day whose
-count differs is exported again (the usual staging and publish protocol: the partition is
-replaced). Unchanged days are not touched (their manifests keep their ``exported_at``); days
-without a complete partition are reported, not exported (that is a backfill's job).
+export are otherwise never exported. For each day, the source's ``count(*)`` over the window (with
+the table's filter) is compared with the ``source_count`` its manifest recorded, and the window's
+change marker (``source.WindowState``: the sum of the rows' versions, which an UPDATE moves) with
+its ``source_marker``; a day where either differs is exported again (the usual staging and publish
+protocol: the partition is replaced). Unchanged days are not touched (their manifests keep their
+``exported_at``); days without a complete partition are reported, not exported (that is a backfill's
+job), and days whose rows were purged from the source after they were archived (``retention.py``)
+are left alone: an export of what is left would replace the archive.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,7 +23,7 @@ from cratedb_airflow_export.attempt import open_attempt
 from cratedb_airflow_export.export import RunInfo, run_export
 from cratedb_airflow_export.layout import partition
 from cratedb_airflow_export.manifest import read_partition
-from cratedb_airflow_export.source import count_window, execute
+from cratedb_airflow_export.source import execute, window_state
 from cratedb_airflow_export.windows import Window
 
 if TYPE_CHECKING:
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-State = Literal["unchanged", "re-exported", "not exported"]
+State = Literal["unchanged", "re-exported", "not exported", "purged"]
 
 
 @dataclass(frozen=True)
@@ -40,50 +43,61 @@ class Recount:
     recorded: int | None = None  # the manifest's source_count
     counted: int | None = None  # count(*) now
     result: ExportResult | None = None  # the new export, when re-exported
+    updated: bool = False  # re-exported because rows were updated (the change marker moved)
 
     def describe(self, table: str) -> str:
         if self.state == "not exported":
             return f"{table} {self.day}: no complete partition (not exported; a backfill exports it)"
+        if self.state == "purged":
+            return f"{table} {self.day}: purged from the source after it was archived (the partition is kept)"
         if self.state == "unchanged":
             return f"{table} {self.day}: unchanged ({self.counted} rows)"
+        if self.recorded == self.counted:
+            return f"{table} {self.day}: re-exported, rows updated in the source ({self.counted} rows)"
         return f"{table} {self.day}: re-exported, {self.recorded} -> {self.counted} rows in the source"
 
 
 def reconcile(
     cfg: TableExport, days: list[date], run_info: RunInfo | None = None, connections: Connections | None = None
 ) -> list[Recount]:
-    """Recount ``days`` of ``cfg`` and re-export each whose source count changed."""
+    """Recount ``days`` of ``cfg`` and re-export each whose source count or change marker moved."""
     if not days:
         return []
     windows = [Window.for_day(day) for day in sorted(days)]
-    counts: list[tuple[Window, int | None, int | None]] = []
+    recounts: list[Recount] = []
+    stale: list[tuple[Window, int, int, bool]] = []
     with open_attempt(cfg, windows[-1], "reconcile", connections) as attempt:
         if attempt.database.dialect.needs_refresh:  # rows written since the last refresh are not counted
             execute(attempt.cursor, sql.refresh(cfg), cfg.attempt_seconds)
         for window in windows:
             found = read_partition(attempt.client, partition(cfg, window.day), cfg.qualified_name, window.as_dict())
             manifest = found.manifest
+            if found.purged:  # the source may no longer hold the day: the archive stays as it is
+                recounts.append(Recount(window.day, "purged"))
+                continue
             if not found.complete or manifest is None:
-                counts.append((window, None, None))
+                recounts.append(Recount(window.day, "not exported"))
                 continue
             known = manifest.source_count if manifest.source_count is not None else manifest.rows
-            counts.append((window, known, count_window(attempt.cursor, cfg, window, attempt.database)))
-    recounts = []
-    for window, recorded, counted in counts:
-        if recorded is None:
-            recounts.append(Recount(window.day, "not exported"))
-        elif recorded == counted:
-            recounts.append(Recount(window.day, "unchanged", recorded, counted))
-        else:
-            log.info(
-                "%s %s: the source holds %s rows, the partition was exported with %s: exporting it again",
-                cfg.qualified_name,
-                window.day,
-                counted,
-                recorded,
-            )
-            result = run_export(cfg, window, run_info, connections)
-            recounts.append(Recount(window.day, "re-exported", recorded, counted, result))
+            now = window_state(attempt.cursor, cfg, window, attempt.database)
+            updated = manifest.source_marker is not None and manifest.source_marker != now.marker
+            if known == now.count and not updated:
+                recounts.append(Recount(window.day, "unchanged", known, now.count))
+            else:
+                recounts.append(Recount(window.day, "re-exported", known, now.count, updated=updated))
+                stale.append((window, known, now.count, updated))
+    for window, recorded, counted, updated in stale:
+        log.info(
+            "%s %s: the source holds %s rows%s, the partition was exported with %s: exporting it again",
+            cfg.qualified_name,
+            window.day,
+            counted,
+            " (rows updated since)" if updated else "",
+            recorded,
+        )
+        result = run_export(cfg, window, run_info, connections)
+        at = next(i for i, r in enumerate(recounts) if r.day == window.day)
+        recounts[at] = replace(recounts[at], result=result)
     return recounts
 
 

@@ -66,6 +66,9 @@ class Dialect:
     # types a SELECT reads rounded from the column store: read from the stored document instead
     # (``_doc['c']``), which holds the value as written and is what COPY TO writes
     document_types: frozenset[str] = frozenset()
+    # a row's version, which an UPDATE raises: summed over a window, a marker of changed rows that
+    # count(*) does not see (CrateDB: the shard's sequence number; PostgreSQL: the inserting transaction)
+    row_version: str = "xmin::text::bigint"
 
     def __str__(self) -> str:
         return self.name
@@ -78,6 +81,7 @@ CRATEDB = Dialect(
     copy_to_directory=True,
     copy_from_uri=True,
     document_types=frozenset({"geo_point", "geo_point_array"}),
+    row_version="_seq_no",
 )
 POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False, copy_from_uri=False)
 
@@ -88,12 +92,24 @@ DECLARE_ANSWERS_FAILURES = ((6, 2, 10), (6, 3, 4))
 
 
 @dataclass(frozen=True)
+class WindowState:
+    """``count(*)`` of a window and its change marker (``sum`` of the rows' versions, as text with the
+    version's name: ``sum(_seq_no)=1234``). Equal markers: no row of the window was updated between."""
+
+    count: int
+    marker: str
+
+
+@dataclass(frozen=True)
 class SourceCounts:
     """``count(*)`` over the window after the export read its last row (the decisive one), and while
-    it read (None: no count ran then)."""
+    it read (None: no count ran then); ``marker``: the window's change marker as the export started
+    to read it (where a count ran then; else after), so that a row updated during the export makes a
+    later recount differ."""
 
     after: int
     while_reading: int | None = None
+    marker: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -272,3 +288,12 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
 def count_window(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> int:
     """``count(*)`` of ``cfg``'s rows in ``window`` (with the table's filter)."""
     return int(_one(cursor, sql.count_window(cfg, window, naive=source.naive_timestamps), cfg.attempt_seconds))
+
+
+def window_state(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> WindowState:
+    """``count(*)`` of ``cfg``'s rows in ``window`` (with the table's filter) and their change marker."""
+    version = source.dialect.row_version
+    statement = sql.window_state(cfg, window, version, naive=source.naive_timestamps)
+    row = execute(cursor, statement, cfg.attempt_seconds).fetchone()
+    count, total = (0, None) if row is None else row
+    return WindowState(int(count), f"sum({version.split('::')[0]})={int(total or 0)}")

@@ -216,6 +216,23 @@ def count_window(cfg: TableExport, window: TimeRange, *, naive: bool = False) ->
     )
 
 
+VERSION_ALIAS = "_cratedb_export_row_version"
+
+
+def window_state(cfg: TableExport, window: TimeRange, row_version: str, *, naive: bool = False) -> Statement:
+    """``count(*)`` and ``sum(<row_version>)`` of the window: the rows and a marker that an UPDATE of
+    any of them moves (``row_version`` is the dialect's per-row version: CrateDB's ``_seq_no``,
+    PostgreSQL's ``xmin``; a changed row gets a higher one). The window and the filter are applied as
+    in :func:`count_window`; ``row_version`` is a fixed expression of the dialect, never user input."""
+    inner = _where(cfg.model_copy(update={"filter": None}), window, naive)
+    selected = f"SELECT {row_version} AS {quote_ident(VERSION_ALIAS)}, * FROM {qualified(cfg)} WHERE {inner[0]}"
+    outer = f" WHERE ({cfg.filter.replace('%', '%%')})" if cfg.filter else ""
+    return Statement(
+        f"SELECT count(*), sum({quote_ident(VERSION_ALIAS)}) FROM ({selected}) AS {quote_ident(WINDOW_ALIAS)}{outer}",
+        inner[1],
+    )
+
+
 def describe_table(cfg: TableExport) -> Statement:
     return Statement(
         "SELECT table_type FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
@@ -249,6 +266,78 @@ def detect_cratedb() -> Statement:
     return Statement(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'sys' AND table_name = 'cluster'"
     )
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+def list_partitions(cfg: TableExport) -> Statement:
+    """CrateDB only: the table's partitions, each as its partition columns' values (an object)."""
+    return Statement(
+        'SELECT "values" FROM information_schema.table_partitions WHERE table_schema = %s AND table_name = %s '
+        "ORDER BY partition_ident",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
+def _partition_condition(values: Sequence[tuple[str, Any]]) -> tuple[str, tuple[Any, ...]]:
+    """``"p" = %s AND "q" IS NULL``: the rows of one partition, by its columns' values."""
+    parts, params = [], []
+    for column, value in values:
+        if value is None:
+            parts.append(f"{quote_ident(column)} IS NULL")
+        else:
+            parts.append(f"{quote_ident(column)} = %s")
+            params.append(value)
+    return " AND ".join(parts), tuple(params)
+
+
+def _scope(partition: Sequence[tuple[str, Any]] | None) -> tuple[list[str], list[Any]]:
+    if not partition:
+        return [], []
+    condition, params = _partition_condition(partition)
+    return [condition], list(params)
+
+
+def first_timestamp(
+    cfg: TableExport,
+    before: datetime,
+    *,
+    after: datetime | None = None,
+    partition: Sequence[tuple[str, Any]] | None = None,
+) -> Statement:
+    """The earliest timestamp in ``[after, before)`` (of one partition): the next day that holds rows.
+    Bounds are bound as the caller's datetimes (naive for TIMESTAMP WITHOUT TIME ZONE)."""
+    column = quote_ident(cfg.timestamp_column)
+    conditions, params = _scope(partition)
+    if after is not None:
+        conditions.append(f"{column} >= %s")
+        params.append(after)
+    conditions.append(f"{column} < %s")
+    params.append(before)
+    return Statement(f"SELECT min({column}) FROM {qualified(cfg)} WHERE {' AND '.join(conditions)}", tuple(params))
+
+
+def partition_rows(
+    cfg: TableExport, partition: Sequence[tuple[str, Any]], window: TimeRange | None = None, *, naive: bool = False
+) -> Statement:
+    """``count(*)``, ``count(<timestamp>)`` and the latest timestamp of one partition's rows (in
+    ``window``): rows whose timestamp is NULL are in no day, so in no export."""
+    column = quote_ident(cfg.timestamp_column)
+    conditions, params = _scope(partition)
+    if window is not None:
+        conditions.append(f"{column} >= %s AND {column} < %s")
+        params.extend(window.bounds(naive=naive))
+    return Statement(
+        f"SELECT count(*), count({column}), max({column}) FROM {qualified(cfg)} WHERE {' AND '.join(conditions)}",
+        tuple(params),
+    )
+
+
+def delete_partition(cfg: TableExport, partition: Sequence[tuple[str, Any]]) -> Statement:
+    """``DELETE FROM t WHERE <partition columns = values>``: CrateDB drops the whole partition."""
+    condition, params = _partition_condition(partition)
+    return Statement(f"DELETE FROM {qualified(cfg)} WHERE {condition}", params)
 
 
 # --- restore ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import VerificationError
 from cratedb_airflow_export.layout import is_data_object, partition, staging_root
-from cratedb_airflow_export.manifest import read_partition
+from cratedb_airflow_export.manifest import Partition, read_partition
 from cratedb_airflow_export.storage import list_objects, open_uploads, stored_checksum
 
 if TYPE_CHECKING:
@@ -77,33 +77,59 @@ class PartitionReport:
 
 
 def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
-    """Check a published partition: ``_SUCCESS``, manifest, every listed object with its size, ETag
-    and SHA-256 checksum, no unlisted data object, nothing left in its staging area (objects or open multipart
-    uploads of failed attempts), and (with a source cursor) the source count of the window."""
+    """Check a published partition: nothing left in its staging area (objects or open multipart
+    uploads of failed attempts), the archive itself (:func:`check_archive`), and (with a source
+    cursor) the source count of the window, unless retention purged the day from the source."""
     from cratedb_airflow_export.source import check_table, count_window
 
-    location = partition(cfg, window.day)
-    report = PartitionReport(location.uri)
     staging = staging_root(cfg, window.day)
+    problems = []
     uploads = open_uploads(client, staging)
     if uploads:
-        report.problems.append(
+        problems.append(
             f"{len(uploads)} open multipart upload(s) under {staging.uri} left by failed attempts "
             f"(the next export of this day aborts them): {sorted({u.key for u in uploads})}"
         )
     leftovers = list_objects(client, staging)
     if leftovers:
-        report.problems.append(f"{len(leftovers)} staged object(s) left under {staging.uri} by failed attempts")
+        problems.append(f"{len(leftovers)} staged object(s) left under {staging.uri} by failed attempts")
+    report, found = check_archive(client, cfg, window)
+    report.problems[:0] = problems
+    manifest = found.manifest
+    if manifest is None or cursor is None:
+        return report
+    if found.purged:
+        report.facts.append("the source's rows of the day were purged after archiving: not compared with the source")
+        return report
+    count = count_window(cursor, cfg, window, check_table(cursor, cfg))
+    if count == manifest.rows:
+        report.facts.append(f"source count(*) over the window: {count} = manifest rows")
+    else:
+        report.problems.append(f"source count(*) over the window is {count}, the manifest says {manifest.rows}")
+    return report
+
+
+def check_archive(client: S3Client, cfg: TableExport, window: Window) -> tuple[PartitionReport, Partition]:
+    """The partition of ``window`` as an archive: ``_SUCCESS``, manifest, every listed object with
+    its size, ETag and SHA-256 checksum, no unlisted data object, the objects' rows adding up to the
+    manifest's total; and retention's record, if the day was purged from the source."""
+    location = partition(cfg, window.day)
+    report = PartitionReport(location.uri)
     found = read_partition(client, location, cfg.qualified_name, window.as_dict())
     report.problems.extend(found.problems)
     report.empty = not found.stored
     manifest, stored = found.manifest, found.stored
     if manifest is None:
-        return report
+        return report, found
     report.facts.append(
         f"manifest: {manifest.rows} rows in {len(manifest.objects)} object(s), engine {manifest.engine}, "
         f"exported {manifest.exported_at} by {manifest.dag_id or '-'} / {manifest.run_id or '-'}"
     )
+    if found.purge is not None:
+        report.facts.append(
+            f"purged from the source ({found.purge.state}) at {found.purge.finished_at or found.purge.started_at}: "
+            f"{found.purge.rows} rows of the day, by {found.purge.statement}"
+        )
     for entry in manifest.objects:
         stored_object = stored.get(entry.key)
         if stored_object is None:
@@ -124,10 +150,4 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
         report.problems.append(f"data objects not in the manifest: {unlisted}")
     if manifest.object_rows is not None and manifest.object_rows != manifest.rows:
         report.problems.append(f"manifest objects hold {manifest.object_rows} rows, its total says {manifest.rows}")
-    if cursor is not None:
-        count = count_window(cursor, cfg, window, check_table(cursor, cfg))
-        if count == manifest.rows:
-            report.facts.append(f"source count(*) over the window: {count} = manifest rows")
-        else:
-            report.problems.append(f"source count(*) over the window is {count}, the manifest says {manifest.rows}")
-    return report
+    return report, found

@@ -33,7 +33,8 @@ def test_plan_json_for_the_shipped_config():
         'REFRESH TABLE "doc"."metrics"',
         'COPY "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2 TO DIRECTORY $3 '
         "WITH (compression = 'gzip', format = 'json_object', wait_for_completion = true)",
-        'SELECT count(*) FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2',
+        'SELECT count(*), sum("_cratedb_export_row_version") FROM (SELECT _seq_no AS "_cratedb_export_row_version", '
+        '* FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2) AS "window_rows"',
     ]
     assert table["parameters"][-2] == [
         "2024-01-04T00:00:00+00:00",

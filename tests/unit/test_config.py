@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -441,3 +442,28 @@ def test_among_many_tables_the_first_overlap_is_named():
         "tables must never share a folder (publishing a partition replaces everything in it, and CrateDB's file "
         "names omit the schema)"
     )
+
+
+RETAINED = {"table": "doc.metrics", "timestamp_column": "ts", "target": "s3://lake/x"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"retain_days": 0}, "greater than or equal to 1"),
+        ({"retain_days": "30"}, "valid integer"),
+        ({"retain_days": 30, "columns": ["ts", "name"]}, "only some columns"),
+        ({"retain_days": 30, "filter": "name = 'cpu'"}, "only the filter's rows"),
+        ({"retain_days": 3, "reconcile_days": 3}, "must be more than reconcile_days (3)"),
+        ({"retain_days": 2, "lateness": "2d"}, "must be more than the lateness"),
+    ],
+)
+def test_retention_is_refused_where_the_archive_would_not_hold_what_is_deleted(extra, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        TableExport.model_validate({**RETAINED, **extra})
+
+
+def test_retention_is_off_by_default_and_kept_when_set():
+    assert TableExport.model_validate(RETAINED).retain_days is None
+    cfg = TableExport.model_validate({**RETAINED, "retain_days": 30, "reconcile_days": 7, "lateness": "1d"})
+    assert cfg.retain_days == 30

@@ -123,7 +123,10 @@ def test_copy_exact_text_for_the_tutorial_table():
     )
     creds = S3Credentials("AKIAEXAMPLE", SECRET, origin="test")
     *_, refresh, copy, count = statements(cfg, WINDOW, SOURCES[0], creds)
-    assert count.wire_sql == 'SELECT count(*) FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2'
+    assert count.wire_sql == (
+        'SELECT count(*), sum("_cratedb_export_row_version") FROM (SELECT _seq_no AS "_cratedb_export_row_version", '
+        '* FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2) AS "window_rows"'
+    )
     assert refresh.wire_sql == 'REFRESH TABLE "doc"."metrics"'
     assert copy.wire_sql == (
         'COPY "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2 TO DIRECTORY $3 '
@@ -142,7 +145,7 @@ def test_stream_statements_use_a_with_hold_cursor_and_never_rollback():
     assert texts[-4].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR SELECT ')
     assert texts[-3] == f'FETCH FORWARD {cfg.batch_size} FROM "cratedb_export"'
     assert texts[-2] == 'CLOSE "cratedb_export"'
-    assert texts[-1].startswith("SELECT count(*) FROM ")
+    assert texts[-1].startswith("SELECT count(*), sum(")
     for _, _, _, statement in all_statements():
         assert "ROLLBACK" not in statement.wire_sql.upper()
         assert "TO STDOUT" not in statement.wire_sql.upper()
@@ -244,3 +247,47 @@ def test_filter_percent_is_sent_as_is():
 @pytest.mark.parametrize("name", ['we"ird', "plain"])
 def test_quote_ident(name):
     assert sql.quote_ident(name) == '"' + name.replace('"', '""') + '"'
+
+
+def retention_statements() -> list[sql.Statement]:
+    cfg = CONFIGS[0]
+    scope = (("day", WINDOW.start), ("region", None), ("it's", "x"))
+    return [
+        sql.list_partitions(cfg),
+        sql.first_timestamp(cfg, WINDOW.end),
+        sql.first_timestamp(cfg, WINDOW.end, after=WINDOW.start, partition=scope),
+        sql.partition_rows(cfg, scope),
+        sql.partition_rows(cfg, scope, WINDOW),
+        sql.delete_partition(cfg, scope),
+        sql.delete_window(cfg, WINDOW),
+        *(sql.window_state(cfg, WINDOW, source.dialect.row_version) for source in SOURCES),
+        *(sql.window_state(c, WINDOW, "_seq_no") for c in CONFIGS if c.filter),
+    ]
+
+
+def test_retention_and_change_marker_statements_parse_under_cratedb_grammar():
+    for statement in retention_statements():
+        assert parses(statement.wire_sql), statement.wire_sql
+
+
+def test_a_partition_is_deleted_by_its_values_bound_and_null_as_is_null():
+    cfg = CONFIGS[0]
+    statement = sql.delete_partition(cfg, (("day", WINDOW.start), ("region", None), ("it's", "x")))
+    assert statement.wire_sql == 'DELETE FROM "doc"."metrics" WHERE "day" = $1 AND "region" IS NULL AND "it\'s" = $2'
+    assert statement.params == (WINDOW.start, "x")
+    assert sql.list_partitions(cfg).wire_sql == (
+        'SELECT "values" FROM information_schema.table_partitions WHERE table_schema = $1 AND table_name = $2 '
+        "ORDER BY partition_ident"
+    )
+
+
+def test_the_change_marker_sums_each_dialects_row_version_over_the_counted_window():
+    """The filter applies outside the window (as for count(*)); the version is the dialect's, not input."""
+    cfg = next(c for c in CONFIGS if c.filter)
+    statement = sql.window_state(cfg, WINDOW, POSTGRESQL.row_version)
+    assert statement.wire_sql == (
+        'SELECT count(*), sum("_cratedb_export_row_version") FROM (SELECT xmin::text::bigint AS '
+        f'"_cratedb_export_row_version", * FROM {sql.qualified(cfg)} WHERE "{cfg.timestamp_column}" >= $1 AND '
+        f'"{cfg.timestamp_column}" < $2) AS "window_rows" WHERE ({cfg.filter})'
+    )
+    assert CRATEDB.row_version == "_seq_no"

@@ -23,7 +23,13 @@ def dagbag(folder: Path):
 def test_shipped_dag_imports_with_one_task_per_table():
     bag = dagbag(REPO / "dags")
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"cratedb_table_export", "cratedb_table_restore", "cratedb_export_consumer"}
+    assert set(bag.dags) == {
+        "cratedb_table_export",
+        "cratedb_table_restore",
+        "cratedb_export_consumer",
+        "cratedb_table_retention",
+    }
+    assert bag.dags["cratedb_table_retention"].tasks == []  # the tutorial's table sets no retain_days
     restore = bag.dags["cratedb_table_restore"]
     assert type(restore.timetable).__name__ == "NullTimetable"  # triggered by hand
     assert restore.params.get_param("table").schema["enum"] == ["doc.metrics"]
@@ -82,7 +88,12 @@ def test_broken_tables_entry_is_a_dag_import_error(tmp_path, tables, expected):
     bag = dagbag(broken_project(tmp_path, tables))
     assert bag.dags == {}
     errors = {Path(path).name: text for path, text in bag.import_errors.items()}
-    assert set(errors) == {"cratedb_table_export.py", "cratedb_table_restore.py", "example_export_consumer.py"}
+    assert set(errors) == {
+        "cratedb_table_export.py",
+        "cratedb_table_restore.py",
+        "example_export_consumer.py",
+        "cratedb_table_retention.py",
+    }
     assert all(expected in text for text in errors.values())
 
 

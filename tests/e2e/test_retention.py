@@ -1,0 +1,271 @@
+"""Retention against the local PostgreSQL and S3 server: a verified archive is purged (through the
+retention DAG and by hand) and restored exactly; every way the archive or the source can disagree
+deletes nothing of that day and says why. (Partitioned tables are CrateDB's: tests/cratedb.)"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from devtools.devstack import create_metrics, sample_metrics
+
+from cratedb_airflow_export.config import TableExport
+from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.export import run_export
+from cratedb_airflow_export.manifest import Manifest, PurgeRecord
+from cratedb_airflow_export.reconcile import reconcile
+from cratedb_airflow_export.restore import restore
+from cratedb_airflow_export.retention import purge
+from cratedb_airflow_export.windows import Window
+from tests.helpers import SAMPLE_DAYS, make_dag, read_objects, run_dag, task_states
+
+pytestmark = pytest.mark.e2e
+
+FIRST, SECOND, THIRD = SAMPLE_DAYS  # 2024-01-03, -04, -05: purging before THIRD deletes FIRST and SECOND
+PER_DAY = 20
+
+
+@pytest.fixture
+def table(postgres):
+    name = f"doc.ret_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        create_metrics(conn, sample_metrics(SAMPLE_DAYS, PER_DAY, seed=5), table=name)
+    return name
+
+
+def config(table: str, bucket: str, **extra: object) -> TableExport:
+    entry = {"table": table, "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/lake"}
+    return TableExport.model_validate({**entry, "retain_days": 1, **extra})
+
+
+def all_rows(postgres, table: str) -> list[tuple]:
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        return conn.execute(f'SELECT * FROM {table} ORDER BY "timestamp", hash_id').fetchall()
+
+
+def day_count(postgres, table: str, day: date) -> int:
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        row = conn.execute(
+            f'SELECT count(*) FROM {table} WHERE "timestamp" >= %s AND "timestamp" < %s', Window.for_day(day).bounds()
+        )
+        return int(row.fetchone()[0])
+
+
+def folder(table: str, day: date) -> str:
+    return f"lake/{table}/dt={day}/"
+
+
+def purge_record(s3_server, bucket: str, table: str, day: date) -> PurgeRecord | None:
+    key = folder(table, day) + "_PURGED.json"
+    found = read_objects(s3_server, bucket, key)
+    return PurgeRecord.model_validate_json(found[key]) if key in found else None
+
+
+def export_days(cfg: TableExport, *days: date) -> None:
+    for day in days:
+        assert run_export(cfg, Window.for_day(day)).rows == PER_DAY
+
+
+def test_the_retention_dag_purges_verified_days_and_restore_brings_every_row_back(
+    airflow_db, connections, postgres, s3_server, bucket, table
+):
+    cfg = config(table, bucket)
+    export_days(cfg, *SAMPLE_DAYS)
+    before = all_rows(postgres, table)
+    dag = make_dag("e2e_retention", [cfg.model_dump(mode="json", exclude_defaults=True)], kind="retention")
+    dag_run = run_dag(dag, THIRD)  # keeps 1 day: THIRD; purges the days before it
+    assert task_states(dag_run) == {f"purge_{table}": "success"}
+    outcomes = dag_run.get_task_instance(f"purge_{table}").xcom_pull(task_ids=f"purge_{table}")["outcomes"]
+    assert [(o["what"], o["state"], o["rows"], o["deleted"]) for o in outcomes] == [
+        (f"day {FIRST}", "purged", PER_DAY, PER_DAY),
+        (f"day {SECOND}", "purged", PER_DAY, PER_DAY),
+    ]
+    assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [0, 0, PER_DAY]
+    for day in (FIRST, SECOND):
+        record = purge_record(s3_server, bucket, table, day)
+        assert record is not None
+        assert (record.state, record.rows, record.deleted, record.run_id) == ("done", PER_DAY, PER_DAY, dag_run.run_id)
+        quoted = '"doc"."' + table.split(".")[1] + '"'
+        assert record.statement.startswith(f'DELETE FROM {quoted} WHERE "timestamp" >= $1 AND "timestamp" < $2')
+    assert purge_record(s3_server, bucket, table, THIRD) is None
+    assert not read_objects(s3_server, bucket, "_cratedb_export_leases/")  # every lease released
+
+    # the archive is now the only copy: nothing exports over it, reconcile leaves it, verify says so
+    with pytest.raises(ExportError, match=r"PartitionPurged: .*the archive of rows that were purged"):
+        run_export(cfg, Window.for_day(FIRST))
+    assert [r.state for r in reconcile(cfg, list(SAMPLE_DAYS))] == ["purged", "purged", "unchanged"]
+    from cratedb_airflow_export.cli import main
+
+    assert main(["verify", "--date", str(FIRST), "--table", table, "--config", _yaml(cfg)]) == 0
+
+    results = restore(cfg, [Window.for_day(FIRST), Window.for_day(SECOND)])
+    assert [r.rows for r in results] == [PER_DAY, PER_DAY]
+    assert all_rows(postgres, table) == before  # every row back, equal to the source before the purge
+
+
+def _yaml(cfg: TableExport) -> str:
+    import tempfile
+
+    path = tempfile.mktemp(suffix=".yaml")
+    with open(path, "w") as handle:
+        json.dump({"tables": [cfg.model_dump(mode="json", exclude_defaults=True)]}, handle)
+    return path
+
+
+def damage(kind: str, postgres, s3_server, bucket: str, table: str) -> None:
+    """Make the archive of SECOND, or the source's SECOND, disagree with the other."""
+    client = s3_server.client()
+    prefix = folder(table, SECOND)
+    data = sorted(k for k in read_objects(s3_server, bucket, prefix) if "/part-" in k)
+    if kind == "never exported":
+        for key in read_objects(s3_server, bucket, prefix):
+            client.delete_object(Bucket=bucket, Key=key)
+    elif kind == "no _SUCCESS":
+        client.delete_object(Bucket=bucket, Key=prefix + "_SUCCESS")
+    elif kind == "object deleted":
+        client.delete_object(Bucket=bucket, Key=data[0])
+    elif kind == "object altered":
+        body = read_objects(s3_server, bucket, data[0])[data[0]]
+        client.put_object(Bucket=bucket, Key=data[0], Body=body[:-1] + bytes([body[-1] ^ 1]))
+    elif kind in ("rows arrived", "row updated", "row deleted"):
+        noon = datetime(SECOND.year, SECOND.month, SECOND.day, 12, tzinfo=timezone.utc)
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            if kind == "rows arrived":
+                create_metrics(conn, [(999, noon, "late", {"h": 1}, {"v": 1})], table=table)
+            elif kind == "row updated":  # the count stays: only the change marker sees it
+                conn.execute(
+                    f"UPDATE {table} SET name = 'changed' WHERE hash_id = (SELECT min(hash_id) FROM {table} "
+                    'WHERE "timestamp" >= %s AND "timestamp" < %s)',
+                    Window.for_day(SECOND).bounds(),
+                )
+            else:
+                conn.execute(
+                    f"DELETE FROM {table} WHERE hash_id = (SELECT min(hash_id) FROM {table} "
+                    'WHERE "timestamp" >= %s AND "timestamp" < %s)',
+                    Window.for_day(SECOND).bounds(),
+                )
+
+
+DAMAGES = {
+    "never exported": f"{SECOND}: _SUCCESS is missing",
+    "no _SUCCESS": f"{SECOND}: _SUCCESS is missing",
+    "object deleted": "is listed in the manifest but missing",
+    "object altered": "SHA-256 checksum",
+    "rows arrived": f"{SECOND}: the source holds {PER_DAY + 1} rows of the day now, the partition {PER_DAY}",
+    "row updated": f"{SECOND}: rows of the day were updated since the export (sum(xmin)=",
+    "row deleted": f"{SECOND}: the source holds {PER_DAY - 1} rows of the day now, the partition {PER_DAY}",
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGES))
+def test_a_day_whose_archive_does_not_check_out_is_not_deleted(connections, postgres, s3_server, bucket, table, kind):
+    cfg = config(table, bucket)
+    export_days(cfg, FIRST, SECOND)
+    damage(kind, postgres, s3_server, bucket, table)
+    second_before = day_count(postgres, table, SECOND)
+    outcomes = purge(cfg, THIRD)
+    assert [(o.what, o.state) for o in outcomes] == [(f"day {FIRST}", "purged"), (f"day {SECOND}", "refused")]
+    (reason,) = outcomes[1].reasons
+    assert DAMAGES[kind] in reason
+    assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [0, second_before, PER_DAY]
+    assert purge_record(s3_server, bucket, table, SECOND) is None
+    assert purge_record(s3_server, bucket, table, FIRST) is not None
+
+
+def test_a_failed_export_leaves_the_day_in_the_source(connections, postgres, s3_server, bucket, table, monkeypatch):
+    """The export of SECOND fails half way (its upload dies): no partition, so retention keeps it."""
+    import cratedb_airflow_export.publish as publish
+
+    cfg = config(table, bucket)
+    export_days(cfg, FIRST)
+
+    def broken(*args, **kwargs):
+        raise OSError("the worker died while publishing")
+
+    with monkeypatch.context() as patched, pytest.raises(ExportError, match="the worker died"):
+        patched.setattr(publish, "write_success", broken)
+        run_export(cfg, Window.for_day(SECOND))
+    outcomes = purge(cfg, THIRD)
+    assert [(o.what, o.state) for o in outcomes] == [(f"day {FIRST}", "purged"), (f"day {SECOND}", "refused")]
+    assert "_SUCCESS is missing" in outcomes[1].reasons[0]
+    assert day_count(postgres, table, SECOND) == PER_DAY
+
+
+def test_with_the_s3_server_unreachable_nothing_is_deleted(
+    connections, postgres, s3_server, bucket, table, monkeypatch
+):
+    import socket
+
+    from tests.helpers import aws_connection
+
+    cfg = config(table, bucket)
+    export_days(cfg, FIRST, SECOND)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{port}"))
+    with pytest.raises(ExportError) as failure:
+        purge(cfg, THIRD)
+    assert failure.value.retryable
+    assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, PER_DAY, PER_DAY]
+
+
+def test_purge_by_hand_dry_run_then_for_real(connections, postgres, s3_server, bucket, table, capsys):
+    from cratedb_airflow_export.cli import main
+
+    cfg = config(table, bucket)
+    export_days(cfg, FIRST, SECOND)
+    path = _yaml(cfg)
+    assert main(["purge", "--table", table, "--before", str(THIRD), "--dry-run", "--config", path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [
+        f"{table} day {FIRST} ({FIRST}, {PER_DAY} rows)",
+        f"{table} day {SECOND} ({SECOND}, {PER_DAY} rows)",
+    ]
+    assert all(": would be deleted (dry run): 1 archived day(s) verified: DELETE FROM" in line for line in lines)
+    assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, PER_DAY, PER_DAY]
+    written = read_objects(s3_server, bucket)
+    assert not [k for k in written if k.endswith("_PURGED.json") or k.startswith("_cratedb_export_leases/")]
+
+    assert main(["purge", "--table", table, "--before", str(THIRD), "--config", path]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{table} day {FIRST} ({FIRST}, {PER_DAY} rows): purged, {PER_DAY} rows deleted",
+        f"{table} day {SECOND} ({SECOND}, {PER_DAY} rows): purged, {PER_DAY} rows deleted",
+    ]
+    assert main(["purge", "--table", table, "--before", str(THIRD), "--config", path]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{table}: nothing to purge before {THIRD}"]
+    tomorrow = datetime.now(timezone.utc).date() + timedelta(days=2)
+    assert main(["purge", "--table", table, "--before", str(tomorrow), "--config", path]) == 1
+    assert "would delete days that are not over yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("reader", ["auto", "cursor"])  # cursor: through the CrateDB dialect guard
+def test_an_update_moves_the_change_marker_and_reconcile_exports_the_day_again(
+    connections, postgres, s3_server, bucket, table, reader
+):
+    cfg = config(table, bucket, retain_days=None, reader=reader)
+    export_days(cfg, FIRST, SECOND)
+    key = folder(table, FIRST) + "_manifest.json"
+    first = Manifest.from_bytes(read_objects(s3_server, bucket, key)[key])
+    assert first.source_marker is not None and first.source_marker.startswith("sum(xmin)=")
+    damage("row updated", postgres, s3_server, bucket, table)  # a row of SECOND: count unchanged
+    recounts = reconcile(cfg, [FIRST, SECOND])
+    assert [(r.state, r.recorded, r.counted, r.updated) for r in recounts] == [
+        ("unchanged", PER_DAY, PER_DAY, False),
+        ("re-exported", PER_DAY, PER_DAY, True),
+    ]
+    assert recounts[1].describe(table) == f"{table} {SECOND}: re-exported, rows updated in the source ({PER_DAY} rows)"
+    assert Manifest.from_bytes(read_objects(s3_server, bucket, key)[key]) == first  # untouched: same exported_at
+    objects = read_objects(s3_server, bucket, folder(table, SECOND))
+    lines = [json.loads(line) for k, v in objects.items() if "/part-" in k for line in _lines(k, v)]
+    assert sorted(row["name"] for row in lines).count("changed") == 1
+    assert reconcile(cfg, [SECOND])[0].state == "unchanged"  # the new marker is recorded
+
+
+def _lines(key: str, data: bytes) -> list[str]:
+    import gzip
+
+    return (gzip.decompress(data) if key.endswith(".gz") else data).decode().splitlines()
