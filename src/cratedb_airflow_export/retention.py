@@ -83,6 +83,7 @@ class Outcome:
     rows: int
     reasons: tuple[str, ...] = ()
     deleted: int | None = None  # the DELETE's row count, where the database reports one
+    unarchived: int = 0  # rows the DELETE removed beyond those checked (written in between)
 
     def describe(self, table: str) -> str:
         span = f"{self.days[0]}..{self.days[-1]}" if len(self.days) > 1 else str(self.days[0]) if self.days else "-"
@@ -263,6 +264,11 @@ class Purger:
             reported = deleted if deleted is not None and deleted >= 0 else None
             for day in unit.days:
                 self._record(unit, day, checked[day], started, deleted=reported, finished_at=now_utc())
+        archived = sum(rows for rows, _ in checked.values())
+        if reported is not None and reported > archived:  # rows written into the day between count and DELETE
+            lost = f"the DELETE removed {reported} rows, {reported - archived} more than the {archived} archived"
+            log.error("%s %s: %s", self.cfg.qualified_name, unit.what, lost)
+            return Outcome(unit.what, unit.days, "purged", unit.rows, (*facts, lost), reported, reported - archived)
         log.info(
             "%s %s: purged (%s rows deleted; %d day(s) archived)",
             self.cfg.qualified_name,
@@ -274,7 +280,7 @@ class Purger:
 
 
 def _shown(value: Any) -> str:
-    return value.isoformat() if isinstance(value, datetime) else repr(value)
+    return "NULL" if value is None else value.isoformat() if isinstance(value, datetime) else repr(value)
 
 
 def purge(
@@ -321,11 +327,14 @@ def plan_retention(cfg: TableExport, day: date) -> dict[str, Any] | None:
 
 
 def refusals(cfg: TableExport, outcomes: Sequence[Outcome]) -> RetentionRefused | None:
-    """One error naming every refused unit, its days and why (None: none refused)."""
+    """One error naming every refused unit, its days and why, and every DELETE that removed rows
+    written after the check (None: neither)."""
     refused = [o for o in outcomes if o.state == "refused"]
-    if not refused:
+    overrun = [o for o in outcomes if o.unarchived]
+    if not refused and not overrun:
         return None
-    return RetentionRefused(
-        f"retention of {cfg.qualified_name} deleted nothing of {len(refused)} unit(s): "
-        + " | ".join(o.describe(cfg.qualified_name) for o in refused)
-    )
+    told = [f"{o.what}: {o.reasons[-1]}" for o in overrun]
+    if refused:
+        described = " | ".join(o.describe(cfg.qualified_name) for o in refused)
+        told.insert(0, f"deleted nothing of {len(refused)} unit(s): {described}")
+    return RetentionRefused(f"retention of {cfg.qualified_name} " + "; ".join(told))

@@ -972,3 +972,199 @@ def test_an_s3_server_that_names_the_bucket_region(crate_table, monkeypatch):
             assert run_export(cfg, WINDOW).rows == len(rows_of_day(rows, DAY))
     finally:
         server.stop()
+
+
+# --- retention and the change marker ------------------------------------------------------------
+
+JAN_29, JAN_30, JAN_31, FEB_1 = date(2024, 1, 29), date(2024, 1, 30), date(2024, 1, 31), date(2024, 2, 1)
+
+
+def monthly(name: str, stamps: list[tuple[str | None, int]]) -> None:
+    """``name`` partitioned by a generated ``month`` column (as the tutorial's retention DAG's tables
+    are), holding a row per stamp."""
+    with crate() as conn:
+        conn.execute(
+            f'CREATE TABLE {name} ("hash_id" BIGINT, "timestamp" TIMESTAMP WITH TIME ZONE, "name" TEXT, '
+            '"month" TIMESTAMP WITH TIME ZONE GENERATED ALWAYS AS date_trunc(\'month\', "timestamp")) '
+            'PARTITIONED BY ("month")'
+        )
+        conn.cursor().executemany(
+            f'INSERT INTO {name} ("hash_id", "timestamp", "name") VALUES (%s, %s, %s)',
+            [(hash_id, stamp, f"row {hash_id}") for stamp, hash_id in stamps],
+        )
+        conn.execute(f"REFRESH TABLE {name}")
+
+
+def day_stamps(*days: date, per_day: int = 3, first: int = 0) -> list[tuple[str | None, int]]:
+    return [
+        (f"{day}T{hour:02d}:00:00+00:00", first + n * per_day + hour)
+        for n, day in enumerate(days)
+        for hour in range(per_day)
+    ]
+
+
+def partitions_of(name: str) -> list[int]:
+    """The table's partitions with a month, by their values (epoch milliseconds)."""
+    schema, table = name.split(".")
+    with crate() as conn:
+        found = conn.execute(
+            'SELECT "values" FROM information_schema.table_partitions WHERE table_schema = %s AND table_name = %s',
+            (schema, table),
+        ).fetchall()
+    return sorted(int(values["month"]) for (values,) in found if values["month"] is not None)
+
+
+def table_rows(name: str) -> list[tuple[Any, ...]]:
+    with crate() as conn:
+        conn.execute(f"REFRESH TABLE {name}")
+        return [tuple(r) for r in conn.execute(f'SELECT "hash_id", "timestamp", "name" FROM {name} ORDER BY 1')]
+
+
+JAN, FEB = 1704067200000, 1706745600000  # the partitions' values: epoch milliseconds
+
+
+@pytest.fixture
+def retained(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """Two tables partitioned by a column of the same name (``month``) with the same partitions:
+    rows on 2024-01-30 and -31 (January) and 2024-02-01 (February)."""
+    names = (f"doc.{unique('retain')}", f"doc.{unique('neighbour')}")
+    for name in names:
+        monthly(name, day_stamps(JAN_30, JAN_31, FEB_1))
+    with exported_from(names[0], monkeypatch), exported_from(names[1], monkeypatch):
+        yield names
+
+
+@pytest.mark.parametrize("engine", ["copy", "stream"])
+def test_retention_drops_a_verified_partition_and_restore_brings_it_back(retained, s3_conn, store, engine):
+    from cratedb_airflow_export.manifest import PurgeRecord
+    from cratedb_airflow_export.restore import restore
+    from cratedb_airflow_export.retention import purge
+
+    name, neighbour = retained
+    folder = unique("retain")
+    cfg = entry(name, engine=engine, target=f"s3://{s3_conn}/{folder}", retain_days=1)
+    for day in (JAN_30, JAN_31, FEB_1):
+        assert run_export(cfg, Window.for_day(day)).rows == 3
+    before, untouched = table_rows(name), table_rows(neighbour)
+    (outcome,) = purge(cfg, FEB_1)
+    assert (outcome.what, outcome.days, outcome.state, outcome.rows) == (
+        "partition (month = 2024-01-01T00:00:00+00:00)",
+        (JAN_30, JAN_31),
+        "purged",
+        6,
+    )
+    assert partitions_of(name) == [FEB]  # the January partition is gone: dropped, not emptied
+    assert partitions_of(neighbour) == [JAN, FEB] and table_rows(neighbour) == untouched
+    for day in (JAN_30, JAN_31):
+        key = f"{folder}/{name}/dt={day}/_PURGED.json"
+        record = PurgeRecord.model_validate_json(objects_under(store, s3_conn, key)[key])
+        assert (record.state, record.rows, record.what) == ("done", 3, outcome.what)
+        assert record.statement == f'DELETE FROM "doc"."{name[4:]}" WHERE "month" = $1  -- params: ' + (
+            "['2024-01-01T00:00:00+00:00']"
+        )
+    assert purge(cfg, FEB_1) == []  # nothing left before FEB_1
+    method = "copy" if engine == "copy" else "worker"
+    results = restore(cfg, [Window.for_day(JAN_30), Window.for_day(JAN_31)], method=method)
+    assert [r.rows for r in results] == [3, 3]
+    assert table_rows(name) == before and partitions_of(name) == [JAN, FEB]
+
+
+def test_retention_deletes_nothing_of_a_partition_with_a_day_missing_or_changed(s3_conn, store, monkeypatch):
+    from cratedb_airflow_export.retention import purge
+
+    name = f"doc.{unique('gappy')}"
+    # January: three days (the middle one never exported); December: one day
+    monthly(name, [*day_stamps(JAN_29, JAN_30, JAN_31), ("2023-12-31T10:00:00+00:00", 900)])
+    with exported_from(name, monkeypatch):
+        cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{unique('gappy')}", retain_days=1)
+        for day in (JAN_29, JAN_31, date(2023, 12, 31)):
+            run_export(cfg, Window.for_day(day))
+        with crate() as conn:  # a row of no day: a NULL timestamp (a partition of its own, month NULL)
+            conn.execute(f'INSERT INTO {name} ("hash_id", "timestamp", "name") VALUES (901, NULL, \'undated\')')
+            conn.execute(f"REFRESH TABLE {name}")
+        before = table_rows(name)
+        outcomes = {o.what: o for o in purge(cfg, FEB_1)}
+        january = outcomes["partition (month = 2024-01-01T00:00:00+00:00)"]
+        undated = outcomes["partition (month = NULL)"]
+        assert (january.days, january.state) == ((JAN_29, JAN_30, JAN_31), "refused")
+        (reason,) = january.reasons
+        assert reason == (
+            f"{JAN_30}: _SUCCESS is missing: the partition is incomplete or being replaced; _manifest.json is missing "
+            f"({cfg.target}/{name}/dt={JAN_30}/)"
+        )
+        assert (undated.days, undated.state) == ((), "refused")
+        assert undated.reasons == ("1 of its 1 rows have no timestamp: no export holds them",)
+        assert outcomes["partition (month = 2023-12-01T00:00:00+00:00)"].state == "purged"  # its one day checks out
+        assert len(outcomes) == 3
+        assert table_rows(name) == [r for r in before if r[0] != 900] and partitions_of(name) == [JAN]
+        # export the gap; then a row of January 31 is updated (count unchanged) and January 29 gains a row
+        run_export(cfg, Window.for_day(JAN_30))
+        with crate() as conn:
+            conn.execute(f"UPDATE {name} SET \"name\" = 'changed' WHERE hash_id = 6")
+            conn.execute(
+                f'INSERT INTO {name} ("hash_id", "timestamp", "name") VALUES (%s, %s, %s)',
+                (700, datetime(2024, 1, 29, 20, tzinfo=timezone.utc), "late"),
+            )
+        outcome, _ = sorted(purge(cfg, FEB_1), key=lambda o: o.what)  # January, and the undated again
+        assert outcome.state == "refused"
+        assert outcome.reasons[0] == (
+            f"{JAN_29}: the source holds 4 rows of the day now, the partition 3 (rows arrived or were deleted since "
+            "the export: export the day again first)"
+        )
+        assert outcome.reasons[1].startswith(f"{JAN_31}: rows of the day were updated since the export (sum(_seq_no)=")
+        assert [r[0] for r in table_rows(name)] == sorted([*(r[0] for r in before if r[0] != 900), 700])
+        # exported again: the partition checks out and is dropped
+        for day in (JAN_29, JAN_31):
+            run_export(cfg, Window.for_day(day))
+        outcome, undated = sorted(purge(cfg, FEB_1), key=lambda o: o.what)
+        assert (outcome.state, outcome.rows, undated.state) == ("purged", 10, "refused")
+        assert [r[0] for r in table_rows(name)] == [901]  # the row of no day stays
+
+
+def test_reconcile_exports_a_day_again_when_a_row_was_updated_on_cratedb(crate_table, s3_conn, store):
+    from cratedb_airflow_export.reconcile import reconcile
+
+    name, rows = crate_table
+    folder = unique("marker")
+    cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{folder}")
+    first, second = SAMPLE_DAYS[0], SAMPLE_DAYS[1]
+    for day in (first, second):
+        run_export(cfg, Window.for_day(day))
+    key = f"{folder}/{name}/dt={first}/_manifest.json"
+    manifest = read_manifest(store.client(), s3_conn, key)
+    assert manifest.source_marker is not None and manifest.source_marker.startswith("sum(_seq_no)=")
+    target = rows_of_day(rows, second)[0][0]
+    with crate() as conn:
+        conn.execute(f"UPDATE {name} SET \"name\" = 'changed' WHERE hash_id = %s", (target,))
+    recounts = reconcile(cfg, [first, second])
+    assert [(r.state, r.updated) for r in recounts] == [("unchanged", False), ("re-exported", True)]
+    assert read_manifest(store.client(), s3_conn, key) == manifest  # untouched: same exported_at
+    lines = lines_of(objects_under(store, s3_conn, f"{folder}/{name}/dt={second}/"))
+    assert [line["name"] for line in lines if line["hash_id"] == target] == ["changed"]
+    assert len(lines) == len(rows_of_day(rows, second))
+
+
+def test_purge_of_an_unpartitioned_table_by_hand(crate_table, s3_conn, store, tmp_path):
+    """``cratedb-export purge`` on CrateDB: day windows, a dry run first."""
+    name, rows = crate_table
+    config = tmp_path / "tables.yaml"
+    target = f"s3://{s3_conn}/{unique('byhand')}"
+    config.write_text(json.dumps({"tables": [{"table": name, "timestamp_column": "timestamp", "target": target}]}))
+    env = {key: os.environ[key] for key in ("AIRFLOW_CONN_CRATEDB_CONNECTION", "AIRFLOW_CONN_AWS_DEFAULT")}
+    first, second, third = SAMPLE_DAYS
+    done = cli("run", "--date", str(first), "--to", str(second), config=config, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dry = cli("purge", "--table", name, "--before", str(third), "--dry-run", config=config, env=env)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert [line.split(":")[0] for line in dry.stdout.splitlines()] == [
+        f"{name} day {first} ({first}, 40 rows)",
+        f"{name} day {second} ({second}, 40 rows)",
+    ]
+    assert len(table_rows(name)) == len(rows)
+    done = cli("purge", "--table", name, "--before", str(third), config=config, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        f"{name} day {first} ({first}, 40 rows): purged, 40 rows deleted",
+        f"{name} day {second} ({second}, 40 rows): purged, 40 rows deleted",
+    ]
+    assert len(table_rows(name)) == len(rows_of_day(rows, third))

@@ -269,3 +269,34 @@ def _lines(key: str, data: bytes) -> list[str]:
     import gzip
 
     return (gzip.decompress(data) if key.endswith(".gz") else data).decode().splitlines()
+
+
+def test_a_row_written_between_the_check_and_the_delete_is_reported(
+    connections, postgres, s3_server, bucket, table, monkeypatch
+):
+    """The moment no check can close on an unpartitioned table, caused for real: a row is inserted
+    into the day right before its DELETE runs. The purge says how many rows it deleted unarchived."""
+    import cratedb_airflow_export.retention as retention
+    from cratedb_airflow_export.retention import refusals
+
+    cfg = config(table, bucket)
+    export_days(cfg, FIRST)
+    real = retention.execute
+
+    def racing(cursor, statement, seconds):
+        if statement.sql.startswith("DELETE"):
+            noon = datetime(FIRST.year, FIRST.month, FIRST.day, 12, tzinfo=timezone.utc)
+            with psycopg.connect(postgres.url, autocommit=True) as conn:
+                create_metrics(conn, [(777, noon, "racing", {"h": 1}, {"v": 1})], table=table)
+        return real(cursor, statement, seconds)
+
+    monkeypatch.setattr(retention, "execute", racing)
+    (outcome,) = purge(cfg, SECOND)
+    assert (outcome.state, outcome.rows, outcome.deleted, outcome.unarchived) == ("purged", PER_DAY, PER_DAY + 1, 1)
+    error = refusals(cfg, [outcome])
+    assert error is not None
+    assert str(error) == (
+        f"retention of {table} day {FIRST}: the DELETE removed {PER_DAY + 1} rows, 1 more than the {PER_DAY} archived"
+    )
+    record = purge_record(s3_server, bucket, table, FIRST)
+    assert record is not None and (record.rows, record.deleted) == (PER_DAY, PER_DAY + 1)
