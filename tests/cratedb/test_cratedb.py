@@ -426,8 +426,13 @@ def test_the_row_count_check_fails_a_mismatch_and_publishes_nothing(crate_table,
     manifest = read_manifest(store.client(), s3_conn, f"{folder}/{name}/dt=2024-01-04/_manifest.json")
     assert manifest.rows == manifest.source_count == result.rows == len(rows_of_day(rows, DAY))
 
-    real_count = attempt.count_window
-    monkeypatch.setattr(attempt, "count_window", lambda *a, **k: real_count(*a, **k) + 1)
+    real_state = attempt.window_state
+
+    def one_more(*args: Any, **kwargs: Any) -> Any:
+        state = real_state(*args, **kwargs)
+        return dataclasses.replace(state, count=state.count + 1)
+
+    monkeypatch.setattr(attempt, "window_state", one_more)
     other = entry(name, engine="stream", target=f"s3://{s3_conn}/{folder}-strict")
     with pytest.raises(ExportError, match="count"):
         run_export(other, WINDOW)

@@ -5,6 +5,7 @@ against the local PostgreSQL and S3 servers."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -16,6 +17,7 @@ import pytest
 from devtools.devstack import create_metrics, sample_metrics
 
 from cratedb_airflow_export.manifest import Manifest
+from cratedb_airflow_export.windows import Window
 from tests.helpers import (
     AIRFLOW_HOME,
     SAMPLE_DAYS,
@@ -86,8 +88,11 @@ def test_rerun_replaces_the_partition(airflow_db, connections, postgres, s3_serv
     assert objects[f"{folder}/_SUCCESS"] == b""
 
 
-def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
+def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket, table):
     name, _ = table
+    with psycopg.connect(postgres.url, autocommit=True) as conn:  # the rows' versions: PostgreSQL's xmin
+        query = f'SELECT sum(xmin::text::bigint) FROM {name} WHERE "timestamp" >= %s AND "timestamp" < %s'
+        versions = conn.execute(query, Window.for_day(DAY).bounds()).fetchone()[0]
     dag = make_dag("e2e_manifest", [entry(name, bucket)])
     dag_run = run_dag(dag, DAY)
     objects = read_objects(s3_server, bucket)
@@ -109,6 +114,7 @@ def test_manifest_contents(airflow_db, connections, s3_server, bucket, table):
         "json_style": "iso",
         "rows": 50,
         "source_count": 50,
+        "source_marker": f"sum(xmin)={versions}",
         "row_count_check": "strict",
         "sse": None,
         "sse_kms_key_id": None,
@@ -162,8 +168,13 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
     from cratedb_airflow_export import attempt
 
     name, _ = table
-    real_count = attempt.count_window
-    monkeypatch.setattr(attempt, "count_window", lambda *a, **k: real_count(*a, **k) + 3)
+    real_state = attempt.window_state
+
+    def three_more(*args, **kwargs):
+        state = real_state(*args, **kwargs)
+        return dataclasses.replace(state, count=state.count + 3)
+
+    monkeypatch.setattr(attempt, "window_state", three_more)
 
     strict = make_dag("e2e_count_strict", [entry(name, bucket)])
     assert task_states(run_dag(strict, DAY)) == {f"export_{name}": "failed"}
@@ -242,17 +253,17 @@ def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_serv
 
     name, rows = table
     writing = threading.Event()
-    real_count, real_write = attempt.count_window, RollingFiles.write
+    real_state, real_write = attempt.window_state, RollingFiles.write
 
     def count_once_rows_are_written(*args, **kwargs):
         assert writing.wait(timeout=30), "count(*) ran before the rows were read"
-        return real_count(*args, **kwargs)
+        return real_state(*args, **kwargs)
 
     def write(self, batch):
         writing.set()
         return real_write(self, batch)
 
-    monkeypatch.setattr(attempt, "count_window", count_once_rows_are_written)
+    monkeypatch.setattr(attempt, "window_state", count_once_rows_are_written)
     monkeypatch.setattr(RollingFiles, "write", write)
     for reader in ("auto", "cursor"):
         writing.clear()

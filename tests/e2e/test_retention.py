@@ -213,6 +213,38 @@ def test_with_the_s3_server_unreachable_nothing_is_deleted(
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, PER_DAY, PER_DAY]
 
 
+def test_with_the_s3_server_gone_in_the_middle_of_the_checks_nothing_more_is_deleted(
+    connections, postgres, s3_server, bucket, table, monkeypatch
+):
+    """S3 reached through a proxy that is stopped (listener closed, connections cut) just before the
+    second day's archive is read: the first day, checked before, is purged; the second is not."""
+    from devtools.faults import FreezingProxy
+
+    import cratedb_airflow_export.retention as retention
+    from tests.helpers import aws_connection
+
+    cfg = config(table, bucket)
+    export_days(cfg, FIRST, SECOND)
+    proxy = FreezingProxy(s3_server.port).start()
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{proxy.port}"))
+    real = retention.check_archive
+
+    def cut_before_the_second_day(client, cfg, window):
+        if window.day == SECOND:
+            proxy.stop()
+        return real(client, cfg, window)
+
+    monkeypatch.setattr(retention, "check_archive", cut_before_the_second_day)
+    try:
+        with pytest.raises(ExportError) as failure:
+            purge(cfg, THIRD)
+    finally:
+        proxy.stop()
+    assert failure.value.retryable
+    assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [0, PER_DAY, PER_DAY]
+    assert purge_record(s3_server, bucket, table, SECOND) is None
+
+
 def test_purge_by_hand_dry_run_then_for_real(connections, postgres, s3_server, bucket, table, capsys):
     from cratedb_airflow_export.cli import main
 
