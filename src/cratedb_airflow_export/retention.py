@@ -73,6 +73,7 @@ class Unit:
     days: tuple[date, ...]  # the days it holds rows of, each of which must check out
     rows: int  # rows of the unit
     problems: tuple[str, ...] = ()  # found while listing it (rows without a timestamp)
+    scope: PartitionValues | None = None  # a partition's values: its writes are blocked while it is checked
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ class Purger:
                 column = self.cfg.timestamp_column
                 problems = (f"{total - stamped} of its {total} rows have no {column}: no export holds them",)
             days = tuple(self._days_with_rows(before, scope))
-            units.append(Unit(what, sql.delete_partition(self.cfg, scope), days, int(total), problems))
+            units.append(Unit(what, sql.delete_partition(self.cfg, scope), days, int(total), problems, scope))
         return units
 
     def _partition_values(self, values: Any) -> PartitionValues:
@@ -241,6 +242,26 @@ class Purger:
             self.attempt.client, location.bucket, location.key(PURGED), record.to_bytes(), "application/json", **args
         )
 
+    @contextlib.contextmanager
+    def _writes_blocked(self, scope: PartitionValues) -> Iterator[None]:
+        """A partition that refuses writes while it is checked and deleted; writable again when it
+        is not deleted (a purge killed in between leaves the block: the next purge of the partition
+        sets it again, and deletes the partition or lifts it)."""
+        if any(value is None for _, value in scope):
+            yield  # such a partition holds rows without a day: refused anyway
+            return
+        seconds = self.cfg.attempt_seconds
+        execute(self.cursor, sql.block_writes(self.cfg, scope, blocked=True), seconds)
+        try:
+            yield
+        finally:
+            if self._partition_exists(scope):
+                execute(self.cursor, sql.block_writes(self.cfg, scope, blocked=False), seconds)
+
+    def _partition_exists(self, scope: PartitionValues) -> bool:
+        total = self._one(sql.partition_rows(self.cfg, scope))[0]
+        return bool(total)
+
     def purge(self, unit: Unit, *, dry_run: bool) -> Outcome:
         """Check ``unit`` under its days' leases and, unless ``dry_run`` or refused, delete it."""
         with contextlib.ExitStack() as leases:
@@ -248,6 +269,8 @@ class Purger:
                 for day in unit.days:
                     what = describe("purge", self.cfg, Window.for_day(day))
                     leases.enter_context(held(self.attempt.client, partition(self.cfg, day), self.holder, what))
+            if not dry_run and unit.scope is not None and not unit.problems:
+                leases.enter_context(self._writes_blocked(unit.scope))
             if self.source.dialect.needs_refresh:  # count what is there right now
                 execute(self.cursor, sql.refresh(self.cfg), self.cfg.attempt_seconds)
             problems, checked = self.check(unit)

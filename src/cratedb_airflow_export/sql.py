@@ -334,6 +334,17 @@ def partition_rows(
     )
 
 
+def block_writes(cfg: TableExport, partition: Sequence[tuple[str, Any]], *, blocked: bool) -> Statement:
+    """CrateDB: refuse (``blocked``) or allow again every write into one partition
+    (``blocks.write``), so that no row can arrive between the checks before its DELETE and the
+    DELETE. The values are bound; none may be NULL (a partition clause assigns, it does not compare)."""
+    if any(value is None for _, value in partition):
+        raise ValueError("a partition with a NULL value cannot be named in a PARTITION clause")
+    assignments = ", ".join(f"{quote_ident(column)} = %s" for column, _ in partition)
+    action = 'SET ("blocks.write" = true)' if blocked else 'RESET ("blocks.write")'
+    return Statement(f"ALTER TABLE {qualified(cfg)} PARTITION ({assignments}) {action}", tuple(v for _, v in partition))
+
+
 def delete_partition(cfg: TableExport, partition: Sequence[tuple[str, Any]]) -> Statement:
     """``DELETE FROM t WHERE <partition columns = values>``: CrateDB drops the whole partition."""
     condition, params = _partition_condition(partition)

@@ -1173,3 +1173,47 @@ def test_purge_of_an_unpartitioned_table_by_hand(crate_table, s3_conn, store, tm
         f"{name} day {second} ({second}, 40 rows): purged, 40 rows deleted",
     ]
     assert len(table_rows(name)) == len(rows_of_day(rows, third))
+
+
+def test_a_row_written_into_a_partition_while_it_is_checked_is_refused_not_lost(retained, s3_conn, store, monkeypatch):
+    """The partition refuses writes from before its checks until it is dropped: an insert attempted
+    in the middle of the checks fails with CrateDB's write block, and the dropped partition held
+    exactly the archived rows. A refused partition is writable again."""
+    import cratedb_airflow_export.retention as retention
+
+    name, _ = retained
+    cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{unique('block')}", retain_days=1)
+    for day in (JAN_30, JAN_31):
+        run_export(cfg, Window.for_day(day))
+    real, refused = retention.check_archive, []
+
+    def check_and_write(client: Any, cfg: TableExport, window: Window) -> Any:
+        if window.day == JAN_31:
+            try:
+                with crate() as conn:
+                    conn.execute(
+                        f'INSERT INTO {name} ("hash_id", "timestamp", "name") VALUES (%s, %s, %s)',
+                        (800, datetime(2024, 1, 31, 18, tzinfo=timezone.utc), "racing"),
+                    )
+            except psycopg.Error as exc:
+                refused.append(str(exc))
+        return real(client, cfg, window)
+
+    monkeypatch.setattr(retention, "check_archive", check_and_write)
+    (outcome,) = retention.purge(cfg, FEB_1)
+    assert (outcome.state, outcome.rows) == ("purged", 6)
+    assert len(refused) == 1 and "blocked by: [FORBIDDEN/8/index write (api)]" in refused[0]
+    assert partitions_of(name) == [FEB] and 800 not in [r[0] for r in table_rows(name)]
+
+    # February is kept (not before the cutoff); a refused January of the neighbour is writable again
+    _, neighbour = retained
+    other = entry(neighbour, engine="stream", target=f"s3://{s3_conn}/{unique('block')}", retain_days=1)
+    monkeypatch.setattr(retention, "check_archive", real)
+    (outcome,) = retention.purge(other, FEB_1)  # never exported: refused
+    assert outcome.state == "refused"
+    with crate() as conn:
+        conn.execute(
+            f'INSERT INTO {neighbour} ("hash_id", "timestamp", "name") VALUES (%s, %s, %s)',
+            (801, datetime(2024, 1, 30, 18, tzinfo=timezone.utc), "after"),
+        )
+    assert 801 in [r[0] for r in table_rows(neighbour)]

@@ -259,6 +259,8 @@ def retention_statements() -> list[sql.Statement]:
         sql.partition_rows(cfg, scope),
         sql.partition_rows(cfg, scope, WINDOW),
         sql.delete_partition(cfg, scope),
+        sql.block_writes(cfg, scope[:1] + scope[2:], blocked=True),
+        sql.block_writes(cfg, scope[:1], blocked=False),
         sql.delete_window(cfg, WINDOW),
         *(sql.window_state(cfg, WINDOW, source.dialect.row_version) for source in SOURCES),
         *(sql.window_state(c, WINDOW, "_seq_no") for c in CONFIGS if c.filter),
@@ -291,3 +293,16 @@ def test_the_change_marker_sums_each_dialects_row_version_over_the_counted_windo
         f'"{cfg.timestamp_column}" < $2) AS "window_rows" WHERE ({cfg.filter})'
     )
     assert CRATEDB.row_version == "_seq_no"
+
+
+def test_writes_into_a_partition_are_blocked_and_allowed_again_by_its_values():
+    cfg = CONFIGS[0]
+    blocked = sql.block_writes(cfg, (("month", WINDOW.start), ("region", "eu")), blocked=True)
+    assert blocked.wire_sql == (
+        'ALTER TABLE "doc"."metrics" PARTITION ("month" = $1, "region" = $2) SET ("blocks.write" = true)'
+    )
+    assert blocked.params == (WINDOW.start, "eu")
+    allowed = sql.block_writes(cfg, (("month", WINDOW.start),), blocked=False)
+    assert allowed.wire_sql == 'ALTER TABLE "doc"."metrics" PARTITION ("month" = $1) RESET ("blocks.write")'
+    with pytest.raises(ValueError, match="NULL"):
+        sql.block_writes(cfg, (("month", None),), blocked=True)
