@@ -175,17 +175,9 @@ def test_copy_engine_writes_the_day(crate_table, s3_conn, store, layout, compres
         assert abs(line["timestamp"] - by_id[line["hash_id"]][1].timestamp() * 1000) < 1
 
 
-@pytest.fixture
-def monthly_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The tutorial's table partitioned by month, rows on both sides of 2024-02-01 00:00 UTC."""
-    name = f"doc.{unique('monthly')}"
-    stamps = [
-        ("2024-01-30T23:59:59.999+00:00", 1),
-        ("2024-01-31T00:00:00.000+00:00", 2),
-        ("2024-01-31T23:59:59.999+00:00", 3),
-        ("2024-02-01T00:00:00.000+00:00", 4),
-        ("2024-02-01T12:00:00.000+00:00", 5),
-    ]
+def monthly(name: str, stamps: list[tuple[str | None, int]]) -> None:
+    """``name`` partitioned by a generated ``month`` column (as the tutorial's retention DAG's tables
+    are), holding a row per stamp."""
     with crate() as conn:
         conn.execute(
             f'CREATE TABLE {name} ("hash_id" BIGINT, "timestamp" TIMESTAMP WITH TIME ZONE, "name" TEXT, '
@@ -198,6 +190,20 @@ def monthly_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             [(hash_id, stamp, f"row {hash_id}") for stamp, hash_id in stamps],
         )
         conn.execute(f"REFRESH TABLE {name}")
+
+
+@pytest.fixture
+def monthly_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The tutorial's table partitioned by month, rows on both sides of 2024-02-01 00:00 UTC."""
+    name = f"doc.{unique('monthly')}"
+    stamps = [
+        ("2024-01-30T23:59:59.999+00:00", 1),
+        ("2024-01-31T00:00:00.000+00:00", 2),
+        ("2024-01-31T23:59:59.999+00:00", 3),
+        ("2024-02-01T00:00:00.000+00:00", 4),
+        ("2024-02-01T12:00:00.000+00:00", 5),
+    ]
+    monthly(name, stamps)
     with exported_from(name, monkeypatch):
         yield name
 
@@ -982,22 +988,6 @@ def test_an_s3_server_that_names_the_bucket_region(crate_table, monkeypatch):
 # --- retention and the change marker ------------------------------------------------------------
 
 JAN_29, JAN_30, JAN_31, FEB_1 = date(2024, 1, 29), date(2024, 1, 30), date(2024, 1, 31), date(2024, 2, 1)
-
-
-def monthly(name: str, stamps: list[tuple[str | None, int]]) -> None:
-    """``name`` partitioned by a generated ``month`` column (as the tutorial's retention DAG's tables
-    are), holding a row per stamp."""
-    with crate() as conn:
-        conn.execute(
-            f'CREATE TABLE {name} ("hash_id" BIGINT, "timestamp" TIMESTAMP WITH TIME ZONE, "name" TEXT, '
-            '"month" TIMESTAMP WITH TIME ZONE GENERATED ALWAYS AS date_trunc(\'month\', "timestamp")) '
-            'PARTITIONED BY ("month")'
-        )
-        conn.cursor().executemany(
-            f'INSERT INTO {name} ("hash_id", "timestamp", "name") VALUES (%s, %s, %s)',
-            [(hash_id, stamp, f"row {hash_id}") for stamp, hash_id in stamps],
-        )
-        conn.execute(f"REFRESH TABLE {name}")
 
 
 def day_stamps(*days: date, per_day: int = 3, first: int = 0) -> list[tuple[str | None, int]]:
