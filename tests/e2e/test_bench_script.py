@@ -53,4 +53,4 @@ def test_the_many_tables_bench_parses_the_shipped_dag_file():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [(n, r["tasks"]) for n, r in result["tables"].items()] == [("3", 3), ("30", 30)]
     # times are measured, not asserted (speed lives in benchmarks): each was taken
-    assert all(r["parse_s"] > 0 and r["load_s"] > 0 for r in result["tables"].values())
+    assert all(r["parse_s"] > 0 and r["load_s"] >= 0 for r in result["tables"].values())  # ms-rounded
