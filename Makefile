@@ -33,8 +33,10 @@ services:
 	  else echo "redis-server not installed (needs root and apt-get): the CeleryExecutor check will be skipped"; fi; }
 
 ## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks, two Celery workers)
+## on TEST_WORKERS pytest-xdist workers (default 2: most tests wait on servers; each worker has its own)
+TEST_WORKERS ?= 2
 test: install lint services
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## test-unit: the unit tests alone (tests/unit: no servers, under a minute), mirroring src/
 test-unit: install
