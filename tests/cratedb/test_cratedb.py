@@ -1208,3 +1208,30 @@ def test_a_row_written_into_a_partition_while_it_is_checked_is_refused_not_lost(
             (801, datetime(2024, 1, 30, 18, tzinfo=timezone.utc), "after"),
         )
     assert 801 in [r[0] for r in table_rows(neighbour)]
+
+
+def test_the_shipped_retention_dag_drops_the_archived_partition(airflow_db, retained, s3_conn, store, tmp_path):
+    """``airflow dags test cratedb_table_retention`` with the shipped DAG file: the run of 2024-02-01
+    keeps that day (retain_days 1) and drops January, whose two days were exported."""
+    name, neighbour = retained
+    folder = unique("retention_dag")
+    table = {"table": name, "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{s3_conn}/{folder}"}
+    cfg = entry(name, **{k: v for k, v in table.items() if k != "table"}, retain_days=1)
+    for day in (JAN_30, JAN_31):
+        run_export(cfg, Window.for_day(day))
+    config = tmp_path / "tables.yaml"
+    config.write_text(json.dumps({"tables": [{**table, "retain_days": 1}]}))
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "CRATEDB_EXPORT_CONFIG": str(config),
+        "AIRFLOW_CONN_CRATEDB_CONNECTION": os.environ["AIRFLOW_CONN_CRATEDB_CONNECTION"],
+        "AIRFLOW_CONN_AWS_DEFAULT": os.environ["AIRFLOW_CONN_AWS_DEFAULT"],
+    }
+    done = airflow_cli("dags", "test", "cratedb_table_retention", "2024-02-02", env=env, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert partitions_of(name) == [FEB] and partitions_of(neighbour) == [JAN, FEB]
+    purged = objects_under(store, s3_conn, f"{folder}/{name}/")
+    assert sorted(k.rsplit("/", 2)[-2] for k in purged if k.endswith("_PURGED.json")) == [
+        f"dt={JAN_30}",
+        f"dt={JAN_31}",
+    ]

@@ -103,3 +103,14 @@ def test_plan_json_stays_valid_when_airflow_logs(tmp_path):
     plan = json.loads(proc.stdout)
     assert "protocol = 'http'" in plan["tables"][0]["statements"][-2]
     assert "Long/Secret" not in proc.stdout and "Long%2FSecret" not in proc.stdout
+
+
+def test_plan_shows_what_the_retention_run_of_the_day_deletes(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("tables: [{table: doc.metrics, timestamp_column: ts, target: 's3://lake/x', retain_days: 30}]\n")
+    assert main(["plan", "--date", "2024-03-01", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "  retention: keep 30 days, delete the days before 2024-02-01\n" in out
+    assert '    DELETE FROM "doc"."metrics" WHERE "ts" >= $1 AND "ts" < $2\n' in out
+    assert "       $1 = 2024-01-31T00:00:00+00:00\n       $2 = 2024-02-01T00:00:00+00:00\n" in out
+    assert "cratedb-export purge --table doc.metrics --before 2024-02-01 --dry-run" in out
