@@ -225,7 +225,8 @@ def _verify_and_publish(
     counts = attempt.counts(job.window)
     check_counts(job.cfg, result.rows, counts)
     source_count = counts.after  # what reconcile compares with later
-    draft = _draft_manifest(replace(result, source_count=source_count), run, fingerprint(statements), counts.marker)
+    checked = replace(result, source_count=source_count, source=attempt.database)
+    draft = _draft_manifest(checked, run, fingerprint(statements), counts.marker)
     lease.check()
     published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
     final = replace(result, objects=tuple(published), source_count=source_count, source=attempt.database)
@@ -245,6 +246,7 @@ def _draft_manifest(
 ) -> Manifest:
     """The manifest without its objects (``publish`` completes it with what it published)."""
     cfg, window = result.job.cfg, result.job.window
+    held = list(cfg.columns) if cfg.columns else (result.source.top_level if result.source else None)
     return Manifest(
         table=cfg.qualified_name,
         interval=window.as_dict(),
@@ -257,6 +259,8 @@ def _draft_manifest(
         rows=result.rows,
         source_count=result.source_count,
         source_marker=source_marker,
+        columns=held,
+        filter=cfg.filter,
         row_count_check=cfg.row_count_check,
         sse=cfg.sse,
         sse_kms_key_id=cfg.sse_kms_key_id,

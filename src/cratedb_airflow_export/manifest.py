@@ -59,6 +59,10 @@ class Manifest(BaseModel):
     # the source window's change marker when it was exported (source.WindowState.marker): reconcile
     # exports the day again when it moved (rows updated), retention refuses to purge it then
     source_marker: str | None = None
+    # what the partition holds of each row: the columns exported (None: not recorded, as in manifests
+    # written before) and the filter that chose the rows (None: every row of the window)
+    columns: list[str] | None = None
+    filter: str | None = None
     row_count_check: str
     sse: str | None = None  # server-side encryption of every object of the partition
     sse_kms_key_id: str | None = None

@@ -10,6 +10,7 @@ them):
 
 - the day's partition is complete (``_SUCCESS``, a valid manifest for this table and day) and its
   objects are as the manifest lists them (size, ETag, SHA-256 checksum; nothing unlisted);
+- the partition holds every column the table has now, and every row of the day (no filter);
 - the manifest's rows equal its ``source_count`` (the archive holds what the source held);
 - ``count(*)`` of the day in the source now equals that ``source_count``, and the day's change
   marker equals the manifest's ``source_marker`` (no row updated since the export);
@@ -199,6 +200,10 @@ class Purger:
             if not report.ok or manifest is None:
                 problems.append(f"{day}: {'; '.join(report.problems) or 'no partition'} ({report.partition})")
                 continue
+            lacking = self._lacking(manifest.columns, manifest.filter)
+            if lacking:
+                problems.append(f"{day}: {lacking}: export the day again first")
+                continue
             if manifest.source_count is None or manifest.rows != manifest.source_count:
                 problems.append(
                     f"{day}: the partition holds {manifest.rows} rows, the source held {manifest.source_count} "
@@ -220,6 +225,16 @@ class Purger:
             else:
                 checked[day] = (now.count, manifest.exported_at)
         return problems, checked
+
+    def _lacking(self, columns: list[str] | None, condition: str | None) -> str | None:
+        """What the archive lacks of the table's rows as they are now (None: nothing): columns not
+        exported (a column list, or columns added since), rows a filter left out."""
+        if columns is None:
+            return "the manifest does not say which columns the partition holds"
+        if condition is not None:
+            return f"the partition holds only the rows of the filter {condition!r}"
+        missing = [c for c in self.source.top_level if c not in columns]
+        return f"the partition lacks the column(s) {', '.join(missing)}" if missing else None
 
     def _record(self, unit: Unit, day: date, checked: tuple[int, str], started: str, **done: Any) -> None:
         """Write ``_PURGED.json`` into ``day``'s partition: ``started`` (no ``done``), or ``done``."""

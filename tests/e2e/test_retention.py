@@ -157,6 +157,8 @@ DAMAGES = {
     "rows arrived": f"{SECOND}: the source holds {PER_DAY + 1} rows of the day now, the partition {PER_DAY}",
     "row updated": f"{SECOND}: rows of the day were updated since the export (sum(xmin)=",
     "row deleted": f"{SECOND}: the source holds {PER_DAY - 1} rows of the day now, the partition {PER_DAY}",
+    "exported with fewer columns": f"{SECOND}: the partition lacks the column(s) tags, fields: export the day",
+    "exported with a filter": f"{SECOND}: the partition holds only the rows of the filter \"name <> 'x'\"",
 }
 
 
@@ -164,6 +166,9 @@ DAMAGES = {
 def test_a_day_whose_archive_does_not_check_out_is_not_deleted(connections, postgres, s3_server, bucket, table, kind):
     cfg = config(table, bucket)
     export_days(cfg, FIRST, SECOND)
+    if kind.startswith("exported with"):  # the day as an earlier configuration exported it
+        earlier = {"columns": ["hash_id", "timestamp", "name"]} if "columns" in kind else {"filter": "name <> 'x'"}
+        export_days(config(table, bucket, retain_days=None, **earlier), SECOND)
     damage(kind, postgres, s3_server, bucket, table)
     second_before = day_count(postgres, table, SECOND)
     outcomes = purge(cfg, THIRD)
@@ -332,3 +337,20 @@ def test_a_row_written_between_the_check_and_the_delete_is_reported(
     )
     record = purge_record(s3_server, bucket, table, FIRST)
     assert record is not None and (record.rows, record.deleted) == (PER_DAY, PER_DAY + 1)
+
+
+def test_a_column_added_since_the_export_keeps_every_day_until_it_is_exported_again(
+    connections, postgres, s3_server, bucket, table
+):
+    cfg = config(table, bucket)
+    export_days(cfg, FIRST, SECOND)
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN unit TEXT")
+    outcomes = purge(cfg, THIRD)
+    assert [(o.state, o.reasons) for o in outcomes] == [
+        ("refused", (f"{day}: the partition lacks the column(s) unit: export the day again first",))
+        for day in (FIRST, SECOND)
+    ]
+    export_days(cfg, SECOND)  # exported again: now with the column
+    assert [o.state for o in purge(cfg, THIRD)] == ["refused", "purged"]
+    assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, 0, PER_DAY]
