@@ -54,8 +54,7 @@ def plan_statements(
     day is sliced: each slice task also runs the checks), the row count check."""
     crate = source.dialect is CRATEDB
     checks = [
-        sql.detect_cratedb(),
-        *([sql.server_version()] if crate else []),
+        sql.server_version(),
         sql.describe_table(cfg),
         sql.describe_columns(cfg),
         *([sql.describe_partitioning(cfg)] if crate else []),

@@ -257,8 +257,11 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     """Which database this is, and that the table, the timestamp column and the columns exist
     with the right types; raises :class:`SourceError` naming the table and the cause."""
     seconds = cfg.stall_timeout_seconds
-    dialect = CRATEDB if _one(cursor, sql.detect_cratedb(), seconds) else POSTGRESQL
-    version = parse_version(_one(cursor, sql.server_version(), seconds)) if dialect is CRATEDB else None
+    # version() needs no privilege; a user without privileges on CrateDB's sys schema does not see
+    # its tables in information_schema (which told CrateDB apart before: seen on 5.10.16)
+    named = str(_one(cursor, sql.server_version(), seconds) or "")
+    dialect = CRATEDB if named.startswith("CrateDB") else POSTGRESQL
+    version = parse_version(named) if dialect is CRATEDB else None
     if _one(cursor, sql.describe_table(cfg), seconds) is None:
         raise SourceError(f"table {cfg.qualified_name} does not exist (not in information_schema.tables)")
     columns = {name: dtype for name, dtype in execute(cursor, sql.describe_columns(cfg), seconds).fetchall()}

@@ -257,15 +257,9 @@ def describe_columns(cfg: TableExport) -> Statement:
 
 
 def server_version() -> Statement:
-    """``CrateDB 6.4.3 (built ...)`` on CrateDB, ``PostgreSQL 16.4 ...`` on PostgreSQL; needs no privilege."""
+    """``CrateDB 6.4.3 (built ...)`` on CrateDB, ``PostgreSQL 16.4 ...`` on PostgreSQL; needs no
+    privilege: how the source tells which database it is."""
     return Statement("SELECT version()")
-
-
-def detect_cratedb() -> Statement:
-    """1 on CrateDB (it lists its ``sys`` tables), 0 on PostgreSQL. Valid in both dialects."""
-    return Statement(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'sys' AND table_name = 'cluster'"
-    )
 
 
 # --- retention -------------------------------------------------------------------------------

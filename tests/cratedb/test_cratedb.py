@@ -1235,3 +1235,37 @@ def test_the_shipped_retention_dag_drops_the_archived_partition(airflow_db, reta
         f"dt={JAN_30}",
         f"dt={JAN_31}",
     ]
+
+
+def test_a_user_with_only_the_privileges_it_needs(retained, s3_conn, store, monkeypatch):
+    """A user who may read the table (DQL) exports it, detected as CrateDB although it cannot see
+    CrateDB's sys tables; purging a partition also needs DML, and DDL for the write block: without
+    it the purge fails with CrateDB's message and deletes nothing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from cratedb_airflow_export.retention import purge
+
+    name, _ = retained
+    user = unique("exporter")
+    parts = urlsplit(CRATEDB_URL or "")
+    as_user = urlunsplit(parts._replace(netloc=f"{user}:secret-pw@{parts.hostname}:{parts.port or 5432}"))
+    with crate() as conn:
+        conn.execute(f"CREATE USER {user} WITH (password = 'secret-pw')")
+        conn.execute(f"GRANT DQL ON TABLE {name} TO {user}")
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", as_user)
+        cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{unique('privileges')}", retain_days=1)
+        sources = [run_export(cfg, Window.for_day(day)).source for day in (JAN_30, JAN_31)]
+        assert [s.dialect if s else None for s in sources] == [CRATEDB, CRATEDB]
+        with crate() as conn:
+            conn.execute(f"GRANT DML ON TABLE {name} TO {user}")
+        with pytest.raises(ExportError, match=f"Missing 'DDL' privilege for user '{user}'"):
+            purge(cfg, FEB_1)
+        assert partitions_of(name) == [JAN, FEB]
+        with crate() as conn:
+            conn.execute(f"GRANT DDL ON TABLE {name} TO {user}")
+        assert [o.state for o in purge(cfg, FEB_1)] == ["purged"]
+        assert partitions_of(name) == [FEB]
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP USER IF EXISTS {user}")
