@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +198,11 @@ class DagSettings(BaseModel):
     retries: int = Field(default=2, ge=0)
     retry_delay_minutes: float = Field(default=5, ge=0)
     max_active_runs: int = Field(default=4, ge=1)
+
+    @property
+    def start(self) -> datetime:
+        """``start_date`` as the DAGs take it: midnight UTC."""
+        return datetime.fromisoformat(self.start_date).replace(tzinfo=timezone.utc)
 
     @field_validator("start_date")
     @classmethod

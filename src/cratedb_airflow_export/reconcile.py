@@ -65,7 +65,6 @@ def reconcile(
         return []
     windows = [Window.for_day(day) for day in sorted(days)]
     recounts: list[Recount] = []
-    stale: list[tuple[Window, int, int, bool]] = []
     with open_attempt(cfg, windows[-1], "reconcile", connections) as attempt:
         if attempt.database.dialect.needs_refresh:  # rows written since the last refresh are not counted
             execute(attempt.cursor, sql.refresh(cfg), cfg.attempt_seconds)
@@ -85,19 +84,18 @@ def reconcile(
                 recounts.append(Recount(window.day, "unchanged", known, now.count))
             else:
                 recounts.append(Recount(window.day, "re-exported", known, now.count, updated=updated))
-                stale.append((window, known, now.count, updated))
-    for window, recorded, counted, updated in stale:
+    for at, stale in enumerate(recounts):
+        if stale.state != "re-exported":
+            continue
         log.info(
             "%s %s: the source holds %s rows%s, the partition was exported with %s: exporting it again",
             cfg.qualified_name,
-            window.day,
-            counted,
-            " (rows updated since)" if updated else "",
-            recorded,
+            stale.day,
+            stale.counted,
+            " (rows updated since)" if stale.updated else "",
+            stale.recorded,
         )
-        result = run_export(cfg, window, run_info, connections)
-        at = next(i for i, r in enumerate(recounts) if r.day == window.day)
-        recounts[at] = replace(recounts[at], result=result)
+        recounts[at] = replace(stale, result=run_export(cfg, Window.for_day(stale.day), run_info, connections))
     return recounts
 
 

@@ -279,13 +279,13 @@ class Purger:
 
     def purge(self, unit: Unit, *, dry_run: bool) -> Outcome:
         """Check ``unit`` under its days' leases and, unless ``dry_run`` or refused, delete it."""
-        with contextlib.ExitStack() as leases:
+        with contextlib.ExitStack() as holding:  # the days' leases, the partition's write block
             if not dry_run:  # a dry run writes nothing, not even a lease
                 for day in unit.days:
                     what = describe("purge", self.cfg, Window.for_day(day))
-                    leases.enter_context(held(self.attempt.client, partition(self.cfg, day), self.holder, what))
+                    holding.enter_context(held(self.attempt.client, partition(self.cfg, day), self.holder, what))
             if not dry_run and unit.scope is not None and not unit.problems:
-                leases.enter_context(self._writes_blocked(unit.scope))
+                holding.enter_context(self._writes_blocked(unit.scope))
             if self.source.dialect.needs_refresh:  # count what is there right now
                 execute(self.cursor, sql.refresh(self.cfg), self.cfg.attempt_seconds)
             problems, checked = self.check(unit)

@@ -6,7 +6,7 @@ become DAG import errors naming the entry and the field.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ def build_dag(
         dag_id=dag_id,
         description="Export each configured CrateDB table's rows of the previous UTC day to S3",
         schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-        start_date=datetime.fromisoformat(settings.start_date).replace(tzinfo=timezone.utc),
+        start_date=settings.start,
         catchup=settings.catchup,
         max_active_runs=settings.max_active_runs,
         tags=["cratedb", "export", "s3"],

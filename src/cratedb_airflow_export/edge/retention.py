@@ -10,7 +10,7 @@ run or command wrote it, not by the export task of the same run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,7 @@ def build_retention_dag(
         dag_id=dag_id,
         description="Delete source rows older than each table's retain_days, only where the archive verifies",
         schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-        start_date=datetime.fromisoformat(settings.start_date).replace(tzinfo=timezone.utc),
+        start_date=settings.start,
         catchup=False,  # each run purges every earlier day that qualifies: nothing to catch up
         max_active_runs=1,
         tags=["cratedb", "retention", "s3"],
