@@ -23,6 +23,7 @@ DEFAULT_SCHEMA = "doc"
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 MAX_LATENESS = timedelta(days=7)
+ALLOWED_CHANGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\['[^'\[\]]+'\])*")
 
 
 def qualify(name: str) -> str:
@@ -78,6 +79,11 @@ class TableExport(BaseModel):
         "'cratedb' (the shape CrateDB's COPY TO writes, the copy engine's only one: epoch milliseconds, NULL "
         "columns left out), so that switching engines does not change what readers see.",
     )
+    objects: Literal["json", "struct"] = Field(
+        default="json",
+        description="Parquet: OBJECT columns as JSON text ('json') or as structs of their keys ('struct'; the "
+        "keys and their types from the source's columns, arrays of objects as lists of structs).",
+    )
     columns: tuple[str, ...] | None = Field(default=None, description="Columns to export; default: all.")
     filter: str | None = Field(default=None, description="Extra SQL condition ANDed to the time window.")
     row_count_check: Literal["strict", "warn"] = Field(
@@ -120,6 +126,16 @@ class TableExport(BaseModel):
         description="Keep this many days in the source; the retention DAG (cratedb_table_retention) deletes "
         "older ones, each partition or day only when its archive verifies and matches the source right before "
         "the DELETE. Off by default.",
+    )
+    schema_change: Literal["evolve", "fail"] = Field(
+        default="evolve",
+        description="When a day's columns differ from the nearest complete day's: 'evolve' publishes the new "
+        "shape and records the change in the manifest; 'fail' fails the export before publishing, naming the "
+        "columns. A type change that breaks readers of the whole folder (bigint -> text) fails under both.",
+    )
+    allow_type_change: tuple[str, ...] = Field(
+        default=(),
+        description="Columns (or object keys, as tags['host']) whose breaking type change is published anyway.",
     )
     timeout_minutes: int = Field(
         default=120,
@@ -224,6 +240,14 @@ class TableExport(BaseModel):
             raise ValueError("columns lists a column twice")
         return value
 
+    @field_validator("allow_type_change")
+    @classmethod
+    def _allow_type_change(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not ALLOWED_CHANGE.fullmatch(name):
+                raise ValueError(f"allow_type_change: {name!r} is not a column or an object key as tags['host']")
+        return value
+
     @field_validator("filter")
     @classmethod
     def _filter(cls, value: str | None) -> str | None:
@@ -267,6 +291,8 @@ class TableExport(BaseModel):
                 "compression: CrateDB's COPY TO with a column list fails writing uncompressed files to S3 "
                 "(CrateDB 5.10 to 6.4); use compression 'gzip', or engine 'stream'"
             )
+        if self.objects == "struct" and self.format != "parquet":
+            raise ValueError(f"objects: 'struct' is for Parquet; {self.format} writes objects as JSON")
         if self.retain_days is not None:
             self._check_retention(self.retain_days)
         if self.sse_kms_key_id is not None:

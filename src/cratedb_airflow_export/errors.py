@@ -116,6 +116,11 @@ class RetentionRefused(PermanentError):
 # --- transient -------------------------------------------------------------------------------------
 
 
+class SchemaChanged(PermanentError):
+    """The partition's schema differs from the nearest complete partition's in a way the table's
+    ``schema_change`` policy refuses (or that breaks readers of the folder): nothing was published."""
+
+
 class TargetError(TransientError):
     """The target could not be reached or written this time."""
 
@@ -126,6 +131,11 @@ class SourceStalled(TransientError):
 
 class VerificationError(TransientError):
     """Exported data and source disagree (rows may still be arriving)."""
+
+
+class SchemaMoved(TransientError):
+    """The rows read do not fit the schema the export read from the source when it started (a key
+    added to a dynamic object meanwhile): the next attempt reads the new schema."""
 
 
 class LeaseHeld(TransientError):

@@ -22,10 +22,13 @@ from cratedb_airflow_export import sql
 from cratedb_airflow_export.attempt import Attempt, describe, open_attempt
 from cratedb_airflow_export.engines import ExportJob, ExportResult, get_engine
 from cratedb_airflow_export.errors import ExportError
+from cratedb_airflow_export.evolution import Evolution, check_schema
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.lease import Lease, held
 from cratedb_airflow_export.manifest import Manifest, fingerprint
 from cratedb_airflow_export.publish import publish, refuse_purged
+from cratedb_airflow_export.readers import schema_from_types
+from cratedb_airflow_export.schema import SchemaColumn, compare, schema_columns
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
 from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects
 from cratedb_airflow_export.verify import check_counts
@@ -56,7 +59,7 @@ def plan_statements(
     checks = [
         sql.server_version(),
         sql.describe_table(cfg),
-        sql.describe_columns(cfg),
+        sql.describe_columns(cfg, source.dialect.column_policy),
         *([sql.describe_partitioning(cfg)] if crate else []),
     ]
     jobs = (
@@ -126,7 +129,8 @@ def run_export(
         _sweep(attempt, staging_root(cfg, window.day))
         try:
             result, statements = _stage(job, attempt)
-            return _verify_and_publish(attempt, result, run, statements, lease)
+            schema = written_schema(result, attempt.database)
+            return _verify_and_publish(attempt, result, run, statements, lease, schema)
         finally:
             _discard_staging(attempt, job.staging)
 
@@ -154,12 +158,14 @@ def export_slice(
         refuse_purged(attempt.client, job.location)
         _sweep(attempt, job.staging)  # what an earlier try of this slice left
         result, _ = _stage(job, attempt)
+        schema = written_schema(result, attempt.database)
     return {
         "slice": index,
         "day": window.day.isoformat(),
         "range": job.range.as_dict(),
         "rows": result.rows,
         "objects": [o.as_dict() for o in result.objects],
+        "schema": [c.model_dump() for c in schema],
     }
 
 
@@ -190,7 +196,8 @@ def publish_slices(
             objects = tuple(StoredObject(o.key, o.size, o.etag, rows.get(o.key)) for o in staged)
             result = ExportResult(job, cfg.engine, sum(s["rows"] for s in slices), objects)
             statements = get_engine(cfg.engine).statements(job, attempt.database, None)
-            published = _verify_and_publish(attempt, result, run, statements, lease)
+            schema = _slices_schema(cfg, slices)
+            published = _verify_and_publish(attempt, result, run, statements, lease, schema)
         except BaseException:
             _discard_staging(attempt, job.staging)
             raise
@@ -199,6 +206,21 @@ def publish_slices(
         # own publish check (staging != what its slices reported) instead of publishing twice.
         _discard_staging(attempt, staging_root(cfg, window.day))
         return published
+
+
+def _slices_schema(cfg: TableExport, slices: list[Mapping[str, Any]]) -> list[SchemaColumn]:
+    """The one schema every slice wrote; slices that wrote different shapes (the table changed while
+    they ran) make one day's files unreadable as one: refused."""
+    schemas = [[SchemaColumn.model_validate(c) for c in s["schema"]] for s in sorted(slices, key=lambda s: s["slice"])]
+    for index, other in enumerate(schemas[1:], 1):
+        changes = compare(schemas[0], other)
+        if changes:
+            raise RuntimeError(
+                f"slice {index} of {cfg.qualified_name} wrote another schema than slice 0 "
+                f"({'; '.join(str(c) for c in changes)}): the table changed while the day was exported; "
+                "a retry exports it again"
+            )
+    return schemas[0]
 
 
 def _stage(job: ExportJob, attempt: Attempt) -> tuple[ExportResult, list[sql.Statement]]:
@@ -215,20 +237,37 @@ def _stage(job: ExportJob, attempt: Attempt) -> tuple[ExportResult, list[sql.Sta
     return engine.run(job, attempt, statements), statements
 
 
+def written_schema(result: ExportResult, source: SourceInfo) -> list[SchemaColumn]:
+    """The manifest's schema of what ``result`` wrote: from the files' Arrow schema (stream), or
+    from the source's types of the columns exported (CrateDB's COPY TO)."""
+    cfg = result.job.cfg
+    written = result.written
+    if written is None:
+        held = list(cfg.columns) if cfg.columns else source.top_level
+        written = schema_from_types({name: source.columns[name] for name in held}, source.partition_columns)
+    return schema_columns(written, source.columns, cfg.format, cfg.json_style, source.not_null, source.policies)
+
+
 def _verify_and_publish(
-    attempt: Attempt, result: ExportResult, run: RunInfo, statements: list[sql.Statement], lease: Lease
+    attempt: Attempt,
+    result: ExportResult,
+    run: RunInfo,
+    statements: list[sql.Statement],
+    lease: Lease,
+    schema: list[SchemaColumn],
 ) -> ExportResult:
-    """count(*) check, then staging -> partition with the manifest and _SUCCESS last, if this attempt
-    still holds the day's lease."""
+    """count(*) check, the schema policy, then staging -> partition with the manifest and _SUCCESS
+    last, if this attempt still holds the day's lease."""
     job = result.job
     counts = attempt.counts(job.window)
     check_counts(job.cfg, result.rows, counts)
+    evolution = check_schema(attempt.client, job.cfg, job.window.day, schema)
     source_count = counts.after  # what reconcile compares with later
-    checked = replace(result, source_count=source_count, source=attempt.database)
-    draft = _draft_manifest(checked, run, fingerprint(statements), counts.marker)
+    checked = replace(result, source_count=source_count, source=attempt.database, evolution=evolution)
+    draft = _draft_manifest(checked, run, fingerprint(statements), counts.marker, schema)
     lease.check()
     published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
-    final = replace(result, objects=tuple(published), source_count=source_count, source=attempt.database)
+    final = replace(checked, objects=tuple(published))
     log.info(
         "Exported %d rows of %s into %d object(s), %d bytes, under %s",
         final.rows,
@@ -241,11 +280,17 @@ def _verify_and_publish(
 
 
 def _draft_manifest(
-    result: ExportResult, run: RunInfo, statements_fingerprint: str, source_marker: str | None
+    result: ExportResult,
+    run: RunInfo,
+    statements_fingerprint: str,
+    source_marker: str | None,
+    schema: list[SchemaColumn],
 ) -> Manifest:
     """The manifest without its objects (``publish`` completes it with what it published)."""
     cfg, window = result.job.cfg, result.job.window
     held = list(cfg.columns) if cfg.columns else (result.source.top_level if result.source else None)
+    evolution = result.evolution or Evolution()
+    compared_with = evolution.compared_with
     return Manifest(
         table=cfg.qualified_name,
         interval=window.as_dict(),
@@ -260,6 +305,9 @@ def _draft_manifest(
         source_marker=source_marker,
         columns=held,
         filter=cfg.filter,
+        schema_=schema,
+        schema_changes=evolution.changes if compared_with else None,
+        schema_compared_with=compared_with.isoformat() if compared_with else None,
         row_count_check=cfg.row_count_check,
         sse=cfg.sse,
         sse_kms_key_id=cfg.sse_kms_key_id,

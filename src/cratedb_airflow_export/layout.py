@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from cratedb_airflow_export.storage import STAGING_ROOT, Location, parse_s3_uri
+from cratedb_airflow_export.storage import STAGING_ROOT, Location, list_folders, parse_s3_uri
 
 if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
+
     from cratedb_airflow_export.config import TableExport
 
 MANIFEST = "_manifest.json"
@@ -92,6 +94,21 @@ def folders(cfg: TableExport) -> Folders:
         return Folders(folder.bucket, folder.prefix, per_day=False)
     base = parse_s3_uri(f"s3://{cfg.target_bucket}")
     return Folders(base.bucket, base.prefix, per_day=True)
+
+
+def exported_days(client: S3Client, cfg: TableExport) -> list[date]:
+    """The days that have a folder of ``cfg``'s in the bucket (complete or not), in order."""
+    base = partition(cfg, date(2000, 1, 1))
+    stem = base.prefix[: -len("2000-01-01")]  # "<path>-" (tutorial layout) or "<table folder>/dt="
+    days = []
+    for folder in list_folders(client, base.bucket, stem):
+        match = re.fullmatch(DAY, folder[len(stem) :])
+        if match is not None:
+            try:
+                days.append(date.fromisoformat(match[0]))
+            except ValueError:  # 2024-02-30: not a day's folder
+                continue
+    return sorted(days)
 
 
 def staging_root(cfg: TableExport, day: date) -> Location:

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from cratedb_airflow_export.formats.spec import FormatName
 from cratedb_airflow_export.layout import MANIFEST, PURGED, SUCCESS
+from cratedb_airflow_export.schema import SchemaChange, SchemaColumn
 from cratedb_airflow_export.sql import Statement
 from cratedb_airflow_export.storage import Location, StoredObject, list_objects, read_object
 
@@ -43,7 +44,7 @@ class ManifestObject(BaseModel):
 
 
 class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     version: int = MANIFEST_VERSION
     table: str
@@ -63,6 +64,12 @@ class Manifest(BaseModel):
     # written before) and the filter that chose the rows (None: every row of the window)
     columns: list[str] | None = None
     filter: str | None = None
+    # the columns as written (schema.SchemaColumn: source and file types, nullability, object keys;
+    # None in manifests written before), what changed since the partition it was compared with (the
+    # nearest complete day, ``schema_compared_with``), under the table's schema_change policy
+    schema_: list[SchemaColumn] | None = Field(default=None, alias="schema")
+    schema_changes: list[SchemaChange] | None = None
+    schema_compared_with: str | None = None
     row_count_check: str
     sse: str | None = None  # server-side encryption of every object of the partition
     sse_kms_key_id: str | None = None
@@ -74,7 +81,7 @@ class Manifest(BaseModel):
     exported_at: str = ""  # set when published
 
     def to_bytes(self) -> bytes:
-        return (json.dumps(self.model_dump(), indent=2) + "\n").encode("utf-8")
+        return (json.dumps(self.model_dump(by_alias=True), indent=2) + "\n").encode("utf-8")
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:

@@ -151,6 +151,35 @@ def schema_for(
     return pa.schema(fields)
 
 
+# CrateDB's type names that PostgreSQL's registry does not know, as the wire type CrateDB sends
+CRATEDB_WIRE_NAMES = {"object": "json", "geo_point": "point", "geo_shape": "json", "ip": "text"}
+
+
+def schema_from_types(source_types: Mapping[str, str], partitions: Collection[str] = ()) -> pa.Schema:
+    """The Arrow schema a cursor would produce for the table's top-level columns (``source_types``:
+    name -> information_schema data_type, CrateDB's ``<type>_array`` for arrays), without reading a
+    row: for what is written without Arrow (CrateDB's COPY TO). Unknown types become strings."""
+    from psycopg import postgres
+
+    described = []
+    for name, data_type in source_types.items():
+        if "[" in name:
+            continue  # an object's sub-column
+        kind = data_type.lower()
+        element, is_array = (kind[: -len("_array")], True) if kind.endswith("_array") else (kind, False)
+        info = postgres.types.get(CRATEDB_WIRE_NAMES.get(element, element))
+        oid = 0 if info is None else (info.array_oid if is_array else info.oid)
+        described.append(_Described(name, oid))
+    return schema_for(described, source_types, partitions)
+
+
+class _Described:
+    """A column as ``cursor.description`` lists it: name and type OID."""
+
+    def __init__(self, name: str, type_code: int) -> None:
+        self.name, self.type_code = name, type_code
+
+
 def wire_type(kind: pa.DataType) -> pa.DataType:
     """The Arrow type of a column as it arrives from the cursor: timestamps and dates (and lists of
     them) as their text, see :data:`PARSED_OIDS`; CrateDB's BYTE as its text (:data:`BYTES`)."""

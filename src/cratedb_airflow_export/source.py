@@ -28,9 +28,9 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -40,6 +40,7 @@ from psycopg.types.array import ListDumper
 
 from cratedb_airflow_export import sql
 from cratedb_airflow_export.errors import SourceError, SourceStalled
+from cratedb_airflow_export.schema import OBJECT_TYPES
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
@@ -69,6 +70,8 @@ class Dialect:
     # a row's version, which an UPDATE raises: summed over a window, a marker of changed rows that
     # count(*) does not see (CrateDB: the shard's sequence number; PostgreSQL: the inserting transaction)
     row_version: str = "xmin::text::bigint"
+    # information_schema.columns' expression for an object column's policy (strict, dynamic, ignored)
+    column_policy: str = "NULL"
 
     def __str__(self) -> str:
         return self.name
@@ -82,6 +85,7 @@ CRATEDB = Dialect(
     copy_from_uri=True,
     document_types=frozenset({"geo_point", "geo_point_array"}),
     row_version="_seq_no",
+    column_policy="column_details['policy']",
 )
 POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False, copy_from_uri=False)
 
@@ -130,6 +134,8 @@ class SourceInfo:
     timestamp_type: str
     version: tuple[int, int, int] | None = None  # CrateDB's; None for PostgreSQL
     partition_columns: tuple[str, ...] = ()  # CrateDB's PARTITIONED BY
+    not_null: frozenset[str] = frozenset()  # columns that never hold NULL (NOT NULL, primary key)
+    policies: Mapping[str, str] = field(default_factory=dict)  # object column -> its policy (CrateDB)
 
     @property
     def naive_timestamps(self) -> bool:
@@ -264,7 +270,10 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     version = parse_version(named) if dialect is CRATEDB else None
     if _one(cursor, sql.describe_table(cfg), seconds) is None:
         raise SourceError(f"table {cfg.qualified_name} does not exist (not in information_schema.tables)")
-    columns = {name: dtype for name, dtype in execute(cursor, sql.describe_columns(cfg), seconds).fetchall()}
+    described = execute(cursor, sql.describe_columns(cfg, dialect.column_policy), seconds).fetchall()
+    columns = {name: dtype for name, dtype, _, _ in described}
+    not_null = frozenset(name for name, _, nullable, _ in described if nullable not in (True, "YES"))
+    policies = {name: policy for name, dtype, _, policy in described if policy and dtype.lower() in OBJECT_TYPES}
     available = ", ".join(columns)
     ts_type = columns.get(cfg.timestamp_column)
     if ts_type is None:
@@ -285,6 +294,8 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
         timestamp_type=ts_type.lower(),
         version=version,
         partition_columns=tuple(partitions or ()),
+        not_null=not_null,
+        policies=policies,
     )
 
 

@@ -248,9 +248,11 @@ def describe_partitioning(cfg: TableExport) -> Statement:
     )
 
 
-def describe_columns(cfg: TableExport) -> Statement:
+def describe_columns(cfg: TableExport, policy: str = "NULL") -> Statement:
+    """Each column's name, type, whether it may hold NULL (CrateDB: a boolean; PostgreSQL: YES or
+    NO) and ``policy``, the source's expression for an object's column policy (the Dialect's)."""
     return Statement(
-        "SELECT column_name, data_type FROM information_schema.columns "
+        f"SELECT column_name, data_type, is_nullable, {policy} FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
         (cfg.schema_name, cfg.table_name),
     )

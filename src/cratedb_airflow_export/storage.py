@@ -284,6 +284,16 @@ def list_objects(client: S3Client, location: Location) -> list[StoredObject]:
     return sorted(found, key=lambda o: o.key)
 
 
+def list_folders(client: S3Client, bucket: str, prefix: str) -> list[str]:
+    """The "folders" (common prefixes up to the next '/') whose keys start with ``prefix``, without
+    their trailing '/', in key order: one request per 1,000 folders."""
+    found: list[str] = []
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        found += [item["Prefix"].rstrip("/") for item in page.get("CommonPrefixes", [])]
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class OpenUpload:
     key: str

@@ -6,16 +6,19 @@ The checks before an export (table, columns, timestamp type) are the source's: `
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import VerificationError
 from cratedb_airflow_export.layout import is_data_object, partition, staging_root
-from cratedb_airflow_export.manifest import Partition, read_partition
+from cratedb_airflow_export.manifest import Manifest, Partition, read_partition
+from cratedb_airflow_export.schema import file_type
 from cratedb_airflow_export.storage import list_objects, open_uploads, stored_checksum
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.config import TableExport
@@ -139,6 +142,8 @@ def check_archive(client: S3Client, cfg: TableExport, window: Window) -> tuple[P
                 f"{entry.key}: size/ETag {stored_object.size}/{stored_object.etag} differ from the manifest's "
                 f"{entry.size}/{entry.etag}"
             )
+        elif manifest.schema_ is not None:
+            report.problems += file_schema_problems(client, location.bucket, entry.key, manifest)
         if entry.checksum_sha256 is not None:
             checksum = stored_checksum(client, location.bucket, entry.key)
             if checksum != entry.checksum_sha256:
@@ -151,3 +156,84 @@ def check_archive(client: S3Client, cfg: TableExport, window: Window) -> tuple[P
     if manifest.object_rows is not None and manifest.object_rows != manifest.rows:
         report.problems.append(f"manifest objects hold {manifest.object_rows} rows, its total says {manifest.rows}")
     return report, found
+
+
+# --- the files against the manifest's schema ----------------------------------------------------
+
+PARQUET_TAIL = 64 * 1024  # one request reads the footer of most files; a larger footer takes a second
+FIRST_LINE_LIMIT = 16 * 1024 * 1024  # a text file's header or first row longer than this is not checked
+
+
+def file_schema_problems(client: S3Client, bucket: str, key: str, manifest: Manifest) -> list[str]:
+    """Whether the object holds the columns the manifest's schema lists: a Parquet file's own schema
+    (names and Arrow types, from its footer), a CSV file's header, a JSON Lines file's first row (its
+    keys; the ``cratedb`` style leaves NULL columns out). Reads the footer or the first line only."""
+    try:
+        return _schema_problems(client, bucket, key, manifest)
+    except (OSError, EOFError, ValueError) as exc:  # not gzip, not Parquet, not JSON: not what was written
+        return [f"{key}: cannot be read as {manifest.format} ({type(exc).__name__}: {exc})"]
+
+
+def _schema_problems(client: S3Client, bucket: str, key: str, manifest: Manifest) -> list[str]:
+    assert manifest.schema_ is not None
+    names = [c.name for c in manifest.schema_]
+    if manifest.format == "parquet":
+        written = [(f.name, file_type(f, "parquet", None)) for f in _parquet_schema(client, bucket, key)]
+        expected = [(c.name, c.file_type) for c in manifest.schema_]
+        if written != expected:
+            return [f"{key}: its Parquet schema {_pairs(written)} is not the manifest's {_pairs(expected)}"]
+        return []
+    line = _first_line(client, bucket, key, manifest.compression)
+    if line is None:
+        return []  # empty, or a first line too long to check
+    if manifest.format == "csv":
+        import csv
+
+        header = next(csv.reader([line.decode("utf-8")]), [])
+        return [] if header == names else [f"{key}: its header {header} is not the manifest's columns {names}"]
+    keys = list(json.loads(line))
+    extra = [k for k in keys if k not in names]
+    if extra or (manifest.json_style == "iso" and keys != names):
+        return [f"{key}: its first row holds {keys}, the manifest's columns are {names}"]
+    return []
+
+
+def _pairs(columns: list[tuple[str, str]]) -> str:
+    return "[" + ", ".join(f"{name}: {kind}" for name, kind in columns) + "]"
+
+
+def _parquet_schema(client: S3Client, bucket: str, key: str) -> pa.Schema:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tail = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{PARQUET_TAIL}")["Body"].read()
+    footer = int.from_bytes(tail[-8:-4], "little") + 8
+    if footer > len(tail):
+        tail = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{footer}")["Body"].read()
+    return pq.read_schema(pa.BufferReader(tail))
+
+
+def _first_line(client: S3Client, bucket: str, key: str, compression: str) -> bytes | None:
+    """The first line of a text object, its compression undone, streaming only as much as it takes."""
+    import gzip
+
+    import pyarrow as pa
+
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        stream: Any = body
+        if compression == "gzip":
+            stream = gzip.GzipFile(fileobj=body)
+        elif compression == "zstd":
+            stream = pa.CompressedInputStream(pa.PythonFile(body, mode="r"), "zstd")
+        read = b""
+        while b"\n" not in read and len(read) < FIRST_LINE_LIMIT:
+            chunk = stream.read(64 * 1024)
+            if not chunk:
+                break
+            read += chunk
+        if b"\n" not in read and len(read) >= FIRST_LINE_LIMIT:
+            return None
+        return read.split(b"\n", 1)[0] or None
+    finally:
+        body.close()

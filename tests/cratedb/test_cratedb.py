@@ -1269,3 +1269,163 @@ def test_a_user_with_only_the_privileges_it_needs(retained, s3_conn, store, monk
     finally:
         with crate() as conn:
             conn.execute(f"DROP USER IF EXISTS {user}")
+
+
+# --- schemas: object keys in the manifest, an added key evolves, objects as structs ----------------
+
+METRICS_KEYS = {
+    "tags": {"host": "text", "name": "text", "region": "text"},
+    "fields": {"note": "text", "ok": "boolean", "samples": "bigint_array", "value": "double precision"},
+}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"engine": "copy"},
+        {"engine": "stream", "format": "jsonl"},
+        {"engine": "stream", "format": "csv"},
+        {"engine": "stream", "format": "parquet"},
+        {"engine": "stream", "format": "parquet", "objects": "struct"},
+    ],
+    ids=["copy", "jsonl", "csv", "parquet", "parquet-struct"],
+)
+def test_the_manifest_lists_the_object_keys_and_an_added_key_evolves_the_next_day(
+    crate_table, s3_conn, store, options, tmp_path
+):
+    import duckdb
+    from psycopg.types.json import Json
+
+    from cratedb_airflow_export.schema import SchemaChange
+
+    name, _ = crate_table
+    first, second = SAMPLE_DAYS[0], SAMPLE_DAYS[1]
+    folder = unique("schema")
+    cfg = entry(name, target=f"s3://{s3_conn}/{folder}", **options)
+    run_export(cfg, Window.for_day(first))
+    client = store.client()
+    before = read_manifest(client, s3_conn, f"{folder}/{name}/dt={first}/_manifest.json")
+    assert before.schema_ is not None
+    objects = {c.name: c for c in before.schema_ if c.source_type == "object"}
+    assert {n: (c.keys, c.policy) for n, c in objects.items()} == {
+        "tags": (METRICS_KEYS["tags"], "dynamic"),
+        "fields": (METRICS_KEYS["fields"], "dynamic"),
+    }
+    struct = options.get("objects") == "struct"
+    assert (
+        objects["tags"].file_type
+        == {
+            "copy": "json",
+            "jsonl": "json",
+            "csv": "text",
+            "parquet": "struct<host: string, name: string, region: string>" if struct else "string (JSON text)",
+        }[options.get("format", "copy") if options["engine"] == "stream" else "copy"]
+    )
+
+    with crate() as conn:  # a device starts sending a new tag
+        stamp = datetime.combine(second, datetime.min.time(), tzinfo=timezone.utc) + timedelta(hours=5)
+        conn.execute(
+            f'INSERT INTO {name} ("hash_id", "timestamp", "name", "tags", "fields") VALUES (%s, %s, %s, %s, %s)',
+            (1, stamp, "cpu", Json({"host": "h9", "zone": "z1"}), Json({})),
+        )
+        conn.execute(f"REFRESH TABLE {name}")
+    result = run_export(cfg, Window.for_day(second))
+    after = read_manifest(client, s3_conn, f"{folder}/{name}/dt={second}/_manifest.json")
+    assert after.schema_changes == [SchemaChange(column="tags['zone']", change="added", after="text")]
+    assert after.schema_compared_with == str(first)
+    assert result.as_dict()["schema_changes"] == ["tags['zone'] added (text)"]
+    assert {c.name: c.keys for c in after.schema_ or [] if c.name == "tags"} == {
+        "tags": {**METRICS_KEYS["tags"], "zone": "text"}
+    }
+    if struct:  # DuckDB reads both days as one table and filters on the nested key
+        for day in (first, second):
+            for key, data in data_objects(objects_under(store, s3_conn, f"{folder}/{name}/dt={day}/")).items():
+                (tmp_path / f"{day}-{key.rsplit('/', 1)[-1]}").write_bytes(data)
+        found = duckdb.sql(
+            f"SELECT hash_id, tags.zone, tags.host FROM read_parquet('{tmp_path}/*.parquet', union_by_name = true) "
+            "WHERE tags.zone IS NOT NULL"
+        ).fetchall()
+        assert found == [(1, "z1", "h9")]
+        with crate() as conn:
+            hosts = conn.execute(
+                f"SELECT count(*) FROM {name} WHERE tags['host'] = 'host-3' "
+                'AND "timestamp" >= %s AND "timestamp" < %s',
+                (Window.for_day(first).start, Window.for_day(second).end),
+            ).fetchone()
+        counted = duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{tmp_path}/*.parquet', union_by_name = true) "
+            "WHERE tags.host = 'host-3'"
+        ).fetchall()[0]
+        assert counted == hosts
+
+
+def test_objects_as_structs_of_every_kind_read_back_in_duckdb(monkeypatch, s3_conn, store, tmp_path):
+    """OBJECT(STRICT), OBJECT(DYNAMIC) with a nested object, ARRAY(OBJECT) as Parquet structs that
+    DuckDB filters on; OBJECT(IGNORED) (no listed keys) stays JSON text; restore brings every value back."""
+    import duckdb
+
+    with all_types_table(monkeypatch) as name:
+        folder = unique("structs")
+        cfg = TableExport.model_validate(
+            {
+                "table": name,
+                "timestamp_column": "ts",
+                "engine": "stream",
+                "format": "parquet",
+                "objects": "struct",
+                "target": f"s3://{s3_conn}/{folder}",
+            }
+        )
+        assert run_export(cfg, WINDOW).rows == 3
+        manifest = read_manifest(store.client(), s3_conn, f"{folder}/{name}/dt={DAY}/_manifest.json")
+        (data,) = data_objects(objects_under(store, s3_conn, f"{folder}/{name}/dt={DAY}/")).values()
+    types = {c.name: c.file_type for c in manifest.schema_ or [] if c.source_type.startswith("object")}
+    assert types == {
+        "objs": "list<item: struct<a: int64, b: string>>",
+        "strict_o": "struct<x: int32, y: string>",
+        "dyn_o": "struct<added: list<item: int64>, k: string, n: struct<m: int64>>",
+        "ign_o": "string (JSON text)",
+    }
+    path = tmp_path / "part.parquet"
+    path.write_bytes(data)
+    rows = duckdb.sql(
+        f"SELECT id, strict_o.y, dyn_o.n.m, dyn_o.added, objs[2].b, ign_o FROM read_parquet('{path}') ORDER BY id"
+    ).fetchall()
+    assert [(*row[:5], row[5] and json.loads(row[5])) for row in rows] == [
+        (1, "why", 2, None, "x", {"anything": [1, 2], "other": "x"}),
+        (2, None, None, [1, 2], None, None),
+        (3, None, None, None, None, None),
+    ]
+    assert duckdb.sql(f"SELECT id FROM read_parquet('{path}') WHERE dyn_o.k = 'w'").fetchall() == [(2,)]
+
+
+def test_a_struct_partition_restores_the_objects_as_they_were(crate_table, s3_conn):
+    from cratedb_airflow_export.restore import restore
+
+    name, _ = crate_table
+    copy_of = f"doc.{unique('restored')}"
+    with crate() as conn:
+        create_metrics(conn, [], cratedb=True, table=copy_of)
+    try:
+        cfg = entry(name, engine="stream", format="parquet", objects="struct", target=f"s3://{s3_conn}/{unique('st')}")
+        run_export(cfg, WINDOW)
+        (result,) = restore(cfg, [WINDOW], into=copy_of)
+        query = (
+            'SELECT "hash_id", "name", "tags", "fields" FROM {} WHERE "timestamp" >= %s AND "timestamp" < %s ORDER BY 1'
+        )
+        with crate() as conn:
+            conn.execute(f"REFRESH TABLE {copy_of}")
+            source = conn.execute(query.format(name), WINDOW.bounds()).fetchall()
+            restored = conn.execute(query.format(copy_of), WINDOW.bounds()).fetchall()
+        assert result.rows == len(source) == 40
+        # a key a row did not have comes back as NULL (the struct holds every key): compare without them
+        assert [(h, n, drop_nulls(t), drop_nulls(f)) for h, n, t, f in restored] == [
+            (h, n, drop_nulls(t), drop_nulls(f)) for h, n, t, f in source
+        ]
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+
+
+def drop_nulls(value: Any) -> Any:
+    return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value

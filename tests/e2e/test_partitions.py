@@ -102,7 +102,7 @@ def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket,
     head = s3_server.client().head_object(Bucket=bucket, Key=data_key, ChecksumMode="ENABLED")
     sha256 = base64.b64encode(hashlib.sha256(objects[data_key]).digest()).decode()
     assert head["ChecksumSHA256"] == sha256  # one part: the checksum of the whole object
-    assert manifest.model_dump(exclude={"exported_at", "statements_fingerprint"}) == {
+    assert manifest.model_dump(by_alias=True, exclude={"exported_at", "statements_fingerprint"}) == {
         "version": 1,
         "table": name,
         "interval": {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"},
@@ -117,6 +117,18 @@ def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket,
         "source_marker": f"sum(xmin)={versions}",
         "columns": ["hash_id", "timestamp", "name", "tags", "fields"],
         "filter": None,
+        "schema": [
+            {"name": name_, "source_type": source, "file_type": written, "nullable": True, "keys": None, "policy": None}
+            for name_, source, written in [
+                ("hash_id", "bigint", "integer"),
+                ("timestamp", "timestamp with time zone", "string (ISO 8601)"),
+                ("name", "text", "string"),
+                ("tags", "json", "json"),
+                ("fields", "json", "json"),
+            ]
+        ],
+        "schema_changes": None,  # the table's first day: nothing to compare with
+        "schema_compared_with": None,
         "row_count_check": "strict",
         "sse": None,
         "sse_kms_key_id": None,
@@ -308,6 +320,7 @@ def test_asset_event_per_table(airflow_db, connections, s3_server, bucket, table
             "table": table_name,
             "interval": {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"},
             "rows": 50,
+            "schema_changes": [],
             "partition": f"{uri}/dt=2024-01-04/",
             "manifest": f"{uri}/dt=2024-01-04/_manifest.json",
         }

@@ -216,7 +216,7 @@ class CrateDBExportOperator(_TableTask):
         summaries = [result.as_dict() for result in self._results]
         events = context["outlet_events"]
         for index, partition in enumerate(summaries):
-            extra = {key: partition[key] for key in ("table", "interval", "rows")}
+            extra = {key: partition[key] for key in ("table", "interval", "rows", "schema_changes")}
             extra |= {"partition": partition["target"], "manifest": partition["manifest"]}
             if index == 0:
                 events[self.asset].extra = extra

@@ -10,9 +10,12 @@ from cratedb_airflow_export.layout import MANIFEST, partition, staging
 from cratedb_airflow_export.storage import Location, StoredObject, object_uri, write_args
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from cratedb_airflow_export.attempt import Attempt
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import S3Credentials
+    from cratedb_airflow_export.evolution import Evolution
     from cratedb_airflow_export.source import SourceInfo
     from cratedb_airflow_export.sql import Statement
     from cratedb_airflow_export.windows import TimeRange, Window
@@ -61,6 +64,8 @@ class ExportResult:
     objects: tuple[StoredObject, ...] = ()
     source_count: int | None = None
     source: SourceInfo | None = None  # what the rows came from (dialect, columns): lineage
+    written: pa.Schema | None = None  # the Arrow schema of the files (None: written without Arrow, COPY TO)
+    evolution: Evolution | None = None  # how the schema differs from the nearest complete partition's
 
     def as_dict(self) -> dict[str, Any]:
         """Safe for XCom: no credentials, only JSON types."""
@@ -74,6 +79,7 @@ class ExportResult:
             "source_count": self.source_count,
             "objects": [o.as_dict() for o in self.objects],
             "bytes": sum(o.size for o in self.objects),
+            "schema_changes": [str(c) for c in self.evolution.changes] if self.evolution else [],
         }
 
 

@@ -32,7 +32,9 @@ from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.errors import WindowViolation
 from cratedb_airflow_export.formats import FORMATS, encoder_class, make_encoder
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder
+from cratedb_airflow_export.formats.fields import is_json
 from cratedb_airflow_export.formats.jsonl import LISTED_COLUMNS
+from cratedb_airflow_export.formats.objects import StructColumns
 from cratedb_airflow_export.readers import (
     AdbcReader,
     CursorReader,
@@ -41,6 +43,7 @@ from cratedb_airflow_export.readers import (
     adbc_available,
     register_loaders,
 )
+from cratedb_airflow_export.schema import object_keys
 from cratedb_airflow_export.source import connect, execute, shut_down
 from cratedb_airflow_export.storage import MultipartWriter, StoredObject
 
@@ -363,13 +366,14 @@ class StreamEngine(Engine):
             first = next(batches, None)  # the schema is known after the first read, even an empty one
             assert prefetcher.schema is not None
             guard = WindowGuard(job, prefetcher.schema)
-            schema = guard.schema
+            shape = _object_structs(job, attempt.database, guard.schema)
+            schema = shape.schema
             if job.cfg.columns and job.cfg.json_style == "cratedb":
                 schema = schema.with_metadata(LISTED_COLUMNS)  # COPY TO with columns writes NULL as null
             files = RollingFiles(job, attempt.client, schema)
-            checked = map(guard.check, itertools.chain([first] if first else [], batches))
+            checked = (shape.convert(guard.check(b)) for b in itertools.chain([first] if first else [], batches))
             rows, stored = self._write(job, files, checked, started)
-        return self._result(job, rows, stored, started)
+        return self._result(job, rows, stored, started, schema)
 
     def _write(
         self, job: ExportJob, files: RollingFiles, batches: Iterator[pa.RecordBatch], started: float
@@ -393,7 +397,9 @@ class StreamEngine(Engine):
             files.abort()
             raise
 
-    def _result(self, job: ExportJob, rows: int, stored: list[StoredObject], started: float) -> ExportResult:
+    def _result(
+        self, job: ExportJob, rows: int, stored: list[StoredObject], started: float, schema: pa.Schema
+    ) -> ExportResult:
         elapsed = max(time.monotonic() - started, 1e-9)
         log.info(
             "streamed %d rows of %s into %d %s file(s), %d bytes, %.0f rows/s",
@@ -404,7 +410,24 @@ class StreamEngine(Engine):
             sum(o.size for o in stored),
             rows / elapsed,
         )
-        return ExportResult(job, self.name, rows, tuple(stored))
+        return ExportResult(job, self.name, rows, tuple(stored), written=schema)
+
+
+def _object_structs(job: ExportJob, source: SourceInfo, schema: pa.Schema) -> StructColumns:
+    """``objects: struct``: the OBJECT columns with known keys as structs (``formats/objects.py``);
+    otherwise a converter that changes nothing."""
+    if job.cfg.objects != "struct":
+        return StructColumns(schema, {}, {})
+    keys = {name: object_keys(name, source.columns) for name in schema.names}
+    shape = StructColumns(schema, source.columns, keys)
+    kept = [f.name for f in schema if is_json(f) and f.name not in shape.types]
+    log.info(
+        "%s: objects as structs: %s%s",
+        job.cfg.qualified_name,
+        ", ".join(shape.types) or "none",
+        f"; as JSON text (no known keys, or a key without a struct form): {', '.join(kept)}" if kept else "",
+    )
+    return shape
 
 
 def cursor_windows(job: ExportJob) -> list[tuple[str, TimeRange]]:

@@ -27,7 +27,15 @@ import pyarrow.compute as pc
 
 from cratedb_airflow_export.formats.base import Encoder, TextEncoder, open_decompressed
 from cratedb_airflow_export.formats.fields import is_json, is_partition, source_type
-from cratedb_airflow_export.formats.text import const, float_json, join, json_strings, python_json, timestamp_parts
+from cratedb_airflow_export.formats.text import (
+    const,
+    contiguous,
+    float_json,
+    join,
+    json_strings,
+    python_json,
+    timestamp_parts,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -79,15 +87,7 @@ def encode_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
             merged[-1] += part
         else:
             merged.append(part)
-    return _contiguous(join(*merged))
-
-
-def _contiguous(lines: pa.Array) -> Any:
-    """The lines of a freshly built string array: contiguous in its data buffer, so that slice
-    (no per-row copy)."""
-    _, offsets_buffer, data = lines.buffers()
-    offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
-    return data[offsets[0].as_py() : offsets[len(lines)].as_py()]
+    return contiguous(join(*merged))
 
 
 MS_PER_DAY = 86_400_000
@@ -174,7 +174,7 @@ def encode_cratedb_jsonl(schema: pa.Schema, batch: pa.RecordBatch) -> Any:
         members.append(pc.fill_null(join(f",{json.dumps(field.name, ensure_ascii=False)}:", values), const("")))
     body = join(*members)
     # every present member starts with ","; the line's first one loses it
-    return _contiguous(join("{", pc.utf8_ltrim(body, characters=","), "}\n"))
+    return contiguous(join("{", pc.utf8_ltrim(body, characters=","), "}\n"))
 
 
 class JsonLinesEncoder(TextEncoder):

@@ -1,6 +1,6 @@
 """Parquet: the typed schema the readers produce, zstd (default), snappy, gzip or none, row groups of
 ``parquet_row_group_size`` rows. Objects are JSON text columns (Parquet has no schemaless object
-type), arrays are lists."""
+type), or structs of their keys with ``objects: struct`` (``objects.py``); arrays are lists."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from cratedb_airflow_export.formats.base import Encoder, Forward
 from cratedb_airflow_export.formats.fields import is_json
+from cratedb_airflow_export.formats.objects import is_struct_object, plain
 
 DICTIONARY_MAX_DISTINCT = 0.5  # share of distinct values in the sample above which a column is written plain
 
@@ -86,11 +87,14 @@ def read_rows(path: str, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
 
     parquet = pq.ParquetFile(path)
     json_columns = [f.name for f in parquet.schema_arrow if is_json(f)]
+    struct_columns = [f.name for f in parquet.schema_arrow if is_struct_object(f)]
     for batch in parquet.iter_batches(batch_size=batch_size):
         for row in batch.to_pylist():
             for name in json_columns:
                 if row[name] is not None:
                     row[name] = json.loads(row[name])
+            for name in struct_columns:
+                row[name] = plain(row[name])
             yield row
 
 

@@ -36,6 +36,14 @@ def join(*parts: Any) -> pa.Array:
     return pc.binary_join_element_wise(*(const(p) if isinstance(p, str) else p for p in parts), const(""))
 
 
+def contiguous(lines: pa.Array) -> Any:
+    """The values of a freshly built string array, back to back: its data buffer between the first
+    and the last offset (no per-row copy)."""
+    _, offsets_buffer, data = lines.buffers()
+    offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
+    return data[offsets[0].as_py() : offsets[len(lines)].as_py()]
+
+
 def json_strings(strings: pa.Array) -> pa.Array:
     """JSON string literals (NULL stays NULL); escaping runs only when some value needs it."""
     if not pc.any(pc.match_substring_regex(strings, ESCAPE)).as_py():
