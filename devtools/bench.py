@@ -27,7 +27,8 @@ The last line printed is one JSON object:
 Every tool runs with ARROW_DEFAULT_MEMORY_POOL=system, as the project's Dockerfile sets it (set the
 variable to "mimalloc" to measure Arrow's default).
 
-Environment: BENCH_ROWS, BENCH_RUNS, BENCH_FORMATS (default "parquet,jsonl,csv"), BENCH_TOOLS
+Environment: BENCH_ROWS, BENCH_RUNS, BENCH_FORMATS (default "parquet,jsonl,csv,iceberg": ``iceberg``
+commits the day to a table of a SQL catalog in a SQLite file; SqlToS3Operator has no such format), BENCH_TOOLS
 (default "stream,cli,stream_cursor,sql_to_s3"; unknown names are an error), BENCH_CURSORS (the
 tables' ``cursors``; default: the product's).
 
@@ -69,7 +70,7 @@ CRATEDB_TABLE = "doc.cratedb_export_bench"  # the only table the CrateDB mode dr
 TOOLS = ("stream", "cli", "stream_cursor", "sql_to_s3")
 CRATEDB_TOOLS = ("copy", "stream", "cli", "sql_to_s3")
 CRATEDB_KNOWN = (*CRATEDB_TOOLS, "raw_cursor")
-FORMATS = ("parquet", "jsonl", "csv")
+FORMATS = ("parquet", "jsonl", "csv", "iceberg")
 
 
 def query(table: str) -> str:
@@ -120,8 +121,18 @@ OPTIMIZE TABLE {table}
 # Installed here only for SqlToS3Operator (pandas is a dev dependency, numpy comes with it); the
 # product's own dependencies pull in neither (tests/unit/test_packaging.py checks). pyarrow imports numpy
 # whenever it can (11 MB resident), so our tools run with both unimportable: as a user's install.
+# Unimportable as if not installed: a finder that raises ModuleNotFoundError (a None in sys.modules
+# would look imported to pyarrow's pandas shim, which then fails reading its __version__).
 DEV_ONLY = ("numpy", "pandas")
-HIDE_DEV_ONLY = "import sys; sys.modules.update(dict.fromkeys(" + repr(DEV_ONLY) + "))"
+HIDE_DEV_ONLY = f"""
+import sys
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {DEV_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+sys.meta_path.insert(0, _NotInstalled())
+"""
 
 SQL_TO_S3_OPTIONS = {
     "parquet": {"file_format": "parquet", "df_kwargs": {"compression": "zstd"}},
@@ -148,6 +159,7 @@ def table_config(tool: str, fmt: str, run: int) -> dict[str, Any]:
         "target": f"s3://{BUCKET}/{prefix(tool, fmt, run)}",
         **({} if tool == "copy" else {"reader": "cursor" if tool == "stream_cursor" else "auto"}),
         **({"cursors": int(os.environ["BENCH_CURSORS"])} if os.environ.get("BENCH_CURSORS") else {}),
+        **({"iceberg_table": f"bench.{tool}_{run}"} if fmt == "iceberg" else {}),  # its own table (and folder)
     }
 
 
@@ -161,7 +173,7 @@ def measure(tool: str, fmt: str, run: int) -> dict[str, float]:
     if tool in ("raw", "raw_cursor"):
         import psycopg
     elif tool in ("stream", "stream_cursor", "copy"):
-        sys.modules.update(dict.fromkeys(DEV_ONLY))  # as HIDE_DEV_ONLY
+        exec(HIDE_DEV_ONLY)
         import boto3  # noqa: F401  # imported lazily by the core: here before the clock, as in a running worker
         import psycopg
 
@@ -282,14 +294,19 @@ def rows_written(client: Any, fmt: str, key_prefix: str) -> int:
     less the header; decompressed as a stream (bounded memory)."""
     import pyarrow.parquet as pq
 
-    listing = client.list_objects_v2(Bucket=BUCKET, Prefix=key_prefix + "/").get("Contents", [])
+    paginator = client.get_paginator("list_objects_v2")
+    listing = [
+        o for page in paginator.paginate(Bucket=BUCKET, Prefix=key_prefix + "/") for o in page.get("Contents", [])
+    ]
     keys = [o["Key"] for o in listing if not o["Key"].rsplit("/", 1)[-1].startswith("_")]
+    if fmt in ("parquet", "iceberg"):  # Iceberg: the data files, not the table's metadata
+        keys = [key for key in keys if key.endswith(".parquet")]
     if not keys:
         raise RuntimeError(f"nothing written under s3://{BUCKET}/{key_prefix}/")
     total = 0
     for key in keys:
         body = client.get_object(Bucket=BUCKET, Key=key)["Body"]
-        if fmt == "parquet":
+        if fmt in ("parquet", "iceberg"):
             total += pq.read_metadata(io.BytesIO(body.read())).num_rows
             continue
         lines, inflate = 0, zlib.decompressobj(31) if key.endswith(".gz") else None
@@ -359,6 +376,10 @@ def base_env(home: str, source_url: str, s3: Any) -> dict[str, str]:
         "AIRFLOW_CONN_CRATEDB_CONNECTION": source_url,
         "AIRFLOW_CONN_AWS_DEFAULT": s3.airflow_conn_uri(),
         "BENCH_PG_URL": source_url,
+        # format iceberg: a SQL catalog in a SQLite file of the run's folder
+        "AIRFLOW_CONN_ICEBERG_DEFAULT": json.dumps(
+            {"conn_type": "generic", "extra": {"type": "sql", "uri": f"sqlite:///{home}/catalog.db"}}
+        ),
         # as the project's Dockerfile sets it (for every tool): Arrow on the system allocator
         "ARROW_DEFAULT_MEMORY_POOL": os.environ.get("ARROW_DEFAULT_MEMORY_POOL", "system"),
     }
@@ -438,6 +459,8 @@ def bench(
         for tool in tools:
             if tool == "copy" and fmt != "jsonl":
                 continue  # CrateDB's COPY TO writes JSON Lines only
+            if tool == "sql_to_s3" and fmt == "iceberg":
+                continue  # SqlToS3Operator writes files, not Iceberg tables
             if tool == "raw_cursor" and fmt != formats[0]:
                 continue  # writes nothing: once is enough
             speeds, shares, peaks, baselines = [], [], [], []

@@ -154,7 +154,7 @@ def _verify(
     from cratedb_airflow_export.connections import from_environment
     from cratedb_airflow_export.credentials import Redactor
     from cratedb_airflow_export.source import connect
-    from cratedb_airflow_export.verify import verify_partition
+    from cratedb_airflow_export.verify import verify_iceberg_day, verify_partition
     from cratedb_airflow_export.windows import Window, days_between
 
     try:
@@ -176,7 +176,11 @@ def _verify(
                     conn = stack.enter_context(closing(connect(connections.database)))
                     cursor = stack.enter_context(conn.cursor())
                 for day in days:
-                    report = verify_partition(connections.client, cursor, cfg, Window.for_day(day))
+                    window = Window.for_day(day)
+                    if connections.catalog is not None:  # format iceberg: the table's commits
+                        report = verify_iceberg_day(connections.catalog, cursor, cfg, window)
+                    else:
+                        report = verify_partition(connections.client, cursor, cfg, window)
                     print(report.render() if detailed else report.line(cfg.qualified_name, day.isoformat()), file=out)
                     failures += not report.ok
         except Exception as exc:

@@ -59,8 +59,19 @@ class TableExport(BaseModel):
         default="copy",
         description="'copy': CrateDB writes to S3 itself (COPY TO). 'stream': read by cursor, upload from the worker.",
     )
-    format: Literal["jsonl", "csv", "parquet"] = Field(
-        default="jsonl", description="Output format; 'copy' writes JSON Lines only (CrateDB's COPY TO)."
+    format: Literal["jsonl", "csv", "parquet", "iceberg"] = Field(
+        default="jsonl",
+        description="Output format; 'copy' writes JSON Lines only (CrateDB's COPY TO). 'iceberg': Parquet files "
+        "committed to an Apache Iceberg table, one atomic commit per day (stream engine).",
+    )
+    iceberg_conn_id: str = Field(
+        default="iceberg_default",
+        description="format iceberg: the connection whose extra holds the catalog's properties (type sql, rest, glue).",
+    )
+    iceberg_table: str | None = Field(
+        default=None,
+        description="format iceberg: 'namespace.table' in the catalog (default: the source's schema.table); created "
+        "at the first export, partitioned by day of timestamp_column, in the table folder of 'target'.",
     )
     compression: Literal["gzip", "zstd", "snappy", "none"] = Field(
         default=None,  # type: ignore[arg-type]  # resolved per format before validation
@@ -248,6 +259,18 @@ class TableExport(BaseModel):
                 raise ValueError(f"allow_type_change: {name!r} is not a column or an object key as tags['host']")
         return value
 
+    @field_validator("iceberg_table")
+    @classmethod
+    def _iceberg_table(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.split(".")
+        if len(parts) < 2:
+            raise ValueError(f"iceberg_table {value!r} must be 'namespace.table'")
+        for part in parts:
+            _check_identifier(part, "iceberg_table part")
+        return value
+
     @field_validator("filter")
     @classmethod
     def _filter(cls, value: str | None) -> str | None:
@@ -291,7 +314,9 @@ class TableExport(BaseModel):
                 "compression: CrateDB's COPY TO with a column list fails writing uncompressed files to S3 "
                 "(CrateDB 5.10 to 6.4); use compression 'gzip', or engine 'stream'"
             )
-        if self.objects == "struct" and self.format != "parquet":
+        if self.format == "iceberg":
+            self._check_iceberg()
+        if self.objects == "struct" and self.format not in ("parquet", "iceberg"):
             raise ValueError(f"objects: 'struct' is for Parquet; {self.format} writes objects as JSON")
         if self.retain_days is not None:
             self._check_retention(self.retain_days)
@@ -307,6 +332,19 @@ class TableExport(BaseModel):
                 f"than S3's 10,000 parts per object; set part_size_mb to at least {need} or lower file_size_mb"
             )
         return self
+
+    def _check_iceberg(self) -> None:
+        """What an Iceberg table of days supports so far."""
+        if self.target is None:
+            raise ValueError("format: 'iceberg' needs 'target' (s3://bucket/prefix: the table's folder)")
+        for key, value, off in (
+            ("slices", self.slices, 1),
+            ("reconcile_days", self.reconcile_days, 0),
+            ("retain_days", self.retain_days, None),
+            ("columns", self.columns, None),
+        ):
+            if value != off:
+                raise ValueError(f"{key}: not available with format 'iceberg' yet")
 
     def _check_retention(self, retain_days: int) -> None:
         """Retention deletes whole rows of whole days: only what an export holds whole, after the days
@@ -340,6 +378,11 @@ class TableExport(BaseModel):
     def attempt_seconds(self) -> int:
         """The bound of one attempt, and of each long statement in it (``timeout_minutes``)."""
         return self.timeout_minutes * 60
+
+    @property
+    def iceberg_identifier(self) -> str:
+        """The Iceberg table, ``namespace.table`` (``iceberg_table``, or the source's schema.table)."""
+        return self.iceberg_table or self.qualified_name
 
     @property
     def task_id(self) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cratedb_airflow_export.credentials import Redactor, S3Credentials, SourceParams
+from cratedb_airflow_export.credentials import CatalogParams, Redactor, S3Credentials, SourceParams
 from cratedb_airflow_export.errors import CredentialsError
 from cratedb_airflow_export.storage import make_clients
 
@@ -44,10 +44,12 @@ class Connections:
     client: S3Client = field(repr=False)  # data: bounded waits, a few retries
     database: SourceParams
     probe: S3Client = field(repr=False)  # the bucket check: gives up within seconds
+    catalog: CatalogParams | None = None  # format iceberg: the table's catalog
 
     @property
     def secrets(self) -> set[str]:
-        return self.s3.secrets() | self.database.secrets()
+        catalog = self.catalog.secrets() if self.catalog is not None else set()
+        return self.s3.secrets() | self.database.secrets() | catalog
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets)
@@ -182,6 +184,40 @@ def source_params(spec: ConnectionSpec) -> SourceParams:
     )
 
 
+def catalog_params(spec: ConnectionSpec | None, conn_id: str, s3: S3Credentials) -> CatalogParams:
+    """An Iceberg catalog from a connection: its ``extra`` holds pyiceberg's catalog properties
+    (``{"type": "sql", "uri": "postgresql+psycopg://..."}``, ``{"type": "rest", "uri": "https://..."}``,
+    ``{"type": "glue"}``); ``host`` stands for a missing ``uri``, ``login``/``password`` for a REST
+    catalog's ``credential``. Files are read and written with the table's S3 credentials unless the
+    extra sets pyiceberg's ``s3.*`` properties itself."""
+    if spec is None:
+        raise CredentialsError(
+            f"no connection {conn_id!r} for the Iceberg catalog: define it with the catalog's properties in "
+            f'its extra, e.g. AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "generic", "extra": {{"type": "sql", '
+            '"uri": "sqlite:////path/catalog.db"}}\''
+        )
+    properties = {str(k): str(v) for k, v in spec.extra.items() if v is not None}
+    if "uri" not in properties and spec.host:
+        properties["uri"] = spec.host
+    uri = properties.get("uri", "")
+    kind = properties.setdefault("type", "rest" if uri.startswith(("http://", "https://")) else "sql" if uri else "")
+    if not kind:
+        raise CredentialsError(f"connection {conn_id!r}: say the catalog's type in its extra (sql, rest, glue, ...)")
+    if kind == "rest" and spec.password and "credential" not in properties:
+        properties["credential"] = f"{spec.login}:{spec.password}" if spec.login else spec.password
+    defaults = {
+        "s3.access-key-id": s3.access_key,
+        "s3.secret-access-key": s3.secret_key,
+        "s3.session-token": s3.session_token,
+        "s3.endpoint": s3.endpoint_url,
+        "s3.region": s3.region,
+    }
+    for key, value in defaults.items():
+        if value and key not in properties:
+            properties[key] = value
+    return CatalogParams(conn_id, properties, f"connection {conn_id!r} ({kind} catalog)")
+
+
 def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connections:
     """``cfg``'s connections without Airflow: ``lookup`` finds a connection id (default: the
     ``AIRFLOW_CONN_*`` variables). Builds a plain boto3 client."""
@@ -195,4 +231,5 @@ def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connecti
             "postgresql://<user>:<password>@<host>:5432/doc"
         )
     data, probe = make_clients(creds)
-    return Connections(creds, data, source_params(database), probe)
+    catalog = catalog_params(find(cfg.iceberg_conn_id), cfg.iceberg_conn_id, creds) if cfg.format == "iceberg" else None
+    return Connections(creds, data, source_params(database), probe, catalog)

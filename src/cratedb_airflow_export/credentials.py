@@ -83,3 +83,40 @@ class SourceParams:
 
     def secrets(self) -> set[str]:
         return secret_forms(self.password)
+
+
+# Iceberg catalog properties that hold secrets (pyiceberg's names), besides a password in a "uri"
+CATALOG_SECRETS = (
+    "credential",
+    "token",
+    "password",
+    "s3.secret-access-key",
+    "s3.session-token",
+    "client.secret-access-key",
+    "client.session-token",
+    "glue.secret-access-key",
+    "glue.session-token",
+    "adls.account-key",
+    "gcs.oauth2.token",
+)
+
+
+@dataclass(frozen=True)
+class CatalogParams:
+    """An Iceberg catalog as pyiceberg's ``load_catalog`` properties (``type``: sql, rest, glue, ...)."""
+
+    name: str
+    properties: Mapping[str, str] = field(default_factory=dict, repr=False)
+    origin: str = ""  # where they came from, for messages
+
+    def secrets(self) -> set[str]:
+        from urllib.parse import unquote, urlsplit
+
+        values = [self.properties.get(key) for key in CATALOG_SECRETS]
+        uri = self.properties.get("uri") or ""
+        try:
+            password = urlsplit(uri).password
+        except ValueError:
+            password = None
+        values += [password, unquote(password) if password else None]
+        return secret_forms(*values)

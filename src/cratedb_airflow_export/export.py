@@ -30,7 +30,7 @@ from cratedb_airflow_export.publish import publish, refuse_purged
 from cratedb_airflow_export.readers import schema_from_types
 from cratedb_airflow_export.schema import SchemaColumn, compare, schema_columns
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
-from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects
+from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects, parse_s3_uri
 from cratedb_airflow_export.verify import check_counts
 
 if TYPE_CHECKING:
@@ -82,7 +82,9 @@ def plan_export(cfg: TableExport, window: Window, creds: S3Credentials | None = 
         "interval": window.as_dict(),
         "statements": [s.wire_sql for s in planned],
         "parameters": [s.shown_params() for s in planned],
-        "target": ExportJob(cfg, window).location.uri,
+        "target": f"iceberg:{cfg.iceberg_identifier}"
+        if cfg.format == "iceberg"
+        else ExportJob(cfg, window).location.uri,
     }
 
 
@@ -129,6 +131,8 @@ def run_export(
         _sweep(attempt, staging_root(cfg, window.day))
         try:
             result, statements = _stage(job, attempt)
+            if cfg.format == "iceberg":
+                return _verify_and_commit(attempt, result, run, statements, lease)
             schema = written_schema(result, attempt.database)
             return _verify_and_publish(attempt, result, run, statements, lease, schema)
         finally:
@@ -275,6 +279,58 @@ def _verify_and_publish(
         len(final.objects),
         sum(o.size for o in final.objects),
         job.location.uri,
+    )
+    return final
+
+
+def _verify_and_commit(
+    attempt: Attempt, result: ExportResult, run: RunInfo, statements: list[sql.Statement], lease: Lease
+) -> ExportResult:
+    """count(*) check, then one Iceberg commit replacing the day (``iceberg.py``), if this attempt
+    still holds the day's lease."""
+    from cratedb_airflow_export.iceberg import commit_day
+
+    job, cfg = result.job, result.job.cfg
+    assert attempt.connections.catalog is not None and result.written is not None
+    counts = attempt.counts(job.window)
+    check_counts(cfg, result.rows, counts)
+    summary = {
+        "table": cfg.qualified_name,
+        "interval_start": job.window.start.isoformat(),
+        "interval_end": job.window.end.isoformat(),
+        "rows": str(result.rows),
+        "source_count": str(counts.after),
+        "source_marker": counts.marker or "",
+        "statements_fingerprint": fingerprint(statements),
+        "dag_id": run.dag_id or "",
+        "run_id": run.run_id or "",
+        "try_number": str(run.try_number or ""),
+    }
+    lease.check()
+    committed = commit_day(
+        attempt.client,
+        attempt.connections.catalog,
+        cfg,
+        job.window,
+        list(result.objects),
+        result.written,
+        summary,
+        naive=attempt.database.naive_timestamps,
+        attempt_id=job.attempt_id,
+    )
+    # the files as the table holds them (the staged copies are gone)
+    files = tuple(
+        replace(staged, key=parse_s3_uri(path).prefix, etag="")
+        for staged, path in zip(result.objects, committed.files, strict=True)
+    )
+    final = replace(result, objects=files, source_count=counts.after, source=attempt.database, committed=committed)
+    log.info(
+        "Exported %d rows of %s into Iceberg table %s (snapshot %d, %d file(s))",
+        final.rows,
+        cfg.qualified_name,
+        committed.table,
+        committed.snapshot_id,
+        len(committed.files),
     )
     return final
 

@@ -90,7 +90,58 @@ def restore(
 ) -> list[RestoreResult]:
     """Restore ``cfg``'s partition of each window into ``into`` (default: ``cfg``'s table)."""
     target = target_of(cfg, into)
+    if cfg.format == "iceberg":
+        return [_restore_iceberg_day(cfg, target, window, replace, connections) for window in windows]
     return [_restore_day(cfg, target, window, replace, method, connections) for window in windows]
+
+
+def _restore_iceberg_day(
+    cfg: TableExport, target: TableExport, window: Window, replace: bool, connections: Connections | None
+) -> RestoreResult:
+    """The day's rows of the Iceberg table's current snapshot, read a batch at a time by the worker
+    and inserted; counted against the commit that names the day."""
+    from cratedb_airflow_export.formats.objects import plain
+    from cratedb_airflow_export.iceberg import day_filter, day_rows, load_catalog
+
+    where = f"iceberg:{cfg.iceberg_identifier}"
+    log.info("Restoring %s into %s from %s", cfg.qualified_name, target.qualified_name, where)
+    with (
+        open_attempt(target, window, "restore", connections) as attempt,
+        held(
+            attempt.client,
+            partition(cfg, window.day),
+            f"restore-{uuid.uuid4().hex[:8]}",
+            describe("restore", cfg, window),
+        ),
+    ):
+        assert attempt.connections.catalog is not None
+        naive = attempt.database.naive_timestamps
+        expected, summary = day_rows(attempt.connections.catalog, cfg, window, naive)
+        if not summary:
+            raise RestoreRefused(f"{where} has no commit of this export for {window.day}: export the day first")
+        columns = _target_columns(attempt, target)
+        deleted = _make_room(attempt, target, window, replace)
+        table = load_catalog(attempt.connections.catalog).load_table(cfg.iceberg_identifier)
+        convert = Converter(columns, text=False)
+        objects = {name for name, column in columns.items() if column.data_type in ("object", "json", "jsonb")}
+        for batch in table.scan(row_filter=day_filter(cfg, window, naive)).to_arrow_batch_reader():
+            rows = batch.to_pylist()
+            for row in rows:  # JSON text and structs back into objects
+                for name in objects & row.keys():
+                    value = row[name]
+                    row[name] = json.loads(value) if isinstance(value, str) else plain(value)
+            for chunk in _batches(iter(rows)):
+                _insert(attempt, target, convert, chunk)
+        if attempt.database.dialect.needs_refresh:
+            execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
+        restored = count_window(attempt.cursor, target, window, attempt.database)
+        if restored != expected:
+            raise RestoreFailed(
+                f"{target.qualified_name} holds {restored} rows in the window after the restore, "
+                f"{where} holds {expected}"
+            )
+    log.info("Restored %d rows of %s into %s (worker)", restored, where, target.qualified_name)
+    return RestoreResult(target.qualified_name, window.day, where, "worker", restored, deleted)
 
 
 def _restore_day(

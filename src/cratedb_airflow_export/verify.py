@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.credentials import CatalogParams
     from cratedb_airflow_export.source import SourceCounts
     from cratedb_airflow_export.windows import Window
 
@@ -237,3 +238,34 @@ def _first_line(client: S3Client, bucket: str, key: str, compression: str) -> by
         return read.split(b"\n", 1)[0] or None
     finally:
         body.close()
+
+
+def verify_iceberg_day(params: CatalogParams, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
+    """Check a day of an Iceberg table: the commit of this export that names the day (its snapshot
+    summary), the rows the table's current snapshot holds in the window against it, and (with a
+    source cursor) against the source's count(*)."""
+    from cratedb_airflow_export.iceberg import day_rows
+    from cratedb_airflow_export.source import check_table, count_window
+
+    report = PartitionReport(f"iceberg:{cfg.iceberg_identifier} {window.day}")
+    source = check_table(cursor, cfg) if cursor is not None else None
+    rows, summary = day_rows(params, cfg, window, naive=bool(source and source.naive_timestamps))
+    if not summary:
+        report.empty = rows == 0
+        report.problems.append(
+            "no commit of this export names the day" + (f" ({rows} rows in the table)" if rows else "")
+        )
+        return report
+    report.facts.append(
+        f"committed: {summary.get('rows')} rows by {summary.get('dag_id') or '-'} / {summary.get('run_id') or '-'}; "
+        f"the table holds {rows} rows in the window"
+    )
+    if str(rows) != summary.get("rows"):
+        report.problems.append(f"the table holds {rows} rows in the window, its commit says {summary.get('rows')}")
+    if cursor is not None and source is not None:
+        count = count_window(cursor, cfg, window, source)
+        if count == rows:
+            report.facts.append(f"source count(*) over the window: {count} = rows in the table")
+        else:
+            report.problems.append(f"source count(*) over the window is {count}, the table holds {rows}")
+    return report

@@ -1429,3 +1429,65 @@ def test_a_struct_partition_restores_the_objects_as_they_were(crate_table, s3_co
 
 def drop_nulls(value: Any) -> Any:
     return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+
+
+# --- Iceberg -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objects", ["json", "struct"])
+def test_an_iceberg_export_of_the_tutorial_table_reads_back_exactly_in_duckdb(
+    crate_table, s3_conn, store, monkeypatch, tmp_path, objects
+):
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from cratedb_airflow_export.iceberg import day_filter
+    from cratedb_airflow_export.restore import restore
+
+    name, rows = crate_table
+    catalog_uri = f"sqlite:///{tmp_path}/catalog.db"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ICEBERG_DEFAULT",
+        json.dumps({"conn_type": "generic", "extra": {"type": "sql", "uri": catalog_uri}}),
+    )
+    cfg = entry(name, engine="stream", format="iceberg", objects=objects, target=f"s3://{s3_conn}/{unique('ice')}")
+    for day in SAMPLE_DAYS:
+        assert run_export(cfg, Window.for_day(day)).rows == 40
+    run_export(cfg, WINDOW)  # a rerun replaces the day
+    catalog = SqlCatalog(
+        "iceberg_default",
+        uri=catalog_uri,
+        **{
+            "s3.endpoint": store.endpoint_url,
+            "s3.access-key-id": store.access_key,
+            "s3.secret-access-key": store.secret_key,
+            "s3.region": "us-east-1",
+        },
+    )
+    table = catalog.load_table(name)
+    scan = table.scan(
+        row_filter=day_filter(cfg, WINDOW, False), selected_fields=("hash_id", "timestamp", "name", "tags")
+    )
+    duck = scan.to_duckdb("day")
+    if objects == "struct":
+        got = duck.sql("SELECT hash_id, timestamp, name, tags.host, tags.region FROM day ORDER BY hash_id").fetchall()
+        want = sorted((h, ts, n, t["host"], t["region"]) for h, ts, n, t, _ in rows_of_day(rows, DAY))
+    else:
+        got = [
+            (h, ts, n, json.loads(t))
+            for h, ts, n, t in duck.sql("SELECT hash_id, timestamp, name, tags FROM day ORDER BY hash_id").fetchall()
+        ]
+        want = sorted((h, ts, n, t) for h, ts, n, t, _ in rows_of_day(rows, DAY))
+    millis = [
+        (h, ts.astimezone(timezone.utc).replace(microsecond=ts.microsecond // 1000 * 1000), *r) for h, ts, *r in want
+    ]
+    assert [(h, ts.astimezone(timezone.utc), *rest) for h, ts, *rest in got] == millis  # CrateDB keeps milliseconds
+    assert table.scan().count() == 3 * 40  # every day once
+    copy_of = f"doc.{unique('from_ice')}"
+    with crate() as conn:
+        create_metrics(conn, [], cratedb=True, table=copy_of)
+    try:
+        (restored,) = restore(cfg, [WINDOW], into=copy_of)
+        assert restored.rows == 40
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")

@@ -82,7 +82,7 @@ def test_all_optional_keys():
             {**ENTRY, "columns": ["hash_id"], "compression": "none"},
             "field 'compression': CrateDB's COPY TO with a column list fails writing uncompressed files to S3",
         ),
-        ({**ENTRY, "format": "xml"}, "field 'format': Input should be 'jsonl', 'csv' or 'parquet'"),
+        ({**ENTRY, "format": "xml"}, "field 'format': Input should be 'jsonl', 'csv', 'parquet' or 'iceberg'"),
         (
             {**ENTRY, "engine": "stream", "format": "csv", "compression": "snappy"},
             "field 'compression': 'snappy' is not available for csv with engine 'stream'; choose one of gzip, none",
@@ -467,3 +467,41 @@ def test_retention_is_off_by_default_and_kept_when_set():
     assert TableExport.model_validate(RETAINED).retain_days is None
     cfg = TableExport.model_validate({**RETAINED, "retain_days": 30, "reconcile_days": 7, "lateness": "1d"})
     assert cfg.retain_days == 30
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"target": None, "target_bucket": "bkt/p"}, "format: 'iceberg' needs 'target'"),
+        ({"slices": 2}, "slices: not available with format 'iceberg' yet"),
+        ({"reconcile_days": 1}, "reconcile_days: not available with format 'iceberg' yet"),
+        ({"retain_days": 30}, "retain_days: not available with format 'iceberg' yet"),
+        ({"columns": ["a"]}, "columns: not available with format 'iceberg' yet"),
+        ({"engine": "copy"}, "needs engine 'stream'"),
+        ({"iceberg_table": "metrics"}, "iceberg_table 'metrics' must be 'namespace.table'"),
+        ({"iceberg_table": "a.b;drop"}, "is not a plain identifier"),
+    ],
+)
+def test_iceberg_entries_that_cannot_work_are_refused(extra, message):
+    entry = {
+        "table": "doc.m",
+        "timestamp_column": "ts",
+        "engine": "stream",
+        "format": "iceberg",
+        "target": "s3://bkt/p",
+    }
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TableExport.model_validate({k: v for k, v in {**entry, **extra}.items() if v is not None})
+
+
+def test_objects_as_structs_are_for_parquet_and_iceberg():
+    entry = {
+        "table": "doc.m",
+        "timestamp_column": "ts",
+        "engine": "stream",
+        "target": "s3://bkt/p",
+        "objects": "struct",
+    }
+    assert TableExport.model_validate({**entry, "format": "iceberg"}).objects == "struct"
+    with pytest.raises(ValueError, match="objects: 'struct' is for Parquet; jsonl writes objects as JSON"):
+        TableExport.model_validate({**entry, "format": "jsonl"})

@@ -174,3 +174,60 @@ def test_the_edge_resolves_once_and_masks_every_form(monkeypatch):
     assert connections.database.password == "Pg/mask+me"
     masked = redact(f"{SECRET} {ENCODED} Pg/mask+me Pg%2Fmask%2Bme")
     assert SECRET not in masked and ENCODED not in masked and "mask" not in masked
+
+
+# --- Iceberg catalogs ------------------------------------------------------------------------
+
+S3 = S3Credentials(access_key="AKIAX", secret_key="s3/secret+key", endpoint_url="http://127.0.0.1:9000", region="eu-1")
+
+
+def test_a_catalog_connection_gives_pyiceberg_its_properties_and_the_s3_credentials():
+    from cratedb_airflow_export.connections import ConnectionSpec, catalog_params
+
+    sql = ConnectionSpec(
+        "iceberg_default", "generic", extra={"type": "sql", "uri": "postgresql+psycopg://u:p%40ss@h/db"}
+    )
+    params = catalog_params(sql, "iceberg_default", S3)
+    assert params.name == "iceberg_default"
+    assert dict(params.properties) == {
+        "type": "sql",
+        "uri": "postgresql+psycopg://u:p%40ss@h/db",
+        "s3.access-key-id": "AKIAX",
+        "s3.secret-access-key": "s3/secret+key",
+        "s3.endpoint": "http://127.0.0.1:9000",
+        "s3.region": "eu-1",
+    }
+    assert {"p@ss", "p%40ss", "s3/secret+key", "s3%2Fsecret%2Bkey"} <= params.secrets()
+    assert "p@ss" not in repr(params) and "secret" not in repr(params)
+
+    rest = ConnectionSpec("lake", "http", host="https://catalog.example.com/api", login="client", password="s3cr3t")
+    params = catalog_params(rest, "lake", S3)
+    assert (params.properties["type"], params.properties["uri"]) == ("rest", "https://catalog.example.com/api")
+    assert params.properties["credential"] == "client:s3cr3t"
+    assert "client:s3cr3t" in params.secrets()
+
+    own_s3 = ConnectionSpec("glue", "aws", extra={"type": "glue", "glue.region": "eu-central-1", "s3.region": "x"})
+    assert catalog_params(own_s3, "glue", S3).properties["s3.region"] == "x"  # the extra's own s3.* wins
+
+
+def test_a_missing_or_typeless_catalog_connection_says_what_to_set():
+    from cratedb_airflow_export.connections import ConnectionSpec, catalog_params
+
+    with pytest.raises(CredentialsError, match="no connection 'iceberg_default' for the Iceberg catalog"):
+        catalog_params(None, "iceberg_default", S3)
+    with pytest.raises(CredentialsError, match="say the catalog's type in its extra"):
+        catalog_params(ConnectionSpec("c", "generic", extra={}), "c", S3)
+
+
+def test_every_catalog_secret_is_in_the_connections_secrets(monkeypatch):
+    from cratedb_airflow_export.connections import from_environment
+
+    cfg = TableExport(table="doc.m", timestamp_column="ts", engine="stream", format="iceberg", target="s3://bkt/p")
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", "postgresql://crate:db-pass@127.0.0.1:5432/doc")
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", "aws://AKIAX:aws%2Fsecret@/?region_name=eu-1")
+    extra = {"type": "rest", "uri": "https://c.example", "credential": "id:rest-secret", "token": "tok-123"}
+    monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT", json.dumps({"conn_type": "generic", "extra": extra}))
+    connections = from_environment(cfg)
+    assert connections.catalog is not None
+    redact = connections.redactor()
+    assert redact("id:rest-secret tok-123 aws/secret db-pass") == "*** *** *** ***"

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cratedb_airflow_export.storage import Location, parse_s3_uri
+
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import SourceParams
@@ -73,8 +75,8 @@ def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportR
     )
     partitions = [
         OutputDataset(
-            namespace=f"s3://{result.job.location.bucket}",
-            name=result.job.location.prefix,
+            namespace=f"s3://{output_location(result).bucket}",
+            name=output_location(result).prefix,
             facets={
                 "schema": schema,
                 "columnLineage": lineage,
@@ -91,3 +93,10 @@ def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportR
         for result in results
     ]
     return OperatorLineage(inputs=[table], outputs=partitions)
+
+
+def output_location(result: ExportResult) -> Location:
+    """Where the rows went: the partition folder, or (format iceberg) the Iceberg table's folder."""
+    if result.committed is not None:  # the table's location: where its metadata folder is
+        return parse_s3_uri(result.committed.metadata_location.rsplit("/metadata/", 1)[0])
+    return result.job.location

@@ -6,6 +6,7 @@
   ``SECRET_ACCESS_KEY`` variables.
 - Source: the table's ``cratedb_conn_id`` (the tutorial's ``cratedb_connection``, a postgresql://
   URI) as libpq parameters.
+- Iceberg (``format: iceberg``): the table's ``iceberg_conn_id``, pyiceberg's catalog properties.
 
 Every form of every secret (raw and percent-encoded) is registered with Airflow's log masker.
 """
@@ -15,7 +16,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from cratedb_airflow_export.connections import Connections, ConnectionSpec, source_params, tutorial_credentials
+from cratedb_airflow_export.connections import (
+    Connections,
+    ConnectionSpec,
+    catalog_params,
+    source_params,
+    tutorial_credentials,
+)
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.errors import CredentialsError
 from cratedb_airflow_export.storage import client_config, make_clients
@@ -90,7 +97,12 @@ def resolve(cfg: TableExport) -> Connections:
     creds, client, probe = s3_access(cfg.aws_conn_id)
     for form in creds.secrets():
         mask_secret(form)
-    connections = Connections(creds, client, source, probe)
+    catalog = None
+    if cfg.format == "iceberg":
+        catalog = catalog_params(airflow_connection(cfg.iceberg_conn_id), cfg.iceberg_conn_id, creds)
+        for form in catalog.secrets():
+            mask_secret(form)
+    connections = Connections(creds, client, source, probe, catalog)
     log.info(
         "S3 credentials from %s%s; source %s",
         creds.origin,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.evolution import Evolution
+    from cratedb_airflow_export.iceberg import Committed
     from cratedb_airflow_export.source import SourceInfo
     from cratedb_airflow_export.sql import Statement
     from cratedb_airflow_export.windows import TimeRange, Window
@@ -66,9 +67,24 @@ class ExportResult:
     source: SourceInfo | None = None  # what the rows came from (dialect, columns): lineage
     written: pa.Schema | None = None  # the Arrow schema of the files (None: written without Arrow, COPY TO)
     evolution: Evolution | None = None  # how the schema differs from the nearest complete partition's
+    committed: Committed | None = None  # format iceberg: the day's commit
 
     def as_dict(self) -> dict[str, Any]:
         """Safe for XCom: no credentials, only JSON types."""
+        if self.committed is not None:  # format iceberg: the table's commit is the record
+            return {
+                "table": self.job.cfg.qualified_name,
+                "engine": self.engine,
+                "interval": self.job.window.as_dict(),
+                "target": f"iceberg:{self.committed.table}",
+                "manifest": self.committed.metadata_location,
+                "rows": self.rows,
+                "source_count": self.source_count,
+                "objects": [o.as_dict() for o in self.objects],
+                "bytes": sum(o.size for o in self.objects),
+                "schema_changes": list(self.committed.schema_changes),
+                **self.committed.as_dict(),
+            }
         return {
             "table": self.job.cfg.qualified_name,
             "engine": self.engine,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-FormatName = Literal["jsonl", "csv", "parquet"]
+FormatName = Literal["jsonl", "csv", "parquet", "iceberg"]
 
 
 @dataclass(frozen=True)
@@ -110,10 +110,21 @@ PARQUET = FormatSpec(
     compressed_inside=True,
     empty_file=True,
 )
+# Apache Iceberg: Parquet data files, committed to a table of a catalog (``iceberg.py``); an empty
+# day is a commit without files
+ICEBERG = FormatSpec(
+    "iceberg",
+    "parquet",
+    ".parquet",
+    "application/vnd.apache.parquet",
+    PARQUET.compressions,
+    PARQUET.levels,
+    compressed_inside=True,
+)
 # CrateDB's COPY TO: JSON Lines named by CrateDB (the spec's extension is CrateDB's ``.json``)
 COPY_JSONL = FormatSpec("jsonl", "jsonl", ".json", "application/x-ndjson", ("gzip", "none"), json_styles=("cratedb",))
 
-FORMATS = MappingProxyType({"jsonl": JSONL, "csv": CSV, "parquet": PARQUET})
+FORMATS = MappingProxyType({"jsonl": JSONL, "csv": CSV, "parquet": PARQUET, "iceberg": ICEBERG})
 #: engine -> the formats it writes
 ENGINE_FORMATS = MappingProxyType(
     {"copy": MappingProxyType({"jsonl": COPY_JSONL}), "stream": FORMATS},

@@ -1,0 +1,291 @@
+"""Apache Iceberg output (``format: iceberg``): each exported day is one atomic commit to a table of
+a catalog (SQL, REST, Glue, ...: pyiceberg), replacing exactly that day.
+
+The stream engine writes the day's Parquet files into the attempt's staging folder as for any format
+(flat memory). :func:`commit_day` then
+
+1. loads the table, or creates it (in the table folder of ``target``, partitioned by day of the
+   timestamp column, with the day's schema);
+2. applies the table's ``schema_change`` policy against the table's current schema: ``evolve``
+   adds new columns and object keys and widens types (Iceberg's own schema evolution, in the same
+   commit); ``fail`` refuses any difference; a type Iceberg cannot promote is refused under both;
+3. copies the staged files (server-side) under the table's ``data/<column>_day=<day>/`` with names
+   unique to the attempt: a file a snapshot references is never overwritten or deleted;
+4. commits one transaction: delete the day's rows (whole files: the partition), add the new files,
+   with the run, the window, the rows and the source count in the snapshot summary. A conflicting
+   commit (another day of the table committed meanwhile) is retried on the new table state.
+
+Readers see the day before or after, never half of it. A failure before the commit leaves the
+table's current snapshot as it was; the copied files are removed again (best effort; a file left by a
+crash is referenced by no snapshot: Iceberg's orphan-file maintenance removes it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cratedb_airflow_export.errors import SchemaChanged, TargetError
+from cratedb_airflow_export.storage import delete_keys, object_uri, parse_s3_uri
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+    from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.credentials import CatalogParams
+    from cratedb_airflow_export.storage import StoredObject
+    from cratedb_airflow_export.windows import TimeRange, Window
+
+log = logging.getLogger(__name__)
+
+SUMMARY_PREFIX = "cratedb-export."
+COMMIT_ATTEMPTS = 5  # conflicting commits (another day of the table) retried on the new state
+COMMIT_BACKOFF_SECONDS = 0.5
+# a SQL catalog creates its own tables when first loaded, and a table's namespace may be created by
+# two exports at once: within one process (threads, the command line) they take turns
+_OPENING = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What a day's commit made: the table, its snapshot and metadata file, the files it added."""
+
+    table: str
+    snapshot_id: int
+    metadata_location: str
+    files: tuple[str, ...]
+    schema_changes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "iceberg_table": self.table,
+            "snapshot_id": self.snapshot_id,
+            "metadata_location": self.metadata_location,
+            "files": list(self.files),
+        }
+
+
+def load_catalog(params: CatalogParams) -> Catalog:
+    from pyiceberg.catalog import load_catalog as load
+
+    return load(params.name, **dict(params.properties))
+
+
+def day_filter(cfg: TableExport, window: TimeRange, naive: bool) -> Any:
+    """The rows of ``window``, half-open, as a pyiceberg expression on the timestamp column."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    start, end = window.bounds(naive=naive)
+    column = cfg.timestamp_column
+    return And(GreaterThanOrEqual(term=column, value=start.isoformat()), LessThan(term=column, value=end.isoformat()))
+
+
+def table_location(cfg: TableExport) -> str:
+    """Where a table created by the export keeps its data and metadata: the table folder of ``target``."""
+    from cratedb_airflow_export.layout import table_folder
+
+    return table_folder(cfg).uri.rstrip("/")
+
+
+def open_table(catalog: Catalog, cfg: TableExport, schema: pa.Schema) -> Table:
+    """The Iceberg table of ``cfg``: loaded, or created (in one commit) partitioned by day of the
+    timestamp column."""
+    from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+    from pyiceberg.transforms import DayTransform
+
+    identifier = cfg.iceberg_identifier
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        pass
+    catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
+    try:
+        with catalog.create_table_transaction(
+            identifier, schema=plain_schema(schema), location=table_location(cfg)
+        ) as create:
+            with create.update_spec() as spec:
+                spec.add_field(cfg.timestamp_column, DayTransform(), f"{cfg.timestamp_column}_day")
+    except (TableAlreadyExistsError, CommitFailedException):  # created by another export meanwhile
+        return catalog.load_table(identifier)
+    table = catalog.load_table(identifier)
+    log.info(
+        "created Iceberg table %s at %s, partitioned by day(%s)", identifier, table.location(), cfg.timestamp_column
+    )
+    return table
+
+
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    """The Arrow schema without field metadata (ours: JSON text, partition column markers)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, f.type) for f in schema])
+
+
+def schema_difference(table: Table, schema: pa.Schema) -> list[str]:
+    """What ``schema`` (a day's files) has that the table's schema has not, or has otherwise:
+    columns (and struct fields) added, types changed; columns the day lacks (read as NULL)."""
+    from pyiceberg.catalog import Catalog
+
+    written = Catalog._convert_schema_if_needed(plain_schema(schema))
+    current = {f.name: type_text(f.field_type) for f in table.schema().fields}
+    changes = []
+    for field in written.fields:
+        was, now = current.get(field.name), type_text(field.field_type)
+        if was is None:
+            changes.append(f"{field.name} added ({now})")
+        elif was != now:
+            changes.append(f"{field.name} changed from {was} to {now}")
+    names = {f.name for f in written.fields}
+    changes += [f"{name} removed (was {kind})" for name, kind in current.items() if name not in names]
+    return changes
+
+
+def type_text(kind: Any) -> str:
+    """An Iceberg type without its field ids: ``struct<host: string, n: list<long>>``."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    if isinstance(kind, StructType):
+        return "struct<" + ", ".join(f"{f.name}: {type_text(f.field_type)}" for f in kind.fields) + ">"
+    if isinstance(kind, ListType):
+        return f"list<{type_text(kind.element_type)}>"
+    if isinstance(kind, MapType):
+        return f"map<{type_text(kind.key_type)}, {type_text(kind.value_type)}>"
+    return str(kind)
+
+
+def commit_day(
+    client: S3Client,
+    params: CatalogParams,
+    cfg: TableExport,
+    window: Window,
+    staged: list[StoredObject],
+    schema: pa.Schema,
+    summary: Mapping[str, str],
+    *,
+    naive: bool,
+    attempt_id: str,
+) -> Committed:
+    """Replace ``window``'s day of ``cfg``'s Iceberg table with the ``staged`` Parquet files in one
+    commit (see the module docstring). Raises :class:`SchemaChanged` when the policy refuses the
+    day's schema, before anything is copied or committed."""
+    with _OPENING:
+        catalog = load_catalog(params)
+        table = open_table(catalog, cfg, schema)
+    changes = schema_difference(table, schema)
+    if changes:
+        _check_policy(cfg, window, changes)
+    folder = parse_s3_uri(f"{table.location().rstrip('/')}/data/{cfg.timestamp_column}_day={window.day.isoformat()}")
+    copied = []
+    try:
+        for index, source in enumerate(staged):
+            key = folder.key(f"{attempt_id}-{index:05d}.parquet")
+            client.copy({"Bucket": folder.bucket, "Key": source.key}, folder.bucket, key)
+            copied.append(key)
+        paths = [object_uri(folder.bucket, key) for key in copied]
+        snapshot = _commit(catalog, cfg, window, schema, paths, summary, naive=naive, evolve=bool(changes))
+    except BaseException:
+        _remove(client, folder.bucket, copied)
+        raise
+    log.info(
+        "committed %d file(s) to Iceberg table %s as snapshot %d (the day %s replaced)%s",
+        len(paths),
+        cfg.iceberg_identifier,
+        snapshot[0],
+        window.day,
+        f"; schema evolved: {'; '.join(changes)}" if changes else "",
+    )
+    return Committed(cfg.iceberg_identifier, snapshot[0], snapshot[1], tuple(paths), tuple(changes))
+
+
+def _check_policy(cfg: TableExport, window: Window, changes: list[str]) -> None:
+    if cfg.schema_change == "fail":
+        raise SchemaChanged(
+            f"{cfg.qualified_name}: the schema of {window.day} differs from Iceberg table {cfg.iceberg_identifier}'s "
+            f"({'; '.join(changes)}) and schema_change is 'fail'; nothing was committed. Set schema_change: evolve "
+            "to evolve the table's schema"
+        )
+
+
+def _commit(
+    catalog: Catalog,
+    cfg: TableExport,
+    window: Window,
+    schema: pa.Schema,
+    paths: list[str],
+    summary: Mapping[str, str],
+    *,
+    naive: bool,
+    evolve: bool,
+) -> tuple[int, str]:
+    """One transaction (schema update, delete of the day, the new files), retried on a conflict."""
+    from pyiceberg.exceptions import CommitFailedException, ValidationError
+
+    properties = {SUMMARY_PREFIX + k: v for k, v in summary.items()}
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        table = catalog.load_table(cfg.iceberg_identifier)
+        try:
+            with table.transaction() as tx:
+                if evolve:
+                    with tx.update_schema() as update:
+                        update.union_by_name(plain_schema(schema))
+                with warnings.catch_warnings():  # "Delete operation did not match any records": a new day
+                    warnings.simplefilter("ignore", UserWarning)
+                    tx.delete(day_filter(cfg, window, naive), snapshot_properties=properties)
+                if paths:
+                    tx.add_files(paths, snapshot_properties=properties)
+        except (ValidationError, ValueError) as exc:
+            if "promote" in str(exc).lower() or "cannot" in str(exc).lower():
+                raise SchemaChanged(
+                    f"{cfg.qualified_name}: Iceberg cannot evolve table {cfg.iceberg_identifier} to the schema of "
+                    f"{window.day}: {exc}; nothing was committed"
+                ) from None
+            raise
+        except CommitFailedException as exc:
+            if attempt == COMMIT_ATTEMPTS:
+                raise TargetError(
+                    f"Iceberg table {cfg.iceberg_identifier}: the commit of {window.day} conflicted {attempt} times "
+                    f"with other commits ({exc}); a retry starts over"
+                ) from None
+            time.sleep(COMMIT_BACKOFF_SECONDS * attempt)
+            continue
+        committed = catalog.load_table(cfg.iceberg_identifier)
+        current = committed.current_snapshot()
+        assert current is not None
+        return current.snapshot_id, committed.metadata_location
+    raise AssertionError("unreachable")
+
+
+def _remove(client: S3Client, bucket: str, keys: list[str]) -> None:
+    try:
+        delete_keys(client, bucket, keys)
+    except Exception as exc:  # best effort: files no snapshot references
+        log.warning("could not remove %d uncommitted file(s) from s3://%s: %s", len(keys), bucket, exc)
+
+
+def day_rows(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> tuple[int, dict[str, str]]:
+    """The rows the table's current snapshot holds in ``window``, and the summary of the snapshot
+    that last committed the day (empty: no commit of ours names the day)."""
+    catalog = load_catalog(params)
+    table = catalog.load_table(cfg.iceberg_identifier)
+    rows = table.scan(row_filter=day_filter(cfg, window, naive)).count()
+    start = window.start.isoformat()
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        summary = snapshot.summary
+        found = {
+            k[len(SUMMARY_PREFIX) :]: v
+            for k, v in (summary.additional_properties if summary else {}).items()
+            if k.startswith(SUMMARY_PREFIX)
+        }
+        if found.get("interval_start") == start:
+            return rows, found
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return rows, {}
