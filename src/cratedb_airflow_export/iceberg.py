@@ -234,20 +234,19 @@ def _commit(
         try:
             with table.transaction() as tx:
                 if evolve:
-                    with tx.update_schema() as update:
-                        update.union_by_name(plain_schema(schema))
+                    try:
+                        with tx.update_schema() as update:
+                            update.union_by_name(plain_schema(schema))
+                    except ValidationError as exc:  # "Cannot change column type: x: long -> string"
+                        raise SchemaChanged(
+                            f"{cfg.qualified_name}: Iceberg cannot evolve table {cfg.iceberg_identifier} to the "
+                            f"schema of {window.day}: {exc}; nothing was committed"
+                        ) from None
                 with warnings.catch_warnings():  # "Delete operation did not match any records": a new day
                     warnings.simplefilter("ignore", UserWarning)
                     tx.delete(day_filter(cfg, window, naive), snapshot_properties=properties)
                 if paths:
                     tx.add_files(paths, snapshot_properties=properties)
-        except (ValidationError, ValueError) as exc:
-            if "promote" in str(exc).lower() or "cannot" in str(exc).lower():
-                raise SchemaChanged(
-                    f"{cfg.qualified_name}: Iceberg cannot evolve table {cfg.iceberg_identifier} to the schema of "
-                    f"{window.day}: {exc}; nothing was committed"
-                ) from None
-            raise
         except CommitFailedException as exc:
             if attempt == COMMIT_ATTEMPTS:
                 raise TargetError(
@@ -256,10 +255,9 @@ def _commit(
                 ) from None
             time.sleep(COMMIT_BACKOFF_SECONDS * attempt)
             continue
-        committed = catalog.load_table(cfg.iceberg_identifier)
-        current = committed.current_snapshot()
+        current = table.current_snapshot()  # the table as this commit left it (not a later commit's)
         assert current is not None
-        return current.snapshot_id, committed.metadata_location
+        return current.snapshot_id, table.metadata_location
     raise AssertionError("unreachable")
 
 

@@ -104,6 +104,7 @@ def test_each_day_is_one_commit_that_pyiceberg_and_duckdb_read_exactly(catalog_d
     assert summary["cratedb-export.interval_start"] == "2024-01-04T00:00:00+00:00"
     assert (summary["cratedb-export.rows"], summary["cratedb-export.source_count"]) == (str(PER_DAY), str(PER_DAY))
     assert second.as_dict()["snapshot_id"] == iceberg.current_snapshot().snapshot_id
+    assert second.as_dict()["manifest"] == iceberg.metadata_location  # the metadata file of that commit
     assert second.as_dict()["target"] == f"iceberg:{table}"
     (added,) = second.as_dict()["objects"]
     assert f"s3://{bucket}/{added['key']}" == second.as_dict()["files"][0]
