@@ -55,15 +55,18 @@ class Evolution:
 
 
 def nearest_schema(client: S3Client, cfg: TableExport, day: date) -> tuple[date, list[SchemaColumn]] | None:
-    """The schema recorded by the complete partition nearest to ``day`` (earlier days first)."""
+    """The schema recorded by the complete partition of the same format nearest to ``day`` (earlier
+    days first). Days written in another format are not compared: a reader reads one format's files
+    (``*.parquet``, ``*.jsonl.gz``), so a table that moved from JSON Lines to Parquet starts anew."""
     days = [d for d in exported_days(client, cfg) if d != day]
     earlier = sorted((d for d in days if d < day), reverse=True)
     later = sorted(d for d in days if d > day)
     for candidate in (earlier + later)[:MAX_DAYS_LOOKED_AT]:
         window = Window.for_day(candidate)
         found = read_partition(client, partition(cfg, candidate), cfg.qualified_name, window.as_dict())
-        if found.complete and found.manifest is not None and found.manifest.schema_ is not None:
-            return candidate, found.manifest.schema_
+        manifest = found.manifest
+        if found.complete and manifest is not None and manifest.schema_ is not None and manifest.format == cfg.format:
+            return candidate, manifest.schema_
     return None
 
 

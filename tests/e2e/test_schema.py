@@ -231,3 +231,15 @@ def test_verify_checks_each_file_against_the_manifests_schema(
         "jsonl": f"{original.key}: its first row holds {[*names, 'unit']}, the manifest's columns are {names}",
     }[fmt]
     assert problems == [expected]
+
+
+def test_days_in_another_format_are_not_compared(connections, postgres, s3_server, bucket, table):
+    """A table that moves from JSON Lines to Parquet: the Parquet day has no Parquet day before it
+    (every column's file type differs from JSON Lines', which no reader of one format meets)."""
+    run_export(config(table, bucket, "jsonl"), Window.for_day(FIRST))
+    parquet = run_export(config(table, bucket, "parquet"), Window.for_day(SECOND))
+    assert parquet.as_dict()["schema_changes"] == []
+    written = manifest(s3_server, bucket, table, SECOND)
+    assert (written.schema_changes, written.schema_compared_with) == (None, None)
+    run_export(config(table, bucket, "parquet"), Window.for_day(THIRD))
+    assert manifest(s3_server, bucket, table, THIRD).schema_compared_with == str(SECOND)
