@@ -100,8 +100,7 @@ def _restore_iceberg_day(
 ) -> RestoreResult:
     """The day's rows of the Iceberg table's current snapshot, read a batch at a time by the worker
     and inserted; counted against the commit that names the day."""
-    from cratedb_airflow_export.formats.objects import plain
-    from cratedb_airflow_export.iceberg import day_filter, day_rows, load_catalog
+    from cratedb_airflow_export.iceberg import day_rows, released
 
     where = f"iceberg:{cfg.iceberg_identifier}"
     log.info("Restoring %s into %s from %s", cfg.qualified_name, target.qualified_name, where)
@@ -121,17 +120,8 @@ def _restore_iceberg_day(
             raise RestoreRefused(f"{where} has no commit of this export for {window.day}: export the day first")
         columns = _target_columns(attempt, target)
         deleted = _make_room(attempt, target, window, replace)
-        table = load_catalog(attempt.connections.catalog).load_table(cfg.iceberg_identifier)
-        convert = Converter(columns, text=False)
-        objects = {name for name, column in columns.items() if column.data_type in ("object", "json", "jsonb")}
-        for batch in table.scan(row_filter=day_filter(cfg, window, naive)).to_arrow_batch_reader():
-            rows = batch.to_pylist()
-            for row in rows:  # JSON text and structs back into objects
-                for name in objects & row.keys():
-                    value = row[name]
-                    row[name] = json.loads(value) if isinstance(value, str) else plain(value)
-            for chunk in _batches(iter(rows)):
-                _insert(attempt, target, convert, chunk)
+        with released():
+            _insert_iceberg_day(attempt, cfg, target, window, columns)
         if attempt.database.dialect.needs_refresh:
             execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
         restored = count_window(attempt.cursor, target, window, attempt.database)
@@ -177,6 +167,28 @@ def _restore_day(
             )
     log.info("Restored %d rows of %s into %s (%s)", restored, location.uri, target.qualified_name, chosen)
     return RestoreResult(target.qualified_name, window.day, location.uri, chosen, restored, deleted)
+
+
+def _insert_iceberg_day(
+    attempt: Attempt, cfg: TableExport, target: TableExport, window: Window, columns: dict[str, Column]
+) -> None:
+    """The day's rows of the table's current snapshot, a batch at a time, into ``target``."""
+    from cratedb_airflow_export.formats.objects import plain
+    from cratedb_airflow_export.iceberg import day_filter, load_catalog
+
+    assert attempt.connections.catalog is not None
+    table = load_catalog(attempt.connections.catalog).load_table(cfg.iceberg_identifier)
+    convert = Converter(columns, text=False)
+    objects = {name for name, column in columns.items() if column.data_type in ("object", "json", "jsonb")}
+    scan = table.scan(row_filter=day_filter(cfg, window, attempt.database.naive_timestamps))
+    for batch in scan.to_arrow_batch_reader():
+        rows = batch.to_pylist()
+        for row in rows:  # JSON text and structs back into objects
+            for name in objects & row.keys():
+                value = row[name]
+                row[name] = json.loads(value) if isinstance(value, str) else plain(value)
+        for chunk in _batches(iter(rows)):
+            _insert(attempt, target, convert, chunk)
 
 
 def _complete_manifest(attempt: Attempt, cfg: TableExport, window: Window, location: Location) -> Manifest:

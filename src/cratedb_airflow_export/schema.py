@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from cratedb_airflow_export.formats.fields import is_json
+from cratedb_airflow_export.formats.fields import is_json, is_partition
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -69,6 +69,8 @@ def file_type(field: pa.Field, fmt: str, json_style: str | None) -> str:
         return str(field.type) + (" (JSON text)" if is_json(field) else "")
     if fmt == "csv":
         return "text"
+    if json_style == "cratedb" and is_partition(field):
+        return "string"  # COPY TO writes a partition column's value as a JSON string
     return _json_type(field.type, is_json(field), json_style)
 
 

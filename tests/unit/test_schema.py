@@ -157,3 +157,12 @@ def test_a_struct_that_gained_a_key_is_the_key_added_not_a_type_change():
     assert compare(before, narrowed) == [
         SchemaChange(column="tags['host']", change="type changed", before="text", after="bigint", breaking=True)
     ]
+
+
+def test_a_partition_column_is_a_json_string_in_the_cratedb_style():
+    from cratedb_airflow_export.formats.fields import PARTITION_META
+
+    month = pa.field("month", pa.timestamp("us"), metadata=PARTITION_META)
+    assert file_type(month, "jsonl", "cratedb") == "string"  # as COPY TO writes it
+    assert file_type(month, "jsonl", "iso") == "string (ISO 8601)"
+    assert file_type(month, "parquet", None) == "timestamp[us]"
