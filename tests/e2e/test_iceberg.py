@@ -267,7 +267,10 @@ def test_a_sql_catalog_in_postgresql(connections, postgres, s3_server, bucket, t
     """The SQL catalog most deployments would use: PostgreSQL through SQLAlchemy and psycopg 3."""
     from pyiceberg.catalog.sql import SqlCatalog
 
-    uri = postgres.url.replace("postgresql://", "postgresql+psycopg://", 1)
+    database = f"catalog_{uuid.uuid4().hex[:8]}"  # a database of its own: no other test's catalog tables
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    uri = postgres.url.replace("postgresql://", "postgresql+psycopg://", 1).rsplit("/", 1)[0] + f"/{database}"
     monkeypatch.setenv(
         "AIRFLOW_CONN_ICEBERG_DEFAULT", json.dumps({"conn_type": "generic", "extra": {"type": "sql", "uri": uri}})
     )

@@ -83,10 +83,11 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
         conn.execute("GRANT USAGE ON SCHEMA doc TO leaktest")
         conn.execute("CREATE TABLE IF NOT EXISTS doc.metrics_ice AS SELECT * FROM doc.metrics")
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA doc TO leaktest")
-        conn.execute("DROP SCHEMA IF EXISTS icecat CASCADE")
+        # the catalog's own database (other tests' catalogs may live in the server's default one)
+        conn.execute("DROP DATABASE IF EXISTS icecat")
         conn.execute("DROP ROLE IF EXISTS icecat")
         conn.execute(f"CREATE ROLE icecat LOGIN PASSWORD '{ICE_PASSWORD}'")
-        conn.execute("CREATE SCHEMA icecat AUTHORIZATION icecat")  # the catalog's tables (its search_path)
+        conn.execute("CREATE DATABASE icecat OWNER icecat")
 
     config = tmp_path / "exports.yaml"
     config.write_text(
@@ -133,8 +134,8 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
                 "conn_type": "generic",
                 "extra": {
                     "type": "sql",
-                    "uri": f"postgresql+psycopg://icecat:{quote(ICE_PASSWORD, safe='')}@127.0.0.1:{postgres.port}/"
-                    f"{postgres.database}",
+                    "uri": f"postgresql+psycopg://icecat:{quote(ICE_PASSWORD, safe='')}@127.0.0.1:"
+                    f"{postgres.port}/icecat",
                 },
             }
         ),
