@@ -163,7 +163,27 @@ def type_text(kind: Any) -> str:
     return str(kind)
 
 
-def _commit_day(
+@contextmanager
+def released() -> Iterator[None]:
+    """Leave no pyarrow S3 file system referenced once the block's catalog and tables are gone:
+    pyarrow's S3 (through which pyiceberg reads and writes) can deadlock at interpreter exit while
+    one still is (apache/arrow#50188; seen as an Airflow task process that did not end after its
+    success). Shuts pyiceberg's thread pool down and collects what the block left. As a decorator
+    (``@released()``), after the function has returned."""
+    try:
+        yield
+    finally:
+        from pyiceberg.utils.concurrent import ExecutorFactory
+
+        executor = ExecutorFactory._instance
+        ExecutorFactory._instance = None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        gc.collect()
+
+
+@released()
+def commit_day(
     client: S3Client,
     params: CatalogParams,
     cfg: TableExport,
@@ -175,6 +195,9 @@ def _commit_day(
     naive: bool,
     attempt_id: str,
 ) -> Committed:
+    """Replace ``window``'s day of ``cfg``'s Iceberg table with the ``staged`` Parquet files in one
+    commit (see the module docstring). Raises :class:`SchemaChanged` when the policy refuses the
+    day's schema, before anything is copied or committed."""
     with _OPENING:
         catalog = load_catalog(params)
         table = open_table(catalog, cfg, schema)
@@ -267,7 +290,8 @@ def _remove(client: S3Client, bucket: str, keys: list[str]) -> None:
         log.warning("could not remove %d uncommitted file(s) from s3://%s: %s", len(keys), bucket, exc)
 
 
-def _day_rows(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> tuple[int, dict[str, str]]:
+@released()
+def day_rows(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> tuple[int, dict[str, str]]:
     """The rows the table's current snapshot holds in ``window``, and the summary of the snapshot
     that last committed the day (empty: no commit of ours names the day)."""
     catalog = load_catalog(params)
@@ -286,47 +310,3 @@ def _day_rows(params: CatalogParams, cfg: TableExport, window: TimeRange, naive:
             return rows, found
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
     return rows, {}
-
-
-def commit_day(
-    client: S3Client,
-    params: CatalogParams,
-    cfg: TableExport,
-    window: Window,
-    staged: list[StoredObject],
-    schema: pa.Schema,
-    summary: Mapping[str, str],
-    *,
-    naive: bool,
-    attempt_id: str,
-) -> Committed:
-    """Replace ``window``'s day of ``cfg``'s Iceberg table with the ``staged`` Parquet files in one
-    commit (see the module docstring; :func:`_commit_day`), then release pyiceberg's file systems
-    (:func:`released`). Raises :class:`SchemaChanged` when the policy refuses the day's schema,
-    before anything is copied or committed."""
-    with released():
-        return _commit_day(client, params, cfg, window, staged, schema, summary, naive=naive, attempt_id=attempt_id)
-
-
-def day_rows(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> tuple[int, dict[str, str]]:
-    """:func:`_day_rows`, then pyiceberg's file system references released (:func:`released`)."""
-    with released():
-        return _day_rows(params, cfg, window, naive)
-
-
-@contextmanager
-def released() -> Iterator[None]:
-    """Leave no pyarrow S3 file system referenced once the block's catalog and tables are gone:
-    pyarrow's S3 (through which pyiceberg reads and writes) can deadlock at interpreter exit while
-    one still is (apache/arrow#50188; seen as an Airflow task process that did not end after its
-    success). Shuts pyiceberg's thread pool down and collects what the block left."""
-    try:
-        yield
-    finally:
-        from pyiceberg.utils.concurrent import ExecutorFactory
-
-        executor = ExecutorFactory._instance
-        ExecutorFactory._instance = None
-        if executor is not None:
-            executor.shutdown(wait=True)
-        gc.collect()

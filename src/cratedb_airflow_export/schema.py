@@ -175,33 +175,28 @@ def compare(before: Sequence[SchemaColumn], after: Sequence[SchemaColumn]) -> li
         if was is None:
             changes.append(SchemaChange(column=column.name, change="added", after=column.source_type))
             continue
-        if was.source_type != column.source_type:
-            changes.append(
-                SchemaChange(
-                    column=column.name,
-                    change="type changed",
-                    before=was.source_type,
-                    after=column.source_type,
-                    breaking=breaking(was.source_type, column.source_type),
-                )
-            )
-        elif was.file_type != column.file_type and not (_is_struct(was) and _is_struct(column)):
-            # (two structs differ in their keys: the key changes below say how; readers merge the fields)
-            # written differently from the same source type (objects as JSON text, then as structs)
-            changes.append(
-                SchemaChange(
-                    column=column.name,
-                    change="type changed",
-                    before=was.file_type,
-                    after=column.file_type,
-                    breaking=True,
-                )
-            )
+        retyped = _type_change(was, column)
+        if retyped is not None:
+            changes.append(retyped)
         changes += _key_changes(column.name, was.keys or {}, column.keys or {})
     changes += [
         SchemaChange(column=c.name, change="removed", before=c.source_type) for c in before if c.name not in new
     ]
     return changes
+
+
+def _type_change(was: SchemaColumn, column: SchemaColumn) -> SchemaChange | None:
+    """The column's type change, if any: of its source type, or of its file type alone (objects as
+    JSON text one day, as structs the next: breaking). Two structs that differ in their keys are
+    not a type change: the key changes say how, and readers merge the fields."""
+    if was.source_type != column.source_type:
+        before, after = was.source_type, column.source_type
+        breaks = breaking(before, after)
+    elif was.file_type != column.file_type and not (_is_struct(was) and _is_struct(column)):
+        before, after, breaks = was.file_type, column.file_type, True
+    else:
+        return None
+    return SchemaChange(column=column.name, change="type changed", before=before, after=after, breaking=breaks)
 
 
 def _is_struct(column: SchemaColumn) -> bool:
