@@ -76,9 +76,9 @@ class Attempt:
         while_reading = self._count.result() if self._count is not None else None
         if self.database.dialect.needs_refresh:
             execute(self.cursor, sql.refresh(self.cfg), self.cfg.attempt_seconds)
-        after = window_state(self.cursor, self.cfg, window, self.database)
+        after = window_state(self.cursor, self.cfg, window, self.database, identify=True)
         first = while_reading or after
-        return SourceCounts(after.count, while_reading.count if while_reading else None, first.marker)
+        return SourceCounts(after.count, while_reading.count if while_reading else None, first.marker, after.table_id)
 
 
 def describe(what: str, cfg: TableExport, window: TimeRange) -> str:

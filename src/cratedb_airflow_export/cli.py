@@ -178,7 +178,7 @@ def _verify(
                 for day in days:
                     window = Window.for_day(day)
                     if connections.catalog is not None:  # format iceberg: the table's commits
-                        report = verify_iceberg_day(connections.catalog, cursor, cfg, window)
+                        report = verify_iceberg_day(connections.client, connections.catalog, cursor, cfg, window)
                     else:
                         report = verify_partition(connections.client, cursor, cfg, window)
                     print(report.render() if detailed else report.line(cfg.qualified_name, day.isoformat()), file=out)
@@ -334,13 +334,13 @@ def _reconcile(tables: list[TableExport], days: int, until: date | None, out: Te
 
 def _purge(cfg: TableExport, before: date, out: TextIO, *, dry_run: bool, as_json: bool) -> int:
     """Purge (or, ``dry_run``, check) ``cfg``'s archived days before ``before``: one line per
-    partition or day; exit 1 when any was refused."""
+    partition or day; exit 1 when any was refused or a DELETE removed rows that were not archived."""
     from datetime import datetime, timezone
 
     from cratedb_airflow_export.connections import from_environment
     from cratedb_airflow_export.errors import ExportError, failures_named
     from cratedb_airflow_export.export import RunInfo
-    from cratedb_airflow_export.retention import purge
+    from cratedb_airflow_export.retention import purge, refusals
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     run = RunInfo(run_id=f"cli__purge__{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
@@ -354,7 +354,7 @@ def _purge(cfg: TableExport, before: date, out: TextIO, *, dry_run: bool, as_jso
         print(f"{cfg.qualified_name}: nothing to purge before {before}", file=out)
     for outcome in outcomes:
         print(json.dumps(outcome.as_dict()) if as_json else outcome.describe(cfg.qualified_name), file=out)
-    return 1 if any(o.state == "refused" for o in outcomes) else 0
+    return 1 if refusals(cfg, outcomes) is not None else 0  # refused, or rows deleted that were not archived
 
 
 def _main(argv: Sequence[str] | None, out: TextIO) -> int:

@@ -138,6 +138,14 @@ class TableExport(BaseModel):
         "older ones, each partition or day only when its archive verifies and matches the source right before "
         "the DELETE. Off by default.",
     )
+    unpartitioned_retention: Literal["refuse", "accept_window"] = Field(
+        default="refuse",
+        description="retain_days on a CrateDB table that is not partitioned: CrateDB has no transaction to keep "
+        "writers out between a day's checks and its DELETE, so a row written into the day in that moment would be "
+        "deleted unarchived. 'refuse' deletes nothing of such a table; 'accept_window' deletes, and counts and "
+        "reports such rows (the retention run fails). PostgreSQL tables are checked and deleted in one "
+        "transaction that locks writers out, whatever this says.",
+    )
     schema_change: Literal["evolve", "fail"] = Field(
         default="evolve",
         description="When a day's columns differ from the nearest complete day's: 'evolve' publishes the new "

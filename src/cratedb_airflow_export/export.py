@@ -25,11 +25,11 @@ from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.evolution import Evolution, check_schema
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.lease import Lease, held
-from cratedb_airflow_export.manifest import Manifest, fingerprint
+from cratedb_airflow_export.manifest import Manifest, fingerprint, selection_fingerprint
 from cratedb_airflow_export.publish import publish, refuse_purged
 from cratedb_airflow_export.readers import schema_from_types
 from cratedb_airflow_export.schema import SchemaColumn, compare, schema_columns
-from cratedb_airflow_export.source import CRATEDB, SourceInfo
+from cratedb_airflow_export.source import CRATEDB, SourceCounts, SourceInfo
 from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects, parse_s3_uri
 from cratedb_airflow_export.verify import check_counts
 
@@ -268,7 +268,7 @@ def _verify_and_publish(
     evolution = check_schema(attempt.client, job.cfg, job.window.day, schema)
     source_count = counts.after  # what reconcile compares with later
     checked = replace(result, source_count=source_count, source=attempt.database, evolution=evolution)
-    draft = _draft_manifest(checked, run, fingerprint(statements), counts.marker, schema)
+    draft = _draft_manifest(checked, run, fingerprint(statements), counts, schema)
     lease.check()
     published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
     final = replace(checked, objects=tuple(published))
@@ -339,12 +339,13 @@ def _draft_manifest(
     result: ExportResult,
     run: RunInfo,
     statements_fingerprint: str,
-    source_marker: str | None,
+    counts: SourceCounts,
     schema: list[SchemaColumn],
 ) -> Manifest:
     """The manifest without its objects (``publish`` completes it with what it published)."""
-    cfg, window = result.job.cfg, result.job.window
-    held = list(cfg.columns) if cfg.columns else (result.source.top_level if result.source else None)
+    cfg, window, source = result.job.cfg, result.job.window, result.source
+    assert source is not None
+    held = list(cfg.columns) if cfg.columns else source.top_level
     evolution = result.evolution or Evolution()
     compared_with = evolution.compared_with
     return Manifest(
@@ -358,9 +359,14 @@ def _draft_manifest(
         json_style=cfg.json_style,
         rows=result.rows,
         source_count=result.source_count,
-        source_marker=source_marker,
+        source_marker=counts.marker,
         columns=held,
         filter=cfg.filter,
+        table_id=counts.table_id,
+        timestamp_column=cfg.timestamp_column,
+        timestamp_type=source.timestamp_type,
+        column_ids={name: source.column_ids[name] for name in held if name in source.column_ids},
+        selection_fingerprint=selection_fingerprint(cfg, source),
         schema_=schema,
         schema_changes=evolution.changes if compared_with else None,
         schema_compared_with=compared_with.isoformat() if compared_with else None,

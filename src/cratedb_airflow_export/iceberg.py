@@ -11,13 +11,15 @@ The stream engine writes the day's Parquet files into the attempt's staging fold
    commit); ``fail`` refuses any difference; a type Iceberg cannot promote is refused under both;
 3. copies the staged files (server-side) under the table's ``data/<column>_day=<day>/`` with names
    unique to the attempt: a file a snapshot references is never overwritten or deleted;
-4. commits one transaction: delete the day's rows (whole files: the partition), add the new files,
-   with the run, the window, the rows and the source count in the snapshot summary. A conflicting
-   commit (another day of the table committed meanwhile) is retried on the new table state.
+4. commits one transaction with one snapshot (an overwrite) that removes the day's files (whole
+   files: the partition) and adds the new ones, with the run, the window, the rows and the source
+   count in the snapshot summary; a day without rows is such a snapshot too, adding nothing. A
+   conflicting commit (another day of the table committed meanwhile) is retried on the new state.
 
-Readers see the day before or after, never half of it. A failure before the commit leaves the
-table's current snapshot as it was; the copied files are removed again (best effort; a file left by a
-crash is referenced by no snapshot: Iceberg's orphan-file maintenance removes it).
+Readers, and time travel to any snapshot, see the day before or after, never empty or half of it.
+A failure before the commit leaves the table's current snapshot as it was; the copied files are
+removed again (best effort; a file left by a crash is referenced by no snapshot: Iceberg's
+orphan-file maintenance removes it).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ import gc
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import SchemaChanged, TargetError
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_PREFIX = "cratedb-export."
+EPOCH_DAY = date(1970, 1, 1)  # Iceberg's day transform counts days from it
 COMMIT_ATTEMPTS = 5  # conflicting commits (another day of the table) retried on the new state
 COMMIT_BACKOFF_SECONDS = 0.5
 # a SQL catalog creates its own tables when first loaded, and a table's namespace may be created by
@@ -247,12 +250,16 @@ def _commit(
     naive: bool,
     evolve: bool,
 ) -> tuple[int, str]:
-    """One transaction (schema update, delete of the day, the new files), retried on a conflict."""
-    from pyiceberg.exceptions import CommitFailedException, ValidationError
+    """One transaction (schema update; one snapshot that removes the day's files and adds the new
+    ones), retried on a conflict."""
+    from pyiceberg.exceptions import CommitFailedException, ValidationError, ValidationException
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+    from pyiceberg.table import TableProperties
 
     properties = {SUMMARY_PREFIX + k: v for k, v in summary.items()}
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         table = catalog.load_table(cfg.iceberg_identifier)
+        replaced = day_files(table, cfg, window, naive)
         try:
             with table.transaction() as tx:
                 if evolve:
@@ -264,12 +271,18 @@ def _commit(
                             f"{cfg.qualified_name}: Iceberg cannot evolve table {cfg.iceberg_identifier} to the "
                             f"schema of {window.day}: {exc}; nothing was committed"
                         ) from None
-                with warnings.catch_warnings():  # "Delete operation did not match any records": a new day
-                    warnings.simplefilter("ignore", UserWarning)
-                    tx.delete(day_filter(cfg, window, naive), snapshot_properties=properties)
-                if paths:
-                    tx.add_files(paths, snapshot_properties=properties)
-        except CommitFailedException as exc:
+                if tx.table_metadata.name_mapping() is None:  # our files carry no field ids: read by name
+                    mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
+                    tx.set_properties({TableProperties.DEFAULT_NAME_MAPPING: mapping})
+                # one snapshot: a reader (or time travel) sees the day before or after, never empty or half
+                with tx.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
+                    # conflicts are looked for in this day's partition only (other days commit meanwhile)
+                    overwrite.delete_by_predicate(_day_partition(cfg, window, naive))
+                    for data_file in replaced:
+                        overwrite.delete_data_file(data_file)
+                    for path in paths:
+                        overwrite.append_data_file(parquet_file_to_data_file(table.io, tx.table_metadata, path))
+        except (CommitFailedException, ValidationException) as exc:  # the table moved under this commit
             if attempt == COMMIT_ATTEMPTS:
                 raise TargetError(
                     f"Iceberg table {cfg.iceberg_identifier}: the commit of {window.day} conflicted {attempt} times "
@@ -283,6 +296,37 @@ def _commit(
     raise AssertionError("unreachable")
 
 
+def _day_partition(cfg: TableExport, window: TimeRange, naive: bool) -> Any:
+    """The day's rows as a predicate whose projection on ``day(timestamp_column)`` is that one day
+    (``ts < end`` would project onto the next day's partition too): ``start <= ts <= end - 1 µs``."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
+
+    start, end = window.bounds(naive=naive)
+    last = end - timedelta(microseconds=1)
+    column = cfg.timestamp_column
+    return And(
+        GreaterThanOrEqual(term=column, value=start.isoformat()), LessThanOrEqual(term=column, value=last.isoformat())
+    )
+
+
+def day_files(table: Table, cfg: TableExport, window: TimeRange, naive: bool) -> list[Any]:
+    """The data files (pyiceberg ``DataFile``) of the table's current snapshot that hold the day's
+    rows: those of its ``day(timestamp_column)`` partition. A file of the window in another partition
+    (the table partitioned otherwise) is refused: replacing the day would lose its other rows."""
+    ordinal = (window.start.date() - EPOCH_DAY).days
+    files = []
+    for task in table.scan(row_filter=day_filter(cfg, window, naive)).plan_files():
+        partition = task.file.partition
+        if len(partition) != 1 or partition[0] is None:
+            raise TargetError(
+                f"Iceberg table {cfg.iceberg_identifier} holds {task.file.file_path}, which is not in a "
+                f"day({cfg.timestamp_column}) partition: the day cannot be replaced by whole files"
+            )
+        if partition[0] == ordinal:
+            files.append(task.file)
+    return files
+
+
 def _remove(client: S3Client, bucket: str, keys: list[str]) -> None:
     try:
         delete_keys(client, bucket, keys)
@@ -290,13 +334,23 @@ def _remove(client: S3Client, bucket: str, keys: list[str]) -> None:
         log.warning("could not remove %d uncommitted file(s) from s3://%s: %s", len(keys), bucket, exc)
 
 
+@dataclass(frozen=True)
+class Day:
+    """A day of the table's current snapshot: its rows (from the files' metadata), its data files
+    (path and size), and the summary of the snapshot that last committed it (empty: none of ours)."""
+
+    rows: int
+    files: tuple[tuple[str, int], ...]
+    summary: dict[str, str]
+
+
 @released()
-def day_rows(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> tuple[int, dict[str, str]]:
-    """The rows the table's current snapshot holds in ``window``, and the summary of the snapshot
-    that last committed the day (empty: no commit of ours names the day)."""
+def read_day(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> Day:
+    """The day of ``window`` as the table's current snapshot holds it."""
     catalog = load_catalog(params)
     table = catalog.load_table(cfg.iceberg_identifier)
     rows = table.scan(row_filter=day_filter(cfg, window, naive)).count()
+    files = tuple((f.file_path, int(f.file_size_in_bytes)) for f in day_files(table, cfg, window, naive))
     start = window.start.isoformat()
     snapshot = table.current_snapshot()
     while snapshot is not None:
@@ -307,6 +361,6 @@ def day_rows(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: 
             if k.startswith(SUMMARY_PREFIX)
         }
         if found.get("interval_start") == start:
-            return rows, found
+            return Day(rows, files, found)
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return rows, {}
+    return Day(rows, files, {})

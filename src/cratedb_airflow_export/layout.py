@@ -11,10 +11,11 @@ names (``<table>_<shard>_<partition>.json``) do not contain the schema.
 
 A complete partition holds its data objects, ``_manifest.json`` and an empty ``_SUCCESS``, written
 last; once retention has deleted the day's rows from the source, also ``_PURGED.json`` (what was
-deleted, when, by which statement; ``retention.py``). Every attempt first writes into its own
-staging folder under ``_cratedb_export_staging/`` at the bucket root (outside every table folder,
-and '_'-prefixed, so Hive readers never list it); see ``publish.py`` for how a staged export
-replaces a partition.
+deleted, when, by which statement; ``retention.py``), and after a restore into the table
+``_RESTORED.json`` (what the table held of the day right after it; ``restore.py``). Every attempt
+first writes into its own staging folder under ``_cratedb_export_staging/`` at the bucket root
+(outside every table folder, and '_'-prefixed, so Hive readers never list it); see ``publish.py``
+for how a staged export replaces a partition.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 PURGED = "_PURGED.json"  # the day's rows were deleted from the source after they were archived
+RESTORED = "_RESTORED.json"  # the archive's rows were put back into the table: the source's new baseline
 
 
 def table_folder(cfg: TableExport) -> Location:

@@ -16,19 +16,24 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cratedb_airflow_export import sql
 from cratedb_airflow_export.formats.spec import FormatName
-from cratedb_airflow_export.layout import MANIFEST, PURGED, SUCCESS
+from cratedb_airflow_export.layout import MANIFEST, PURGED, RESTORED, SUCCESS
 from cratedb_airflow_export.schema import SchemaChange, SchemaColumn
 from cratedb_airflow_export.sql import Statement
 from cratedb_airflow_export.storage import Location, StoredObject, list_objects, read_object
+from cratedb_airflow_export.windows import Window
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
+
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.source import SourceInfo
 
 MANIFEST_VERSION = 1
 
@@ -64,6 +69,16 @@ class Manifest(BaseModel):
     # written before) and the filter that chose the rows (None: every row of the window)
     columns: list[str] | None = None
     filter: str | None = None
+    # everything else that chose the day's rows, so that retention can tell whether this archive is
+    # still the copy of what the source holds of the day (None: written before they were recorded):
+    # the table (source.table_identity: PostgreSQL's OID, CrateDB's index UUIDs), the timestamp
+    # column and its type, each exported column's number in the catalog (a column dropped and added
+    # again gets a new one), and the fingerprint of the statement that counts the window's rows
+    table_id: str | None = None
+    timestamp_column: str | None = None
+    timestamp_type: str | None = None
+    column_ids: dict[str, int] | None = None
+    selection_fingerprint: str | None = None
     # the columns as written (schema.SchemaColumn: source and file types, nullability, object keys;
     # None in manifests written before), what changed since the partition it was compared with (the
     # nearest complete day, ``schema_compared_with``), under the table's schema_change policy
@@ -120,10 +135,57 @@ class PurgeRecord(BaseModel):
         return (json.dumps(self.model_dump(), indent=2) + "\n").encode("utf-8")
 
 
+class RestoreRecord(BaseModel):
+    """``_RESTORED.json``: the archive was restored into its own table, which then held exactly the
+    archive's rows of the day. The rows are new copies (new row versions, maybe a new partition):
+    from here on they, not the export, are what the archive is the copy of (:attr:`Partition.baseline`).
+    A later export replaces the partition and this record with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    table: str
+    interval: dict[str, str]
+    manifest_exported_at: str  # the export whose files were restored
+    method: str
+    rows: int  # count(*) of the day in the table right after the restore (= the manifest's rows)
+    source_marker: str
+    table_id: str | None
+    column_ids: dict[str, int]
+    restored_at: str
+    dag_id: str | None = None
+    run_id: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return (json.dumps(self.model_dump(), indent=2) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the source held of a day when the archive was last known to be its exact copy: right
+    after the export, or right after a restore of the archive into the table since. The source
+    still holds exactly the archive's rows while its count, change marker, table identity and column
+    numbers are these."""
+
+    count: int | None
+    marker: str | None
+    table_id: str | None
+    column_ids: Mapping[str, int] | None
+    since: str  # "the export of <time>" / "the restore of <time>"
+
+
 def fingerprint(statements: list[Statement]) -> str:
     """sha256 of the export statements' text (not their parameters): changes when the SQL does."""
     digest = hashlib.sha256("\n".join(s.wire_sql for s in statements).encode("utf-8")).hexdigest()
     return f"sha256:{digest}"
+
+
+def selection_fingerprint(cfg: TableExport, source: SourceInfo) -> str:
+    """The fingerprint of the statement that counts a day's rows as ``source`` is asked (the table, the
+    timestamp column, the filter, the row version): anything that changes which rows make a day
+    changes it. The window's bounds are parameters, not part of it."""
+    any_day = Window.for_day(date(2000, 1, 1))
+    return fingerprint([sql.window_state(cfg, any_day, source.dialect.row_version, naive=source.naive_timestamps)])
 
 
 def now_utc() -> str:
@@ -156,10 +218,43 @@ class Partition:
     missing: tuple[str, ...]
     problems: tuple[str, ...]
     purge: PurgeRecord | None = None  # retention's record, when the day was purged from the source
+    restore: RestoreRecord | None = None  # restore's record, when the archive was put back into the table
 
     @property
     def complete(self) -> bool:
         return not self.problems
+
+    @property
+    def restored(self) -> bool:
+        """Whether this partition's archive was restored into the table (after any purge of the day):
+        the source holds the day again."""
+        record, manifest = self.restore, self.manifest
+        if record is None or manifest is None or record.manifest_exported_at != manifest.exported_at:
+            return False
+        return self.purge is None or record.restored_at >= self.purge.started_at
+
+    @property
+    def baseline(self) -> Baseline | None:
+        """The source's state of the day that this archive is the exact copy of (None: no manifest):
+        after a restore of it, the restore's; otherwise the export's."""
+        manifest, record = self.manifest, self.restore
+        if manifest is None:
+            return None
+        if record is not None and self.restored:
+            return Baseline(
+                record.rows,
+                record.source_marker,
+                record.table_id,
+                record.column_ids,
+                f"the restore of {record.restored_at}",
+            )
+        return Baseline(
+            manifest.source_count,
+            manifest.source_marker,
+            manifest.table_id,
+            manifest.column_ids,
+            f"the export of {manifest.exported_at}",
+        )
 
     @property
     def purged(self) -> bool:
@@ -187,10 +282,27 @@ def read_partition(client: S3Client, location: Location, table: str, interval: M
         if manifest.table != table or manifest.interval != dict(interval):
             problems.append(f"manifest is for {manifest.table} {manifest.interval}, not {table} {dict(interval)}")
         problems += [f"{o.key} is listed in the manifest but missing" for o in manifest.objects if o.key not in stored]
-    purge = None
-    if location.key(PURGED) in stored:
-        try:
-            purge = PurgeRecord.model_validate_json(read_object(client, location.bucket, location.key(PURGED)))
-        except ValueError as exc:
-            problems.append(f"{PURGED} is not a valid purge record: {exc}")
-    return Partition(location, stored, manifest, missing, tuple(problems), purge)
+    purge = _record(client, location, stored, PURGED, PurgeRecord, problems)
+    restore = _record(client, location, stored, RESTORED, RestoreRecord, problems)
+    return Partition(location, stored, manifest, missing, tuple(problems), purge, restore)
+
+
+Record = TypeVar("Record", PurgeRecord, RestoreRecord)
+
+
+def _record(
+    client: S3Client,
+    location: Location,
+    stored: Mapping[str, StoredObject],
+    name: str,
+    kind: type[Record],
+    problems: list[str],
+) -> Record | None:
+    """The record ``name`` of the partition, if stored (a record that does not parse is a problem)."""
+    if location.key(name) not in stored:
+        return None
+    try:
+        return kind.model_validate_json(read_object(client, location.bucket, location.key(name)))
+    except ValueError as exc:
+        problems.append(f"{name} is not a valid record: {exc}")
+        return None

@@ -25,14 +25,15 @@ import logging
 from typing import TYPE_CHECKING
 
 from cratedb_airflow_export.errors import PartitionPurged, TargetError
-from cratedb_airflow_export.layout import MANIFEST, PURGED, SUCCESS
-from cratedb_airflow_export.manifest import Manifest, completed
+from cratedb_airflow_export.layout import MANIFEST, PURGED, RESTORED, SUCCESS
+from cratedb_airflow_export.manifest import Manifest, PurgeRecord, RestoreRecord, completed
 from cratedb_airflow_export.storage import (
     Location,
     StoredObject,
     delete_keys,
     list_objects,
     put_object,
+    read_object,
     stored_checksum,
 )
 
@@ -44,14 +45,27 @@ log = logging.getLogger(__name__)
 
 def refuse_purged(client: S3Client, partition: Location, stored: list[StoredObject] | None = None) -> None:
     """Raise :class:`PartitionPurged` when retention deleted the day's rows from the source after
-    archiving them in ``partition`` (``stored``: the partition's listing, when the caller has it)."""
+    archiving them in ``partition``, unless the archive was restored into the table since (then the
+    source holds the day again; ``stored``: the partition's listing, when the caller has it)."""
     keys = {o.key for o in (stored if stored is not None else list_objects(client, partition))}
-    if partition.key(PURGED) in keys:
-        raise PartitionPurged(
-            f"{partition.uri} is the archive of rows that were purged from the source ({PURGED}): exporting the "
-            f"day again would replace it with what the source still holds; restore the day to read it, and "
-            f"delete {PURGED} first only if the source holds the whole day again"
-        )
+    if partition.key(PURGED) not in keys:
+        return
+    if partition.key(RESTORED) in keys:
+        purged = PurgeRecord.model_validate_json(read_object(client, partition.bucket, partition.key(PURGED)))
+        restored = RestoreRecord.model_validate_json(read_object(client, partition.bucket, partition.key(RESTORED)))
+        if restored.restored_at >= purged.started_at:
+            log.info(
+                "%s: purged at %s, restored at %s: the source holds the day again",
+                partition.uri,
+                purged.started_at,
+                restored.restored_at,
+            )
+            return
+    raise PartitionPurged(
+        f"{partition.uri} is the archive of rows that were purged from the source ({PURGED}): exporting the "
+        f"day again would replace it with what the source still holds; restore the day into the table first "
+        f"(cratedb-export restore: the restore records it, and the day can be exported again)"
+    )
 
 
 def invalidate(client: S3Client, partition: Location) -> None:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg.types.string import TextLoader
 
 from cratedb_airflow_export.errors import SourceStalled
@@ -502,9 +503,37 @@ def normalize_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def _storage_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """The batch with extension-typed columns replaced by their storage (as :func:`normalize_schema`)."""
-    columns = [c.storage if isinstance(c.type, pa.BaseExtensionType) else c for c in batch.columns]
+    """The batch with extension-typed columns replaced by their storage (as :func:`normalize_schema`),
+    numeric's text exact (:func:`exact_numeric`)."""
+    columns = [_storage(c) for c in batch.columns]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _storage(column: pa.Array) -> pa.Array:
+    kind = column.type
+    if pa.types.is_list(kind) and _is_numeric(kind.value_type):
+        values = pa.ExtensionArray.from_storage(kind.value_type, exact_numeric(column.values.storage))
+        return pa.ListArray.from_arrays(column.offsets, values, mask=column.is_null() if column.null_count else None)
+    if not isinstance(kind, pa.BaseExtensionType):
+        return column
+    return exact_numeric(column.storage) if _is_numeric(kind) else column.storage
+
+
+def _is_numeric(kind: pa.DataType) -> bool:
+    """ADBC's type for PostgreSQL's numeric: an opaque extension over the value's text."""
+    return isinstance(kind, pa.BaseExtensionType) and getattr(kind, "type_name", None) == "numeric"
+
+
+# ADBC's numeric decoder spells the special values as C's printf does; PostgreSQL (and the cursor
+# path, and the docs' promise of numeric's exact text) says NaN, Infinity, -Infinity
+NUMERIC_SPECIALS = (("nan", "NaN"), ("inf", "Infinity"), ("-inf", "-Infinity"))
+
+
+def exact_numeric(texts: pa.Array) -> pa.Array:
+    """Numeric values' text as PostgreSQL writes it: ADBC's ``nan``/``inf``/``-inf`` respelled."""
+    for spelled, exact in NUMERIC_SPECIALS:
+        texts = pc.if_else(pc.equal(texts, spelled), exact, texts)
+    return texts
 
 
 class AdbcReader:

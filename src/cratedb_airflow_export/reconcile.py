@@ -70,16 +70,18 @@ def reconcile(
             execute(attempt.cursor, sql.refresh(cfg), cfg.attempt_seconds)
         for window in windows:
             found = read_partition(attempt.client, partition(cfg, window.day), cfg.qualified_name, window.as_dict())
-            manifest = found.manifest
-            if found.purged:  # the source may no longer hold the day: the archive stays as it is
+            manifest, baseline = found.manifest, found.baseline
+            if found.purged and not found.restored:  # the source no longer holds the day: the archive stays
                 recounts.append(Recount(window.day, "purged"))
                 continue
-            if not found.complete or manifest is None:
+            if not found.complete or manifest is None or baseline is None:
                 recounts.append(Recount(window.day, "not exported"))
                 continue
-            known = manifest.source_count if manifest.source_count is not None else manifest.rows
-            now = window_state(attempt.cursor, cfg, window, attempt.database)
-            updated = manifest.source_marker is not None and manifest.source_marker != now.marker
+            known = baseline.count if baseline.count is not None else manifest.rows
+            now = window_state(attempt.cursor, cfg, window, attempt.database, identify=True)
+            updated = baseline.marker is not None and baseline.marker != now.marker
+            # the table dropped and created again (where both identities are known): rows of another table
+            updated |= None not in (baseline.table_id, now.table_id) and baseline.table_id != now.table_id
             if known == now.count and not updated:
                 recounts.append(Recount(window.day, "unchanged", known, now.count))
             else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -34,11 +35,12 @@ from cratedb_airflow_export import sql
 from cratedb_airflow_export.attempt import Attempt, describe, open_attempt
 from cratedb_airflow_export.errors import RestoreFailed, RestoreRefused, RestoreUnreadable
 from cratedb_airflow_export.formats import COPY_JSONL, FORMATS, read_rows
-from cratedb_airflow_export.layout import partition
+from cratedb_airflow_export.formats.fields import JSON_NULL, json_value
+from cratedb_airflow_export.layout import RESTORED, partition
 from cratedb_airflow_export.lease import held
-from cratedb_airflow_export.manifest import Manifest, read_partition
-from cratedb_airflow_export.source import count_window, execute
-from cratedb_airflow_export.storage import Location, parse_s3_uri
+from cratedb_airflow_export.manifest import Manifest, RestoreRecord, now_utc, read_partition
+from cratedb_airflow_export.source import WindowState, column_ids, count_window, execute, window_state
+from cratedb_airflow_export.storage import Location, parse_s3_uri, put_object, write_args
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 Method = Literal["auto", "copy", "worker"]
 INSERT_BATCH_ROWS = 5_000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH_DIGITS = re.compile(r"-?[0-9]+")  # epoch milliseconds as text; never an ISO 8601 form we write
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def _restore_iceberg_day(
 ) -> RestoreResult:
     """The day's rows of the Iceberg table's current snapshot, read a batch at a time by the worker
     and inserted; counted against the commit that names the day."""
-    from cratedb_airflow_export.iceberg import day_rows, released
+    from cratedb_airflow_export.iceberg import read_day, released
 
     where = f"iceberg:{cfg.iceberg_identifier}"
     log.info("Restoring %s into %s from %s", cfg.qualified_name, target.qualified_name, where)
@@ -115,7 +118,8 @@ def _restore_iceberg_day(
     ):
         assert attempt.connections.catalog is not None
         naive = attempt.database.naive_timestamps
-        expected, summary = day_rows(attempt.connections.catalog, cfg, window, naive)
+        day = read_day(attempt.connections.catalog, cfg, window, naive)
+        expected, summary = day.rows, day.summary
         if not summary:
             raise RestoreRefused(f"{where} has no commit of this export for {window.day}: export the day first")
         columns = _target_columns(attempt, target)
@@ -159,14 +163,47 @@ def _restore_day(
             _insert_files(attempt, target, manifest, location, columns)
         if attempt.database.dialect.needs_refresh:
             execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
-        restored = count_window(attempt.cursor, target, window, attempt.database)
+        now = window_state(attempt.cursor, target, window, attempt.database, identify=True)
+        restored = now.count
         if restored != manifest.rows:
             raise RestoreFailed(
                 f"{target.qualified_name} holds {restored} rows in the window after the restore, the manifest says "
                 f"{manifest.rows}"
             )
+        if target.qualified_name == cfg.qualified_name:
+            _record_baseline(attempt, cfg, window, location, manifest, chosen, now)
     log.info("Restored %d rows of %s into %s (%s)", restored, location.uri, target.qualified_name, chosen)
     return RestoreResult(target.qualified_name, window.day, location.uri, chosen, restored, deleted)
+
+
+def _record_baseline(
+    attempt: Attempt,
+    cfg: TableExport,
+    window: Window,
+    location: Location,
+    manifest: Manifest,
+    method: str,
+    now: WindowState,
+) -> None:
+    """``_RESTORED.json``: the table holds exactly the archive's rows of the day again, as new copies
+    (new row versions, maybe a new partition); what they look like now is what retention and
+    reconcile compare the source with from here on (``manifest.Partition.baseline``)."""
+    record = RestoreRecord(
+        table=cfg.qualified_name,
+        interval=window.as_dict(),
+        manifest_exported_at=manifest.exported_at,
+        method=method,
+        rows=now.count,
+        source_marker=now.marker,
+        table_id=now.table_id,
+        column_ids=column_ids(attempt.cursor, cfg),
+        restored_at=now_utc(),
+    )
+    args = write_args(cfg.sse, cfg.sse_kms_key_id)
+    put_object(attempt.client, location.bucket, location.key(RESTORED), record.to_bytes(), "application/json", **args)
+    log.info(
+        "%s: recorded the restored day %s as the source's new baseline (%s)", cfg.qualified_name, window.day, RESTORED
+    )
 
 
 def _insert_iceberg_day(
@@ -186,7 +223,7 @@ def _insert_iceberg_day(
         for row in rows:  # JSON text and structs back into objects
             for name in objects & row.keys():
                 value = row[name]
-                row[name] = json.loads(value) if isinstance(value, str) else plain(value)
+                row[name] = json_value(value) if isinstance(value, str) else plain(value)
         for chunk in _batches(iter(rows)):
             _insert(attempt, target, convert, chunk)
 
@@ -353,6 +390,10 @@ class Converter:
             return None
         column = self.columns[name]
         kind = column.data_type
+        if value is JSON_NULL:  # a JSON null value, not SQL NULL (CrateDB's objects have no such value)
+            from psycopg.types.json import Json
+
+            return Json(None) if kind in ("json", "jsonb") else None
         if kind in STRUCTURED or kind.endswith("_array"):
             return self._structured(column, value)
         return _scalar(kind, value)
@@ -403,10 +444,14 @@ def _scalar(kind: str, value: Any) -> Any:
 
 
 def _timestamp(value: Any, *, naive: bool) -> datetime:
+    """A timestamp as a file holds it: ISO 8601 text, or epoch milliseconds (CrateDB's COPY TO; as a
+    JSON string for a partition column: ``"1704326400000"``). A value without a zone is UTC."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, (int, float)):  # CrateDB's COPY TO: epoch milliseconds
         moment = EPOCH + timedelta(milliseconds=value)
+    elif isinstance(value, str) and EPOCH_DIGITS.fullmatch(value):  # COPY TO's partition column value
+        moment = EPOCH + timedelta(milliseconds=int(value))
     else:
         moment = datetime.fromisoformat(str(value))
     if naive:

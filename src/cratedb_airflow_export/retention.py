@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,9 +38,9 @@ from cratedb_airflow_export.attempt import describe, open_attempt
 from cratedb_airflow_export.errors import RetentionRefused
 from cratedb_airflow_export.layout import PURGED, partition
 from cratedb_airflow_export.lease import held
-from cratedb_airflow_export.manifest import PurgeRecord, now_utc
-from cratedb_airflow_export.source import execute, window_state
-from cratedb_airflow_export.storage import put_object, write_args
+from cratedb_airflow_export.manifest import PurgeRecord, now_utc, selection_fingerprint
+from cratedb_airflow_export.source import PartitionValues, column_ids, execute, partition_scope, window_state
+from cratedb_airflow_export.storage import delete_keys, put_object, write_args
 from cratedb_airflow_export.verify import check_archive
 from cratedb_airflow_export.windows import Window, to_utc_datetime
 
@@ -51,12 +51,12 @@ if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.connections import Connections
     from cratedb_airflow_export.export import RunInfo
-    from cratedb_airflow_export.source import SourceInfo
+    from cratedb_airflow_export.manifest import Baseline, Manifest, Partition
+    from cratedb_airflow_export.source import SourceInfo, WindowState
 
 log = logging.getLogger(__name__)
 
 State = Literal["purged", "refused", "qualifies"]
-PartitionValues = tuple[tuple[str, Any], ...]
 
 
 def cutoff(last_day: date, retain_days: int) -> date:
@@ -94,7 +94,10 @@ class Outcome:
             return f"{head}: REFUSED, nothing deleted: " + "; ".join(self.reasons)
         if self.state == "qualifies":
             return f"{head}: would be deleted (dry run): {'; '.join(self.reasons)}"
-        return f"{head}: purged" + (f", {self.deleted} rows deleted" if self.deleted is not None else "")
+        said = f"{head}: purged" + (f", {self.deleted} rows deleted" if self.deleted is not None else "")
+        if self.unarchived:
+            said += f"; {self.unarchived} OF THEM WERE NOT ARCHIVED (written between the check and the DELETE)"
+        return said
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,7 +107,22 @@ class Outcome:
             "rows": self.rows,
             "reasons": list(self.reasons),
             "deleted": self.deleted,
+            "unarchived": self.unarchived,
         }
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A unit's DELETE, done: its row count (None: not reported), when the purge started, and per day
+    the source's rows checked and the export they were checked against."""
+
+    rows: int | None
+    started: str
+    checked: dict[date, tuple[int, str]]
+
+
+class RolledBack(Exception):
+    """The DELETE of a unit inside a transaction did not remove exactly the rows checked: undone."""
 
 
 @dataclass
@@ -156,11 +174,12 @@ class Purger:
                 window = Window.for_day(day)
                 statement = sql.delete_window(self.cfg, window, naive=self.source.naive_timestamps)
                 rows = window_state(self.cursor, self.cfg, window, self.source).count
-                units.append(Unit(f"day {day}", statement, (day,), rows))
+                units.append(Unit(f"day {day}", statement, (day,), rows, self._unpartitioned_problems()))
             return units
         units = []
-        for (values,) in execute(self.cursor, sql.list_partitions(self.cfg), self.cfg.attempt_seconds).fetchall():
-            scope = self._partition_values(values)
+        listed = execute(self.cursor, sql.list_partitions(self.cfg), self.cfg.attempt_seconds).fetchall()
+        for _, values in listed:
+            scope = partition_scope(values, self.source, self.cfg.qualified_name)
             total, stamped, latest = self._one(sql.partition_rows(self.cfg, scope))
             if not total or (latest is not None and to_utc_datetime(latest).date() >= before):
                 continue  # empty, or holds rows of days that are kept
@@ -173,34 +192,31 @@ class Purger:
             units.append(Unit(what, sql.delete_partition(self.cfg, scope), days, int(total), problems, scope))
         return units
 
-    def _partition_values(self, values: Any) -> PartitionValues:
-        """The partition's values in ``partitioned_by`` order, as its columns take them: CrateDB lists a
-        timestamp partition value as epoch milliseconds."""
-        if not isinstance(values, dict):
-            raise RetentionRefused(f"{self.cfg.qualified_name}: unreadable partition values {values!r}")
-        scope = []
-        for column in self.source.partition_columns:
-            value = values.get(column)
-            kind = self.source.columns.get(column, "").lower()
-            if value is not None and kind in sql.TIMESTAMP_TYPES and isinstance(value, int | float):
-                moment = datetime.fromtimestamp(value / 1000, tz=timezone.utc)
-                value = moment.replace(tzinfo=None) if kind != "timestamp with time zone" else moment
-            scope.append((column, value))
-        return tuple(scope)
+    def _unpartitioned_problems(self) -> tuple[str, ...]:
+        """Why a day of this unpartitioned table may not be deleted whatever its archive says: on a
+        source without transactions (CrateDB) a row written between the last check and the DELETE
+        would be deleted unarchived, unless the configuration accepts that window."""
+        if self.source.dialect.transactions or self.cfg.unpartitioned_retention == "accept_window":
+            return ()
+        return (
+            f"{self.cfg.qualified_name} is not partitioned and {self.source.dialect} has no transaction that keeps "
+            "writers out between the checks and the DELETE: a row written into the day in that moment would be "
+            "deleted unarchived. Partition the table (each partition is blocked for writes while it is checked), "
+            "or set unpartitioned_retention: accept_window to delete anyway (such rows are then counted and "
+            "reported, and the retention run fails)",
+        )
 
-    def check(self, unit: Unit) -> tuple[list[str], dict[date, tuple[int, str]]]:
-        """Why ``unit`` may not be deleted now (empty: it may), having checked every day it holds rows
-        of against its archive and the source as it is now; and, per day, the source's rows and the
-        export they were checked against."""
-        problems, checked = list(unit.problems), {}
+    def check_archives(self, unit: Unit) -> tuple[list[str], dict[date, Partition]]:
+        """Each day of ``unit`` against its archive in the bucket (no source involved): why it is no
+        archive of the day's rows (empty: every day's partition is), and each day's partition."""
+        problems, found = list(unit.problems), {}
         for day in unit.days:
-            window = Window.for_day(day)
-            report, found = check_archive(self.attempt.client, self.cfg, window)
-            manifest = found.manifest
+            report, partition_read = check_archive(self.attempt.client, self.cfg, Window.for_day(day))
+            manifest = partition_read.manifest
             if not report.ok or manifest is None:
                 problems.append(f"{day}: {'; '.join(report.problems) or 'no partition'} ({report.partition})")
                 continue
-            lacking = self._lacking(manifest.columns, manifest.filter)
+            lacking = self._lacking(manifest)
             if lacking:
                 problems.append(f"{day}: {lacking}: export the day again first")
                 continue
@@ -210,30 +226,48 @@ class Purger:
                     "when it was exported"
                 )
                 continue
-            now = window_state(self.cursor, self.cfg, window, self.source)
-            if now.count != manifest.source_count:
-                problems.append(
-                    f"{day}: the source holds {now.count} rows of the day now, the partition {manifest.source_count} "
-                    "(rows arrived or were deleted since the export: export the day again first)"
-                )
-            elif found.purge is None and manifest.source_marker is not None and now.marker != manifest.source_marker:
-                # after a purge and a restore the rows are new copies, with new versions: the count decides
-                problems.append(
-                    f"{day}: rows of the day were updated since the export ({manifest.source_marker} -> {now.marker}): "
-                    "export the day again first"
-                )
+            found[day] = partition_read
+        return problems, found
+
+    def check_source(self, found: dict[date, Partition]) -> tuple[list[str], dict[date, tuple[int, str]]]:
+        """Each day against the source as it is now: it still holds exactly what its archive is the
+        copy of (:attr:`~.manifest.Partition.baseline`). Why not (empty: every day does), and per day
+        the source's rows and the export they were checked against."""
+        problems, checked = [], {}
+        numbers = column_ids(self.cursor, self.cfg)
+        for day, partition_read in found.items():
+            manifest, baseline = partition_read.manifest, partition_read.baseline
+            assert manifest is not None and baseline is not None
+            now = window_state(self.cursor, self.cfg, Window.for_day(day), self.source, identify=True)
+            moved = differences(baseline, now, numbers, manifest.columns or [])
+            if moved:
+                problems.append(f"{day}: {moved}")
             else:
                 checked[day] = (now.count, manifest.exported_at)
         return problems, checked
 
-    def _lacking(self, columns: list[str] | None, condition: str | None) -> str | None:
-        """What the archive lacks of the table's rows as they are now (None: nothing): columns not
-        exported (a column list, or columns added since), rows a filter left out."""
-        if columns is None:
+    def _lacking(self, manifest: Manifest) -> str | None:
+        """What the archive lacks of the table's rows as they are chosen now (None: nothing): columns
+        not exported (a column list, or columns added since), rows a filter left out, or rows chosen
+        otherwise (another timestamp column or type, another statement)."""
+        if manifest.columns is None:
             return "the manifest does not say which columns the partition holds"
-        if condition is not None:
-            return f"the partition holds only the rows of the filter {condition!r}"
-        missing = [c for c in self.source.top_level if c not in columns]
+        if manifest.selection_fingerprint is None or manifest.timestamp_column is None:
+            return "the manifest does not record what chose the day's rows (it was written by an earlier version)"
+        if manifest.filter is not None:
+            return f"the partition holds only the rows of the filter {manifest.filter!r}"
+        column = self.cfg.timestamp_column
+        if manifest.timestamp_column != column:
+            return (
+                f"the day's rows were chosen by the column {manifest.timestamp_column!r}, the table is configured "
+                f"with timestamp_column {column!r} now"
+            )
+        if manifest.timestamp_type != self.source.timestamp_type:
+            was, now = manifest.timestamp_type, self.source.timestamp_type
+            return f"{column} was {was} when the day was exported, it is {now} now"
+        if manifest.selection_fingerprint != selection_fingerprint(self.cfg, self.source):
+            return "the statement that chooses the day's rows differs from the one the export counted them with"
+        missing = [c for c in self.source.top_level if c not in manifest.columns]
         return f"the partition lacks the column(s) {', '.join(missing)}" if missing else None
 
     def _record(self, unit: Unit, day: date, checked: tuple[int, str], started: str, **done: Any) -> None:
@@ -257,6 +291,16 @@ class Purger:
             self.attempt.client, location.bucket, location.key(PURGED), record.to_bytes(), "application/json", **args
         )
 
+    def _unrecord(self, unit: Unit) -> None:
+        """Remove the ``started`` records of a DELETE that was rolled back (best effort: a record left
+        makes exports of the day refuse, and the next purge checks the day again)."""
+        for day in unit.days:
+            location = partition(self.cfg, day)
+            try:
+                delete_keys(self.attempt.client, location.bucket, [location.key(PURGED)])
+            except Exception as exc:
+                log.warning("could not remove %s of %s: %s", PURGED, location.uri, exc)
+
     @contextlib.contextmanager
     def _writes_blocked(self, scope: PartitionValues) -> Iterator[None]:
         """A partition that refuses writes while it is checked and deleted; writable again when it
@@ -273,35 +317,41 @@ class Purger:
             if self._partition_exists(scope):
                 execute(self.cursor, sql.block_writes(self.cfg, scope, blocked=False), seconds)
 
+    @contextlib.contextmanager
+    def _writers_locked_out(self) -> Iterator[None]:
+        """PostgreSQL: one transaction that holds a lock keeping every other writer of the table out
+        (waiting at most the stall timeout for it) until it commits or, on an exception, rolls back:
+        no row can arrive or change between the checks and the DELETE."""
+        with self.cursor.connection.transaction():
+            for statement in sql.lock_writers_out(self.cfg, self.cfg.stall_timeout_seconds * 1000):
+                execute(self.cursor, statement, self.cfg.attempt_seconds)
+            yield
+
     def _partition_exists(self, scope: PartitionValues) -> bool:
         total = self._one(sql.partition_rows(self.cfg, scope))[0]
         return bool(total)
 
     def purge(self, unit: Unit, *, dry_run: bool) -> Outcome:
         """Check ``unit`` under its days' leases and, unless ``dry_run`` or refused, delete it."""
-        with contextlib.ExitStack() as holding:  # the days' leases, the partition's write block
+        with contextlib.ExitStack() as leases:
             if not dry_run:  # a dry run writes nothing, not even a lease
                 for day in unit.days:
                     what = describe("purge", self.cfg, Window.for_day(day))
-                    holding.enter_context(held(self.attempt.client, partition(self.cfg, day), self.holder, what))
-            if not dry_run and unit.scope is not None and not unit.problems:
-                holding.enter_context(self._writes_blocked(unit.scope))
-            if self.source.dialect.needs_refresh:  # count what is there right now
-                execute(self.cursor, sql.refresh(self.cfg), self.cfg.attempt_seconds)
-            problems, checked = self.check(unit)
+                    leases.enter_context(held(self.attempt.client, partition(self.cfg, day), self.holder, what))
+            problems, found = self.check_archives(unit)  # the bucket, before the source is held still
             if problems:
-                log.error("%s %s: deleting nothing: %s", self.cfg.qualified_name, unit.what, "; ".join(problems))
-                return Outcome(unit.what, unit.days, "refused", unit.rows, tuple(problems))
-            facts = (f"{len(unit.days)} archived day(s) verified: {unit.statement.describe()}",)
-            if dry_run:
-                return Outcome(unit.what, unit.days, "qualifies", unit.rows, facts)
-            started = now_utc()
-            for day in unit.days:  # from here on, nothing exports these days over their archive
-                self._record(unit, day, checked[day], started)
-            deleted = execute(self.cursor, unit.statement, self.cfg.attempt_seconds).rowcount
-            reported = deleted if deleted is not None and deleted >= 0 else None
-            for day in unit.days:
-                self._record(unit, day, checked[day], started, deleted=reported, finished_at=now_utc())
+                return self._refused(unit, problems)
+            try:
+                done = self._check_and_delete(unit, found, dry_run=dry_run)
+            except RolledBack as exc:  # the transaction is undone: nothing was deleted
+                self._unrecord(unit)
+                return self._refused(unit, [str(exc)])
+            if isinstance(done, Outcome):
+                return done
+            reported, checked = done.rows, done.checked
+            for day in unit.days:  # committed: the DELETE is final
+                self._record(unit, day, checked[day], done.started, deleted=reported, finished_at=now_utc())
+        facts = (f"{len(unit.days)} archived day(s) verified: {unit.statement.describe()}",)
         archived = sum(rows for rows, _ in checked.values())
         if reported is not None and reported > archived:  # rows written into the day between count and DELETE
             lost = f"the DELETE removed {reported} rows, {reported - archived} more than the {archived} archived"
@@ -315,6 +365,70 @@ class Purger:
             len(unit.days),
         )
         return Outcome(unit.what, unit.days, "purged", unit.rows, facts, reported)
+
+    def _check_and_delete(self, unit: Unit, found: dict[date, Partition], *, dry_run: bool) -> Outcome | Deleted:
+        """With the unit held still (a partition's writes blocked; PostgreSQL: the table locked for
+        writers in a transaction that this commits, or rolls back by :class:`RolledBack`), check the
+        source and delete; or the outcome that ends it here (refused, or a dry run's)."""
+        in_transaction = not dry_run and unit.scope is None and self.source.dialect.transactions
+        with contextlib.ExitStack() as still:
+            if not dry_run and unit.scope is not None:
+                still.enter_context(self._writes_blocked(unit.scope))
+            if in_transaction:
+                still.enter_context(self._writers_locked_out())
+            if self.source.dialect.needs_refresh:  # count what is there right now
+                execute(self.cursor, sql.refresh(self.cfg), self.cfg.attempt_seconds)
+            problems, checked = self.check_source(found)
+            if problems:
+                return self._refused(unit, problems)
+            if dry_run:
+                facts = (f"{len(unit.days)} archived day(s) verified: {unit.statement.describe()}",)
+                return Outcome(unit.what, unit.days, "qualifies", unit.rows, facts)
+            archived = sum(rows for rows, _ in checked.values())
+            started = now_utc()
+            for day in unit.days:  # from here on, nothing exports these days over their archive
+                self._record(unit, day, checked[day], started)
+            deleted = execute(self.cursor, unit.statement, self.cfg.attempt_seconds).rowcount
+            if in_transaction and deleted != archived:
+                raise RolledBack(f"the DELETE would have removed {deleted} rows, {archived} were checked: rolled back")
+        return Deleted(deleted if deleted is not None and deleted >= 0 else None, started, checked)
+
+    def _refused(self, unit: Unit, problems: Sequence[str]) -> Outcome:
+        log.error("%s %s: deleting nothing: %s", self.cfg.qualified_name, unit.what, "; ".join(problems))
+        return Outcome(unit.what, unit.days, "refused", unit.rows, tuple(problems))
+
+
+def differences(baseline: Baseline, now: WindowState, numbers: Mapping[str, int], columns: Sequence[str]) -> str | None:
+    """How the source's rows of a day differ now from what its archive is the copy of (None: they do
+    not): the count, the change marker, the table's identity, the exported columns' numbers."""
+    since = baseline.since
+    if now.count != baseline.count:
+        return (
+            f"the source holds {now.count} rows of the day now, it held {baseline.count} at {since} (rows arrived "
+            "or were deleted since: export the day again first)"
+        )
+    if baseline.marker is None:
+        return f"no change marker was recorded at {since}: export the day again first"
+    if now.marker != baseline.marker:
+        moved = f"{baseline.marker} -> {now.marker}"
+        return f"rows of the day were updated since {since} ({moved}): export the day again first"
+    if baseline.table_id is None or now.table_id is None:
+        when = f"at {since}" if baseline.table_id is None else "now"
+        return (
+            f"the table's identity could not be read {when} (CrateDB: sys.shards; the export's and the purge's users "
+            "need DQL on the schema sys): export the day again first"
+        )
+    if now.table_id != baseline.table_id:
+        return (
+            f"the table holding the day is not the one of {since} ({baseline.table_id} -> {now.table_id}: dropped "
+            "and created again): export the day again first"
+        )
+    recorded = baseline.column_ids or {}
+    renumbered = [c for c in columns if numbers.get(c) != recorded.get(c)]
+    if renumbered:
+        named = ", ".join(renumbered)
+        return f"the column(s) {named} were dropped and added again since {since}: export the day again first"
+    return None
 
 
 def _shown(value: Any) -> str:

@@ -74,6 +74,16 @@ def file_type(field: pa.Field, fmt: str, json_style: str | None) -> str:
     return _json_type(field.type, is_json(field), json_style)
 
 
+LIST_ITEM_NAME = re.compile(r"(list<)[A-Za-z_][A-Za-z0-9_]*: ")
+
+
+def as_read(file_type: str) -> str:
+    """A file type as readers see it: a list's type without the name of its item field, which
+    writers choose (Arrow says ``item``, Parquet files written by pyarrow say ``element``) and no
+    reader exposes: ``list<item: string>`` and ``list<element: string>`` are both ``list<string>``."""
+    return LIST_ITEM_NAME.sub(r"\1", file_type)
+
+
 def _json_type(kind: pa.DataType, json_text: bool, json_style: str | None) -> str:
     import pyarrow as pa  # when a task runs: not when DAG files are parsed
 
@@ -192,7 +202,7 @@ def _type_change(was: SchemaColumn, column: SchemaColumn) -> SchemaChange | None
     if was.source_type != column.source_type:
         before, after = was.source_type, column.source_type
         breaks = breaking(before, after)
-    elif was.file_type != column.file_type and not (_is_struct(was) and _is_struct(column)):
+    elif as_read(was.file_type) != as_read(column.file_type) and not (_is_struct(was) and _is_struct(column)):
         before, after, breaks = was.file_type, column.file_type, True
     else:
         return None
@@ -201,7 +211,7 @@ def _type_change(was: SchemaColumn, column: SchemaColumn) -> SchemaChange | None
 
 def _is_struct(column: SchemaColumn) -> bool:
     """An object written as a struct (or a list of structs) of its keys."""
-    return column.file_type.startswith(("struct<", "list<item: struct<"))
+    return as_read(column.file_type).startswith(("struct<", "list<struct<"))
 
 
 def _key_changes(column: str, before: Mapping[str, str], after: Mapping[str, str]) -> list[SchemaChange]:

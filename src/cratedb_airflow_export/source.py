@@ -31,6 +31,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -72,6 +73,11 @@ class Dialect:
     row_version: str = "xmin::text::bigint"
     # information_schema.columns' expression for an object column's policy (strict, dynamic, ignored)
     column_policy: str = "NULL"
+    # what tells a table from another created under the same name later: "oid" (PostgreSQL's
+    # pg_class) or "shards" (CrateDB: the UUIDs of the indices holding the rows, from sys.shards)
+    identity: str = "oid"
+    # statements inside BEGIN ... COMMIT, and a lock that keeps writers out until the end of one
+    transactions: bool = True
 
     def __str__(self) -> str:
         return self.name
@@ -86,6 +92,8 @@ CRATEDB = Dialect(
     document_types=frozenset({"geo_point", "geo_point_array"}),
     row_version="_seq_no",
     column_policy="column_details['policy']",
+    identity="shards",
+    transactions=False,
 )
 POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False, copy_from_uri=False)
 
@@ -102,6 +110,7 @@ class WindowState:
 
     count: int
     marker: str
+    table_id: str | None = None  # table_identity(), where asked for (``identify``)
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ class SourceCounts:
     after: int
     while_reading: int | None = None
     marker: str | None = None
+    table_id: str | None = None  # the table's identity after the last row was read (table_identity)
 
     @property
     def settled(self) -> bool:
@@ -136,6 +146,9 @@ class SourceInfo:
     partition_columns: tuple[str, ...] = ()  # CrateDB's PARTITIONED BY
     not_null: frozenset[str] = frozenset()  # columns that never hold NULL (NOT NULL, primary key)
     policies: Mapping[str, str] = field(default_factory=dict)  # object column -> its policy (CrateDB)
+    # column -> its number in the catalog (pg_attribute.attnum): a column dropped and added again
+    # under the same name gets a new one
+    column_ids: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def naive_timestamps(self) -> bool:
@@ -288,6 +301,7 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
     if missing:
         raise SourceError(f"columns {missing} do not exist in {cfg.qualified_name} (columns: {available})")
     partitions = _one(cursor, sql.describe_partitioning(cfg), seconds) if dialect is CRATEDB else None
+    numbered = column_ids(cursor, cfg)
     return SourceInfo(
         dialect=dialect,
         columns=columns,
@@ -296,7 +310,59 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
         partition_columns=tuple(partitions or ()),
         not_null=not_null,
         policies=policies,
+        column_ids={name: number for name, number in numbered.items() if name in columns},
     )
+
+
+PartitionValues = tuple[tuple[str, Any], ...]
+
+
+def partition_scope(values: Any, source: SourceInfo, table: str) -> PartitionValues:
+    """A CrateDB partition's values (``information_schema.table_partitions``) in ``partitioned_by``
+    order, as its columns take them: CrateDB lists a timestamp partition value as epoch milliseconds."""
+    if not isinstance(values, dict):
+        raise SourceError(f"{table}: unreadable partition values {values!r}")
+    scope = []
+    for column in source.partition_columns:
+        value = values.get(column)
+        kind = source.columns.get(column, "").lower()
+        if value is not None and kind in sql.TIMESTAMP_TYPES and isinstance(value, int | float):
+            moment = datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+            value = moment.replace(tzinfo=None) if kind != "timestamp with time zone" else moment
+        scope.append((column, value))
+    return tuple(scope)
+
+
+def table_identity(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> str | None:
+    """What tells the table holding ``window``'s rows from one created under the same name later
+    (None: the source does not let this user read it): PostgreSQL's table OID; on CrateDB the UUIDs
+    of the indices holding the window's rows (the table's, or each partition's: a partition dropped
+    and created again by a restore gets a new one), from ``sys.shards``."""
+    seconds = cfg.attempt_seconds
+    if source.dialect.identity == "oid":
+        oid = _one(cursor, sql.table_oid(cfg), seconds)
+        return None if oid is None else f"oid:{oid}"
+    try:
+        uuids = dict(execute(cursor, sql.shard_uuids(cfg), seconds).fetchall())
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:  # a user without DQL on sys: "Schema 'sys' unknown"
+        log.warning("%s: the table's identity cannot be read from sys.shards: %s", cfg.qualified_name, exc)
+        return None
+    if not source.partition_columns:
+        return "uuid:" + ",".join(sorted({str(u) for u in uuids.values()}))
+    naive = source.naive_timestamps
+    holding = {
+        tuple(row)
+        for row in execute(cursor, sql.window_partitions(cfg, window, source.partition_columns, naive=naive), seconds)
+    }
+    idents = []
+    for ident, values in execute(cursor, sql.list_partitions(cfg), seconds).fetchall():
+        if tuple(v for _, v in partition_scope(values, source, cfg.qualified_name)) in holding:
+            idents.append(str(ident))
+    if len(idents) != len(holding) or any(ident not in uuids for ident in idents):
+        return None  # a partition appeared or went while this ran: not known
+    return "uuid:" + ",".join(f"{ident}={uuids[ident]}" for ident in sorted(idents))
 
 
 def count_window(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> int:
@@ -304,10 +370,21 @@ def count_window(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRang
     return int(_one(cursor, sql.count_window(cfg, window, naive=source.naive_timestamps), cfg.attempt_seconds))
 
 
-def window_state(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> WindowState:
-    """``count(*)`` of ``cfg``'s rows in ``window`` (with the table's filter) and their change marker."""
+def window_state(
+    cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo, *, identify: bool = False
+) -> WindowState:
+    """``count(*)`` of ``cfg``'s rows in ``window`` (with the table's filter) and their change marker;
+    ``identify``: and the table's identity (:func:`table_identity`), right after."""
     version = source.dialect.row_version
     statement = sql.window_state(cfg, window, version, naive=source.naive_timestamps)
     row = execute(cursor, statement, cfg.attempt_seconds).fetchone()
     count, total = (0, None) if row is None else row
-    return WindowState(int(count), f"sum({version.split('::')[0]})={int(total or 0)}")
+    marker = f"sum({version.split('::')[0]})={int(total or 0)}"
+    table_id = table_identity(cursor, cfg, window, source) if identify else None
+    return WindowState(int(count), marker, table_id)
+
+
+def column_ids(cursor: psycopg.Cursor[Any], cfg: TableExport) -> dict[str, int]:
+    """Each column's number in the catalog now (see :attr:`SourceInfo.column_ids`)."""
+    numbered = execute(cursor, sql.describe_column_ids(cfg), cfg.stall_timeout_seconds).fetchall()
+    return {str(name): int(number) for name, number in numbered}

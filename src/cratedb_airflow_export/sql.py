@@ -258,6 +258,43 @@ def describe_columns(cfg: TableExport, policy: str = "NULL") -> Statement:
     )
 
 
+def describe_column_ids(cfg: TableExport) -> Statement:
+    """Each column's number in the catalog (``pg_attribute.attnum``; CrateDB numbers its columns there
+    too): a column dropped and added again under the same name gets a new one."""
+    return Statement(
+        "SELECT a.attname, a.attnum FROM pg_catalog.pg_attribute a "
+        "JOIN pg_catalog.pg_class c ON a.attrelid = c.oid JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
+def table_oid(cfg: TableExport) -> Statement:
+    """PostgreSQL: the table's OID, which a table dropped and created again under the same name does
+    not keep (CrateDB's pg_class OID is a hash of the name: :func:`shard_uuids` instead)."""
+    return Statement(
+        "SELECT c.oid::bigint FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
+def shard_uuids(cfg: TableExport) -> Statement:
+    """CrateDB: the UUID of the table's index (of each partition's, by its ident), which a table or
+    partition dropped and created again does not keep. Needs DQL on the schema ``sys``."""
+    return Statement(
+        "SELECT DISTINCT partition_ident, partition_uuid FROM sys.shards WHERE schema_name = %s AND table_name = %s",
+        (cfg.schema_name, cfg.table_name),
+    )
+
+
+def window_partitions(cfg: TableExport, window: TimeRange, columns: Sequence[str], *, naive: bool = False) -> Statement:
+    """CrateDB: the values of the partition ``columns`` that rows of the window hold (each partition once)."""
+    condition, bounds = _where(cfg, window, naive)
+    names = ", ".join(quote_ident(c) for c in columns)
+    return Statement(f"SELECT DISTINCT {names} FROM {qualified(cfg)} WHERE {condition}", bounds)
+
+
 def server_version() -> Statement:
     """``CrateDB 6.4.3 (built ...)`` on CrateDB, ``PostgreSQL 16.4 ...`` on PostgreSQL; needs no
     privilege: how the source tells which database it is."""
@@ -268,10 +305,10 @@ def server_version() -> Statement:
 
 
 def list_partitions(cfg: TableExport) -> Statement:
-    """CrateDB only: the table's partitions, each as its partition columns' values (an object)."""
+    """CrateDB only: the table's partitions, each its ident and its partition columns' values (an object)."""
     return Statement(
-        'SELECT "values" FROM information_schema.table_partitions WHERE table_schema = %s AND table_name = %s '
-        "ORDER BY partition_ident",
+        'SELECT partition_ident, "values" FROM information_schema.table_partitions '
+        "WHERE table_schema = %s AND table_name = %s ORDER BY partition_ident",
         (cfg.schema_name, cfg.table_name),
     )
 
@@ -358,6 +395,16 @@ def describe_target(cfg: TableExport) -> Statement:
         "SELECT column_name, data_type, is_generated, udt_name FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
         (cfg.schema_name, cfg.table_name),
+    )
+
+
+def lock_writers_out(cfg: TableExport, lock_timeout_ms: int) -> tuple[Statement, Statement]:
+    """PostgreSQL, inside a transaction: wait at most ``lock_timeout_ms`` for a lock on the table that
+    lets readers in and keeps every other writer out until the transaction ends (SHARE ROW EXCLUSIVE
+    conflicts with the ROW EXCLUSIVE lock that INSERT, UPDATE and DELETE take)."""
+    return (
+        Statement(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"),
+        Statement(f"LOCK TABLE {qualified(cfg)} IN SHARE ROW EXCLUSIVE MODE"),
     )
 
 

@@ -237,6 +237,18 @@ def stored_checksum(client: S3Client, bucket: str, key: str) -> str | None:
     return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED").get("ChecksumSHA256")
 
 
+def stored_size(client: S3Client, bucket: str, key: str) -> int | None:
+    """The object's size (one HEAD), None when there is no such object."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
 def default_encryption(client: S3Client, bucket: str) -> tuple[str | None, str | None]:
     """The bucket's default encryption: (algorithm, KMS key id), or (None, None) without one."""
     from botocore.exceptions import ClientError

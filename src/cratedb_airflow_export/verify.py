@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from cratedb_airflow_export.errors import VerificationError
 from cratedb_airflow_export.layout import is_data_object, partition, staging_root
 from cratedb_airflow_export.manifest import Manifest, Partition, read_partition
-from cratedb_airflow_export.schema import file_type
-from cratedb_airflow_export.storage import list_objects, open_uploads, stored_checksum
+from cratedb_airflow_export.schema import as_read, file_type
+from cratedb_airflow_export.storage import list_objects, open_uploads, split_object_uri, stored_checksum, stored_size
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -102,7 +102,7 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
     manifest = found.manifest
     if manifest is None or cursor is None:
         return report
-    if found.purged:
+    if found.purged and not found.restored:
         report.facts.append("the source's rows of the day were purged after archiving: not compared with the source")
         return report
     count = count_window(cursor, cfg, window, check_table(cursor, cfg))
@@ -133,6 +133,12 @@ def check_archive(client: S3Client, cfg: TableExport, window: Window) -> tuple[P
         report.facts.append(
             f"purged from the source ({found.purge.state}) at {found.purge.finished_at or found.purge.started_at}: "
             f"{found.purge.rows} rows of the day, by {found.purge.statement}"
+        )
+    if found.restore is not None:
+        record = found.restore
+        report.facts.append(
+            f"restored into the table at {record.restored_at} ({record.rows} rows, {record.method})"
+            + ("" if found.restored else ": before the purge, or of another export")
         )
     for entry in manifest.objects:
         stored_object = stored.get(entry.key)
@@ -181,7 +187,7 @@ def _schema_problems(client: S3Client, bucket: str, key: str, manifest: Manifest
     if manifest.format == "parquet":
         written = [(f.name, file_type(f, "parquet", None)) for f in _parquet_schema(client, bucket, key)]
         expected = [(c.name, c.file_type) for c in manifest.schema_]
-        if written != expected:
+        if [(n, as_read(t)) for n, t in written] != [(n, as_read(t)) for n, t in expected]:
             return [f"{key}: its Parquet schema {_pairs(written)} is not the manifest's {_pairs(expected)}"]
         return []
     line = _first_line(client, bucket, key, manifest.compression)
@@ -240,16 +246,20 @@ def _first_line(client: S3Client, bucket: str, key: str, compression: str) -> by
         body.close()
 
 
-def verify_iceberg_day(params: CatalogParams, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
+def verify_iceberg_day(
+    client: S3Client, params: CatalogParams, cursor: Any | None, cfg: TableExport, window: Window
+) -> PartitionReport:
     """Check a day of an Iceberg table: the commit of this export that names the day (its snapshot
-    summary), the rows the table's current snapshot holds in the window against it, and (with a
-    source cursor) against the source's count(*)."""
-    from cratedb_airflow_export.iceberg import day_rows
+    summary), every data file of the day in the table's current snapshot stored with its size, the
+    rows the snapshot holds in the window against the commit, and (with a source cursor) against the
+    source's count(*)."""
+    from cratedb_airflow_export.iceberg import read_day
     from cratedb_airflow_export.source import check_table, count_window
 
     report = PartitionReport(f"iceberg:{cfg.iceberg_identifier} {window.day}")
     source = check_table(cursor, cfg) if cursor is not None else None
-    rows, summary = day_rows(params, cfg, window, naive=bool(source and source.naive_timestamps))
+    day = read_day(params, cfg, window, naive=bool(source and source.naive_timestamps))
+    rows, summary = day.rows, day.summary
     if not summary:
         report.empty = rows == 0
         report.problems.append(
@@ -258,8 +268,15 @@ def verify_iceberg_day(params: CatalogParams, cursor: Any | None, cfg: TableExpo
         return report
     report.facts.append(
         f"committed: {summary.get('rows')} rows by {summary.get('dag_id') or '-'} / {summary.get('run_id') or '-'}; "
-        f"the table holds {rows} rows in the window"
+        f"the table holds {rows} rows in the window in {len(day.files)} file(s)"
     )
+    for path, size in day.files:  # the rows above come from metadata: a file gone fails every reader
+        bucket, key = split_object_uri(path)
+        stored = stored_size(client, bucket, key)
+        if stored is None:
+            report.problems.append(f"{path}: a data file of the day is missing")
+        elif stored != size:
+            report.problems.append(f"{path}: {stored} bytes stored, the table's metadata says {size}")
     if str(rows) != summary.get("rows"):
         report.problems.append(f"the table holds {rows} rows in the window, its commit says {summary.get('rows')}")
     if cursor is not None and source is not None:

@@ -83,9 +83,11 @@ class Window(TimeRange):
 
 
 def to_utc_datetime(value: datetime) -> datetime:
-    """Any aware datetime (pendulum's too) as a plain ``datetime.datetime`` in UTC, the same instant,
-    so psycopg binds a standard type."""
-    v = value.astimezone(timezone.utc)
+    """A moment as a plain aware ``datetime.datetime`` in UTC, so psycopg binds a standard type: an
+    aware value (pendulum's too) is the same instant; a naive one (a ``TIMESTAMP WITHOUT TIME ZONE``
+    from the database) **is UTC by definition here**. The process's time zone never enters: a naive
+    ``astimezone`` would read the value as local time and move days on a worker outside UTC."""
+    v = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=timezone.utc)
 
 

@@ -116,6 +116,7 @@ def test_each_day_is_one_commit_that_pyiceberg_and_duckdb_read_exactly(catalog_d
     assert read_objects(s3_server, bucket, "_cratedb_export_staging/") == {}
     # DuckDB over the table's current snapshot (pyiceberg's scan hands it the files' rows)
     connection = iceberg.scan(selected_fields=("hash_id", "timestamp")).to_duckdb("days")
+    connection.execute("SET TimeZone = 'UTC'")  # DuckDB casts TIMESTAMPTZ to DATE in its own zone (the process's)
     by_day = connection.sql('SELECT CAST("timestamp" AS DATE) AS d, count(*) FROM days GROUP BY d ORDER BY d')
     assert [(str(d), n) for d, n in by_day.fetchall()] == [(str(FIRST), PER_DAY), (str(SECOND), PER_DAY)]
 
@@ -172,9 +173,9 @@ def test_a_failure_in_the_commit_leaves_the_table_as_it_was(
     catalog_db, postgres, s3_server, bucket, table, monkeypatch
 ):
     """The catalog fails as the day's files are added (a fault not caused for real here: pyiceberg's
-    add_files raises): the current snapshot is the one before, no file it references is new, the
-    copied files are gone; the next try commits the day."""
-    from pyiceberg.table import Transaction
+    reading of a file's metadata raises): the current snapshot is the one before, no file it
+    references is new, the copied files are gone; the next try commits the day."""
+    import pyiceberg.io.pyarrow
 
     cfg = config(table, bucket)
     run_export(cfg, Window.for_day(FIRST))
@@ -185,15 +186,15 @@ def test_a_failure_in_the_commit_leaves_the_table_as_it_was(
     def fail(*args, **kwargs):
         raise OSError("catalog unreachable")
 
-    add_files = Transaction.add_files
-    monkeypatch.setattr(Transaction, "add_files", fail)
+    described = pyiceberg.io.pyarrow.parquet_file_to_data_file
+    monkeypatch.setattr(pyiceberg.io.pyarrow, "parquet_file_to_data_file", fail)
     with pytest.raises(ExportError, match="catalog unreachable"):
         run_export(cfg, Window.for_day(SECOND))
     after = catalog(s3_server, catalog_db).load_table(cfg.iceberg_identifier)
     assert after.current_snapshot().snapshot_id == snapshot
     assert sorted(f["file_path"] for f in after.inspect.files().to_pylist()) == referenced
     assert read_objects(s3_server, bucket, f"lake/{table}/data/timestamp_day=2024-01-04/") == {}
-    monkeypatch.setattr(Transaction, "add_files", add_files)
+    monkeypatch.setattr(pyiceberg.io.pyarrow, "parquet_file_to_data_file", described)
     run_export(cfg, Window.for_day(SECOND))
     assert iceberg_rows(s3_server, catalog_db, cfg, SECOND) == normalised(source_rows(postgres, table, SECOND))
 
@@ -281,3 +282,89 @@ def test_a_sql_catalog_in_postgresql(connections, postgres, s3_server, bucket, t
     iceberg = SqlCatalog("iceberg_default", uri=uri, **s3).load_table(cfg.iceberg_identifier)
     read = iceberg.scan(row_filter=day_filter(cfg, Window.for_day(FIRST), False)).to_arrow()
     assert sorted(read.column("hash_id").to_pylist()) == [r[0] for r in source_rows(postgres, table, FIRST)]
+
+
+def day_rows_at(table, cfg: TableExport, day: date, snapshot_id: int) -> list[int]:
+    """The day's hash_ids as the table held them at ``snapshot_id`` (time travel)."""
+    read = table.scan(row_filter=day_filter(cfg, Window.for_day(day), False), snapshot_id=snapshot_id).to_arrow()
+    return sorted(read.column("hash_id").to_pylist())
+
+
+def test_a_rerun_is_one_snapshot_that_never_shows_the_day_empty(catalog_db, postgres, s3_server, bucket, table):
+    """Time travel to every snapshot the table has: the day is either the first export's rows or the
+    rerun's, never empty or half (a delete snapshot followed by an append one would show it empty)."""
+    cfg = config(table, bucket)
+    run_export(cfg, Window.for_day(FIRST))
+    first = [r[0] for r in source_rows(postgres, table, FIRST)]
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"DELETE FROM {table} WHERE hash_id = %s", (first[0],))
+    run_export(cfg, Window.for_day(FIRST))
+    iceberg = catalog(s3_server, catalog_db).load_table(cfg.iceberg_identifier)
+    snapshots = iceberg.snapshots()
+    assert len(snapshots) == 2  # one per commit
+    assert [day_rows_at(iceberg, cfg, FIRST, s.snapshot_id) for s in snapshots] == [sorted(first), sorted(first[1:])]
+    assert iceberg.current_snapshot().summary.operation.value == "overwrite"
+
+
+def test_an_empty_day_is_a_commit_that_verify_finds(catalog_db, postgres, s3_server, bucket, table, tmp_path, capsys):
+    """A day without rows in the source: committed (a snapshot naming the day, adding no file), so
+    verify says it was exported, with 0 rows; after rows of it were exported and then deleted at the
+    source, a rerun empties the day in the same way."""
+    from cratedb_airflow_export.cli import main
+
+    cfg = config(table, bucket)
+    empty = THIRD + (THIRD - SECOND) * 30  # no sample rows
+    assert run_export(cfg, Window.for_day(empty)).rows == 0
+    config_file = tmp_path / "exports.yaml"
+    config_file.write_text(json.dumps({"tables": [cfg.model_dump(mode="json", exclude_defaults=True)]}))
+    assert main(["verify", "--table", table, "--date", str(empty), "--config", str(config_file)]) == 0
+    out = capsys.readouterr().out
+    assert "committed: 0 rows" in out and "the table holds 0 rows in the window in 0 file(s)" in out
+
+    run_export(cfg, Window.for_day(FIRST))
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(
+            f'DELETE FROM {table} WHERE "timestamp" >= %s AND "timestamp" < %s', Window.for_day(FIRST).bounds()
+        )
+    assert run_export(cfg, Window.for_day(FIRST)).rows == 0
+    assert iceberg_rows(s3_server, catalog_db, cfg, FIRST) == []
+    assert main(["verify", "--table", table, "--date", str(FIRST), "--config", str(config_file)]) == 0
+
+
+def test_verify_finds_a_data_file_of_the_day_gone(catalog_db, postgres, s3_server, bucket, table, tmp_path, capsys):
+    """The row count comes from the table's metadata, which still names a deleted file: verify looks
+    for every file of the day, as every reader would."""
+    from cratedb_airflow_export.cli import main
+
+    cfg = config(table, bucket)
+    result = run_export(cfg, Window.for_day(SECOND))
+    config_file = tmp_path / "exports.yaml"
+    config_file.write_text(json.dumps({"tables": [cfg.model_dump(mode="json", exclude_defaults=True)]}))
+    (path,) = result.as_dict()["files"]
+    s3_server.client().delete_object(Bucket=bucket, Key=path.split("/", 3)[3])
+    assert main(["verify", "--table", table, "--date", str(SECOND), "--config", str(config_file)]) == 1
+    assert f"! {path}: a data file of the day is missing" in capsys.readouterr().out
+
+
+def test_restore_keeps_a_json_null_apart_from_sql_null(catalog_db, postgres, s3_server, bucket, tmp_path):
+    """PostgreSQL's json holds ``null`` as a value, distinct from SQL NULL: both survive the trip."""
+    from cratedb_airflow_export.restore import restore
+
+    name = f"doc.nulls_{uuid.uuid4().hex[:8]}"
+    noon = Window.for_day(SECOND).start.replace(hour=12)
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS doc")
+        conn.execute(f'CREATE TABLE {name} (id INT, "timestamp" TIMESTAMPTZ, doc JSON, docb JSONB)')
+        values = "(1, %s, 'null', 'null'), (2, %s, NULL, NULL), (3, %s, '{\"a\": null}', '[null]')"
+        conn.execute(f"INSERT INTO {name} VALUES {values}", (noon, noon, noon))
+        conn.execute(f"CREATE TABLE {name}_back (LIKE {name})")
+    cfg = config(name, bucket)
+    assert run_export(cfg, Window.for_day(SECOND)).rows == 3
+    restore(cfg, [Window.for_day(SECOND)], into=f"{name}_back")
+    query = "SELECT id, doc IS NULL, doc::text, docb IS NULL, docb::text FROM {} ORDER BY id"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        assert conn.execute(query.format(f"{name}_back")).fetchall() == [
+            (1, False, "null", False, "null"),
+            (2, True, None, True, None),
+            (3, False, '{"a": null}', False, "[null]"),
+        ]

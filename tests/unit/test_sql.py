@@ -264,7 +264,20 @@ def retention_statements() -> list[sql.Statement]:
         sql.delete_window(cfg, WINDOW),
         *(sql.window_state(cfg, WINDOW, source.dialect.row_version) for source in SOURCES),
         *(sql.window_state(c, WINDOW, "_seq_no") for c in CONFIGS if c.filter),
+        # what tells the table, its partitions and its columns from others of the same name
+        sql.describe_column_ids(cfg),
+        sql.shard_uuids(cfg),
+        sql.window_partitions(cfg, WINDOW, ["day", "region"]),
+        *(sql.window_partitions(c, WINDOW, ["day"], naive=True) for c in CONFIGS if c.filter),
     ]
+
+
+def test_postgresql_locks_writers_out_of_the_table_for_the_purge_of_a_day():
+    """PostgreSQL only (CrateDB has no LOCK TABLE and no transactions: it never gets these)."""
+    timeout, lock = sql.lock_writers_out(CONFIGS[0], 300_000)
+    assert timeout.wire_sql == "SET LOCAL lock_timeout = 300000"
+    assert lock.wire_sql == 'LOCK TABLE "doc"."metrics" IN SHARE ROW EXCLUSIVE MODE'
+    assert not CRATEDB.transactions and POSTGRESQL.transactions
 
 
 def test_retention_and_change_marker_statements_parse_under_cratedb_grammar():
@@ -278,8 +291,8 @@ def test_a_partition_is_deleted_by_its_values_bound_and_null_as_is_null():
     assert statement.wire_sql == 'DELETE FROM "doc"."metrics" WHERE "day" = $1 AND "region" IS NULL AND "it\'s" = $2'
     assert statement.params == (WINDOW.start, "x")
     assert sql.list_partitions(cfg).wire_sql == (
-        'SELECT "values" FROM information_schema.table_partitions WHERE table_schema = $1 AND table_name = $2 '
-        "ORDER BY partition_ident"
+        'SELECT partition_ident, "values" FROM information_schema.table_partitions '
+        "WHERE table_schema = $1 AND table_name = $2 ORDER BY partition_ident"
     )
 
 

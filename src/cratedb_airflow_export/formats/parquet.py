@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cratedb_airflow_export.formats.base import Encoder, Forward
-from cratedb_airflow_export.formats.fields import is_json
+from cratedb_airflow_export.formats.fields import is_json, json_value
 from cratedb_airflow_export.formats.objects import is_struct_object, plain
 
 DICTIONARY_MAX_DISTINCT = 0.5  # share of distinct values in the sample above which a column is written plain
@@ -82,9 +82,7 @@ class ParquetEncoder(Encoder):
 
 def read_rows(path: str, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
     """The rows of a Parquet file, a row group batch at a time; JSON text columns (field metadata
-    ``json=true``) parsed back into objects."""
-    import json
-
+    ``json=true``) parsed back into objects (the text ``null``: :data:`~.fields.JSON_NULL`)."""
     parquet = pq.ParquetFile(path)
     json_columns = [f.name for f in parquet.schema_arrow if is_json(f)]
     struct_columns = [f.name for f in parquet.schema_arrow if is_struct_object(f)]
@@ -92,7 +90,7 @@ def read_rows(path: str, batch_size: int = 10_000) -> Iterator[dict[str, Any]]:
         for row in batch.to_pylist():
             for name in json_columns:
                 if row[name] is not None:
-                    row[name] = json.loads(row[name])
+                    row[name] = json_value(row[name])
             for name in struct_columns:
                 row[name] = plain(row[name])
             yield row

@@ -9,6 +9,7 @@ import json
 import math
 import struct
 import threading
+from datetime import timezone
 from typing import Any
 
 import pyarrow as pa
@@ -98,8 +99,8 @@ def python_json(value: Any, field_type: pa.DataType, json_text: bool) -> str:
 
 
 def _iso(value: Any) -> str:
-    if getattr(value, "tzinfo", None) is not None:
-        return str(value.strftime("%Y-%m-%dT%H:%M:%S.%f")) + "+00:00"
+    if getattr(value, "tzinfo", None) is not None:  # the same instant in UTC, whatever zone it came in
+        return str(value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")) + "+00:00"
     return str(value.isoformat())
 
 
