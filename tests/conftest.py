@@ -5,8 +5,10 @@ Helpers and constants are in ``tests/helpers.py``, imported first: it sets up Ai
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +117,28 @@ def bucket(s3_server: LocalS3) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=name)
     return name
+
+
+# Process time zones far from UTC, with odd offsets (+05:45, +12:45/+13:45, -03:30) and ones that
+# move the date (Tokyo, Los Angeles): a naive timestamp read as local time shifts its day.
+PROCESS_ZONES = ["UTC", "Asia/Kathmandu", "Pacific/Chatham", "America/St_Johns", "Asia/Tokyo", "America/Los_Angeles"]
+
+
+def set_process_zone(zone: str | None) -> None:
+    """The process's local time zone, for Python's time functions (None: the environment's default)."""
+    if zone is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = zone
+    time.tzset()
+
+
+@pytest.fixture(params=PROCESS_ZONES)
+def process_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test with the process in each of :data:`PROCESS_ZONES`."""
+    before = os.environ.get("TZ")
+    set_process_zone(request.param)
+    try:
+        yield request.param
+    finally:
+        set_process_zone(before)

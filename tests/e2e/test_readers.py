@@ -160,3 +160,44 @@ def test_an_error_of_one_cursor_ends_the_read(postgres):
     with pytest.raises(psycopg.errors.DivisionByZero):
         parallel(postgres.url, ["SELECT g AS id FROM generate_series(1, 1000000) AS g", bad], 1)
     assert time.monotonic() - started < 20  # the other cursor did not have to be read to its end
+
+
+@pytest.mark.parametrize("reader", ["auto", "cursor"])
+def test_numerics_special_values_are_written_as_postgresql_spells_them(
+    connections, postgres, s3_server, bucket, reader
+):
+    """numeric's exact text, whichever reader: ADBC's decoder says nan/inf/-inf, PostgreSQL (and the
+    cursor path, and the docs) NaN/Infinity/-Infinity; inside arrays too."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.export import run_export
+    from cratedb_airflow_export.windows import Window
+
+    name = f"public.numerics_{uuid.uuid4().hex[:8]}"
+    values = ["NaN", "Infinity", "-Infinity", "1.50", "-0.001", None]
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} (id INT, ts TIMESTAMPTZ, n NUMERIC, ns NUMERIC[])")
+        for n, value in enumerate(values):
+            conn.execute(
+                f"INSERT INTO {name} VALUES (%s, '2024-01-04 12:00:00+00', %s::numeric, ARRAY[%s::numeric])",
+                (n, value, value),
+            )
+    cfg = TableExport.model_validate(
+        {
+            "table": name,
+            "timestamp_column": "ts",
+            "engine": "stream",
+            "format": "parquet",
+            "reader": reader,
+            "target": f"s3://{bucket}/lake",
+        }
+    )
+    result = run_export(cfg, Window.for_day(date(2024, 1, 4)))
+    (obj,) = result.objects
+    body = s3_server.client().get_object(Bucket=bucket, Key=obj.key)["Body"].read()
+    rows = sorted(pq.read_table(io.BytesIO(body)).to_pylist(), key=lambda r: r["id"])
+    assert [r["n"] for r in rows] == values
+    assert [r["ns"] for r in rows] == [[v] for v in values]

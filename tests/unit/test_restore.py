@@ -108,3 +108,23 @@ def test_generated_columns_are_left_to_the_database_and_unknown_keys_are_refused
     assert convert.columns_of([{"id": 1, "month": "2024-01-01T00:00:00+00:00"}, {"ts": None}]) == ["id", "ts"]
     with pytest.raises(RestoreRefused, match=r"column\(s\) \['lost'\] that the target table does not have"):
         convert.columns_of([{"id": 1, "lost": 2}])
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [
+        ("2024-01-04T23:30:00", "timestamp without time zone", datetime(2024, 1, 4, 23, 30)),
+        ("2024-01-04T23:30:00+00:00", "timestamp without time zone", datetime(2024, 1, 4, 23, 30)),
+        ("2024-01-05T05:15:00+05:45", "timestamp without time zone", datetime(2024, 1, 4, 23, 30)),
+        ("2024-01-04T23:30:00", "timestamp with time zone", datetime(2024, 1, 4, 23, 30, tzinfo=timezone.utc)),
+        (1704411000000, "timestamp without time zone", datetime(2024, 1, 4, 23, 30)),
+        # CrateDB's COPY TO writes a partition column's value as a JSON string of epoch milliseconds
+        ("1704411000000", "timestamp without time zone", datetime(2024, 1, 4, 23, 30)),
+        ("1704411000000", "timestamp with time zone", datetime(2024, 1, 4, 23, 30, tzinfo=timezone.utc)),
+        ("-86400000", "timestamp with time zone", datetime(1969, 12, 31, tzinfo=timezone.utc)),
+        ("1704411000000", "date", date(2024, 1, 4)),
+    ],
+)
+def test_timestamps_come_back_as_the_same_utc_moment_in_every_process_zone(process_zone, value, kind, expected):
+    convert = Converter({"t": Column("t", kind, False)}, text=False)
+    assert convert("t", value) == expected

@@ -73,3 +73,19 @@ def test_slices_cover_the_day_exactly(count):
     assert all(a.end == b.start for a, b in pairwise(parts))  # adjacent, half-open: no gap, no overlap
     lengths = {p.end - p.start for p in parts}
     assert max(lengths) - min(lengths) <= timedelta(microseconds=1)
+
+
+def test_a_naive_moment_is_utc_in_every_process_zone(process_zone):
+    """A TIMESTAMP WITHOUT TIME ZONE from the database is UTC by definition, whatever the process's
+    zone (``astimezone`` on a naive value would read it as local time)."""
+    from cratedb_airflow_export.windows import to_utc_datetime
+
+    late = datetime(2024, 1, 4, 23, 30)
+    early = datetime(2024, 1, 4, 0, 15)
+    assert to_utc_datetime(late) == datetime(2024, 1, 4, 23, 30, tzinfo=timezone.utc)
+    assert to_utc_datetime(early).date() == date(2024, 1, 4)
+    assert to_utc_datetime(datetime(2024, 1, 4, 5, 45, tzinfo=timezone(timedelta(hours=5, minutes=45)))) == datetime(
+        2024, 1, 4, tzinfo=timezone.utc
+    )
+    assert type(to_utc_datetime(pendulum.datetime(2024, 1, 4, tz="Asia/Tokyo"))) is datetime
+    assert Window.for_day(date(2024, 1, 4)).bounds(naive=True) == (datetime(2024, 1, 4), datetime(2024, 1, 5))

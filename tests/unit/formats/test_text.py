@@ -38,3 +38,16 @@ def test_json_strings_escape_only_where_needed():
         data = bytes(encode_jsonl(schema, pa.RecordBatch.from_arrays([pa.array(batch)], schema=schema)))
         assert [json.loads(line)["s"] for line in data.decode().splitlines()] == batch
         assert "ünïcødé".encode() in data or "ünïcødé" not in batch  # UTF-8, not \\u escapes
+
+
+def test_an_aware_moment_from_another_zone_is_written_as_utc(process_zone):
+    """psycopg hands timestamptz values in the session's zone: the text is the same instant in UTC."""
+    from datetime import datetime, timedelta, timezone
+
+    import pyarrow as pa
+
+    from cratedb_airflow_export.formats.text import python_json
+
+    kathmandu = timezone(timedelta(hours=5, minutes=45))
+    moment = datetime(2024, 1, 5, 5, 15, tzinfo=kathmandu)
+    assert python_json(moment, pa.timestamp("us", tz="UTC"), False) == '"2024-01-04T23:30:00.000000+00:00"'
