@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ pytestmark = pytest.mark.e2e
 
 AWS_SECRET = "Aws/Canary+Secret=9zQ"
 PG_PASSWORD = "Pg/Canary+Pass=7xW"
+METADATA_DB = "leak_airflow"
 
 
 def forms(secret: str) -> set[str]:
@@ -35,19 +35,28 @@ def forms(secret: str) -> set[str]:
 
 
 @pytest.fixture
-def leak_home(tmp_path_factory):
-    """A metadata DB of its own: the API server, the executor's workers and `dags test` all write
-    to it, and nothing else from the suite is in the logs or the DB that are searched."""
+def leak_home(tmp_path_factory, postgres):
+    """A metadata DB of its own, in PostgreSQL as in production: the API server, `dags test` and
+    its LocalExecutor all write to it at once (with SQLite the run could stall for minutes on its
+    locks), and nothing else from the suite is in the logs or the DB that are searched."""
     home = tmp_path_factory.mktemp("leak-airflow-home")
-    env = {"AIRFLOW_HOME": str(home), "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs")}
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {METADATA_DB}")
+        conn.execute(f"CREATE DATABASE {METADATA_DB}")
+    metadata_url = postgres.url.replace("postgresql://", "postgresql+psycopg2://").rsplit("/", 1)[0]
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"{metadata_url}/{METADATA_DB}",
+    }
     migrated = airflow_cli("db", "migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
-    return home, env
+    return home, env, postgres.url.rsplit("/", 1)[0] + f"/{METADATA_DB}"
 
 
 @pytest.fixture
 def api_server(leak_home):
-    home, home_env = leak_home
+    home, home_env, metadata = leak_home
     port = free_port()
     env = {
         **os.environ,
@@ -66,14 +75,14 @@ def api_server(leak_home):
     try:
         if not wait_for_airflow_api(port, proc, timeout=120):
             raise RuntimeError("airflow api-server did not come up")
-        yield home, env
+        yield home, env, metadata
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
 
 def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, bucket, tmp_path):
-    airflow_home, server_env = api_server
+    airflow_home, server_env, metadata = api_server
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS leaktest")
         conn.execute(f"CREATE ROLE leaktest LOGIN PASSWORD '{PG_PASSWORD}'")
@@ -135,20 +144,18 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
     )
     assert "Exported 50 rows of doc.metrics" in stream_logs[0]
 
-    db = sqlite3.connect(airflow_home / "airflow.db")
-    dump = "\n".join(db.iterdump())
-    checked = {
-        "rendered_task_instance_fields": db.execute(
-            "SELECT count(*) FROM rendered_task_instance_fields WHERE dag_id = 'cratedb_table_export'"
-        ).fetchone()[0],
-        "xcom": db.execute("SELECT count(*) FROM xcom WHERE dag_id = 'cratedb_table_export'").fetchone()[0],
-        "serialized_dag": db.execute(
-            "SELECT count(*) FROM serialized_dag WHERE dag_id = 'cratedb_table_export'"
-        ).fetchone()[0],
-    }
+    with psycopg.connect(metadata) as db:
+        tables = [name for (name,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        dump = "\n".join(
+            str(row) for table in tables for row in db.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+        )
+        checked = {
+            table: db.execute(f"SELECT count(*) FROM {table} WHERE dag_id = 'cratedb_table_export'").fetchone()[0]
+            for table in ("rendered_task_instance_fields", "xcom", "serialized_dag")
+        }
     # nothing is templated (template_fields = ()), so there may be no rendered row at all
     assert checked["xcom"] >= 1 and checked["serialized_dag"] >= 1, checked
-    db.close()
+    assert "doc.metrics_copy" in dump  # the dump holds the run: the failed task's config is in it
 
     places = {"console": console, "metadata database": dump, **{str(p): t for p, t in logs.items()}}
     for secret in (AWS_SECRET, PG_PASSWORD):

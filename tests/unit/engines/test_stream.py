@@ -18,6 +18,7 @@ def test_fewer_gc_passes_restores_the_collector():
 
     from cratedb_airflow_export.engines.stream import GC_THRESHOLD, fewer_gc_passes
 
+    gc.unfreeze()  # from nothing frozen: Airflow, run in this process by an earlier test, may have frozen
     before, frozen = gc.get_threshold(), gc.get_freeze_count()
     with pytest.raises(RuntimeError), fewer_gc_passes():
         assert gc.get_threshold()[0] == GC_THRESHOLD and gc.get_freeze_count() > frozen
