@@ -29,7 +29,7 @@ from cratedb_airflow_export.manifest import Manifest, fingerprint, selection_fin
 from cratedb_airflow_export.publish import publish, refuse_purged
 from cratedb_airflow_export.readers import schema_from_types
 from cratedb_airflow_export.schema import SchemaColumn, compare, schema_columns
-from cratedb_airflow_export.source import CRATEDB, SourceCounts, SourceInfo
+from cratedb_airflow_export.source import CRATEDB, SourceCounts, SourceInfo, identity_statements
 from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects, parse_s3_uri
 from cratedb_airflow_export.verify import check_counts
 
@@ -61,6 +61,7 @@ def plan_statements(
         sql.describe_table(cfg),
         sql.describe_columns(cfg, source.dialect.column_policy),
         *([sql.describe_partitioning(cfg)] if crate else []),
+        sql.describe_column_ids(cfg),
     ]
     jobs = (
         [ExportJob(cfg, window)]
@@ -70,7 +71,8 @@ def plan_statements(
     engine = get_engine(cfg.engine)
     export = [s for job in jobs for s in engine.statements(job, source, creds)]
     version = source.dialect.row_version
-    return [*checks, *export, sql.window_state(cfg, window, version, naive=source.naive_timestamps)]
+    counted = sql.window_state(cfg, window, version, naive=source.naive_timestamps)
+    return [*checks, *export, counted, *identity_statements(cfg, window, source)]
 
 
 def plan_export(cfg: TableExport, window: Window, creds: S3Credentials | None = None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -155,21 +156,24 @@ def _restore_day(
     ):
         manifest = _complete_manifest(attempt, cfg, window, location)
         columns = _target_columns(attempt, target)
-        deleted = _make_room(attempt, target, window, replace)
         chosen = _choose(method, manifest, attempt)
-        if chosen == "copy":
-            _copy_from(attempt, target, manifest)
-        else:
-            _insert_files(attempt, target, manifest, location, columns)
-        if attempt.database.dialect.needs_refresh:
-            execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
-        now = window_state(attempt.cursor, target, window, attempt.database, identify=True)
-        restored = now.count
-        if restored != manifest.rows:
-            raise RestoreFailed(
-                f"{target.qualified_name} holds {restored} rows in the window after the restore, the manifest says "
-                f"{manifest.rows}"
-            )
+        # PostgreSQL: all or nothing (a restore that fails leaves the table as it was); CrateDB has no
+        # transactions: a failed restore can leave rows, and says so
+        with _all_or_nothing(attempt):
+            deleted = _make_room(attempt, target, window, replace)
+            if chosen == "copy":
+                _copy_from(attempt, target, manifest)
+            else:
+                _insert_files(attempt, target, manifest, location, columns)
+            if attempt.database.dialect.needs_refresh:
+                execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
+            now = window_state(attempt.cursor, target, window, attempt.database, identify=True)
+            restored = now.count
+            if restored != manifest.rows:
+                raise RestoreFailed(
+                    f"{target.qualified_name} holds {restored} rows in the window after the restore, the manifest "
+                    f"says {manifest.rows}" + ("" if attempt.database.dialect.transactions else " (rows inserted stay)")
+                )
         if target.qualified_name == cfg.qualified_name:
             _record_baseline(attempt, cfg, window, location, manifest, chosen, now)
     log.info("Restored %d rows of %s into %s (%s)", restored, location.uri, target.qualified_name, chosen)
@@ -237,7 +241,24 @@ def _complete_manifest(attempt: Attempt, cfg: TableExport, window: Window, locat
         )
     if not found.complete or found.manifest is None:
         raise RestoreRefused(f"{location.uri} is not a complete partition: {'; '.join(found.problems)}")
+    chosen_by = found.manifest.timestamp_column
+    if chosen_by is not None and chosen_by != cfg.timestamp_column:
+        raise RestoreRefused(
+            f"{location.uri} holds the rows whose {chosen_by!r} is in the day, the table is configured with "
+            f"timestamp_column {cfg.timestamp_column!r} now: the restored rows would not be the day's by it "
+            "(restore with the configuration the day was exported with)"
+        )
     return found.manifest
+
+
+@contextmanager
+def _all_or_nothing(attempt: Attempt) -> Iterator[None]:
+    """A transaction where the target has them (committed at the end, rolled back on any failure)."""
+    if not attempt.database.dialect.transactions:
+        yield
+        return
+    with attempt.cursor.connection.transaction():
+        yield
 
 
 @dataclass(frozen=True)

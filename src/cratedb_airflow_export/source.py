@@ -23,6 +23,7 @@ so the waiting call fails at once instead of hanging the task.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -320,6 +321,11 @@ PartitionValues = tuple[tuple[str, Any], ...]
 def partition_scope(values: Any, source: SourceInfo, table: str) -> PartitionValues:
     """A CrateDB partition's values (``information_schema.table_partitions``) in ``partitioned_by``
     order, as its columns take them: CrateDB lists a timestamp partition value as epoch milliseconds."""
+    if isinstance(values, str):  # on a cursor whose JSON the stream engine reads as text
+        try:
+            values = json.loads(values)
+        except ValueError:
+            pass
     if not isinstance(values, dict):
         raise SourceError(f"{table}: unreadable partition values {values!r}")
     scope = []
@@ -338,6 +344,26 @@ def table_identity(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRa
     (None: the source does not let this user read it): PostgreSQL's table OID; on CrateDB the UUIDs
     of the indices holding the window's rows (the table's, or each partition's: a partition dropped
     and created again by a restore gets a new one), from ``sys.shards``."""
+    # a cursor of its own: the one given may load values as text (the stream engine's cursors do)
+    with cursor.connection.cursor() as own:
+        return _table_identity(own, cfg, window, source)
+
+
+def identity_statements(cfg: TableExport, window: TimeRange, source: SourceInfo) -> list[sql.Statement]:
+    """What :func:`table_identity` sends (for ``plan``)."""
+    if source.dialect.identity == "oid":
+        return [sql.table_oid(cfg)]
+    if not source.partition_columns:
+        return [sql.shard_uuids(cfg)]
+    naive = source.naive_timestamps
+    return [
+        sql.shard_uuids(cfg),
+        sql.window_partitions(cfg, window, source.partition_columns, naive=naive),
+        sql.list_partitions(cfg),
+    ]
+
+
+def _table_identity(cursor: psycopg.Cursor[Any], cfg: TableExport, window: TimeRange, source: SourceInfo) -> str | None:
     seconds = cfg.attempt_seconds
     if source.dialect.identity == "oid":
         oid = _one(cursor, sql.table_oid(cfg), seconds)

@@ -1102,11 +1102,12 @@ def test_retention_deletes_nothing_of_a_partition_with_a_day_missing_or_changed(
             )
         outcome, _ = sorted(purge(cfg, FEB_1), key=lambda o: o.what)  # January, and the undated again
         assert outcome.state == "refused"
-        assert outcome.reasons[0] == (
-            f"{JAN_29}: the source holds 4 rows of the day now, the partition 3 (rows arrived or were deleted since "
-            "the export: export the day again first)"
+        assert outcome.reasons[0].startswith(
+            f"{JAN_29}: the source holds 4 rows of the day now, it held 3 at the export of "
         )
-        assert outcome.reasons[1].startswith(f"{JAN_31}: rows of the day were updated since the export (sum(_seq_no)=")
+        assert outcome.reasons[0].endswith("(rows arrived or were deleted since: export the day again first)")
+        assert outcome.reasons[1].startswith(f"{JAN_31}: rows of the day were updated since the export of ")
+        assert "(sum(_seq_no)=" in outcome.reasons[1]
         assert [r[0] for r in table_rows(name)] == sorted([*(r[0] for r in before if r[0] != 900), 700])
         # exported again: the partition checks out and is dropped
         for day in (JAN_29, JAN_31):
@@ -1140,15 +1141,26 @@ def test_reconcile_exports_a_day_again_when_a_row_was_updated_on_cratedb(crate_t
 
 
 def test_purge_of_an_unpartitioned_table_by_hand(crate_table, s3_conn, store, tmp_path):
-    """``cratedb-export purge`` on CrateDB: day windows, a dry run first."""
+    """``cratedb-export purge`` on CrateDB: day windows of an unpartitioned table are refused (no
+    transaction keeps writers out between the checks and the DELETE), unless the configuration accepts
+    that moment; then a dry run first, and the purge."""
     name, rows = crate_table
     config = tmp_path / "tables.yaml"
     target = f"s3://{s3_conn}/{unique('byhand')}"
-    config.write_text(json.dumps({"tables": [{"table": name, "timestamp_column": "timestamp", "target": target}]}))
+    entry = {"table": name, "timestamp_column": "timestamp", "target": target}
+    config.write_text(json.dumps({"tables": [entry]}))
     env = {key: os.environ[key] for key in ("AIRFLOW_CONN_CRATEDB_CONNECTION", "AIRFLOW_CONN_AWS_DEFAULT")}
     first, second, third = SAMPLE_DAYS
     done = cli("run", "--date", str(first), "--to", str(second), config=config, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    refused = cli("purge", "--table", name, "--before", str(third), config=config, env=env)
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert (
+        f"{name} day {first} ({first}, 40 rows): REFUSED, nothing deleted: {name} is not partitioned" in refused.stdout
+    )
+    assert "unpartitioned_retention: accept_window" in refused.stdout
+    assert len(table_rows(name)) == len(rows)
+    config.write_text(json.dumps({"tables": [{**entry, "unpartitioned_retention": "accept_window"}]}))
     dry = cli("purge", "--table", name, "--before", str(third), "--dry-run", config=config, env=env)
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert [line.split(":")[0] for line in dry.stdout.splitlines()] == [
@@ -1175,10 +1187,10 @@ def test_a_row_written_into_a_partition_while_it_is_checked_is_refused_not_lost(
     cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{unique('block')}", retain_days=1)
     for day in (JAN_30, JAN_31):
         run_export(cfg, Window.for_day(day))
-    real, refused = retention.check_archive, []
+    real, refused = retention.window_state, []
 
-    def check_and_write(client: Any, cfg: TableExport, window: Window) -> Any:
-        if window.day == JAN_31:
+    def check_and_write(cursor: Any, cfg: TableExport, window: Any, source: Any, **kw: Any) -> Any:
+        if window.start.date() == JAN_31 and kw.get("identify"):  # the checks against the source
             try:
                 with crate() as conn:
                     conn.execute(
@@ -1187,9 +1199,9 @@ def test_a_row_written_into_a_partition_while_it_is_checked_is_refused_not_lost(
                     )
             except psycopg.Error as exc:
                 refused.append(str(exc))
-        return real(client, cfg, window)
+        return real(cursor, cfg, window, source, **kw)
 
-    monkeypatch.setattr(retention, "check_archive", check_and_write)
+    monkeypatch.setattr(retention, "window_state", check_and_write)
     (outcome,) = retention.purge(cfg, FEB_1)
     assert (outcome.state, outcome.rows) == ("purged", 6)
     # 5.10: "blocked by: [FORBIDDEN/8/index write (api)]"; 6.4: "[RELATION_READ_AND_DDL_ONLY/8/index write (api)]"
@@ -1199,7 +1211,7 @@ def test_a_row_written_into_a_partition_while_it_is_checked_is_refused_not_lost(
     # February is kept (not before the cutoff); a refused January of the neighbour is writable again
     _, neighbour = retained
     other = entry(neighbour, engine="stream", target=f"s3://{s3_conn}/{unique('block')}", retain_days=1)
-    monkeypatch.setattr(retention, "check_archive", real)
+    monkeypatch.setattr(retention, "window_state", real)
     (outcome,) = retention.purge(other, FEB_1)  # never exported: refused
     assert outcome.state == "refused"
     with crate() as conn:
@@ -1240,7 +1252,8 @@ def test_the_shipped_retention_dag_drops_the_archived_partition(airflow_db, reta
 def test_a_user_with_only_the_privileges_it_needs(retained, s3_conn, store, monkeypatch):
     """A user who may read the table (DQL) exports it, detected as CrateDB although it cannot see
     CrateDB's sys tables; purging a partition also needs DML, and DDL for the write block: without
-    it the purge fails with CrateDB's message and deletes nothing."""
+    it the purge fails with CrateDB's message and deletes nothing; and DQL on the schema sys, where
+    the table's identity is: without it the manifests record none and the purge refuses."""
     from urllib.parse import urlsplit, urlunsplit
 
     from cratedb_airflow_export.retention import purge
@@ -1264,6 +1277,16 @@ def test_a_user_with_only_the_privileges_it_needs(retained, s3_conn, store, monk
         assert partitions_of(name) == [JAN, FEB]
         with crate() as conn:
             conn.execute(f"GRANT DDL ON TABLE {name} TO {user}")
+        # the table's identity is in sys.shards, which this user cannot read: no proof, nothing deleted
+        (outcome,) = purge(cfg, FEB_1)
+        assert outcome.state == "refused"
+        assert "the table's identity could not be read at the export of" in outcome.reasons[0]
+        assert "need DQL on the schema sys" in outcome.reasons[0]
+        assert partitions_of(name) == [JAN, FEB]
+        with crate() as conn:
+            conn.execute(f"GRANT DQL ON SCHEMA sys TO {user}")
+        for day in (JAN_30, JAN_31):  # exported again: now the manifests record it
+            run_export(cfg, Window.for_day(day))
         assert [o.state for o in purge(cfg, FEB_1)] == ["purged"]
         assert partitions_of(name) == [FEB]
     finally:
@@ -1491,3 +1514,81 @@ def test_an_iceberg_export_of_the_tutorial_table_reads_back_exactly_in_duckdb(
     finally:
         with crate() as conn:
             conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+
+
+@pytest.mark.parametrize("kind", ["TIMESTAMP WITHOUT TIME ZONE", "TIMESTAMP WITH TIME ZONE"])
+def test_a_copy_export_partitioned_by_a_plain_timestamp_is_restored_by_the_worker(monkeypatch, s3_conn, kind):
+    """COPY TO writes a partition column's value as a JSON string of epoch milliseconds
+    (``"1704326400000"``); the worker's restore read it as ISO text and failed ("day is out of range
+    for month") on 5.10.16 and 6.4.3."""
+    from cratedb_airflow_export.restore import restore
+
+    name, copy_of = f"doc.{unique('plain_part')}", f"doc.{unique('plain_part_back')}"
+    ddl = 'CREATE TABLE {} ("id" INTEGER, "ts" TIMESTAMP WITH TIME ZONE, "day" ' + kind + ') PARTITIONED BY ("day")'
+    with crate() as conn:
+        for table in (name, copy_of):
+            conn.execute(ddl.format(table))
+        conn.execute(
+            f"INSERT INTO {name} VALUES (1, '2024-01-04T01:00:00+00:00', '2024-01-04'), "
+            "(2, '2024-01-04T23:00:00+00:00', '2024-01-04'), (3, '2024-01-04T12:00:00+00:00', NULL)"
+        )
+        conn.execute(f"REFRESH TABLE {name}")
+    try:
+        with exported_from(name, monkeypatch):
+            cfg = TableExport.model_validate(
+                {"table": name, "timestamp_column": "ts", "engine": "copy", "target": f"s3://{s3_conn}/{unique('pp')}"}
+            )
+            assert run_export(cfg, WINDOW).rows == 3
+            (result,) = restore(cfg, [WINDOW], into=copy_of, method="worker")
+            assert (result.method, result.rows) == ("worker", 3)
+        with crate() as conn:
+            conn.execute(f"REFRESH TABLE {copy_of}")
+            got = conn.execute(f'SELECT "id", "day" FROM {copy_of} ORDER BY "id"').fetchall()
+        day = datetime(2024, 1, 4) if "WITHOUT" in kind else datetime(2024, 1, 4, tzinfo=timezone.utc)
+        assert [tuple(r) for r in got] == [(1, day), (2, day), (3, None)]
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+
+
+def test_a_purge_in_tokyo_drops_only_partitions_whose_days_were_exported(monkeypatch, s3_conn):
+    """A TIMESTAMP WITHOUT TIME ZONE is UTC by definition. Read as the process's local time (Tokyo,
+    UTC+9), the 05:00 row of a day never exported counted as the day before, which had been exported:
+    its partition was dropped unarchived (and a day with rows before 09:00 looped for ever)."""
+    from cratedb_airflow_export.retention import purge
+    from tests.conftest import set_process_zone
+
+    name = f"doc.{unique('tokyo')}"
+    first, second, third = SAMPLE_DAYS
+    with crate() as conn:
+        conn.execute(
+            f'CREATE TABLE {name} ("id" INTEGER, "ts" TIMESTAMP WITHOUT TIME ZONE, '
+            '"day" TIMESTAMP WITHOUT TIME ZONE GENERATED ALWAYS AS date_trunc(\'day\', "ts")) PARTITIONED BY ("day")'
+        )
+        conn.cursor().executemany(
+            f'INSERT INTO {name} ("id", "ts") VALUES (%s, %s)',
+            [(1, datetime(2024, 1, 3, 12)), (2, datetime(2024, 1, 3, 3)), (3, datetime(2024, 1, 4, 5))],
+        )
+        conn.execute(f"REFRESH TABLE {name}")
+    before = os.environ.get("TZ")
+    try:
+        with exported_from(name, monkeypatch):
+            cfg = TableExport.model_validate(
+                {
+                    "table": name,
+                    "timestamp_column": "ts",
+                    "engine": "stream",
+                    "retain_days": 1,
+                    "target": f"s3://{s3_conn}/{unique('tokyo')}",
+                }
+            )
+            assert run_export(cfg, Window.for_day(first)).rows == 2  # the second day is never exported
+            set_process_zone("Asia/Tokyo")
+            outcomes = sorted(purge(cfg, third), key=lambda o: o.what)
+            assert [(o.days, o.state) for o in outcomes] == [((first,), "purged"), ((second,), "refused")]
+            assert "_SUCCESS is missing" in outcomes[1].reasons[0]
+            with crate() as conn:
+                conn.execute(f"REFRESH TABLE {name}")
+                assert [r[0] for r in conn.execute(f'SELECT "id" FROM {name} ORDER BY "id"')] == [3]
+    finally:
+        set_process_zone(before)

@@ -93,6 +93,10 @@ def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket,
     with psycopg.connect(postgres.url, autocommit=True) as conn:  # the rows' versions: PostgreSQL's xmin
         query = f'SELECT sum(xmin::text::bigint) FROM {name} WHERE "timestamp" >= %s AND "timestamp" < %s'
         versions = conn.execute(query, Window.for_day(DAY).bounds()).fetchone()[0]
+        oid = conn.execute("SELECT %s::regclass::oid::bigint", (name,)).fetchone()[0]  # the table's identity
+        numbers = dict(
+            conn.execute("SELECT attname, attnum FROM pg_attribute WHERE attrelid = %s AND attnum > 0", (oid,))
+        )
     dag = make_dag("e2e_manifest", [entry(name, bucket)])
     dag_run = run_dag(dag, DAY)
     objects = read_objects(s3_server, bucket)
@@ -117,6 +121,11 @@ def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket,
         "source_marker": f"sum(xmin)={versions}",
         "columns": ["hash_id", "timestamp", "name", "tags", "fields"],
         "filter": None,
+        "table_id": f"oid:{oid}",
+        "timestamp_column": "timestamp",
+        "timestamp_type": "timestamp with time zone",
+        "column_ids": {c: numbers[c] for c in ("hash_id", "timestamp", "name", "tags", "fields")},
+        "selection_fingerprint": manifest.selection_fingerprint,
         "schema": [
             {"name": name_, "source_type": source, "file_type": written, "nullable": True, "keys": None, "policy": None}
             for name_, source, written in [
@@ -146,6 +155,7 @@ def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket,
         "try_number": 1,
     }
     assert manifest.statements_fingerprint.startswith("sha256:") and len(manifest.statements_fingerprint) == 71
+    assert manifest.selection_fingerprint.startswith("sha256:") and len(manifest.selection_fingerprint) == 71
     assert manifest.exported_at.endswith("+00:00")
 
 

@@ -29,14 +29,16 @@ def test_plan_json_for_the_shipped_config():
     assert table["engine"] == "copy"
     assert table["interval"] == plan["interval"]
     assert table["target"] == "s3://crate-astro-tutorial/metrics-2024-01-04/"
-    assert table["statements"][-3:] == [
+    assert table["statements"][-4:] == [
         'REFRESH TABLE "doc"."metrics"',
         'COPY "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2 TO DIRECTORY $3 '
         "WITH (compression = 'gzip', format = 'json_object', wait_for_completion = true)",
         'SELECT count(*), sum("_cratedb_export_row_version") FROM (SELECT _seq_no AS "_cratedb_export_row_version", '
         '* FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2) AS "window_rows"',
+        # the table's identity, recorded in the manifest (a table created again under the name has another)
+        "SELECT DISTINCT partition_ident, partition_uuid FROM sys.shards WHERE schema_name = $1 AND table_name = $2",
     ]
-    assert table["parameters"][-2] == [
+    assert table["parameters"][-3] == [
         "2024-01-04T00:00:00+00:00",
         "2024-01-05T00:00:00+00:00",
         "s3://<access_key>:<secret_key>@crate-astro-tutorial/_cratedb_export_staging/metrics-2024-01-04/<attempt>",
@@ -101,7 +103,7 @@ def test_plan_json_stays_valid_when_airflow_logs(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    assert "protocol = 'http'" in plan["tables"][0]["statements"][-2]
+    assert "protocol = 'http'" in plan["tables"][0]["statements"][-3]
     assert "Long/Secret" not in proc.stdout and "Long%2FSecret" not in proc.stdout
 
 

@@ -42,3 +42,9 @@ def test_partition_values_are_utc_moments_in_every_process_zone(process_zone):
 def test_unreadable_partition_values_name_the_table():
     with pytest.raises(SourceError, match=r"doc\.t: unreadable partition values \[1\]"):
         partition_scope([1], SOURCE, "doc.t")
+
+
+def test_partition_values_read_as_json_text_are_parsed():
+    """The stream engine reads JSON as text on its cursors: the same values as the object."""
+    scope = partition_scope('{"month": 1704067200000, "region": "eu"}', SOURCE, "doc.t")
+    assert scope == (("month", datetime(2024, 1, 1)), ("at", None), ("region", "eu"))

@@ -122,7 +122,8 @@ def test_copy_exact_text_for_the_tutorial_table():
         {"table": "doc.metrics", "timestamp_column": "timestamp", "target_bucket": "crate-astro-tutorial/metrics"}
     )
     creds = S3Credentials("AKIAEXAMPLE", SECRET, origin="test")
-    *_, refresh, copy, count = statements(cfg, WINDOW, SOURCES[0], creds)
+    *_, refresh, copy, count, identity = statements(cfg, WINDOW, SOURCES[0], creds)
+    assert identity.wire_sql.startswith("SELECT DISTINCT partition_ident, partition_uuid FROM sys.shards")
     assert count.wire_sql == (
         'SELECT count(*), sum("_cratedb_export_row_version") FROM (SELECT _seq_no AS "_cratedb_export_row_version", '
         '* FROM "doc"."metrics" WHERE "timestamp" >= $1 AND "timestamp" < $2) AS "window_rows"'
@@ -142,10 +143,11 @@ def test_copy_exact_text_for_the_tutorial_table():
 def test_stream_statements_use_a_with_hold_cursor_and_never_rollback():
     cfg = CONFIGS[2].model_copy(update={"engine": "stream", "cursors": 1})
     texts = [s.wire_sql for s in statements(cfg, WINDOW, SOURCES[0], None)]
-    assert texts[-4].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR SELECT ')
-    assert texts[-3] == f'FETCH FORWARD {cfg.batch_size} FROM "cratedb_export"'
-    assert texts[-2] == 'CLOSE "cratedb_export"'
-    assert texts[-1].startswith("SELECT count(*), sum(")
+    assert texts[-5].startswith('DECLARE "cratedb_export" NO SCROLL CURSOR WITH HOLD FOR SELECT ')
+    assert texts[-4] == f'FETCH FORWARD {cfg.batch_size} FROM "cratedb_export"'
+    assert texts[-3] == 'CLOSE "cratedb_export"'
+    assert texts[-2].startswith("SELECT count(*), sum(")
+    assert texts[-1].startswith("SELECT DISTINCT partition_ident, partition_uuid FROM sys.shards")
     for _, _, _, statement in all_statements():
         assert "ROLLBACK" not in statement.wire_sql.upper()
         assert "TO STDOUT" not in statement.wire_sql.upper()

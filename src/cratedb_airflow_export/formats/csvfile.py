@@ -3,6 +3,7 @@ Timestamps as in JSON Lines; objects and arrays as JSON text."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -54,6 +55,10 @@ def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:
 
     header = stream.readline()
     names = next(stdcsv.reader([header.decode("utf-8")]))
+    first = stream.read(1)
+    if not first:  # the header alone: a day without rows (Arrow's reader refuses an empty file)
+        return
+    rest = io.BufferedReader(_Prepended(first, stream))
     options = pacsv.ConvertOptions(
         column_types={name: pa.string() for name in names},
         null_values=[""],  # only the empty unquoted field: "nan", "NULL", "NA" are values
@@ -61,12 +66,30 @@ def read_rows(stream: BinaryIO) -> Iterator[dict[str, Any]]:
         quoted_strings_can_be_null=False,
     )
     reader = pacsv.open_csv(
-        stream,
+        rest,
         read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
         convert_options=options,
     )
     for batch in reader:
         yield from batch.to_pylist()
+
+
+class _Prepended(io.RawIOBase):
+    """``stream`` with ``head`` read from it already given back first."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self.head, self.stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            data, self.head = self.head[: len(buffer)], self.head[len(buffer) :]
+        else:
+            data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def encoder_for(json_style: str | None = None) -> type[Encoder]:
