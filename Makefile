@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install services test test-unit lint demo up plan bench bench-tables integration clean
+.PHONY: install services test test-deep test-unit lint demo up plan bench bench-tables integration clean
 
 install: $(STAMP)
 
@@ -32,15 +32,26 @@ services:
 	      { echo "redis-server $(REDIS_DEB) is gone from the archive: installing the current one"; apt-get install -y -qq redis-server; }; }; \
 	  else echo "redis-server not installed (needs root and apt-get): the CeleryExecutor check will be skipped"; fi; }
 
-## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks, two Celery workers)
-## on TEST_WORKERS pytest-xdist workers (default 2: most tests wait on servers; each worker has its own)
+## test: lint, then the whole suite (unit, grammar, end-to-end through Airflow, leak checks, two Celery workers,
+## a bounded run of the oracle) on TEST_WORKERS pytest-xdist workers (default 2: most tests wait on servers;
+## each worker has its own), in the process time zone TEST_TZ (default Asia/Kathmandu, UTC+05:45: far from
+## UTC with an odd offset, so that nothing may rely on the machine being in UTC)
 TEST_WORKERS ?= 2
+TEST_TZ ?= Asia/Kathmandu
 test: install lint services
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	TZ=$(TEST_TZ) $(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+## test-deep: the oracle (tests/oracle.py) at length on PostgreSQL (ORACLE_EXAMPLES sequences of up to
+## ORACLE_STEPS steps), then with each planted bug of tests/e2e/test_oracle_plants.py, which it must find
+ORACLE_EXAMPLES ?= 150
+ORACLE_STEPS ?= 50
+test-deep: install services
+	TZ=$(TEST_TZ) ORACLE_EXAMPLES=$(ORACLE_EXAMPLES) ORACLE_STEPS=$(ORACLE_STEPS) ORACLE_PLANTS=1 \
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) tests/e2e/test_oracle.py tests/e2e/test_oracle_plants.py
 
 ## test-unit: the unit tests alone (tests/unit: no servers, under a minute), mirroring src/
 test-unit: install
-	$(BIN)/python -m pytest tests/unit
+	TZ=$(TEST_TZ) $(BIN)/python -m pytest tests/unit
 
 ## demo: local PostgreSQL + S3, sample data, one DAG run through Airflow, print what landed
 demo: install
@@ -61,7 +72,7 @@ bench-tables: install
 ## integration: the CrateDB suite against a running CrateDB + S3 (`docker compose up -d --wait`, see compose.yaml)
 CRATEDB_URL ?= postgresql://crate@127.0.0.1:5432/doc
 integration: install
-	CRATEDB_URL=$(CRATEDB_URL) \
+	TZ=$(TEST_TZ) CRATEDB_URL=$(CRATEDB_URL) \
 	CRATEDB_S3_ENDPOINT=$(or $(CRATEDB_S3_ENDPOINT),http://127.0.0.1:9000) \
 	CRATEDB_S3_ACCESS_KEY=$(or $(CRATEDB_S3_ACCESS_KEY),minioadmin) \
 	CRATEDB_S3_SECRET_KEY=$(or $(CRATEDB_S3_SECRET_KEY),minioadmin) \

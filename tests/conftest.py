@@ -142,3 +142,25 @@ def process_zone(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.param
     finally:
         set_process_zone(before)
+
+
+@pytest.fixture
+def oracle_setting(connections: None, postgres: LocalPostgres, s3_server: LocalS3, bucket: str) -> Any:
+    """The oracle (tests/oracle.py) on the local PostgreSQL and S3 server."""
+    from tests.oracle import Setting, Source
+
+    return Setting(source=Source(postgres.url, cratedb=False), s3=s3_server, bucket=bucket)
+
+
+@pytest.fixture
+def oracle_iceberg_setting(oracle_setting: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The oracle with a SQL catalog (SQLite) as AIRFLOW_CONN_ICEBERG_DEFAULT, for the product and the oracle."""
+    import json
+
+    import tests.oracle as oracle
+
+    path = tmp_path / "catalog.db"
+    conn = {"conn_type": "generic", "extra": {"type": "sql", "uri": f"sqlite:///{path}"}}
+    monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT", json.dumps(conn))
+    monkeypatch.setattr(oracle, "SETTING_CATALOG", [str(path)])
+    return oracle_setting

@@ -89,3 +89,15 @@ def test_a_naive_moment_is_utc_in_every_process_zone(process_zone):
     )
     assert type(to_utc_datetime(pendulum.datetime(2024, 1, 4, tz="Asia/Tokyo"))) is datetime
     assert Window.for_day(date(2024, 1, 4)).bounds(naive=True) == (datetime(2024, 1, 4), datetime(2024, 1, 5))
+
+
+def test_the_suite_runs_in_the_zone_it_was_given():
+    """make test sets TZ (Asia/Kathmandu): a zone name glibc does not know would leave the process in UTC
+    without a word, and the suite would prove nothing about other zones."""
+    import os
+    import time
+
+    zone = os.environ.get("TZ")
+    if not zone or zone.upper() in ("UTC", "UTC0", "GMT"):
+        pytest.skip("the process runs in UTC (make test sets TZ=Asia/Kathmandu)")
+    assert time.localtime().tm_gmtoff != 0 or zone in ("Europe/London", "Africa/Abidjan"), zone

@@ -1,0 +1,42 @@
+"""The oracle (tests/oracle.py) against the local PostgreSQL and S3 server: random sequences of source
+changes, exports, reruns, reconciles, purges, restores, verifies and tampering, each step in a random
+process (and session) time zone, the invariants checked after every step.
+
+``make test`` runs a bounded number of sequences (ORACLE_EXAMPLES, default 6, of up to
+ORACLE_STEPS, default 30, steps); ``make test-deep`` many more, and the planted bugs of
+tests/e2e/test_oracle_plants.py, each of which the oracle must find.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from tests.oracle import ArchiveOracle, IcebergOracle, run
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = int(os.environ.get("ORACLE_EXAMPLES", "6"))
+STEPS = int(os.environ.get("ORACLE_STEPS", "30"))
+
+
+def oracle_settings(examples: int = EXAMPLES, steps: int = STEPS, *, shrink: bool = True) -> settings:
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        database=None,  # nothing written into the checkout; a failure prints the steps and a seed
+        print_blob=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if shrink else [])],
+    )
+
+
+def test_nothing_lost_nothing_wrong_under_any_clock(oracle_setting):
+    run(oracle_setting, ArchiveOracle, oracle_settings())
+
+
+def test_iceberg_days_are_never_seen_empty_or_half(oracle_iceberg_setting):
+    run(oracle_iceberg_setting, IcebergOracle, oracle_settings(max(2, EXAMPLES // 2), STEPS))
