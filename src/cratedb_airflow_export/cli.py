@@ -357,8 +357,24 @@ def _purge(cfg: TableExport, before: date, out: TextIO, *, dry_run: bool, as_jso
     return 1 if refusals(cfg, outcomes) is not None else 0  # refused, or rows deleted that were not archived
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cratedb-airflow-export")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="cratedb-export", description="CrateDB -> S3 export tools")
+
+    class PrintVersion(argparse.Action):  # to ``out``: stdout, which the logs are kept off
+        def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+            print(f"{parser.prog} {_installed_version()}", file=out)
+            parser.exit()
+
+    parser.add_argument("--version", action=PrintVersion, nargs=0, help="print the installed version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser("plan", help="show what the export of one day would do (dry run)")
     plan.add_argument("--date", required=True, type=_day, help="the day D to export: rows in [D, D+1) UTC")

@@ -116,3 +116,12 @@ def test_plan_shows_what_the_retention_run_of_the_day_deletes(tmp_path, capsys):
     assert '    DELETE FROM "doc"."metrics" WHERE "ts" >= $1 AND "ts" < $2\n' in out
     assert "       $1 = 2024-01-31T00:00:00+00:00\n       $2 = 2024-02-01T00:00:00+00:00\n" in out
     assert "cratedb-export purge --table doc.metrics --before 2024-02-01 --dry-run" in out
+
+
+def test_version_prints_the_installed_version_and_exits_0(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"cratedb-export {version('cratedb-airflow-export')}\n"
