@@ -1,5 +1,5 @@
-# Astro Runtime 3.x (Apache Airflow 3). Pick the Runtime release that ships Airflow 3.3.x;
-# pyproject.toml/constraints.txt pin the versions this project is tested with.
+# Astro Runtime 3.x (Apache Airflow 3). Any Runtime release that ships Airflow 3.2 or 3.3 (the
+# versions make test-compat checks); requirements.txt holds the package's dependencies as ranges.
 FROM astrocrpublic.azurecr.io/runtime:3.3-2
 
 # The Runtime's ONBUILD steps have copied the project and installed requirements.txt;

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install services test test-deep test-unit lint demo up plan bench bench-tables integration clean
+.PHONY: install services test test-deep test-compat test-unit lint demo up plan bench bench-tables integration clean
 
 install: $(STAMP)
 
@@ -49,6 +49,13 @@ test-deep: install services
 	TZ=$(TEST_TZ) ORACLE_EXAMPLES=$(ORACLE_EXAMPLES) ORACLE_STEPS=$(ORACLE_STEPS) ORACLE_PLANTS=1 \
 	  $(BIN)/python -m pytest -n $(TEST_WORKERS) tests/e2e/test_oracle.py tests/e2e/test_oracle_plants.py
 
+## test-compat: the package installed into each supported Airflow (the newest release of every minor from
+## the lowest pyproject.toml admits, frozen in compat/): fails if installing it changed any installed package,
+## then runs the unit tests and the shipped DAG end to end there (devtools/compat.py)
+COMPAT_AIRFLOW ?= 3.2.2 3.3.2
+test-compat: install
+	TZ=$(TEST_TZ) $(BIN)/python -m devtools.compat check $(COMPAT_AIRFLOW)
+
 ## test-unit: the unit tests alone (tests/unit: no servers, under a minute), mirroring src/
 test-unit: install
 	TZ=$(TEST_TZ) $(BIN)/python -m pytest tests/unit
@@ -84,4 +91,4 @@ plan: install
 	$(BIN)/cratedb-export plan --date $(or $(DATE),2024-01-04)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .demo
+	rm -rf $(VENV) .pytest_cache .ruff_cache .demo .compat

@@ -7,6 +7,7 @@ rules (:mod:`.storage`). Reading entries from files and the environment, the che
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from datetime import timedelta
 from typing import Any, Literal
@@ -345,6 +346,11 @@ class TableExport(BaseModel):
         """What an Iceberg table of days supports so far."""
         if self.target is None:
             raise ValueError("format: 'iceberg' needs 'target' (s3://bucket/prefix: the table's folder)")
+        if importlib.util.find_spec("pyiceberg") is None:
+            raise ValueError(
+                "format: 'iceberg' needs the package's iceberg extra, which is not installed: "
+                "pip install 'cratedb-airflow-export[iceberg]'"
+            )
         for key, value, off in (
             ("slices", self.slices, 1),
             ("reconcile_days", self.reconcile_days, 0),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -505,3 +506,20 @@ def test_objects_as_structs_are_for_parquet_and_iceberg():
     assert TableExport.model_validate({**entry, "format": "iceberg"}).objects == "struct"
     with pytest.raises(ValueError, match="objects: 'struct' is for Parquet; jsonl writes objects as JSON"):
         TableExport.model_validate({**entry, "format": "jsonl"})
+
+
+def test_an_iceberg_table_without_the_iceberg_extra_is_refused_naming_the_table_and_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyiceberg", None)  # how Python marks a package unimportable
+    entry = {
+        "table": "doc.m",
+        "timestamp_column": "ts",
+        "engine": "stream",
+        "format": "iceberg",
+        "target": "s3://bkt/p",
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_tables([entry])
+    assert "doc.m" in str(refused.value)
+    assert "pip install 'cratedb-airflow-export[iceberg]'" in str(refused.value)
+    monkeypatch.delitem(sys.modules, "pyiceberg")
+    assert parse_tables([entry])[0].format == "iceberg"  # with it installed, accepted

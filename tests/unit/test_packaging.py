@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import ast
 import pkgutil
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 import cratedb_airflow_export
 from tests.helpers import REPO, last_line_of_python
@@ -125,3 +128,70 @@ def test_numpy_and_pandas_are_development_dependencies_only():
     closure = runtime_closure()
     assert {"cratedb-airflow-export", "apache-airflow", "pyarrow", "boto3"} <= closure  # the walk works
     assert closure.isdisjoint(DEV_ONLY)
+
+
+def pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]  # type: ignore[no-any-return]
+
+
+def pinned(path: Path) -> dict[str, str]:
+    from devtools.compat import parse_pins
+
+    return parse_pins(path.read_text())
+
+
+def requirements(group: str | None = None) -> list[Requirement]:
+    project = pyproject()
+    specs = project["dependencies"] if group is None else project["optional-dependencies"][group]
+    return [Requirement(spec) for spec in specs]
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.parametrize("group", [None, "iceberg", "dev"])
+def test_dependencies_are_ranges_that_admit_the_pinned_versions(group):
+    """Installed into a user's Airflow, the package may not replace what is there: ranges from the
+    lowest version tested to below the next major; exact versions only in constraints.txt."""
+    pins = pinned(REPO / "constraints.txt")
+    for requirement in requirements(group):
+        if requirement.name == "cratedb-airflow-export":  # dev's own extras
+            continue
+        operators = {spec.operator for spec in requirement.specifier}
+        assert operators == {">=", "<"}, f"{requirement}: a range >=lowest,<next major"
+        assert requirement.specifier.contains(pins[canonical(requirement.name)]), (requirement, pins[requirement.name])
+
+
+def test_a_check_that_would_see_an_exact_pin():
+    assert {spec.operator for spec in Requirement("pydantic==2.14.3").specifier} != {">=", "<"}
+
+
+def test_the_astro_image_installs_every_runtime_dependency_in_the_same_range():
+    """The Dockerfile installs the package with --no-deps on Astro's Runtime (which brings Airflow):
+    requirements.txt must hold everything else, the iceberg extra too, as the same ranges."""
+    listed = [
+        str(Requirement(line))
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    needed = [str(r) for r in requirements() + requirements("iceberg") if r.name != "apache-airflow"]
+    assert listed == needed
+    assert "--no-deps" in (REPO / "Dockerfile").read_text()
+
+
+def test_every_supported_airflow_minor_has_a_compat_environment():
+    """make test-compat installs the package into each COMPAT_AIRFLOW release: the newest of every
+    minor the dependency range admits, each frozen in compat/."""
+    makefile = (REPO / "Makefile").read_text()
+    versions = re.search(r"^COMPAT_AIRFLOW \?= (.+)$", makefile, re.M).group(1).split()  # type: ignore[union-attr]
+    (airflow,) = [r for r in requirements() if r.name == "apache-airflow"]
+    lowest = next(spec.version for spec in airflow.specifier if spec.operator == ">=")
+    assert versions[0].rsplit(".", 1)[0] == lowest.rsplit(".", 1)[0]
+    for version in versions:
+        assert airflow.specifier.contains(version), version
+        lock = pinned(REPO / "compat" / f"airflow-{version}.txt")
+        assert lock["apache-airflow"] == version
+    assert pinned(REPO / "constraints.txt")["apache-airflow"] in versions  # our own environment is one of them
