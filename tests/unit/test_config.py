@@ -470,6 +470,15 @@ def test_retention_is_off_by_default_and_kept_when_set():
     assert cfg.retain_days == 30
 
 
+ICEBERG_ENTRY = {
+    "table": "doc.m",
+    "timestamp_column": "ts",
+    "engine": "stream",
+    "format": "iceberg",
+    "target": "s3://bkt/p",
+}
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -484,15 +493,8 @@ def test_retention_is_off_by_default_and_kept_when_set():
     ],
 )
 def test_iceberg_entries_that_cannot_work_are_refused(extra, message):
-    entry = {
-        "table": "doc.m",
-        "timestamp_column": "ts",
-        "engine": "stream",
-        "format": "iceberg",
-        "target": "s3://bkt/p",
-    }
     with pytest.raises(ValueError, match=re.escape(message)):
-        TableExport.model_validate({k: v for k, v in {**entry, **extra}.items() if v is not None})
+        TableExport.model_validate({k: v for k, v in {**ICEBERG_ENTRY, **extra}.items() if v is not None})
 
 
 def test_objects_as_structs_are_for_parquet_and_iceberg():
@@ -510,16 +512,9 @@ def test_objects_as_structs_are_for_parquet_and_iceberg():
 
 def test_an_iceberg_table_without_the_iceberg_extra_is_refused_naming_the_table_and_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyiceberg", None)  # how Python marks a package unimportable
-    entry = {
-        "table": "doc.m",
-        "timestamp_column": "ts",
-        "engine": "stream",
-        "format": "iceberg",
-        "target": "s3://bkt/p",
-    }
     with pytest.raises(ConfigError) as refused:
-        parse_tables([entry])
+        parse_tables([ICEBERG_ENTRY])
     assert "doc.m" in str(refused.value)
     assert "pip install 'cratedb-airflow-export[iceberg]'" in str(refused.value)
     monkeypatch.delitem(sys.modules, "pyiceberg")
-    assert parse_tables([entry])[0].format == "iceberg"  # with it installed, accepted
+    assert parse_tables([ICEBERG_ENTRY])[0].format == "iceberg"  # with it installed, accepted
