@@ -46,17 +46,21 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cratedb_airflow_export.config import TableExport, qualify
 from cratedb_airflow_export.connections import ENV_ENDPOINT, ConnectionSpec, environment_lookup
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.errors import ConfigError, WindowError
 from cratedb_airflow_export.loading import CONFIG_ENV, load_python_tables, load_yaml_tables
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 DEFAULT_TABLES_FILE = Path("include") / "table_exports.py"
 
@@ -366,8 +370,74 @@ def _installed_version() -> str:
         return "(not installed)"
 
 
-def _main(argv: Sequence[str] | None, out: TextIO) -> int:
-    parser = argparse.ArgumentParser(prog="cratedb-export", description="CrateDB -> S3 export tools")
+HELP_WIDTH = 100
+EXIT_CODES = "exit codes: 0 done; 1 {failed}; 2 {unusable}"
+UNUSABLE = "bad arguments or configuration"
+UNCHECKED = {"verify": f"{UNUSABLE}, or a partition could not be checked (connections, S3)"}
+# for each subcommand: what it does and touches, what exit code 1 means, one example
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "plan": (
+        "Print, for each configured table, the day's window, the target and every statement exactly as "
+        "it would be sent (secrets redacted). Connects to nothing, writes nothing.",
+        "never",
+        "cratedb-export plan --date 2024-01-04 --table doc.metrics",
+    ),
+    "verify": (
+        "Check published partitions: the manifest, every object (there, with the size and ETag it "
+        "records, none extra), and the source's count(*) now (--no-source: not). Reads the bucket and "
+        "the source; writes nothing.",
+        "a partition is missing or not complete",
+        "cratedb-export verify --table doc.metrics --date 2024-01-01 --to 2024-01-31",
+    ),
+    "run": (
+        "Export days now, without Airflow: the same core as the DAG's tasks, connections from the "
+        "environment. Reads the source, writes each day's partition (a rerun replaces it).",
+        "an export failed (the others still ran)",
+        "cratedb-export run --date 2024-01-04 --table doc.metrics",
+    ),
+    "restore": (
+        "Load complete partitions back into the table (or --into another). Reads the bucket, inserts "
+        "into the table (--replace deletes the day's rows first); records the restore in the partition.",
+        "a day was refused or failed",
+        "cratedb-export restore --table doc.metrics --date 2024-01-04 --replace",
+    ),
+    "reconcile": (
+        "Recount exported days against the source and export again those whose rows changed since "
+        "(late rows, updates). Reads the source and the bucket, replaces the changed days' partitions.",
+        "a recount or an export failed",
+        "cratedb-export reconcile --days 7",
+    ),
+    "purge": (
+        "Delete the table's rows of the days before --before, only where a complete, intact archive "
+        "holds exactly them (docs/retention.md). Reads the bucket and the source, deletes from the "
+        "source, records the purge in the partition; --dry-run checks and deletes nothing.",
+        "a day or partition was refused, or a DELETE removed rows that were not archived",
+        "cratedb-export purge --table doc.metrics --before 2024-02-01 --dry-run",
+    ),
+}
+
+
+def _add_command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    description, failed, example = COMMANDS[name]
+    codes = EXIT_CODES.format(failed=failed, unusable=UNCHECKED.get(name, UNUSABLE))
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, HELP_WIDTH),
+        epilog=f"{textwrap.fill(codes, HELP_WIDTH)}\n\nexample:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def build_parser(out: TextIO) -> argparse.ArgumentParser:
+    """The command line's parser; help and ``--version`` print to ``out``."""
+
+    class Parser(argparse.ArgumentParser):  # help to ``out`` as well (subcommands' parsers are Parsers too)
+        def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+            super().print_help(file or out)
+
+    parser = Parser(prog="cratedb-export", description="CrateDB -> S3 export tools")
 
     class PrintVersion(argparse.Action):  # to ``out``: stdout, which the logs are kept off
         def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
@@ -376,26 +446,26 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
 
     parser.add_argument("--version", action=PrintVersion, nargs=0, help="print the installed version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
-    plan = commands.add_parser("plan", help="show what the export of one day would do (dry run)")
+    plan = _add_command(commands, "plan", "show what the export of one day would do (dry run)")
     plan.add_argument("--date", required=True, type=_day, help="the day D to export: rows in [D, D+1) UTC")
     plan.add_argument("--json", action="store_true", help="print one JSON document")
     plan.add_argument(
         "--config", help=f"table config (.py with TABLES, or YAML); default ${CONFIG_ENV} or {DEFAULT_TABLES_FILE}"
     )
     plan.add_argument("--table", action="append", help="only this table (repeatable)")
-    verify = commands.add_parser("verify", help="check published partitions against their manifests and the source")
+    verify = _add_command(commands, "verify", "check published partitions against their manifests and the source")
     verify.add_argument("--table", action="append", help="only this table (repeatable); default: every configured one")
     verify.add_argument("--date", required=True, type=_day, help="the (first) day D of the partitions")
     verify.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
     verify.add_argument("--config", help="table config, as for plan")
     verify.add_argument("--no-source", action="store_true", help="skip the count(*) against the source")
-    run = commands.add_parser("run", help="export days now, without Airflow (same core as the DAG's tasks)")
+    run = _add_command(commands, "run", "export days now, without Airflow (same core as the DAG's tasks)")
     run.add_argument("--date", required=True, type=_day, help="the (first) day D to export: rows in [D, D+1) UTC")
     run.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
     run.add_argument("--table", action="append", help="only this table (repeatable); default: every configured one")
     run.add_argument("--config", help="table config, as for plan")
     run.add_argument("--json", action="store_true", help="one JSON object per partition")
-    restore = commands.add_parser("restore", help="load complete partitions back into a table")
+    restore = _add_command(commands, "restore", "load complete partitions back into a table")
     restore.add_argument("--table", required=True, help="a configured table, 'schema.table' or 'table'")
     restore.add_argument("--date", required=True, type=_day, help="the (first) day D of the partitions")
     restore.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
@@ -409,18 +479,22 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         "here (any partition); auto: copy where it applies",
     )
     restore.add_argument("--config", help="table config, as for plan")
-    again = commands.add_parser("reconcile", help="recount exported days; export again those with late rows")
+    again = _add_command(commands, "reconcile", "recount exported days; export again those with late rows")
     again.add_argument("--days", required=True, type=int, help="how many days to recount (1 to 366)")
     again.add_argument("--until", type=_day, help="the last day to recount (default: yesterday, UTC)")
     again.add_argument("--table", action="append", help="only this table (repeatable)")
     again.add_argument("--config", help="table config, as for plan")
-    purge = commands.add_parser("purge", help="delete a table's source rows before a day, only where archived")
+    purge = _add_command(commands, "purge", "delete a table's source rows before a day, only where archived")
     purge.add_argument("--table", required=True, help="a configured table, 'schema.table' or 'table'")
     purge.add_argument("--before", required=True, type=_day, help="delete the days before this one (UTC)")
     purge.add_argument("--dry-run", action="store_true", help="check and show what would be deleted; delete nothing")
     purge.add_argument("--json", action="store_true", help="one JSON object per partition or day")
     purge.add_argument("--config", help="table config, as for plan")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main(argv: Sequence[str] | None, out: TextIO) -> int:
+    args = build_parser(out).parse_args(argv)
 
     try:
         tables = _load(args.config)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 from cratedb_sqlparse import sqlparse
 
-from cratedb_airflow_export.cli import main
+from cratedb_airflow_export.cli import COMMANDS, build_parser, main
 from tests.helpers import REPO
 
 CLI = str(Path(sys.executable).parent / "cratedb-export")
@@ -125,3 +127,21 @@ def test_version_prints_the_installed_version_and_exits_0(capsys):
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out == f"cratedb-export {version('cratedb-airflow-export')}\n"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_says_what_it_does_its_exit_codes_and_an_example_that_parses(command, capsys):
+    description, failed, example = COMMANDS[command]
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # on stdout, rewrapped
+    assert " ".join(description.split()) in shown
+    unusable = "bad arguments or configuration" + (
+        ", or a partition could not be checked (connections, S3)" if command == "verify" else ""
+    )
+    assert f"exit codes: 0 done; 1 {failed}; 2 {unusable}" in shown
+    assert f"example: {example}" in shown
+    argv = shlex.split(example)
+    assert argv[0] == "cratedb-export"
+    assert build_parser(io.StringIO()).parse_args(argv[1:]).command == command
