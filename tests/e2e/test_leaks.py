@@ -124,7 +124,10 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
         ),
     }
     assert airflow_cli("pools", "set", "cratedb_export", "4", "CrateDB exports", env=env).returncode == 0
-    _, console = run_in_group(["dags", "test", "--use-executor", "cratedb_table_export", "2024-01-05"], env, 240)
+    _, console = run_in_group(
+        ["dags", "test", "--use-executor", "cratedb_table_export", "2024-01-05"], env, 240, finished="DagRun Finished"
+    )
+    assert "DagRun Finished: dag_id=cratedb_table_export" in console and "state=failed" in console
 
     # the export really ran: the stream table landed, the copy table failed as expected
     objects = read_objects(s3_server, bucket)
