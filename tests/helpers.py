@@ -123,6 +123,20 @@ def run_in_group(
     return proc.returncode, "".join(lines)
 
 
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process this test started, and its group (a Celery worker's pool, a server's children)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def aws_connection(endpoint_url: str) -> str:
     """An ``AIRFLOW_CONN_*`` value (JSON form) for an AWS connection to ``endpoint_url``."""
     extra = {"endpoint_url": endpoint_url, "region_name": "us-east-1"}
@@ -185,6 +199,7 @@ BUILDERS = {
     "export": ("dag", "build_dag"),
     "restore": ("restore", "build_restore_dag"),
     "retention": ("retention", "build_retention_dag"),
+    "consumer": ("consumer", "build_consumer_dag"),
 }
 
 
@@ -210,6 +225,30 @@ def run_dag(dag: Any, day: date, conf: dict[str, Any] | None = None) -> Any:
     what the Trigger form would send); return the DagRun."""
     logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
     return dag.test(logical_date=logical, run_conf=conf)
+
+
+def asset_events(dag_id: str, run_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The Asset events a run emitted, one per partition announced: (Asset URI, day, the extra of
+    that partition), in the order of URI and day. Checks each event's ``partition_key``: the day
+    on Airflow 3.3+, none on 3.2."""
+    import sqlite3
+
+    from cratedb_airflow_export.edge.operators import partition_of, per_event_partitions
+
+    db = sqlite3.connect(AIRFLOW_HOME / "airflow.db")
+    rows = db.execute(
+        "SELECT a.uri, e.partition_key, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+        "WHERE e.source_dag_id = ? AND e.source_run_id = ?",
+        (dag_id, run_id),
+    ).fetchall()
+    db.close()
+    events = []
+    for uri, key, extra in rows:
+        own = dict(partition_of(json.loads(extra), key))
+        day = own["interval"]["start"][:10]
+        assert key == (day if per_event_partitions() else None), (key, own)
+        events.append((uri, day, own))
+    return sorted(events, key=lambda event: event[:2])
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

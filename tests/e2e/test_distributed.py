@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +33,16 @@ import psycopg
 import pytest
 from devtools.devstack import free_port, wait_for_airflow_api
 
-from tests.helpers import REPO, SAMPLE_DAYS, json_lines, partition_keys, read_objects, rows_of_day, run_in_group
+from tests.helpers import (
+    REPO,
+    SAMPLE_DAYS,
+    json_lines,
+    partition_keys,
+    read_objects,
+    rows_of_day,
+    run_in_group,
+    stop,
+)
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = [
@@ -58,20 +66,6 @@ def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float) -> Non
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    """Stop a process this test started, and its group (a Celery worker's pool, a server's children)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ again the days whose source count changed, leaving unchanged days alone."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -14,7 +13,7 @@ import pytest
 from devtools.devstack import create_metrics, sample_metrics
 
 from cratedb_airflow_export.manifest import Manifest
-from tests.helpers import AIRFLOW_HOME, SAMPLE_DAYS, make_dag, read_objects, run_dag, task_states
+from tests.helpers import SAMPLE_DAYS, asset_events, make_dag, read_objects, run_dag, task_states
 
 pytestmark = pytest.mark.e2e
 
@@ -85,15 +84,10 @@ def test_a_reconciling_run_exports_a_day_with_late_rows_again(
         {"day": str(first), "state": "re-exported", "recorded": 20, "counted": 21},
         {"day": str(second), "state": "unchanged", "recorded": 20, "counted": 20},
     ]
-    db = sqlite3.connect(AIRFLOW_HOME / "airflow.db")
-    events = db.execute(
-        "SELECT e.extra FROM asset_event e WHERE e.source_dag_id = ? AND e.source_run_id = ? ORDER BY e.id",
-        ("e2e_reconcile", dag_run.run_id),
-    ).fetchall()
-    db.close()
-    assert [(json.loads(e)["interval"]["start"][:10], json.loads(e)["rows"]) for (e,) in events] == [
-        (str(third), 20),
+    events = asset_events("e2e_reconcile", dag_run.run_id)
+    assert [(day, extra["rows"]) for _, day, extra in events] == [
         (str(first), 21),  # the re-exported day is announced again
+        (str(third), 20),
     ]
 
 

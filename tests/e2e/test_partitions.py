@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import json
-import sqlite3
 import uuid
 from datetime import date
 
@@ -19,8 +17,8 @@ from devtools.devstack import create_metrics, sample_metrics
 from cratedb_airflow_export.manifest import Manifest
 from cratedb_airflow_export.windows import Window
 from tests.helpers import (
-    AIRFLOW_HOME,
     SAMPLE_DAYS,
+    asset_events,
     data_objects,
     json_lines,
     make_dag,
@@ -316,17 +314,11 @@ def test_asset_event_per_table(airflow_db, connections, s3_server, bucket, table
     dag = make_dag("e2e_assets", [entry(name, bucket), entry("doc.metrics", bucket)])
     dag_run = run_dag(dag, DAY)
     assert set(task_states(dag_run).values()) == {"success"}
-    db = sqlite3.connect(AIRFLOW_HOME / "airflow.db")
-    events = db.execute(
-        "SELECT a.uri, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-        "WHERE e.source_dag_id = ? AND e.source_run_id = ? ORDER BY a.uri",
-        ("e2e_assets", dag_run.run_id),
-    ).fetchall()
-    db.close()
-    assert [uri for uri, _ in events] == sorted([f"s3://{bucket}/lake/doc.metrics", f"s3://{bucket}/lake/{name}"])
-    for uri, extra in events:
+    events = asset_events("e2e_assets", dag_run.run_id)
+    assert [uri for uri, _, _ in events] == sorted([f"s3://{bucket}/lake/doc.metrics", f"s3://{bucket}/lake/{name}"])
+    for uri, _, extra in events:
         table_name = uri.rsplit("/", 1)[-1]
-        assert json.loads(extra) == {
+        assert extra == {
             "table": table_name,
             "interval": {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"},
             "rows": 50,

@@ -2,6 +2,11 @@
 
 Use it as a template: a DAG that processes a table's day as soon as its export is complete,
 reading the exact object list from ``_manifest.json`` instead of listing the folder.
+
+On Airflow 3.3+ every export event carries its day as ``partition_key`` (``YYYY-MM-DD``), and the
+DAG is scheduled with ``PartitionedAssetTimetable``: one run per day, whose ``partition_key`` is
+that day, whatever order the days arrive in (a backfill, a re-export). On 3.2, where an event
+carries no key of its own, it runs on every event (``AssetAny``).
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, AssetAny, task
+from airflow.sdk import DAG, AssetAny, PartitionedAssetTimetable, task
 
 from cratedb_airflow_export.config import TableExport
-from cratedb_airflow_export.edge.operators import export_asset
+from cratedb_airflow_export.edge.operators import export_asset, partition_of, per_event_partitions
 from cratedb_airflow_export.loading import load_tables
 from cratedb_airflow_export.manifest import Manifest, read_manifest
 from cratedb_airflow_export.storage import split_object_uri
@@ -47,10 +52,12 @@ def build_consumer_dag(
 ) -> DAG:
     tables = tables if tables is not None else load_tables(tables_file)
     conn_of = {export_asset(t).uri: t.aws_conn_id for t in tables}
+    assets = AssetAny(*(export_asset(t) for t in tables))
+    partitioned = per_event_partitions()
     with DAG(
         dag_id=dag_id,
         description="Example consumer: runs when a CrateDB export completes and reads its manifest",
-        schedule=AssetAny(*(export_asset(t) for t in tables)),
+        schedule=PartitionedAssetTimetable(assets=assets) if partitioned else assets,
         start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
         catchup=False,
         tags=["cratedb", "export", "example"],
@@ -60,10 +67,14 @@ def build_consumer_dag(
 
         @task
         def read_manifests(**context: Any) -> list[dict[str, Any]]:
+            day = context["dag_run"].partition_key  # None unless partitioned
             summaries = []
             for asset, events in context["triggering_asset_events"].items():
                 for event in events:
-                    manifest = manifest_at(event.extra["manifest"], conn_of.get(asset.uri, "aws_default"))
+                    if day is not None and event.partition_key != day:
+                        continue
+                    extra = partition_of(event.extra, event.partition_key)
+                    manifest = manifest_at(extra["manifest"], conn_of.get(asset.uri, "aws_default"))
                     log.info(
                         "%s %s: %d rows in %d object(s)",
                         manifest.table,

@@ -47,6 +47,40 @@ def export_alias(cfg: TableExport) -> AssetAlias:
     return AssetAlias(name=f"cratedb-export:{dataset_uri(cfg)}")
 
 
+def per_event_partitions() -> bool:
+    """Whether this Airflow gives each Asset event a task emits its own ``partition_key``
+    (``outlet_events[asset].add_partitions``, Airflow 3.3+). On 3.2 an event carries its run's
+    partition key only, and an export run has none."""
+    try:
+        from airflow.sdk.execution_time.context import OutletEventAccessor
+    except ImportError:  # pragma: no cover - a layout this package was never installed with
+        return False
+    return hasattr(OutletEventAccessor, "add_partitions")
+
+
+def event_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """An Asset event's extra for one published partition: what a consumer needs to read it."""
+    extra = {key: summary[key] for key in ("table", "interval", "rows", "schema_changes")}
+    return extra | {"partition": summary["target"], "manifest": summary["manifest"]}
+
+
+def partitions_extra(days: Sequence[str], extras: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The extra shared by the events of a task that published several days on Airflow 3.3+ (an
+    Asset's events of one task share one extra there): each day's own extra under its
+    partition key."""
+    return {"table": extras[0]["table"], "partitions": dict(zip(days, extras, strict=True))}
+
+
+def partition_of(extra: Mapping[str, Any], partition_key: str | None) -> Mapping[str, Any]:
+    """The extra of the one partition an Asset event announces (:func:`event_extra`), whichever
+    form it came in: its own, or under its partition key in a several-day task's shared extra."""
+    if "partitions" not in extra:
+        return extra
+    if partition_key is None or partition_key not in extra["partitions"]:
+        raise KeyError(f"the event's partition_key {partition_key!r} is none of {sorted(extra['partitions'])}")
+    return extra["partitions"][partition_key]  # type: ignore[no-any-return]
+
+
 SCHEDULED_RUN_TYPES = frozenset({"scheduled", "backfill"})
 
 
@@ -215,12 +249,15 @@ class CrateDBExportOperator(_TableTask):
         self._results = [*results, *again]
         summaries = [result.as_dict() for result in self._results]
         events = context["outlet_events"]
-        for index, partition in enumerate(summaries):
-            extra = {key: partition[key] for key in ("table", "interval", "rows", "schema_changes")}
-            extra |= {"partition": partition["target"], "manifest": partition["manifest"]}
-            if index == 0:
-                events[self.asset].extra = extra
-            else:
+        extras = [event_extra(partition) for partition in summaries]
+        accessor = events[self.asset]
+        if per_event_partitions():  # each event carries its day as partition_key
+            days = [result.job.window.day.isoformat() for result in self._results]
+            accessor.extra = extras[0] if len(extras) == 1 else partitions_extra(days, extras)
+            accessor.add_partitions(days)
+        else:  # Airflow 3.2: one event per partition, the first through the Asset, the others through its alias
+            accessor.extra = extras[0]
+            for extra in extras[1:]:
                 events[self.alias].add(self.asset, extra=extra)
         value = summaries[0] if len(results) == 1 else {**summaries[0], "partitions": summaries[: len(results)]}
         return {**value, "reconciled": summary(recounts)} if recounts else value

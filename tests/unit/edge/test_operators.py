@@ -37,3 +37,38 @@ def test_the_trigger_form_lists_the_configured_tables():
     assert set(params) == {"day", "to", "tables"}
     assert params["day"] is None and params["tables"] == []
     assert dag.params.get_param("tables").schema["items"]["enum"] == ["doc.a"]
+
+
+def summary(day: str) -> dict[str, object]:
+    uri = f"s3://lake/doc.metrics/dt={day}/"
+    return {
+        "table": "doc.metrics",
+        "interval": {"start": f"{day}T00:00:00+00:00", "end": "..."},
+        "rows": 5,
+        "schema_changes": [],
+        "target": uri,
+        "manifest": f"{uri}_manifest.json",
+        "objects": ["not in the event"],
+    }
+
+
+def test_an_event_names_its_own_partition_in_either_form():
+    from cratedb_airflow_export.edge.operators import event_extra, partition_of, partitions_extra
+
+    one = event_extra(summary("2024-01-03"))
+    assert one == {
+        "table": "doc.metrics",
+        "interval": {"start": "2024-01-03T00:00:00+00:00", "end": "..."},
+        "rows": 5,
+        "schema_changes": [],
+        "partition": "s3://lake/doc.metrics/dt=2024-01-03/",
+        "manifest": "s3://lake/doc.metrics/dt=2024-01-03/_manifest.json",
+    }
+    assert partition_of(one, "2024-01-03") == one
+    assert partition_of(one, None) == one  # Airflow 3.2: no key, one partition per event
+    two = event_extra(summary("2024-01-04"))
+    shared = partitions_extra(["2024-01-03", "2024-01-04"], [one, two])
+    assert shared == {"table": "doc.metrics", "partitions": {"2024-01-03": one, "2024-01-04": two}}
+    assert partition_of(shared, "2024-01-04") == two
+    with pytest.raises(KeyError, match="'2024-01-05' is none of"):
+        partition_of(shared, "2024-01-05")
