@@ -40,7 +40,7 @@ TEST_TOOLS = {
     "pgserver": "pgserver",
     "duckdb": "duckdb",
 }
-TESTS = ("tests/unit", "tests/e2e/test_dag.py")
+TESTS = ("tests/unit", "tests/e2e/test_dag.py", "tests/e2e/test_quickstart.py")
 
 
 def lock_file(version: str) -> Path:
@@ -157,7 +157,7 @@ def check(version: str) -> None:
         f"(apache-airflow {after['apache-airflow']}); it added {len(added)}: {', '.join(added)}"
     )
     run(*pip, *test_tools())
-    env = {**os.environ, "TZ": os.environ.get("TZ", "Asia/Kathmandu")}
+    env = {**os.environ, "TZ": os.environ.get("TZ", "Asia/Kathmandu"), "CRATEDB_EXPORT_FRESH_ENV": "1"}
     env.pop("VIRTUAL_ENV", None)
     print(f"Airflow {version}: the unit tests and the shipped DAG end to end", flush=True)
     tests = subprocess.run(

@@ -108,6 +108,9 @@ def plan_credentials(aws_conn_id: str) -> S3Credentials:
     )
 
 
+PLAN_ASSUMES = "the statements a CrateDB source is sent; plan connects to nothing, so it cannot tell the source"
+
+
 def build_plan(tables: list[TableExport], day: date) -> dict[str, Any]:
     from cratedb_airflow_export.export import plan_export
     from cratedb_airflow_export.retention import plan_retention
@@ -119,14 +122,16 @@ def build_plan(tables: list[TableExport], day: date) -> dict[str, Any]:
         plan = plan_export(table, window, plan_credentials(table.aws_conn_id))
         retention = plan_retention(table, day)
         planned.append(plan if retention is None else {**plan, "retention": retention})
-    return {"interval": window.as_dict(), "tables": planned}
+    return {"interval": window.as_dict(), "assumes": PLAN_ASSUMES, "tables": planned}
 
 
 def _print_text(plan: dict[str, Any], out: TextIO) -> None:
     interval = plan["interval"]
-    lines = [f"Interval: [{interval['start']}, {interval['end']}) UTC"]
+    lines = [f"Interval: [{interval['start']}, {interval['end']}) UTC", f"({plan['assumes']})"]
     for table in plan["tables"]:
         lines += ["", f"{table['table']}  engine={table['engine']}", f"  target: {table['target']}"]
+        if table["engine_needs"]:
+            lines.append(f"  engine {table['engine']}: {table['engine_needs']}")
         for number, (statement, params) in enumerate(zip(table["statements"], table["parameters"], strict=True), 1):
             lines.append(f"  {number}. {statement}")
             lines += [f"       ${index} = {value}" for index, value in enumerate(params, 1)]

@@ -81,6 +81,7 @@ def plan_export(cfg: TableExport, window: Window, creds: S3Credentials | None = 
     return {
         "table": cfg.qualified_name,
         "engine": cfg.engine,
+        "engine_needs": get_engine(cfg.engine).needs,
         "interval": window.as_dict(),
         "statements": [s.wire_sql for s in planned],
         "parameters": [s.shown_params() for s in planned],

@@ -101,6 +101,7 @@ class ExportResult:
 
 class Engine(ABC):
     name: str
+    needs: str | None = None  # what the engine needs beyond the source's rows, as ``plan`` says it
 
     def check(self, job: ExportJob, attempt: Attempt) -> None:  # noqa: B027 - optional hook
         """Raise (a permanent error) when the source or the target cannot do this engine's work."""

@@ -114,6 +114,10 @@ def check_default_encryption(client: S3Client, bucket: str, sse: str, kms_key_id
 
 class CopyEngine(Engine):
     name = "copy"
+    needs = (
+        "CrateDB writes the files itself (COPY ... TO DIRECTORY): the source must be CrateDB, and CrateDB must "
+        "reach the bucket; engine 'stream' works against any source"
+    )
 
     def check(self, job: ExportJob, attempt: Attempt) -> None:
         cfg, source = job.cfg, attempt.database
