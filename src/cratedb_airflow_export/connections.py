@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,9 @@ def parse_connection(conn_id: str, value: str) -> ConnectionSpec:
             data.get("password"),
             json.loads(json_extra) if isinstance(json_extra, str) else dict(json_extra),
         )
+    problem = uri_problem(conn_id, text)
+    if problem:
+        raise CredentialsError(problem)
     parts = urlsplit(text)
     if not parts.scheme:
         raise CredentialsError(f"connection {conn_id!r}: expected a URI such as postgresql://... or aws://...")
@@ -111,6 +115,44 @@ def parse_connection(conn_id: str, value: str) -> ConnectionSpec:
         unquote(parts.password) if parts.password else None,
         extra,
     )
+
+
+NOT_IN_USERINFO = "/?#[]@"  # what ends or breaks a URI's user name or password unless percent-encoded
+PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def uri_problem(conn_id: str, text: str) -> str | None:
+    """What makes ``text`` (a connection URI) misread: a character in its user name or password
+    that a URI does not allow there, named with its percent-encoding; the value itself is never
+    in the message. None when there is nothing to say (or ``text`` is no URI)."""
+    if "://" not in text or text.lstrip().startswith("{"):
+        return None
+    rest = text.split("://", 1)[1]
+    head = rest.split("?", 1)[0]
+    if "@" in head:  # the query may hold an '@' of its own; the userinfo ends at the last '@' before it
+        rest = head
+    if "@" not in rest:
+        return None
+    user, _, password = rest.rsplit("@", 1)[0].partition(":")
+    for part, value in (("user name (login, access key)", user), ("password (secret)", password)):
+        bad = sorted({c for c in value if c in NOT_IN_USERINFO})
+        if "%" in PERCENT_ESCAPE.sub("", value):
+            bad.append("%")
+        if bad:
+            codes = ", ".join(f"'{c}' is %{ord(c):02X}" for c in bad)
+            return (
+                f"connection {conn_id!r}: the {part} in its URI holds {' and '.join(repr(c) for c in bad)}, "
+                f"which a URI does not allow there: percent-encode that part ({codes}; "
+                "python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=\"\"))' <value>)"
+            )
+    return None
+
+
+def environment_problem(conn_id: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """:func:`uri_problem` of ``AIRFLOW_CONN_<ID>``: why Airflow may have found no connection
+    ``conn_id`` although the variable is set (it drops a URI it cannot parse)."""
+    value = (os.environ if environ is None else environ).get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    return uri_problem(conn_id, value) if value else None
 
 
 Lookup = Callable[[str], "ConnectionSpec | None"]
@@ -152,6 +194,9 @@ def tutorial_credentials(aws_conn_id: str, environ: Mapping[str, str] | None = N
     connection ``aws_conn_id`` does not exist."""
     env = os.environ if environ is None else environ
     if not (env.get(ENV_ACCESS_KEY) and env.get(ENV_SECRET_KEY)):
+        problem = environment_problem(aws_conn_id, env)
+        if problem:
+            raise CredentialsError(problem)
         raise CredentialsError(
             f"no Airflow connection {aws_conn_id!r} and no {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} in the environment: "
             f"define the connection (AIRFLOW_CONN_{aws_conn_id.upper()}) or set both variables"

@@ -231,3 +231,40 @@ def test_every_catalog_secret_is_in_the_connections_secrets(monkeypatch):
     assert connections.catalog is not None
     redact = connections.redactor()
     assert redact("id:rest-secret tok-123 aws/secret db-pass") == "*** *** *** ***"
+
+
+@pytest.mark.parametrize(
+    ("uri", "part", "chars"),
+    [
+        ("aws://AKIA:ab/c+d@/?region_name=eu-central-1", "password (secret)", "'/'"),
+        ("postgresql://crate:pa/ss@db.example:5432/doc", "password (secret)", "'/'"),
+        ("postgresql://cr@te:pass@db.example/doc", "user name (login, access key)", "'@'"),
+        ("postgresql://u:p?w#x@db.example/doc?sslmode=require", "password (secret)", "'#' and '?'"),
+        ("postgresql://u:100%@db.example/doc", "password (secret)", "'%'"),
+    ],
+)
+def test_a_malformed_uri_names_the_part_to_percent_encode_and_never_the_value(uri, part, chars):
+    from cratedb_airflow_export.connections import environment_lookup
+    from cratedb_airflow_export.errors import CredentialsError
+
+    with pytest.raises(CredentialsError) as raised:
+        environment_lookup({"AIRFLOW_CONN_C": uri})("c")
+    message = str(raised.value)
+    assert f"connection 'c': the {part} in its URI holds {chars}, which a URI does not allow there" in message
+    secret = uri.split("://", 1)[1].rsplit("@", 1)[0].partition(":")[2]
+    assert secret not in message
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "aws://AK:se%2Fc%2Bd@/?endpoint_url=http%3A%2F%2F127.0.0.1%3A9000&region_name=eu-central-1",
+        "aws://AK:se%2Fc@/?endpoint_url=http://user@host",  # an '@' in the query is not the userinfo's
+        "postgresql://crate@db.example:5432/doc",
+        "postgresql://db.example:5432/doc",
+    ],
+)
+def test_a_well_formed_uri_has_no_problem(uri):
+    from cratedb_airflow_export.connections import uri_problem
+
+    assert uri_problem("c", uri) is None

@@ -20,6 +20,7 @@ from cratedb_airflow_export.connections import (
     Connections,
     ConnectionSpec,
     catalog_params,
+    environment_problem,
     source_params,
     tutorial_credentials,
 )
@@ -43,6 +44,9 @@ def airflow_connection(conn_id: str) -> ConnectionSpec | None:
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
+        problem = environment_problem(conn_id)  # Airflow drops a variable whose URI it cannot read
+        if problem:
+            raise CredentialsError(problem) from None
         return None
     return ConnectionSpec(
         conn_id=conn_id,
