@@ -69,6 +69,14 @@ class Attempt:
         self._count = pool.submit(count)
         pool.shutdown(wait=False)  # not a with block: leaving one waits for the count
 
+    def expected_rows(self) -> int | None:
+        """The window's count taken while the engine reads (:meth:`count_in_background`), once it
+        is in; None before, or when it failed (:meth:`counts` raises that)."""
+        running = self._count
+        if running is None or not running.done() or running.exception() is not None:
+            return None
+        return running.result().count
+
     def counts(self, window: TimeRange) -> SourceCounts:
         """``count(*)`` over ``window`` once the engine has read its last row (REFRESH first where
         the source needs it, so that rows written while the export ran are counted), and the count

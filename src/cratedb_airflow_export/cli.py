@@ -1,12 +1,13 @@
 """``cratedb-export``: the command line.
 
     cratedb-export plan --date 2024-01-04 [--json] [--config FILE] [--table T]
-    cratedb-export verify --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--no-source]
+    cratedb-export verify --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--no-source] [--json]
     cratedb-export run --date 2024-01-04 [--to 2024-01-06] [--table T] [--config FILE] [--json]
     cratedb-export restore --table T --date 2024-01-04 [--to D2] [--into schema.table] [--replace]
-                           [--method auto|copy|worker] [--config FILE]
-    cratedb-export reconcile --days 7 [--until 2024-01-04] [--table T] [--config FILE]
+                           [--method auto|copy|worker] [--config FILE] [--json]
+    cratedb-export reconcile --days 7 [--until 2024-01-04] [--table T] [--config FILE] [--json]
     cratedb-export purge --table T --before 2024-01-01 [--dry-run] [--json] [--config FILE]
+    (every subcommand: -q/--quiet, -v/--verbose; cratedb-export --version)
 
 ``plan`` prints, for each configured table, the interval [D, D+1) UTC, the engine, every SQL
 statement exactly as it would be sent (bind parameters listed, secrets redacted) and the target
@@ -47,6 +48,7 @@ import logging
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -155,6 +157,7 @@ def _verify(
     out: TextIO,
     *,
     with_source: bool,
+    as_json: bool = False,
 ) -> int:
     """One table and one day: the whole report. Otherwise (no ``--table``, several, or ``--to``) one
     line per partition: complete, missing or failed and why; exit 1 when any is not complete."""
@@ -190,12 +193,18 @@ def _verify(
                         report = verify_iceberg_day(connections.client, connections.catalog, cursor, cfg, window)
                     else:
                         report = verify_partition(connections.client, cursor, cfg, window)
-                    print(report.render() if detailed else report.line(cfg.qualified_name, day.isoformat()), file=out)
+                    name, shown = cfg.qualified_name, day.isoformat()
+                    if as_json:
+                        print(json.dumps(report.as_dict(name, shown)), file=out)
+                    else:
+                        print(report.render() if detailed else report.line(name, shown), file=out)
                     failures += not report.ok
         except Exception as exc:
             errors += 1
             message = redact(f"{type(exc).__name__}: {exc}")
             print(f"error: could not verify {cfg.qualified_name} for {first}: {message}", file=sys.stderr)
+            if as_json:
+                print(json.dumps({"table": cfg.qualified_name, "state": "unchecked", "error": message}), file=out)
     if errors:
         return 2
     return 1 if failures else 0
@@ -243,7 +252,6 @@ def _run(tables: list[TableExport], first: date, last: date | None, out: TextIO,
     from cratedb_airflow_export.export import RunInfo, run_export
     from cratedb_airflow_export.windows import Window, days_between
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     days = days_between(first, last)
     run = RunInfo(run_id=f"cli__{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
     failed = 0
@@ -255,9 +263,9 @@ def _run(tables: list[TableExport], first: date, last: date | None, out: TextIO,
             print(f"FAILED {cfg.qualified_name}: {exc}", file=out)
             failed += len(days)
             continue
-        for day in days:
+        for number, day in enumerate(days, 1):
             try:
-                result = run_export(cfg, Window.for_day(day), run, connections)
+                result = run_export(cfg, Window.for_day(day), run, connections, position=(number, len(days)))
             except ExportError as exc:
                 failed += 1
                 print(
@@ -279,18 +287,18 @@ def _run(tables: list[TableExport], first: date, last: date | None, out: TextIO,
 
 
 def _restore(cfg: TableExport, first: date, last: date | None, args: argparse.Namespace, out: TextIO) -> int:
+    """Restore each day; one line (``--json``: object) per day; exit 1 when any was refused or failed."""
     from cratedb_airflow_export.connections import from_environment
     from cratedb_airflow_export.errors import ExportError, failures_named
     from cratedb_airflow_export.restore import restore
     from cratedb_airflow_export.windows import Window, days_between
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     failed = 0
     try:
         with failures_named(f"restore of {cfg.qualified_name}"):
             connections = from_environment(cfg, find_connection)
     except ExportError as exc:
-        print(f"FAILED {exc}", file=out)
+        print(json.dumps({"table": cfg.qualified_name, "error": str(exc)}) if args.json else f"FAILED {exc}", file=out)
         return 1
     for day in days_between(first, last):
         try:
@@ -304,17 +312,20 @@ def _restore(cfg: TableExport, first: date, last: date | None, args: argparse.Na
             )
         except ExportError as exc:
             failed += 1
-            print(f"FAILED {cfg.qualified_name} {day}: {exc}", file=out)
+            error = {"table": cfg.qualified_name, "day": str(day), "error": str(exc)}
+            print(json.dumps(error) if args.json else f"FAILED {cfg.qualified_name} {day}: {exc}", file=out)
             continue
         print(
-            f"OK {result.partition} -> {result.table}: {result.rows} rows ({result.method}"
+            json.dumps(result.as_dict())
+            if args.json
+            else f"OK {result.partition} -> {result.table}: {result.rows} rows ({result.method}"
             f"{f', {result.deleted} rows replaced' if result.deleted else ''})",
             file=out,
         )
     return 1 if failed else 0
 
 
-def _reconcile(tables: list[TableExport], days: int, until: date | None, out: TextIO) -> int:
+def _reconcile(tables: list[TableExport], days: int, until: date | None, out: TextIO, *, as_json: bool) -> int:
     from datetime import datetime, timedelta, timezone
 
     from cratedb_airflow_export.connections import from_environment
@@ -322,7 +333,6 @@ def _reconcile(tables: list[TableExport], days: int, until: date | None, out: Te
     from cratedb_airflow_export.export import RunInfo
     from cratedb_airflow_export.reconcile import reconcile
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     last = until or datetime.now(timezone.utc).date() - timedelta(days=1)
     wanted = [last - timedelta(days=back) for back in range(days - 1, -1, -1)]
     run = RunInfo(run_id=f"cli__reconcile__{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
@@ -334,10 +344,12 @@ def _reconcile(tables: list[TableExport], days: int, until: date | None, out: Te
             recounts = reconcile(cfg, wanted, run, connections)
         except ExportError as exc:
             failed += 1
-            print(f"FAILED {exc}", file=out)
+            error = {"table": cfg.qualified_name, "error": str(exc)}
+            print(json.dumps(error) if as_json else f"FAILED {exc}", file=out)
             continue
         for recount in recounts:
-            print(recount.describe(cfg.qualified_name), file=out)
+            shown = {"table": cfg.qualified_name, **recount.as_dict()}
+            print(json.dumps(shown) if as_json else recount.describe(cfg.qualified_name), file=out)
     return 1 if failed else 0
 
 
@@ -351,7 +363,6 @@ def _purge(cfg: TableExport, before: date, out: TextIO, *, dry_run: bool, as_jso
     from cratedb_airflow_export.export import RunInfo
     from cratedb_airflow_export.retention import purge, refusals
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     run = RunInfo(run_id=f"cli__purge__{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
     try:
         with failures_named(f"purge of {cfg.qualified_name} before {before}"):
@@ -422,11 +433,40 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _verbosity() -> argparse.ArgumentParser:
+    """``--quiet`` / ``--verbose``, which every subcommand takes."""
+    common = argparse.ArgumentParser(add_help=False)
+    chosen = common.add_mutually_exclusive_group()
+    chosen.add_argument(
+        "-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=0, help="log warnings, errors only"
+    )
+    chosen.add_argument(
+        "-v", "--verbose", dest="verbosity", action="store_const", const=1, help="log this package's debug messages too"
+    )
+    return common
+
+
+def _configure_logging(verbosity: int) -> None:
+    """Progress and logs to stderr (results keep stdout): INFO, or WARNING (``--quiet``), or this
+    package's DEBUG messages too (``--verbose``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    stamp = logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%SZ")
+    stamp.converter = time.gmtime  # UTC, as every time this tool shows: never the machine's zone
+    handler.setFormatter(stamp)
+    logging.basicConfig(level=logging.WARNING if verbosity < 0 else logging.INFO, handlers=[handler])
+    if verbosity > 0:
+        logging.getLogger("cratedb_airflow_export").setLevel(logging.DEBUG)
+    elif verbosity < 0:  # also where Airflow configured logging first
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("cratedb_airflow_export").setLevel(logging.WARNING)
+
+
 def _add_command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
     description, failed, example = COMMANDS[name]
     codes = EXIT_CODES.format(failed=failed, unusable=UNCHECKED.get(name, UNUSABLE))
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
+        parents=[_verbosity()],
         help=summary,
         description=textwrap.fill(description, HELP_WIDTH),
         epilog=f"{textwrap.fill(codes, HELP_WIDTH)}\n\nexample:\n  {example}",
@@ -464,6 +504,7 @@ def build_parser(out: TextIO) -> argparse.ArgumentParser:
     verify.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
     verify.add_argument("--config", help="table config, as for plan")
     verify.add_argument("--no-source", action="store_true", help="skip the count(*) against the source")
+    verify.add_argument("--json", action="store_true", help="one JSON object per partition")
     run = _add_command(commands, "run", "export days now, without Airflow (same core as the DAG's tasks)")
     run.add_argument("--date", required=True, type=_day, help="the (first) day D to export: rows in [D, D+1) UTC")
     run.add_argument("--to", type=_day, help="the last day of a range, inclusive (at most 366 days)")
@@ -484,11 +525,13 @@ def build_parser(out: TextIO) -> argparse.ArgumentParser:
         "here (any partition); auto: copy where it applies",
     )
     restore.add_argument("--config", help="table config, as for plan")
+    restore.add_argument("--json", action="store_true", help="one JSON object per day")
     again = _add_command(commands, "reconcile", "recount exported days; export again those with late rows")
     again.add_argument("--days", required=True, type=int, help="how many days to recount (1 to 366)")
     again.add_argument("--until", type=_day, help="the last day to recount (default: yesterday, UTC)")
     again.add_argument("--table", action="append", help="only this table (repeatable)")
     again.add_argument("--config", help="table config, as for plan")
+    again.add_argument("--json", action="store_true", help="one JSON object per table and day")
     purge = _add_command(commands, "purge", "delete a table's source rows before a day, only where archived")
     purge.add_argument("--table", required=True, help="a configured table, 'schema.table' or 'table'")
     purge.add_argument("--before", required=True, type=_day, help="delete the days before this one (UTC)")
@@ -500,6 +543,7 @@ def build_parser(out: TextIO) -> argparse.ArgumentParser:
 
 def _main(argv: Sequence[str] | None, out: TextIO) -> int:
     args = build_parser(out).parse_args(argv)
+    _configure_logging(args.verbosity)
 
     try:
         tables = _load(args.config)
@@ -509,12 +553,12 @@ def _main(argv: Sequence[str] | None, out: TextIO) -> int:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
     if args.command == "verify":
-        return _verify(tables, args.table, args.date, args.to, out, with_source=not args.no_source)
+        return _verify(tables, args.table, args.date, args.to, out, with_source=not args.no_source, as_json=args.json)
     if args.command == "reconcile":
         if not 1 <= args.days <= 366:
             print("error: --days is from 1 to 366", file=sys.stderr)
             return 2
-        return _reconcile(tables, args.days, args.until, out)
+        return _reconcile(tables, args.days, args.until, out, as_json=args.json)
     if args.command in ("run", "restore", "purge"):
         try:
             if args.command == "purge":

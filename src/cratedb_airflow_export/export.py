@@ -26,6 +26,7 @@ from cratedb_airflow_export.evolution import Evolution, check_schema
 from cratedb_airflow_export.layout import staging_root
 from cratedb_airflow_export.lease import Lease, held
 from cratedb_airflow_export.manifest import Manifest, fingerprint, selection_fingerprint
+from cratedb_airflow_export.progress import position_note
 from cratedb_airflow_export.publish import publish, refuse_purged
 from cratedb_airflow_export.readers import schema_from_types
 from cratedb_airflow_export.schema import SchemaColumn, compare, schema_columns
@@ -110,15 +111,22 @@ class RunInfo:
 
 
 def run_export(
-    cfg: TableExport, window: Window, run: RunInfo | None = None, connections: Connections | None = None
+    cfg: TableExport,
+    window: Window,
+    run: RunInfo | None = None,
+    connections: Connections | None = None,
+    *,
+    position: tuple[int, int] | None = None,
 ) -> ExportResult:
     """Export, verify and publish ``cfg``'s rows of ``window``. ``connections``: resolved by the
-    caller (the Airflow edge), else from the environment. Raises :class:`ExportError`."""
+    caller (the Airflow edge), else from the environment; ``position``: (N, M) for the N-th of M
+    days, for the log. Raises :class:`ExportError`."""
     run = run or RunInfo()
     job = ExportJob(cfg, window, attempt_id=run.attempt_id())
     log.info(
-        "Exporting %s, interval [%s, %s), engine %s, to %s",
+        "Exporting %s%s, interval [%s, %s), engine %s, to %s",
         cfg.qualified_name,
+        position_note(position),
         window.start.isoformat(),
         window.end.isoformat(),
         cfg.engine,

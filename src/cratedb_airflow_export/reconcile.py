@@ -45,6 +45,9 @@ class Recount:
     result: ExportResult | None = None  # the new export, when re-exported
     updated: bool = False  # re-exported because rows were updated (the change marker moved)
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(), "state": self.state, "recorded": self.recorded, "counted": self.counted}
+
     def describe(self, table: str) -> str:
         if self.state == "not exported":
             return f"{table} {self.day}: no complete partition (not exported; a backfill exports it)"
@@ -103,6 +106,4 @@ def reconcile(
 
 def summary(recounts: list[Recount]) -> list[dict[str, Any]]:
     """For XCom and JSON output."""
-    return [
-        {"day": r.day.isoformat(), "state": r.state, "recorded": r.recorded, "counted": r.counted} for r in recounts
-    ]
+    return [r.as_dict() for r in recounts]

@@ -73,6 +73,17 @@ class PartitionReport:
         why = "; ".join(self.problems) if self.problems else (self.facts[0] if self.facts else "")
         return f"{table} {day} {self.state}" + (f": {why}" if why and self.state != "missing" else "")
 
+    def as_dict(self, table: str, day: str) -> dict[str, Any]:
+        """For ``--json``: one object per partition."""
+        return {
+            "table": table,
+            "day": day,
+            "partition": self.partition,
+            "state": self.state,
+            "facts": self.facts,
+            "problems": self.problems,
+        }
+
     def render(self) -> str:
         lines = [f"{'OK' if self.ok else 'FAILED'}: {self.partition}"]
         lines += [f"  - {fact}" for fact in self.facts]

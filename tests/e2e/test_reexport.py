@@ -95,7 +95,8 @@ def test_the_command_line_exports_days_without_airflow(connections, s3_server, b
     assert lines[-1] == "airflow imported: False"
     assert lines[0].startswith("OK doc.metrics 2024-01-04: 50 rows in 1 object(s)")
     assert lines[1].startswith("OK doc.metrics 2024-01-05: 50 rows in 1 object(s)")
-    assert "Exporting doc.metrics, interval [2024-01-04" in proc.stderr  # progress in the log
+    assert "Exporting doc.metrics (day 1 of 2), interval [2024-01-04" in proc.stderr  # progress in the log
+    assert "Exporting doc.metrics (day 2 of 2), interval [2024-01-05" in proc.stderr
     assert list(read_objects(s3_server, bucket)) == [
         *partition_keys("lake/doc.metrics/dt=2024-01-04", "part-00000.parquet"),
         *partition_keys("lake/doc.metrics/dt=2024-01-05", "part-00000.parquet"),

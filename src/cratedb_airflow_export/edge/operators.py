@@ -221,7 +221,11 @@ class CrateDBExportOperator(_TableTask):
         run = run_info(context)
 
         def export(connections: Connections) -> tuple[list[ExportResult], list[Recount]]:
-            results = [run_export(self.export, window, run, connections) for window in windows]
+            count = len(windows)
+            results = [
+                run_export(self.export, window, run, connections, position=(number, count))
+                for number, window in enumerate(windows, 1)
+            ]
             return results, self._reconcile(request, windows, run, connections)
 
         return self._announce(context, *self._run("export", windows[0], export))

@@ -18,7 +18,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -35,6 +35,7 @@ from cratedb_airflow_export.formats.base import Encoder, TextEncoder
 from cratedb_airflow_export.formats.fields import is_json
 from cratedb_airflow_export.formats.jsonl import LISTED_COLUMNS
 from cratedb_airflow_export.formats.objects import StructColumns
+from cratedb_airflow_export.progress import progress_line
 from cratedb_airflow_export.readers import (
     AdbcReader,
     CursorReader,
@@ -372,26 +373,30 @@ class StreamEngine(Engine):
                 schema = schema.with_metadata(LISTED_COLUMNS)  # COPY TO with columns writes NULL as null
             files = RollingFiles(job, attempt.client, schema)
             checked = (shape.convert(guard.check(b)) for b in itertools.chain([first] if first else [], batches))
-            rows, stored = self._write(job, files, checked, started)
+            # a slice's progress has no count of its own: the background count is the whole day's
+            expected = attempt.expected_rows if job.slice_index is None else lambda: None
+            rows, stored = self._write(job, files, checked, started, expected)
         return self._result(job, rows, stored, started, schema)
 
     def _write(
-        self, job: ExportJob, files: RollingFiles, batches: Iterator[pa.RecordBatch], started: float
+        self,
+        job: ExportJob,
+        files: RollingFiles,
+        batches: Iterator[pa.RecordBatch],
+        started: float,
+        expected: Callable[[], int | None],
     ) -> tuple[int, list[StoredObject]]:
         rows, last_report = 0, time.monotonic()
+        what = f"{job.cfg.qualified_name} {job.window.day}" + (
+            f" slice {job.slice_index + 1}/{job.cfg.slices}" if job.slice_index is not None else ""
+        )
         try:
             for batch in batches:
                 files.write(batch)
                 rows += batch.num_rows
                 if time.monotonic() - last_report >= PROGRESS_SECONDS:
                     last_report = time.monotonic()
-                    log.info(
-                        "%s: %d rows, %.1f MB written, %.0f rows/s",
-                        job.cfg.qualified_name,
-                        rows,
-                        files.bytes_written / 1e6,
-                        rows / (last_report - started),
-                    )
+                    log.info(progress_line(what, rows, expected(), files.bytes_written, last_report - started))
             return rows, files.close()
         except BaseException:
             files.abort()

@@ -10,7 +10,8 @@ def test_a_connection_airflow_cannot_read_says_which_part_to_percent_encode(monk
     from cratedb_airflow_export.errors import CredentialsError
 
     monkeypatch.setenv("AIRFLOW_CONN_BROKEN_AWS", "aws://AKIA:ab/cd@/?region_name=eu-central-1")
-    with pytest.raises(CredentialsError, match=r"connection 'broken_aws': the password \(secret\) in its URI holds '/'"):
+    said = r"connection 'broken_aws': the password \(secret\) in its URI holds '/'"
+    with pytest.raises(CredentialsError, match=said):
         airflow_connection("broken_aws")  # Airflow itself only says the connection is not defined
     monkeypatch.setenv("AIRFLOW_CONN_BROKEN_AWS", "aws://AKIA:ab%2Fcd@/?region_name=eu-central-1")
     fixed = airflow_connection("broken_aws")
