@@ -342,6 +342,7 @@ class Day:
     rows: int
     files: tuple[tuple[str, int], ...]
     summary: dict[str, str]
+    columns: tuple[str, ...] = ()  # the table's top-level columns now (every column it ever had)
 
 
 @released()
@@ -352,6 +353,7 @@ def read_day(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: 
     rows = table.scan(row_filter=day_filter(cfg, window, naive)).count()
     files = tuple((f.file_path, int(f.file_size_in_bytes)) for f in day_files(table, cfg, window, naive))
     start = window.start.isoformat()
+    columns = tuple(field.name for field in table.schema().fields)
     snapshot = table.current_snapshot()
     while snapshot is not None:
         summary = snapshot.summary
@@ -361,6 +363,6 @@ def read_day(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: 
             if k.startswith(SUMMARY_PREFIX)
         }
         if found.get("interval_start") == start:
-            return Day(rows, files, found)
+            return Day(rows, files, found, columns)
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return Day(rows, files, {})
+    return Day(rows, files, {}, columns)

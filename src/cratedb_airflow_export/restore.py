@@ -124,6 +124,7 @@ def _restore_iceberg_day(
         if not summary:
             raise RestoreRefused(f"{where} has no commit of this export for {window.day}: export the day first")
         columns = _target_columns(attempt, target)
+        refuse_unknown(day.columns, columns)  # before anything is deleted: CrateDB cannot roll back
         deleted = _make_room(attempt, target, window, replace)
         with released():
             _insert_iceberg_day(attempt, cfg, target, window, columns)
@@ -156,6 +157,9 @@ def _restore_day(
     ):
         manifest = _complete_manifest(attempt, cfg, window, location)
         columns = _target_columns(attempt, target)
+        # before anything is deleted (CrateDB cannot roll back), and for COPY FROM, which would load
+        # the other rows and report those with a value in such a column as failed
+        refuse_unknown([column.name for column in manifest.schema_ or ()], columns)
         chosen = _choose(method, manifest, attempt)
         # PostgreSQL: all or nothing (a restore that fails leaves the table as it was); CrateDB has no
         # transactions: a failed restore can leave rows, and says so
@@ -283,6 +287,13 @@ def _target_columns(attempt: Attempt, target: TableExport) -> dict[str, Column]:
     }
 
 
+def refuse_unknown(names: Iterable[str], columns: Mapping[str, Column]) -> None:
+    """Refuse to restore a partition with a column the target lacks: its values would be lost."""
+    unknown = sorted(set(names) - set(columns))
+    if unknown:
+        raise RestoreRefused(f"the partition has column(s) {unknown} that the target table does not have")
+
+
 def _make_room(attempt: Attempt, target: TableExport, window: Window, replace: bool) -> int:
     existing = count_window(attempt.cursor, target, window, attempt.database)
     if not existing:
@@ -401,9 +412,7 @@ class Converter:
         database computes those; CrateDB's COPY TO writes partition columns). A key the target
         lacks would lose data: refused."""
         keys = {key for row in rows for key in row}
-        unknown = sorted(keys - set(self.columns))
-        if unknown:
-            raise RestoreRefused(f"the partition has column(s) {unknown} that the target table does not have")
+        refuse_unknown(keys, self.columns)
         return [name for name, column in self.columns.items() if name in keys and not column.generated]
 
     def __call__(self, name: str, value: Any) -> Any:

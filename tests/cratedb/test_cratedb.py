@@ -304,6 +304,33 @@ def test_restore_by_copy_from_equals_the_source(crate_table, s3_conn):
             conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
 
 
+@pytest.mark.parametrize(("engine", "fmt"), [("copy", "jsonl"), ("stream", "parquet")])
+def test_a_restore_of_a_column_dropped_since_is_refused_before_anything_is_deleted(crate_table, s3_conn, engine, fmt):
+    """Found by the oracle on 6.4.3: the archive has a column the table dropped since. COPY FROM
+    loaded the other rows and failed those with a value there, after --replace had deleted the day;
+    the worker refused only at its first batch, after the DELETE too (CrateDB cannot roll back)."""
+    from cratedb_airflow_export.errors import ExportError
+    from cratedb_airflow_export.restore import restore
+
+    name, rows = crate_table
+    with crate() as conn:
+        conn.execute(f"ALTER TABLE {name} ADD COLUMN extra TEXT")
+        day = 'WHERE "timestamp" >= %s AND "timestamp" < %s'
+        conn.execute(f"UPDATE {name} SET extra = 'kept' {day}", WINDOW.bounds())
+        conn.execute(f"REFRESH TABLE {name}")
+    cfg = entry(name, engine=engine, format=fmt, target=f"s3://{s3_conn}/{unique('dropped')}")
+    run_export(cfg, WINDOW)
+    with crate() as conn:
+        conn.execute(f"ALTER TABLE {name} DROP COLUMN extra")
+        before = conn.execute(f"SELECT count(*) FROM {name}").fetchone()
+    refused = r"RestoreRefused: the partition has column\(s\) \['extra'\] that the target"
+    with pytest.raises(ExportError, match=refused):
+        restore(cfg, [WINDOW], replace=True)
+    with crate() as conn:
+        conn.execute(f"REFRESH TABLE {name}")
+        assert conn.execute(f"SELECT count(*) FROM {name}").fetchone() == before == (len(rows),)
+
+
 # --- stream: the worker reads by cursor -------------------------------------------------------
 
 
