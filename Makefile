@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install services test test-deep test-compat test-unit lint demo up plan bench bench-tables integration clean
+.PHONY: install services test test-deep test-compat test-unit lint demo up plan bench bench-stores bench-tables integration clean
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ up: install
 ## bench: rows/s and peak RSS of the stream engine vs SqlToS3Operator (BENCH_ROWS, default 2000000)
 bench: install
 	$(BIN)/python -m devtools.bench
+
+## bench-stores: one 512 MiB streaming upload per store client (boto3, the Azure and Google SDKs, obstore) to
+## moto, Azurite and fake-gcs-server (both installed pinned under .tools/ on first use: npm, go)
+bench-stores: install
+	$(BIN)/python -m devtools.store_bench
 
 ## bench-tables: how long the DAG file takes to parse with 50, 500 and 1000 configured tables
 bench-tables: install
