@@ -126,16 +126,17 @@ def _restore_iceberg_day(
         columns = _target_columns(attempt, target)
         refuse_unknown(day.columns, columns)  # before anything is deleted: CrateDB cannot roll back
         deleted = _make_room(attempt, target, window, replace)
-        with released():
-            _insert_iceberg_day(attempt, cfg, target, window, columns)
-        if attempt.database.dialect.needs_refresh:
-            execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
-        restored = count_window(attempt.cursor, target, window, attempt.database)
-        if restored != expected:
-            raise RestoreFailed(
-                f"{target.qualified_name} holds {restored} rows in the window after the restore, "
-                f"{where} holds {expected}"
-            )
+        with _deleted_first(attempt, target, window, deleted):
+            with released():
+                _insert_iceberg_day(attempt, cfg, target, window, columns)
+            if attempt.database.dialect.needs_refresh:
+                execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
+            restored = count_window(attempt.cursor, target, window, attempt.database)
+            if restored != expected:
+                raise RestoreFailed(
+                    f"{target.qualified_name} holds {restored} rows in the window after the restore, "
+                    f"{where} holds {expected}"
+                )
     log.info("Restored %d rows of %s into %s (worker)", restored, where, target.qualified_name)
     return RestoreResult(target.qualified_name, window.day, where, "worker", restored, deleted)
 
@@ -165,19 +166,21 @@ def _restore_day(
         # transactions: a failed restore can leave rows, and says so
         with _all_or_nothing(attempt):
             deleted = _make_room(attempt, target, window, replace)
-            if chosen == "copy":
-                _copy_from(attempt, target, manifest)
-            else:
-                _insert_files(attempt, target, manifest, location, columns)
-            if attempt.database.dialect.needs_refresh:
-                execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
-            now = window_state(attempt.cursor, target, window, attempt.database, identify=True)
-            restored = now.count
-            if restored != manifest.rows:
-                raise RestoreFailed(
-                    f"{target.qualified_name} holds {restored} rows in the window after the restore, the manifest "
-                    f"says {manifest.rows}" + ("" if attempt.database.dialect.transactions else " (rows inserted stay)")
-                )
+            with _deleted_first(attempt, target, window, deleted):
+                if chosen == "copy":
+                    _copy_from(attempt, target, manifest)
+                else:
+                    _insert_files(attempt, target, manifest, location, columns)
+                if attempt.database.dialect.needs_refresh:
+                    execute(attempt.cursor, sql.refresh(target), target.attempt_seconds)
+                now = window_state(attempt.cursor, target, window, attempt.database, identify=True)
+                restored = now.count
+                if restored != manifest.rows:
+                    raise RestoreFailed(
+                        f"{target.qualified_name} holds {restored} rows in the window after the restore, the "
+                        f"manifest says {manifest.rows}"
+                        + ("" if attempt.database.dialect.transactions else " (rows inserted stay)")
+                    )
         if target.qualified_name == cfg.qualified_name:
             _record_baseline(attempt, cfg, window, location, manifest, chosen, now)
     log.info("Restored %d rows of %s into %s (%s)", restored, location.uri, target.qualified_name, chosen)
@@ -263,6 +266,26 @@ def _all_or_nothing(attempt: Attempt) -> Iterator[None]:
         return
     with attempt.cursor.connection.transaction():
         yield
+
+
+@contextmanager
+def _deleted_first(attempt: Attempt, target: TableExport, window: Window, deleted: int) -> Iterator[None]:
+    """Without transactions (CrateDB), a load that fails after ``--replace`` deleted the day's rows
+    leaves them deleted: the failure says so, and that the archive still holds them."""
+    try:
+        yield
+    except Exception as exc:
+        if not deleted or attempt.database.dialect.transactions:
+            raise
+        note = (
+            f"the {deleted} rows of {target.qualified_name} in [{window.start.isoformat()}, "
+            f"{window.end.isoformat()}) deleted first (--replace) are not back ({attempt.database.dialect} cannot roll "
+            "back); the archive still holds the day: restore again once the cause is fixed"
+        )
+        log.error("%s", note)
+        if isinstance(exc, (RestoreFailed, RestoreRefused, RestoreUnreadable)):
+            raise type(exc)(f"{exc}; {note}") from exc
+        raise
 
 
 @dataclass(frozen=True)

@@ -331,6 +331,33 @@ def test_a_restore_of_a_column_dropped_since_is_refused_before_anything_is_delet
         assert conn.execute(f"SELECT count(*) FROM {name}").fetchone() == before == (len(rows),)
 
 
+def test_a_replace_restore_that_fails_after_the_delete_says_the_rows_are_not_back(crate_table, s3_conn):
+    """A value the column's type no longer takes (the column dropped and added again as BIGINT):
+    COPY FROM fails rows after --replace deleted the day; CrateDB cannot roll back, so the failure
+    says how many rows are not back and that the archive holds them."""
+    from cratedb_airflow_export.errors import ExportError
+    from cratedb_airflow_export.restore import restore
+
+    name, rows = crate_table
+    with crate() as conn:
+        conn.execute(f"ALTER TABLE {name} ADD COLUMN extra TEXT")
+        day = 'WHERE "timestamp" >= %s AND "timestamp" < %s'
+        conn.execute(f"UPDATE {name} SET extra = 'kept' {day}", WINDOW.bounds())
+        conn.execute(f"REFRESH TABLE {name}")
+    cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{unique('retyped')}")
+    run_export(cfg, WINDOW)
+    with crate() as conn:
+        conn.execute(f"ALTER TABLE {name} DROP COLUMN extra")
+        conn.execute(f"ALTER TABLE {name} ADD COLUMN extra BIGINT")
+    on_the_day = len(rows_of_day(rows, DAY))
+    said = (
+        rf"RestoreFailed: COPY FROM reported failures: .*; the {on_the_day} rows of {name} in \[.*\) deleted first "
+        r"\(--replace\) are not back \(CrateDB cannot roll back\); the archive still holds the day"
+    )
+    with pytest.raises(ExportError, match=said):
+        restore(cfg, [WINDOW], replace=True)
+
+
 # --- stream: the worker reads by cursor -------------------------------------------------------
 
 
