@@ -304,6 +304,15 @@ def test_restore_by_copy_from_equals_the_source(crate_table, s3_conn):
             conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
 
 
+def with_extra_on_the_day(name: str) -> None:
+    """A column ``extra`` added to ``name``, with a value in every row of the test's day."""
+    with crate() as conn:
+        conn.execute(f"ALTER TABLE {name} ADD COLUMN extra TEXT")
+        day = 'WHERE "timestamp" >= %s AND "timestamp" < %s'
+        conn.execute(f"UPDATE {name} SET extra = 'kept' {day}", WINDOW.bounds())
+        conn.execute(f"REFRESH TABLE {name}")
+
+
 @pytest.mark.parametrize(("engine", "fmt"), [("copy", "jsonl"), ("stream", "parquet")])
 def test_a_restore_of_a_column_dropped_since_is_refused_before_anything_is_deleted(crate_table, s3_conn, engine, fmt):
     """Found by the oracle on 6.4.3: the archive has a column the table dropped since. COPY FROM
@@ -313,11 +322,7 @@ def test_a_restore_of_a_column_dropped_since_is_refused_before_anything_is_delet
     from cratedb_airflow_export.restore import restore
 
     name, rows = crate_table
-    with crate() as conn:
-        conn.execute(f"ALTER TABLE {name} ADD COLUMN extra TEXT")
-        day = 'WHERE "timestamp" >= %s AND "timestamp" < %s'
-        conn.execute(f"UPDATE {name} SET extra = 'kept' {day}", WINDOW.bounds())
-        conn.execute(f"REFRESH TABLE {name}")
+    with_extra_on_the_day(name)
     cfg = entry(name, engine=engine, format=fmt, target=f"s3://{s3_conn}/{unique('dropped')}")
     run_export(cfg, WINDOW)
     with crate() as conn:
@@ -339,11 +344,7 @@ def test_a_replace_restore_that_fails_after_the_delete_says_the_rows_are_not_bac
     from cratedb_airflow_export.restore import restore
 
     name, rows = crate_table
-    with crate() as conn:
-        conn.execute(f"ALTER TABLE {name} ADD COLUMN extra TEXT")
-        day = 'WHERE "timestamp" >= %s AND "timestamp" < %s'
-        conn.execute(f"UPDATE {name} SET extra = 'kept' {day}", WINDOW.bounds())
-        conn.execute(f"REFRESH TABLE {name}")
+    with_extra_on_the_day(name)
     cfg = entry(name, engine="copy", target=f"s3://{s3_conn}/{unique('retyped')}")
     run_export(cfg, WINDOW)
     with crate() as conn:
