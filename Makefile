@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SOURCES := src tests dags include devtools
 
-.PHONY: install services test test-deep test-compat test-unit lint demo up plan bench bench-stores bench-tables integration clean
+.PHONY: install services emulators test test-deep test-compat test-unit lint demo up plan bench bench-stores bench-tables integration clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ lint: install
 ## services: Debian's redis-server (the broker of the CeleryExecutor check, tests/e2e/test_distributed.py) when missing;
 ## needs root and apt-get, else that test is skipped with the reason. Pinned; the newest when the pin is gone.
 REDIS_DEB := 5:7.0.15-1~deb12u10
+## emulators: Azurite (npm) and fake-gcs-server (Go module proxy), pinned, under .tools/ (the stores' tests)
+emulators: install
+	$(BIN)/python -m devtools.emulators install
+
 services:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -38,7 +42,7 @@ services:
 ## UTC with an odd offset, so that nothing may rely on the machine being in UTC)
 TEST_WORKERS ?= 2
 TEST_TZ ?= Asia/Kathmandu
-test: install lint services
+test: install lint services emulators
 	TZ=$(TEST_TZ) $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ## test-deep: the oracle (tests/oracle.py) at length on PostgreSQL (ORACLE_EXAMPLES sequences of up to

@@ -230,7 +230,7 @@ def main() -> int:
             else:
                 say(f"  {item['Key']}  {item['Size']:,} bytes")
         manifest_key = next((o["Key"] for o in listing if o["Key"].endswith(MANIFEST)), None)
-        manifest_rows = read_manifest(client, BUCKET, manifest_key).rows if manifest_key else None
+        manifest_rows = read_manifest(s3.store(), BUCKET, manifest_key).rows if manifest_key else None
         expected = source_count(source_url, bool(crate_url))
         verdict = "OK" if exported == expected == manifest_rows and listing else "MISMATCH"
         say(

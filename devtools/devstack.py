@@ -246,10 +246,15 @@ class LocalS3:
             self._thread = None
 
     def client(self):  # type: ignore[no-untyped-def]
-        from cratedb_airflow_export.credentials import S3Credentials
-        from cratedb_airflow_export.storage import make_client
+        """A boto3 client (tests look at what the server holds through S3's own API)."""
+        return self.store().client
 
-        return make_client(
+    def store(self):  # type: ignore[no-untyped-def]
+        """The package's S3 backend on this server."""
+        from cratedb_airflow_export.credentials import S3Credentials
+        from cratedb_airflow_export.stores.s3 import S3Store
+
+        return S3Store.from_credentials(
             S3Credentials(self.access_key, self.secret_key, endpoint_url=self.endpoint_url, region=self.region)
         )
 

@@ -126,6 +126,22 @@ class LocalAzurite:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def credentials(self) -> Any:
+        """The account's credentials as the package takes them (key and endpoint)."""
+        from cratedb_airflow_export.credentials import AzureCredentials
+
+        return AzureCredentials(AZURITE_ACCOUNT, AZURITE_KEY, endpoint_url=self.endpoint, origin="Azurite")
+
+    def store(self) -> Any:
+        """The package's Azure backend on this server."""
+        from cratedb_airflow_export.stores.azure import AzureStore
+
+        return AzureStore.from_credentials(self.credentials())
+
+    def create_container(self, name: str) -> str:
+        self.store().service.create_container(name)
+        return name
+
 
 @dataclass
 class LocalFakeGCS:

@@ -64,16 +64,16 @@ def rss_mb() -> float:
 
 def boto3_s3(cfg: dict[str, Any], total: int, key: str) -> Callable[[], None]:
     from cratedb_airflow_export.credentials import S3Credentials
-    from cratedb_airflow_export.storage import MultipartWriter, make_client
+    from cratedb_airflow_export.stores.s3 import S3Store
 
-    client = make_client(S3Credentials(cfg["access_key"], cfg["secret_key"], endpoint_url=cfg["endpoint"]))
+    store = S3Store.from_credentials(S3Credentials(cfg["access_key"], cfg["secret_key"], endpoint_url=cfg["endpoint"]))
 
     def upload() -> None:
-        writer = MultipartWriter(client, cfg["bucket"], key, CHUNK)
+        writer = store.writer(cfg["bucket"], key, CHUNK)
         for data in chunks(total):
             writer.write(data)
         writer.close()
-        client.delete_object(Bucket=cfg["bucket"], Key=key)  # the servers keep objects in memory
+        store.delete(cfg["bucket"], [key])  # the servers keep objects in memory
 
     return upload
 

@@ -48,6 +48,18 @@ def s3_server() -> Iterator[LocalS3]:
 
 
 @pytest.fixture(scope="session")
+def azurite() -> Iterator[Any]:
+    """Azurite's blob service (devtools/emulators.py: pinned, installed under .tools/ by make)."""
+    from devtools.emulators import LocalAzurite
+
+    server = LocalAzurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def metrics(postgres: LocalPostgres) -> list[tuple[Any, ...]]:
     """``doc.metrics`` in PostgreSQL with ROWS_PER_DAY rows on each of SAMPLE_DAYS."""
     import psycopg

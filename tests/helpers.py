@@ -166,7 +166,8 @@ def as_exported(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def read_objects(s3: LocalS3, bucket: str, prefix: str = "") -> dict[str, bytes]:
-    client = s3.client()
+    store = s3.store()
+    client = store.client
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
     return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in sorted(keys)}
 

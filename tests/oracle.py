@@ -261,7 +261,8 @@ class ArchiveOracle(RuleBasedStateMachine):
         assert SETTING is not None
         self.setting = SETTING
         self.source = SETTING.source
-        self.client = SETTING.s3.client()
+        self.store = SETTING.s3.store()
+        self.client = self.store.client  # the oracle looks at the bucket through S3's own API
         self.table = f"doc.oracle_{uuid.uuid4().hex[:10]}"
         self.live: Counter[Row] = Counter()
         self.expected: dict[date, Counter[Row]] = {}  # the content of each day's latest export
@@ -642,7 +643,7 @@ class ArchiveOracle(RuleBasedStateMachine):
         with bounded_step(), connect(from_environment(cfg).database) as conn, conn.cursor() as cursor:
             if self.source.cratedb:
                 cursor.execute(f"REFRESH TABLE {self.table}")
-            report = verify_partition(self.client, cursor, cfg, Window.for_day(day))
+            report = verify_partition(self.store, cursor, cfg, Window.for_day(day))
         archive = self.partition(day)
         source_agrees = (
             self.purged_not_restored(day) or sum(self.window_rows(self.db(), day).values()) == archive.manifest_rows
@@ -677,7 +678,7 @@ class ArchiveOracle(RuleBasedStateMachine):
             rows = self.db()
             cfg = self.cfg()
             with bounded_step(), connect(from_environment(cfg).database) as conn, conn.cursor() as cursor:
-                report = verify_partition(self.client, cursor, cfg, Window.for_day(day))
+                report = verify_partition(self.store, cursor, cfg, Window.for_day(day))
                 assert not report.ok, f"verify said OK of {key} {how}ped"
                 purge(self.cfg(), day + timedelta(days=1))
             after = self.db()
@@ -918,7 +919,7 @@ class IcebergOracle(ArchiveOracle):
         connections = from_environment(cfg)
         assert connections.catalog is not None
         with bounded_step(), connect(connections.database) as conn, conn.cursor() as cursor:
-            report = verify_iceberg_day(self.client, connections.catalog, cursor, cfg, Window.for_day(day))
+            report = verify_iceberg_day(self.store, connections.catalog, cursor, cfg, Window.for_day(day))
         source_agrees = day in self.expected and sum(self.window_rows(self.db(), day).values()) == sum(
             self.expected[day].values()
         )

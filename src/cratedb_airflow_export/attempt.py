@@ -29,14 +29,13 @@ from cratedb_airflow_export.source import (
     execute,
     window_state,
 )
-from cratedb_airflow_export.storage import check_target
 
 if TYPE_CHECKING:
     import psycopg
-    from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import S3Credentials
+    from cratedb_airflow_export.storage import Store
     from cratedb_airflow_export.windows import TimeRange, Window
 
 
@@ -49,8 +48,8 @@ class Attempt:
     _count: Future[WindowState] | None = field(default=None, repr=False)
 
     @property
-    def client(self) -> S3Client:
-        return self.connections.client
+    def store(self) -> Store:
+        return self.connections.store
 
     @property
     def creds(self) -> S3Credentials:
@@ -103,6 +102,6 @@ def open_attempt(
     with failures_named(describe(what, cfg, window), redact):
         resolved = connections if connections is not None else from_environment(cfg)
         redact.add(resolved.secrets)
-        check_target(resolved.probe, partition(cfg, window.day))
+        resolved.store.check(partition(cfg, window.day))
         with closing(connect(resolved.database, cfg.attempt_seconds)) as conn, conn.cursor() as cursor:
             yield Attempt(cfg, resolved, cursor, check_table(cursor, cfg))

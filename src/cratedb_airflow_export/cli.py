@@ -190,9 +190,9 @@ def _verify(
                 for day in days:
                     window = Window.for_day(day)
                     if connections.catalog is not None:  # format iceberg: the table's commits
-                        report = verify_iceberg_day(connections.client, connections.catalog, cursor, cfg, window)
+                        report = verify_iceberg_day(connections.store, connections.catalog, cursor, cfg, window)
                     else:
-                        report = verify_partition(connections.client, cursor, cfg, window)
+                        report = verify_partition(connections.store, cursor, cfg, window)
                     name, shown = cfg.qualified_name, day.isoformat()
                     if as_json:
                         print(json.dumps(report.as_dict(name, shown)), file=out)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cratedb_airflow_export.filters import check_filter
 from cratedb_airflow_export.formats.spec import ENGINE_FORMATS, FORMATS, check_choice, output_spec
-from cratedb_airflow_export.storage import LEASE_ROOT, PARTS_PER_FILE, STAGING_ROOT, Location, parse_s3_uri
+from cratedb_airflow_export.storage import LEASE_ROOT, PARTS_PER_FILE, STAGING_ROOT, Location, parse_target
 
 __all__ = ["DEFAULT_SCHEMA", "TableExport", "qualify"]
 
@@ -54,7 +54,8 @@ class TableExport(BaseModel):
     )
     target: str | None = Field(
         default=None,
-        description="Hive layout: 's3://bucket/prefix' exports to <prefix>/<schema>.<table>/dt=YYYY-MM-DD/.",
+        description="Hive layout: 's3://bucket/prefix' (or 'az://container/prefix') exports to "
+        "<prefix>/<schema>.<table>/dt=YYYY-MM-DD/.",
     )
     engine: Literal["copy", "stream"] = Field(
         default="copy",
@@ -104,7 +105,12 @@ class TableExport(BaseModel):
         "the rows were read), must equal the rows exported: 'strict' fails the task on a mismatch, 'warn' "
         "logs it and records the later count (for tables that still receive rows for past days).",
     )
-    aws_conn_id: str = "aws_default"
+    aws_conn_id: str = Field(default="aws_default", description="The Airflow connection of an s3:// target.")
+    wasb_conn_id: str = Field(
+        default="wasb_default",
+        description="The Airflow connection (type wasb) of an az:// target: the storage account and its key, "
+        "SAS token or connection string.",
+    )
     cratedb_conn_id: str = "cratedb_connection"
     reader: Literal["auto", "cursor"] = Field(
         default="auto",
@@ -296,7 +302,7 @@ class TableExport(BaseModel):
             return None
         if value.startswith("s3://"):
             raise ValueError("target_bucket is 'bucket/path' without 's3://'; use 'target' for an s3:// URI")
-        location = parse_s3_uri("s3://" + value)
+        location = parse_target("s3://" + value)
         if not location.prefix:
             raise ValueError("target_bucket needs a path after the bucket, as in 'bucket/metrics'")
         _outside_staging(location)
@@ -307,7 +313,7 @@ class TableExport(BaseModel):
     def _target(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _outside_staging(parse_s3_uri(value))
+        _outside_staging(parse_target(value))
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -325,6 +331,8 @@ class TableExport(BaseModel):
             )
         if self.format == "iceberg":
             self._check_iceberg()
+        if self.store != "s3":
+            self._check_other_store()
         if self.objects == "struct" and self.format not in ("parquet", "iceberg"):
             raise ValueError(f"objects: 'struct' is for Parquet; {self.format} writes objects as JSON")
         if self.retain_days is not None:
@@ -359,6 +367,27 @@ class TableExport(BaseModel):
         ):
             if value != off:
                 raise ValueError(f"{key}: not available with format 'iceberg' yet")
+
+    def _check_other_store(self) -> None:
+        """What a target outside S3 supports so far."""
+        try:
+            sdk = importlib.util.find_spec("azure.storage.blob")
+        except ModuleNotFoundError:  # no azure namespace at all
+            sdk = None
+        if sdk is None:
+            raise ValueError(
+                "target: az:// needs the package's azure extra, which is not installed: "
+                "pip install 'cratedb-airflow-export[azure]'"
+            )
+        if self.sse is not None:
+            raise ValueError(
+                "sse: S3's server-side encryption; Azure Blob Storage encrypts every blob at rest itself "
+                "(with the account's keys or yours, set on the account)"
+            )
+        if self.engine == "copy":
+            raise ValueError("engine: 'copy' writes to az:// targets only in a later release; use engine 'stream'")
+        if self.format == "iceberg":
+            raise ValueError("format: 'iceberg' on az:// targets is not available yet; use it on s3://")
 
     def _check_retention(self, retain_days: int) -> None:
         """Retention deletes whole rows of whole days: only what an export holds whole, after the days
@@ -397,6 +426,11 @@ class TableExport(BaseModel):
     def iceberg_identifier(self) -> str:
         """The Iceberg table, ``namespace.table`` (``iceberg_table``, or the source's schema.table)."""
         return self.iceberg_table or self.qualified_name
+
+    @property
+    def store(self) -> str:
+        """The scheme of the store the table exports to: ``s3`` or ``az``."""
+        return parse_target(self.target).scheme if self.target is not None else "s3"
 
     @property
     def task_id(self) -> str:

@@ -1,5 +1,6 @@
-"""What the core needs from the outside world, resolved once per task: an S3 client with its
-credentials, the source database's connection parameters, and every form of every secret.
+"""What the core needs from the outside world, resolved once per task: the object store (a
+:class:`~.storage.Store`) with its credentials, the source database's connection parameters, and
+every form of every secret.
 
 Two places fill a :class:`Connections`:
 
@@ -23,13 +24,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cratedb_airflow_export.credentials import CatalogParams, Redactor, S3Credentials, SourceParams
+from cratedb_airflow_export.credentials import AzureCredentials, CatalogParams, Redactor, S3Credentials, SourceParams
 from cratedb_airflow_export.errors import CredentialsError
-from cratedb_airflow_export.storage import make_clients
+from cratedb_airflow_export.storage import Store
+from cratedb_airflow_export.stores.s3 import S3Store
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-
     from cratedb_airflow_export.config import TableExport
 
 ENV_ACCESS_KEY = "ACCESS_KEY_ID"
@@ -41,16 +41,17 @@ ENV_ENDPOINT = "S3_ENDPOINT_URL"
 class Connections:
     """Everything an export of one table needs from outside, resolved once per task."""
 
-    s3: S3Credentials
-    client: S3Client = field(repr=False)  # data: bounded waits, a few retries
+    s3: S3Credentials  # an s3:// target's (empty for another store)
+    store: Store = field(repr=False)  # the target's object store
     database: SourceParams
-    probe: S3Client = field(repr=False)  # the bucket check: gives up within seconds
     catalog: CatalogParams | None = None  # format iceberg: the table's catalog
+    azure: AzureCredentials | None = None  # an az:// target's
 
     @property
     def secrets(self) -> set[str]:
         catalog = self.catalog.secrets() if self.catalog is not None else set()
-        return self.s3.secrets() | self.database.secrets() | catalog
+        azure = self.azure.secrets() if self.azure is not None else set()
+        return self.s3.secrets() | self.database.secrets() | catalog | azure
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets)
@@ -189,6 +190,56 @@ def s3_credentials(spec: ConnectionSpec) -> S3Credentials:
     )
 
 
+ENV_AZURE_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"  # the Azure SDKs' and CLI's own variable
+
+
+def azure_credentials(spec: ConnectionSpec) -> AzureCredentials:
+    """An Azure Blob Storage connection (Airflow's ``wasb`` type, its fields as Airflow's WasbHook
+    reads them): the account name (login), its key (password, or ``shared_access_key``), a
+    ``sas_token`` (alone, or a whole URL carrying it) or a ``connection_string`` in the extra; the
+    host, when it is a URL, is the Blob endpoint (Azurite, sovereign clouds)."""
+    extra = spec.extra
+    unsupported = sorted(set(extra) & {"tenant_id", "client_secret_auth_config", "managed_identity_client_id"})
+    if unsupported or (extra.get("client_id") and not spec.password):
+        raise CredentialsError(
+            f"Azure connection {spec.conn_id!r} uses {', '.join(unsupported) or 'client_id'} (Entra ID): give it the "
+            "account key, a SAS token or a connection string"
+        )
+    sas = str(extra.get("sas_token") or "") or None
+    endpoint = spec.host if spec.host and spec.host.startswith(("http://", "https://")) else None
+    if sas and sas.startswith(("http://", "https://")):
+        endpoint, _, sas = sas.partition("?")
+    creds = AzureCredentials(
+        account=spec.login or None,
+        key=spec.password or str(extra.get("shared_access_key") or "") or None,
+        sas_token=sas or None,
+        connection_string=str(extra.get("connection_string") or "") or None,
+        endpoint_url=endpoint.rstrip("/") if endpoint else None,
+        origin=f"connection {spec.conn_id!r}",
+    )
+    if not (creds.connection_string or ((creds.account or creds.endpoint_url) and (creds.key or creds.sas_token))):
+        raise CredentialsError(
+            f"Azure connection {spec.conn_id!r} needs the account name (login) with its key (password) or a "
+            "sas_token, or a connection_string in its extra"
+        )
+    return creds
+
+
+def azure_environment(wasb_conn_id: str, environ: Mapping[str, str] | None = None) -> AzureCredentials:
+    """``AZURE_STORAGE_CONNECTION_STRING``, for when the connection ``wasb_conn_id`` does not exist."""
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_AZURE_CONNECTION_STRING)
+    if not value:
+        problem = environment_problem(wasb_conn_id, env)
+        if problem:
+            raise CredentialsError(problem)
+        raise CredentialsError(
+            f"no Airflow connection {wasb_conn_id!r} and no {ENV_AZURE_CONNECTION_STRING} in the environment: define "
+            f"the connection (AIRFLOW_CONN_{wasb_conn_id.upper()}, type wasb) or set the variable"
+        )
+    return AzureCredentials(connection_string=value, origin=f"environment ({ENV_AZURE_CONNECTION_STRING})")
+
+
 def tutorial_credentials(aws_conn_id: str, environ: Mapping[str, str] | None = None) -> S3Credentials:
     """The tutorial's ``ACCESS_KEY_ID`` / ``SECRET_ACCESS_KEY`` variables, for when the AWS
     connection ``aws_conn_id`` does not exist."""
@@ -265,16 +316,22 @@ def catalog_params(spec: ConnectionSpec | None, conn_id: str, s3: S3Credentials)
 
 def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connections:
     """``cfg``'s connections without Airflow: ``lookup`` finds a connection id (default: the
-    ``AIRFLOW_CONN_*`` variables). Builds a plain boto3 client."""
+    ``AIRFLOW_CONN_*`` variables). Builds the store from plain credentials."""
     find = lookup or environment_lookup()
-    aws = find(cfg.aws_conn_id)
-    creds = s3_credentials(aws) if aws is not None else tutorial_credentials(cfg.aws_conn_id)
     database = find(cfg.cratedb_conn_id)
     if database is None:
         raise CredentialsError(
             f"no connection {cfg.cratedb_conn_id!r}: set AIRFLOW_CONN_{cfg.cratedb_conn_id.upper()}="
             "postgresql://<user>:<password>@<host>:5432/doc"
         )
-    data, probe = make_clients(creds)
+    source = source_params(database)
+    if cfg.store == "az":
+        from cratedb_airflow_export.stores.azure import AzureStore
+
+        wasb = find(cfg.wasb_conn_id)
+        azure = azure_credentials(wasb) if wasb is not None else azure_environment(cfg.wasb_conn_id)
+        return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, azure=azure)
+    aws = find(cfg.aws_conn_id)
+    creds = s3_credentials(aws) if aws is not None else tutorial_credentials(cfg.aws_conn_id)
     catalog = catalog_params(find(cfg.iceberg_conn_id), cfg.iceberg_conn_id, creds) if cfg.format == "iceberg" else None
-    return Connections(creds, data, source_params(database), probe, catalog)
+    return Connections(creds, S3Store.from_credentials(creds), source, catalog)

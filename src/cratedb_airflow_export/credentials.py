@@ -59,6 +59,50 @@ class S3Credentials:
 
 
 @dataclass(frozen=True)
+class AzureCredentials:
+    """An Azure storage account: its name and one of an account key, a SAS token or a connection
+    string (which may carry either, and the endpoint); ``endpoint_url``: the Blob service's URL
+    when it is not ``https://<account>.blob.core.windows.net`` (Azurite, sovereign clouds)."""
+
+    account: str | None = None
+    key: str | None = field(default=None, repr=False)
+    sas_token: str | None = field(default=None, repr=False)
+    connection_string: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+    origin: str = ""  # where they came from, for messages
+
+    def secrets(self) -> set[str]:
+        """The key, the SAS token and its signature, the connection string and the key in it."""
+        parts = dict(item.split("=", 1) for item in (self.connection_string or "").split(";") if "=" in item)
+        signature = next(
+            (
+                value
+                for name, value in (p.split("=", 1) for p in (self.sas_token or "").lstrip("?").split("&") if "=" in p)
+                if name == "sig"
+            ),
+            None,
+        )
+        from urllib.parse import unquote
+
+        return secret_forms(
+            self.key,
+            self.sas_token,
+            (self.sas_token or "").lstrip("?") or None,
+            signature,
+            unquote(signature) if signature else None,
+            self.connection_string,
+            parts.get("AccountKey"),
+            parts.get("SharedAccessSignature"),
+        )
+
+    @property
+    def blob_endpoint(self) -> str:
+        if self.endpoint_url:
+            return self.endpoint_url.rstrip("/")
+        return f"https://{self.account}.blob.core.windows.net"
+
+
+@dataclass(frozen=True)
 class SourceParams:
     """libpq connection parameters of the source database (CrateDB or PostgreSQL)."""
 

@@ -27,9 +27,8 @@ from cratedb_airflow_export.windows import Window
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from types_boto3_s3 import S3Client
-
     from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +53,27 @@ class Evolution:
         return f"schema changed since {self.compared_with}: " + "; ".join(str(c) for c in self.changes)
 
 
-def nearest_schema(client: S3Client, cfg: TableExport, day: date) -> tuple[date, list[SchemaColumn]] | None:
+def nearest_schema(store: Store, cfg: TableExport, day: date) -> tuple[date, list[SchemaColumn]] | None:
     """The schema recorded by the complete partition of the same format nearest to ``day`` (earlier
     days first). Days written in another format are not compared: a reader reads one format's files
     (``*.parquet``, ``*.jsonl.gz``), so a table that moved from JSON Lines to Parquet starts anew."""
-    days = [d for d in exported_days(client, cfg) if d != day]
+    days = [d for d in exported_days(store, cfg) if d != day]
     earlier = sorted((d for d in days if d < day), reverse=True)
     later = sorted(d for d in days if d > day)
     for candidate in (earlier + later)[:MAX_DAYS_LOOKED_AT]:
         window = Window.for_day(candidate)
-        found = read_partition(client, partition(cfg, candidate), cfg.qualified_name, window.as_dict())
+        found = read_partition(store, partition(cfg, candidate), cfg.qualified_name, window.as_dict())
         manifest = found.manifest
         if found.complete and manifest is not None and manifest.schema_ is not None and manifest.format == cfg.format:
             return candidate, manifest.schema_
     return None
 
 
-def check_schema(client: S3Client, cfg: TableExport, day: date, schema: Sequence[SchemaColumn]) -> Evolution:
+def check_schema(store: Store, cfg: TableExport, day: date, schema: Sequence[SchemaColumn]) -> Evolution:
     """Compare ``schema`` (the partition about to be published) with the nearest complete one and
     apply the table's policy: raises :class:`SchemaChanged` (permanent) naming the columns when the
     change is refused; else returns what changed, logged."""
-    nearest = nearest_schema(client, cfg, day)
+    nearest = nearest_schema(store, cfg, day)
     if nearest is None:
         log.info("%s %s: %s", cfg.qualified_name, day, Evolution().describe())
         return Evolution()

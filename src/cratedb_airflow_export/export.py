@@ -31,7 +31,7 @@ from cratedb_airflow_export.publish import publish, refuse_purged
 from cratedb_airflow_export.readers import schema_from_types
 from cratedb_airflow_export.schema import SchemaColumn, compare, schema_columns
 from cratedb_airflow_export.source import CRATEDB, SourceCounts, SourceInfo, identity_statements
-from cratedb_airflow_export.storage import StoredObject, abort_uploads, clear, list_objects, parse_s3_uri
+from cratedb_airflow_export.storage import StoredObject, parse_target
 from cratedb_airflow_export.verify import check_counts
 
 if TYPE_CHECKING:
@@ -134,9 +134,9 @@ def run_export(
     )
     with (
         open_attempt(cfg, window, "export", connections) as attempt,
-        held(attempt.client, job.location, job.attempt_id, describe("export", cfg, window)) as lease,
+        held(attempt.store, job.location, job.attempt_id, describe("export", cfg, window)) as lease,
     ):
-        refuse_purged(attempt.client, job.location)  # before any work: publish would refuse it too
+        refuse_purged(attempt.store, job.location)  # before any work: publish would refuse it too
         # holding the day's lease, no other writer is at work on it: whatever is staged for the day
         # was left by attempts that died before cleaning up
         _sweep(attempt, staging_root(cfg, window.day))
@@ -168,9 +168,9 @@ def export_slice(
     with (
         open_attempt(cfg, window, what, connections) as attempt,
         # the run's slices share the lease (its holder is the run) and leave it to their publish task
-        held(attempt.client, job.location, run.run_folder(), describe(what, cfg, window), release=False),
+        held(attempt.store, job.location, run.run_folder(), describe(what, cfg, window), release=False),
     ):
-        refuse_purged(attempt.client, job.location)
+        refuse_purged(attempt.store, job.location)
         _sweep(attempt, job.staging)  # what an earlier try of this slice left
         result, _ = _stage(job, attempt)
         schema = written_schema(result, attempt.database)
@@ -196,7 +196,7 @@ def publish_slices(
     job = ExportJob(cfg, window, attempt_id=run.run_folder())
     with (
         open_attempt(cfg, window, "publish", connections) as attempt,
-        held(attempt.client, job.location, run.run_folder(), describe("publish", cfg, window)) as lease,
+        held(attempt.store, job.location, run.run_folder(), describe("publish", cfg, window)) as lease,
     ):
         try:
             if sorted(s["slice"] for s in slices) != list(range(cfg.slices)):
@@ -204,7 +204,7 @@ def publish_slices(
                     f"expected results of slices 0..{cfg.slices - 1}, got {[s['slice'] for s in slices]}"
                 )
             reported = sorted((o["key"], o["size"]) for s in slices for o in s["objects"])
-            staged = list_objects(attempt.client, job.staging)
+            staged = attempt.store.list_objects(job.staging)
             if sorted((o.key, o.size) for o in staged) != reported:
                 raise RuntimeError(f"{job.staging.uri} does not hold exactly the objects the slices reported")
             rows = {o["key"]: o["rows"] for s in slices for o in s["objects"]}
@@ -276,12 +276,12 @@ def _verify_and_publish(
     job = result.job
     counts = attempt.counts(job.window)
     check_counts(job.cfg, result.rows, counts)
-    evolution = check_schema(attempt.client, job.cfg, job.window.day, schema)
+    evolution = check_schema(attempt.store, job.cfg, job.window.day, schema)
     source_count = counts.after  # what reconcile compares with later
     checked = replace(result, source_count=source_count, source=attempt.database, evolution=evolution)
     draft = _draft_manifest(checked, run, fingerprint(statements), counts, schema)
     lease.check()
-    published, _ = publish(attempt.client, list(result.objects), job.staging, job.location, draft, job.write_args)
+    published, _ = publish(attempt.store, list(result.objects), job.staging, job.location, draft, job.write_options)
     final = replace(checked, objects=tuple(published))
     log.info(
         "Exported %d rows of %s into %d object(s), %d bytes, under %s",
@@ -319,7 +319,7 @@ def _verify_and_commit(
     }
     lease.check()
     committed = commit_day(
-        attempt.client,
+        attempt.store,
         attempt.connections.catalog,
         cfg,
         job.window,
@@ -331,7 +331,7 @@ def _verify_and_commit(
     )
     # the files as the table holds them (the staged copies are gone)
     files = tuple(
-        replace(staged, key=parse_s3_uri(path).prefix, etag="")
+        replace(staged, key=parse_target(path).prefix, etag="")
         for staged, path in zip(result.objects, committed.files, strict=True)
     )
     final = replace(result, objects=files, source_count=counts.after, source=attempt.database, committed=committed)
@@ -394,8 +394,8 @@ def _draft_manifest(
 
 def _sweep(attempt: Attempt, folder: Location) -> None:
     """Remove what earlier attempts left below ``folder``: staged objects and open multipart uploads."""
-    removed = clear(attempt.client, folder)
-    aborted = abort_uploads(attempt.client, folder)
+    removed = attempt.store.clear(folder)
+    aborted = attempt.store.abort_uploads(folder)
     if removed or aborted:
         log.info(
             "removed %d staged object(s) and aborted %d multipart upload(s) left by earlier attempts under %s",
@@ -408,7 +408,7 @@ def _sweep(attempt: Attempt, folder: Location) -> None:
 def _discard_staging(attempt: Attempt, folder: Location) -> None:
     """This attempt's staging folder, at its end; best effort (the next attempt sweeps anyway)."""
     try:
-        clear(attempt.client, folder)
-        abort_uploads(attempt.client, folder)
+        attempt.store.clear(folder)
+        attempt.store.abort_uploads(folder)
     except Exception as exc:
         log.warning("could not remove the staging folder %s: %s", folder.uri, attempt.connections.redactor()(str(exc)))

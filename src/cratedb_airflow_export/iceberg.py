@@ -35,17 +35,16 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import SchemaChanged, TargetError
-from cratedb_airflow_export.storage import delete_keys, object_uri, parse_s3_uri
+from cratedb_airflow_export.storage import parse_target
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
-    from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import CatalogParams
-    from cratedb_airflow_export.storage import StoredObject
+    from cratedb_airflow_export.storage import Location, Store, StoredObject
     from cratedb_airflow_export.windows import TimeRange, Window
 
 log = logging.getLogger(__name__)
@@ -166,28 +165,39 @@ def type_text(kind: Any) -> str:
     return str(kind)
 
 
+_RELEASE = threading.Lock()
+_ACTIVE = [0]  # blocks inside released() now: the last one out shuts the shared pool down
+
+
 @contextmanager
 def released() -> Iterator[None]:
     """Leave no pyarrow S3 file system referenced once the block's catalog and tables are gone:
     pyarrow's S3 (through which pyiceberg reads and writes) can deadlock at interpreter exit while
     one still is (apache/arrow#50188; seen as an Airflow task process that did not end after its
-    success). Shuts pyiceberg's thread pool down and collects what the block left. As a decorator
-    (``@released()``), after the function has returned."""
+    success). Shuts pyiceberg's thread pool down and collects what the block left, once no other
+    thread of the process is inside such a block (the pool is shared: shutting it down under another
+    thread's commit failed that commit with "cannot schedule new futures after shutdown"). As a
+    decorator (``@released()``), after the function has returned."""
+    with _RELEASE:
+        _ACTIVE[0] += 1
     try:
         yield
     finally:
         from pyiceberg.utils.concurrent import ExecutorFactory
 
-        executor = ExecutorFactory._instance
-        ExecutorFactory._instance = None
+        with _RELEASE:
+            _ACTIVE[0] -= 1
+            executor = ExecutorFactory._instance if _ACTIVE[0] == 0 else None
+            if executor is not None:
+                ExecutorFactory._instance = None
         if executor is not None:
             executor.shutdown(wait=True)
-        gc.collect()
+            gc.collect()
 
 
 @released()
 def commit_day(
-    client: S3Client,
+    store: Store,
     params: CatalogParams,
     cfg: TableExport,
     window: Window,
@@ -207,17 +217,17 @@ def commit_day(
     changes = schema_difference(table, schema)
     if changes:
         _check_policy(cfg, window, changes)
-    folder = parse_s3_uri(f"{table.location().rstrip('/')}/data/{cfg.timestamp_column}_day={window.day.isoformat()}")
+    folder = parse_target(f"{table.location().rstrip('/')}/data/{cfg.timestamp_column}_day={window.day.isoformat()}")
     copied = []
     try:
         for index, source in enumerate(staged):
             key = folder.key(f"{attempt_id}-{index:05d}.parquet")
-            client.copy({"Bucket": folder.bucket, "Key": source.key}, folder.bucket, key)
+            store.copy(folder.bucket, source.key, key)
             copied.append(key)
-        paths = [object_uri(folder.bucket, key) for key in copied]
+        paths = [folder.object_uri(key) for key in copied]
         snapshot = _commit(catalog, cfg, window, schema, paths, summary, naive=naive, evolve=bool(changes))
     except BaseException:
-        _remove(client, folder.bucket, copied)
+        _remove(store, folder, copied)
         raise
     log.info(
         "committed %d file(s) to Iceberg table %s as snapshot %d (the day %s replaced)%s",
@@ -327,11 +337,11 @@ def day_files(table: Table, cfg: TableExport, window: TimeRange, naive: bool) ->
     return files
 
 
-def _remove(client: S3Client, bucket: str, keys: list[str]) -> None:
+def _remove(store: Store, folder: Location, keys: list[str]) -> None:
     try:
-        delete_keys(client, bucket, keys)
+        store.delete(folder.bucket, keys)
     except Exception as exc:  # best effort: files no snapshot references
-        log.warning("could not remove %d uncommitted file(s) from s3://%s: %s", len(keys), bucket, exc)
+        log.warning("could not remove %d uncommitted file(s) from %s: %s", len(keys), folder.uri, exc)
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from cratedb_airflow_export.storage import STAGING_ROOT, Location, list_folders, parse_s3_uri
+from cratedb_airflow_export.storage import STAGING_ROOT, Location, parse_target
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-
     from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.storage import Store
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
@@ -42,14 +41,14 @@ def table_folder(cfg: TableExport) -> Location:
     """Hive layout: the folder of all of ``cfg``'s partitions (the dataset root readers point at)."""
     if cfg.target is None:
         raise ValueError(f"{cfg.qualified_name} uses the tutorial layout (target_bucket), which has no table folder")
-    return parse_s3_uri(cfg.target).child(cfg.qualified_name)
+    return parse_target(cfg.target).child(cfg.qualified_name)
 
 
 def partition(cfg: TableExport, day: date) -> Location:
     """The folder holding ``cfg``'s export of ``day``."""
     if cfg.target_bucket is not None:
-        base = parse_s3_uri(f"s3://{cfg.target_bucket}")
-        return Location(base.bucket, f"{base.prefix}-{day.isoformat()}")
+        base = parse_target(f"s3://{cfg.target_bucket}")
+        return base.at(f"{base.prefix}-{day.isoformat()}")
     return table_folder(cfg).child(f"dt={day.isoformat()}")
 
 
@@ -94,16 +93,16 @@ def folders(cfg: TableExport) -> Folders:
     if cfg.target is not None:
         folder = table_folder(cfg)
         return Folders(folder.bucket, folder.prefix, per_day=False)
-    base = parse_s3_uri(f"s3://{cfg.target_bucket}")
+    base = parse_target(f"s3://{cfg.target_bucket}")
     return Folders(base.bucket, base.prefix, per_day=True)
 
 
-def exported_days(client: S3Client, cfg: TableExport) -> list[date]:
+def exported_days(store: Store, cfg: TableExport) -> list[date]:
     """The days that have a folder of ``cfg``'s in the bucket (complete or not), in order."""
     base = partition(cfg, date(2000, 1, 1))
     stem = base.prefix[: -len("2000-01-01")]  # "<path>-" (tutorial layout) or "<table folder>/dt="
     days = []
-    for folder in list_folders(client, base.bucket, stem):
+    for folder in store.list_folders(base.bucket, stem):
         match = re.fullmatch(DAY, folder[len(stem) :])
         if match is not None:
             try:
@@ -116,7 +115,7 @@ def exported_days(client: S3Client, cfg: TableExport) -> list[date]:
 def staging_root(cfg: TableExport, day: date) -> Location:
     """Where every attempt at ``cfg``'s export of ``day`` stages its files."""
     final = partition(cfg, day)
-    return Location(final.bucket, f"{STAGING_ROOT}/{final.prefix}")
+    return final.at(f"{STAGING_ROOT}/{final.prefix}")
 
 
 def staging(cfg: TableExport, day: date, attempt_id: str) -> Location:
@@ -127,8 +126,8 @@ def staging(cfg: TableExport, day: date, attempt_id: str) -> Location:
 def dataset_uri(cfg: TableExport) -> str:
     """The table's export location as an Airflow Asset URI: the folder that holds its day folders
     (Hive: ``s3://bucket/prefix/<schema>.<table>``; tutorial layout: ``s3://bucket/path``)."""
-    folder = table_folder(cfg) if cfg.target is not None else parse_s3_uri(f"s3://{cfg.target_bucket}")
-    return f"s3://{folder.bucket}/{folder.prefix}"
+    folder = table_folder(cfg) if cfg.target is not None else parse_target(f"s3://{cfg.target_bucket}")
+    return folder.uri.rstrip("/")
 
 
 def is_data_object(key: str) -> bool:

@@ -1,10 +1,10 @@
 """One writer per table and day, whatever starts it: a lease in the bucket.
 
 Before an export, a restore or the publish of a sliced export touches a table's day, it creates
-``_cratedb_export_leases/<partition>.json`` with S3's conditional write (``If-None-Match: *``: only
-one of two writers can create it), holding who holds it (the attempt, or the run for the tasks of a
+``_cratedb_export_leases/<partition>.json`` with the store's conditional write (S3: ``If-None-Match: *``;
+only one of two writers can create it), holding who holds it (the attempt, or the run for the tasks of a
 sliced export, the host and process) and until when. The holder renews it while it works (a
-conditional overwrite, ``If-Match`` its own ETag), checks it still holds it right before it
+conditional overwrite, if the object is still at the version it wrote), checks it still holds it right before it
 publishes, and deletes it at the end. A second writer meets the lease and waits for it, at most
 the lease's duration (the holder finishing, or a killed holder's lease expiring), then fails with
 :class:`~cratedb_airflow_export.errors.LeaseHeld` naming the holder (a transient failure: Airflow
@@ -35,7 +35,7 @@ from cratedb_airflow_export.errors import LeaseHeld, LeaseLost
 from cratedb_airflow_export.storage import LEASE_ROOT, Location
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
+    from cratedb_airflow_export.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def lease_seconds() -> int:
 
 def lease_key(partition: Location) -> Location:
     """Where the lease of ``partition`` lives: ``_cratedb_export_leases/<partition prefix>.json``."""
-    return Location(partition.bucket, f"{LEASE_ROOT}/{partition.prefix}.json")
+    return partition.at(f"{LEASE_ROOT}/{partition.prefix}.json")
 
 
 def _now() -> datetime:
@@ -66,15 +66,15 @@ def _now() -> datetime:
 
 @dataclass
 class Lease:
-    """A lease this process holds for ``holder`` (``etag``: of the lease object as this process last
-    wrote it)."""
+    """A lease this process holds for ``holder`` (``tag``: the version of the lease object as this
+    process last wrote it)."""
 
-    client: S3Client
+    store: Store
     key: Location
     holder: str
     what: str
     seconds: int
-    etag: str = ""
+    tag: str = ""
 
     def _body(self) -> bytes:
         now = _now()
@@ -89,42 +89,29 @@ class Lease:
             }
         ).encode()
 
-    def _put(self, **condition: str) -> bool:
-        """Write the lease under ``condition`` (IfNoneMatch / IfMatch); False when the condition fails."""
-        from botocore.exceptions import ClientError
-
-        try:
-            answer = self.client.put_object(
-                Bucket=self.key.bucket,
-                Key=self.key.prefix,
-                Body=self._body(),
-                ContentType="application/json",
-                **condition,  # type: ignore[arg-type]
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey") or status in (404, 409, 412):
-                return False
-            raise
-        self.etag = answer["ETag"]
+    def _put(self, tag: str | None = None) -> bool:
+        """Create the lease (``tag`` None: only if there is none) or overwrite it (only if it is still
+        at version ``tag``); False when that condition fails."""
+        body, bucket, key = self._body(), self.key.bucket, self.key.prefix
+        if tag is None:
+            written = self.store.create(bucket, key, body, "application/json")
+        else:
+            written = self.store.replace_if(bucket, key, body, tag, "application/json")
+        if written is None:
+            return False
+        self.tag = written
         return True
 
     def _current(self) -> tuple[dict[str, Any], str] | None:
-        """The lease object as stored, with its ETag; None when there is none."""
-        from botocore.exceptions import ClientError
-
+        """The lease object as stored, with its version tag; None when there is none."""
+        found = self.store.fetch(self.key.bucket, self.key.prefix)
+        if found is None:
+            return None
         try:
-            answer = self.client.get_object(Bucket=self.key.bucket, Key=self.key.prefix)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        try:
-            content = json.loads(answer["Body"].read())
+            content = json.loads(found[0])
         except ValueError:
             content = {}  # unreadable: treated as expired
-        return (content if isinstance(content, dict) else {}), answer["ETag"]
+        return (content if isinstance(content, dict) else {}), found[1]
 
     def acquire(self, wait: float) -> None:
         """Create the lease, or take it over where it expired (or is already this holder's). While
@@ -133,17 +120,17 @@ class Lease:
         deadline = time.monotonic() + wait
         waiting = False
         while True:
-            if self._put(IfNoneMatch="*"):
+            if self._put():
                 return
             found = self._current()
             if found is None:
                 continue  # released between the write and the read
-            content, etag = found
+            content, tag = found
             expires = _parse_time(content.get("expires_at"))
             if content.get("holder") == self.holder or expires is None or expires <= _now():
                 if content.get("holder") != self.holder:
                     log.warning("taking over the expired lease %s of %s", self.key.uri, describe(content))
-                if self._put(IfMatch=etag):
+                if self._put(tag):
                     return
                 continue  # another writer took it over first: look again
             left = deadline - time.monotonic()
@@ -159,19 +146,19 @@ class Lease:
 
     def _mine(self) -> tuple[dict[str, Any], str] | None:
         """The lease as stored, when it is this holder's (the slice tasks of one run share a holder,
-        and each renewal changes the ETag)."""
+        and each renewal changes the version tag)."""
         found = self._current()
         return found if found is not None and found[0].get("holder") == self.holder else None
 
     def renew(self) -> None:
         """Extend the lease; :class:`LeaseLost` when another writer took it over meanwhile."""
         for _ in range(3):
-            if self._put(IfMatch=self.etag):
+            if self._put(self.tag):
                 return
             mine = self._mine()
             if mine is None:
                 break
-            self.etag = mine[1]  # renewed by another task of the same holder: renew from there
+            self.tag = mine[1]  # renewed by another task of the same holder: renew from there
         raise LeaseLost(f"{self.what} lost its lease {self.key.uri} to another writer")
 
     def check(self) -> None:
@@ -185,7 +172,7 @@ class Lease:
         """Delete the lease if this holder still holds it; best effort (it expires anyway)."""
         try:
             if self._mine() is not None:
-                self.client.delete_object(Bucket=self.key.bucket, Key=self.key.prefix)
+                self.store.delete(self.key.bucket, [self.key.prefix])
         except Exception as exc:  # the lease expires by itself
             log.warning("could not release the lease %s: %s", self.key.uri, type(exc).__name__)
 
@@ -207,7 +194,7 @@ def _parse_time(text: Any) -> datetime | None:
 
 @contextmanager
 def held(
-    client: S3Client,
+    store: Store,
     partition: Location,
     holder: str,
     what: str,
@@ -218,7 +205,7 @@ def held(
     """Hold the lease of ``partition`` for ``holder`` while the block runs, renewed every third of
     its duration on a thread of its own. ``release=False`` leaves it to expire or to a later holder
     of the same name (the slice tasks of a sliced export leave it to their publish task)."""
-    lease = Lease(client, lease_key(partition), holder, what, seconds or lease_seconds())
+    lease = Lease(store, lease_key(partition), holder, what, seconds or lease_seconds())
     lease.acquire(wait=lease.seconds)
     log.info("holding the lease %s for %s", lease.key.uri, what)
     stop = threading.Event()

@@ -26,14 +26,13 @@ from cratedb_airflow_export.formats.spec import FormatName
 from cratedb_airflow_export.layout import MANIFEST, PURGED, RESTORED, SUCCESS
 from cratedb_airflow_export.schema import SchemaChange, SchemaColumn
 from cratedb_airflow_export.sql import Statement
-from cratedb_airflow_export.storage import Location, StoredObject, list_objects, read_object
+from cratedb_airflow_export.storage import Checksum, Location, StoredObject
 from cratedb_airflow_export.windows import Window
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.source import SourceInfo
+    from cratedb_airflow_export.storage import Store
 
 MANIFEST_VERSION = 1
 
@@ -46,6 +45,14 @@ class ManifestObject(BaseModel):
     etag: str
     rows: int | None = None  # known for the stream engine; COPY TO reports only the total
     checksum_sha256: str | None = None  # as S3 stores it (multipart objects: of the parts' checksums)
+    # as Azure stores it (Content-MD5 of the whole object); left out of S3's manifests
+    checksum_md5: str | None = Field(default=None, exclude_if=lambda value: value is None)
+
+    @property
+    def checksum(self) -> Checksum | None:
+        if self.checksum_sha256 is not None:
+            return Checksum("sha256", self.checksum_sha256)
+        return Checksum("md5", self.checksum_md5) if self.checksum_md5 is not None else None
 
 
 class Manifest(BaseModel):
@@ -195,15 +202,21 @@ def now_utc() -> str:
 def completed(draft: Manifest, objects: Iterable[StoredObject]) -> Manifest:
     """``draft`` with the published objects and the time of publishing."""
     entries = [
-        ManifestObject(key=o.key, size=o.size, etag=o.etag, rows=o.rows, checksum_sha256=o.checksum_sha256)
+        ManifestObject(
+            key=o.key,
+            size=o.size,
+            etag=o.etag,
+            rows=o.rows,
+            **({f"checksum_{o.checksum.algorithm}": o.checksum.value} if o.checksum is not None else {}),
+        )
         for o in objects
     ]
     return draft.model_copy(update={"objects": entries, "exported_at": now_utc()})
 
 
-def read_manifest(client: S3Client, bucket: str, key: str) -> Manifest:
-    """Read and validate a manifest from S3."""
-    return Manifest.from_bytes(read_object(client, bucket, key))
+def read_manifest(store: Store, bucket: str, key: str) -> Manifest:
+    """Read and validate a manifest from the store."""
+    return Manifest.from_bytes(store.read(bucket, key))
 
 
 @dataclass(frozen=True)
@@ -263,9 +276,9 @@ class Partition:
         return self.location.key(PURGED) in self.stored
 
 
-def read_partition(client: S3Client, location: Location, table: str, interval: Mapping[str, Any]) -> Partition:
+def read_partition(store: Store, location: Location, table: str, interval: Mapping[str, Any]) -> Partition:
     """List ``location`` and read its manifest: the partition of ``table`` for ``interval``."""
-    stored = {o.key: o for o in list_objects(client, location)}
+    stored = {o.key: o for o in store.list_objects(location)}
     missing = tuple(name for name in (SUCCESS, MANIFEST) if location.key(name) not in stored)
     problems = []
     if SUCCESS in missing:
@@ -275,15 +288,15 @@ def read_partition(client: S3Client, location: Location, table: str, interval: M
         problems.append(f"{MANIFEST} is missing")
     else:
         try:
-            manifest = read_manifest(client, location.bucket, location.key(MANIFEST))
+            manifest = read_manifest(store, location.bucket, location.key(MANIFEST))
         except ValueError as exc:
             problems.append(f"{MANIFEST} is not a valid manifest: {exc}")
     if manifest is not None:
         if manifest.table != table or manifest.interval != dict(interval):
             problems.append(f"manifest is for {manifest.table} {manifest.interval}, not {table} {dict(interval)}")
         problems += [f"{o.key} is listed in the manifest but missing" for o in manifest.objects if o.key not in stored]
-    purge = _record(client, location, stored, PURGED, PurgeRecord, problems)
-    restore = _record(client, location, stored, RESTORED, RestoreRecord, problems)
+    purge = _record(store, location, stored, PURGED, PurgeRecord, problems)
+    restore = _record(store, location, stored, RESTORED, RestoreRecord, problems)
     return Partition(location, stored, manifest, missing, tuple(problems), purge, restore)
 
 
@@ -291,7 +304,7 @@ Record = TypeVar("Record", PurgeRecord, RestoreRecord)
 
 
 def _record(
-    client: S3Client,
+    store: Store,
     location: Location,
     stored: Mapping[str, StoredObject],
     name: str,
@@ -302,7 +315,7 @@ def _record(
     if location.key(name) not in stored:
         return None
     try:
-        return kind.model_validate_json(read_object(client, location.bucket, location.key(name)))
+        return kind.model_validate_json(store.read(location.bucket, location.key(name)))
     except ValueError as exc:
         problems.append(f"{name} is not a valid record: {exc}")
         return None

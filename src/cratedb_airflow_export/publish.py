@@ -27,32 +27,24 @@ from typing import TYPE_CHECKING
 from cratedb_airflow_export.errors import PartitionPurged, TargetError
 from cratedb_airflow_export.layout import MANIFEST, PURGED, RESTORED, SUCCESS
 from cratedb_airflow_export.manifest import Manifest, PurgeRecord, RestoreRecord, completed
-from cratedb_airflow_export.storage import (
-    Location,
-    StoredObject,
-    delete_keys,
-    list_objects,
-    put_object,
-    read_object,
-    stored_checksum,
-)
+from cratedb_airflow_export.storage import Location, StoredObject
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
+    from cratedb_airflow_export.storage import Store, WriteOptions
 
 log = logging.getLogger(__name__)
 
 
-def refuse_purged(client: S3Client, partition: Location, stored: list[StoredObject] | None = None) -> None:
+def refuse_purged(store: Store, partition: Location, stored: list[StoredObject] | None = None) -> None:
     """Raise :class:`PartitionPurged` when retention deleted the day's rows from the source after
     archiving them in ``partition``, unless the archive was restored into the table since (then the
     source holds the day again; ``stored``: the partition's listing, when the caller has it)."""
-    keys = {o.key for o in (stored if stored is not None else list_objects(client, partition))}
+    keys = {o.key for o in (stored if stored is not None else store.list_objects(partition))}
     if partition.key(PURGED) not in keys:
         return
     if partition.key(RESTORED) in keys:
-        purged = PurgeRecord.model_validate_json(read_object(client, partition.bucket, partition.key(PURGED)))
-        restored = RestoreRecord.model_validate_json(read_object(client, partition.bucket, partition.key(RESTORED)))
+        purged = PurgeRecord.model_validate_json(store.read(partition.bucket, partition.key(PURGED)))
+        restored = RestoreRecord.model_validate_json(store.read(partition.bucket, partition.key(RESTORED)))
         if restored.restored_at >= purged.started_at:
             log.info(
                 "%s: purged at %s, restored at %s: the source holds the day again",
@@ -68,16 +60,16 @@ def refuse_purged(client: S3Client, partition: Location, stored: list[StoredObje
     )
 
 
-def invalidate(client: S3Client, partition: Location) -> None:
-    client.delete_object(Bucket=partition.bucket, Key=partition.key(SUCCESS))
+def invalidate(store: Store, partition: Location) -> None:
+    store.delete(partition.bucket, [partition.key(SUCCESS)])
 
 
-def write_manifest(client: S3Client, partition: Location, manifest: Manifest, args: dict[str, str]) -> None:
-    put_object(client, partition.bucket, partition.key(MANIFEST), manifest.to_bytes(), "application/json", **args)
+def write_manifest(store: Store, partition: Location, manifest: Manifest, options: WriteOptions) -> None:
+    store.put(partition.bucket, partition.key(MANIFEST), manifest.to_bytes(), "application/json", options)
 
 
-def write_success(client: S3Client, partition: Location, args: dict[str, str]) -> None:
-    put_object(client, partition.bucket, partition.key(SUCCESS), b"", **args)
+def write_success(store: Store, partition: Location, options: WriteOptions) -> None:
+    store.put(partition.bucket, partition.key(SUCCESS), b"", options=options)
 
 
 def published_name(staging: Location, key: str) -> str:
@@ -87,32 +79,31 @@ def published_name(staging: Location, key: str) -> str:
 
 
 def publish(
-    client: S3Client,
+    store: Store,
     staged: list[StoredObject],
     staging: Location,
     partition: Location,
     draft: Manifest,
-    args: dict[str, str],
+    options: WriteOptions,
 ) -> tuple[list[StoredObject], Manifest]:
     """Replace ``partition`` with the ``staged`` objects and write ``draft`` completed with them as
-    the manifest; returns the published objects and the manifest. ``args``: checksum and
-    encryption of every object written (``storage.write_args``)."""
+    the manifest; returns the published objects and the manifest. ``options``: what every
+    object written carries (the table's encryption)."""
     names = [published_name(staging, o.key) for o in staged]
     if len(set(names)) != len(names) or any(n in (MANIFEST, SUCCESS) for n in names):
         raise TargetError(f"staged object names collide: {sorted(names)}")
-    refuse_purged(client, partition)
-    invalidate(client, partition)
-    old = [o.key for o in list_objects(client, partition)]
-    delete_keys(client, partition.bucket, old)
+    refuse_purged(store, partition)
+    invalidate(store, partition)
+    old = [o.key for o in store.list_objects(partition)]
+    store.delete(partition.bucket, old)
     if old:
         log.info("removed %d object(s) of the previous export of %s", len(old), partition.uri)
     for obj, name in zip(staged, names, strict=True):
-        # managed copy: server-side, multipart above 8 MiB, so objects larger than 5 GiB work too
-        client.copy({"Bucket": partition.bucket, "Key": obj.key}, partition.bucket, partition.key(name), ExtraArgs=args)
+        store.copy(partition.bucket, obj.key, partition.key(name), options)  # server-side, any size
     rows = {partition.key(name): o.rows for o, name in zip(staged, names, strict=True)}
     published = [
-        StoredObject(o.key, o.size, o.etag, rows.get(o.key), stored_checksum(client, partition.bucket, o.key))
-        for o in list_objects(client, partition)
+        StoredObject(o.key, o.size, o.etag, rows.get(o.key), store.checksum(partition.bucket, o.key))
+        for o in store.list_objects(partition)
     ]
     expected = sorted((partition.key(name), o.size) for o, name in zip(staged, names, strict=True))
     if sorted((o.key, o.size) for o in published) != expected:
@@ -121,8 +112,8 @@ def publish(
             f"expected {expected}, found {sorted((o.key, o.size) for o in published)}"
         )
     manifest = completed(draft, published)
-    write_manifest(client, partition, manifest, args)
-    write_success(client, partition, args)
+    write_manifest(store, partition, manifest, options)
+    write_success(store, partition, options)
     log.info(
         "published %d object(s), %d rows, to %s (+ %s, %s)",
         len(published),

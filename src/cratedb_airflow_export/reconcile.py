@@ -72,7 +72,7 @@ def reconcile(
         if attempt.database.dialect.needs_refresh:  # rows written since the last refresh are not counted
             execute(attempt.cursor, sql.refresh(cfg), cfg.attempt_seconds)
         for window in windows:
-            found = read_partition(attempt.client, partition(cfg, window.day), cfg.qualified_name, window.as_dict())
+            found = read_partition(attempt.store, partition(cfg, window.day), cfg.qualified_name, window.as_dict())
             manifest, baseline = found.manifest, found.baseline
             if found.purged and not found.restored:  # the source no longer holds the day: the archive stays
                 recounts.append(Recount(window.day, "purged"))

@@ -41,7 +41,7 @@ from cratedb_airflow_export.layout import RESTORED, partition
 from cratedb_airflow_export.lease import held
 from cratedb_airflow_export.manifest import Manifest, RestoreRecord, now_utc, read_partition
 from cratedb_airflow_export.source import WindowState, column_ids, count_window, execute, window_state
-from cratedb_airflow_export.storage import Location, parse_s3_uri, put_object, write_args
+from cratedb_airflow_export.storage import Location, WriteOptions, parse_target
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
@@ -111,7 +111,7 @@ def _restore_iceberg_day(
     with (
         open_attempt(target, window, "restore", connections) as attempt,
         held(
-            attempt.client,
+            attempt.store,
             partition(cfg, window.day),
             f"restore-{uuid.uuid4().hex[:8]}",
             describe("restore", cfg, window),
@@ -154,7 +154,7 @@ def _restore_day(
     holder = f"restore-{uuid.uuid4().hex[:8]}"
     with (
         open_attempt(target, window, "restore", connections) as attempt,
-        held(attempt.client, location, holder, describe("restore", cfg, window)),
+        held(attempt.store, location, holder, describe("restore", cfg, window)),
     ):
         manifest = _complete_manifest(attempt, cfg, window, location)
         columns = _target_columns(attempt, target)
@@ -210,8 +210,8 @@ def _record_baseline(
         column_ids=column_ids(attempt.cursor, cfg),
         restored_at=now_utc(),
     )
-    args = write_args(cfg.sse, cfg.sse_kms_key_id)
-    put_object(attempt.client, location.bucket, location.key(RESTORED), record.to_bytes(), "application/json", **args)
+    options = WriteOptions(cfg.sse, cfg.sse_kms_key_id)
+    attempt.store.put(location.bucket, location.key(RESTORED), record.to_bytes(), "application/json", options)
     log.info(
         "%s: recorded the restored day %s as the source's new baseline (%s)", cfg.qualified_name, window.day, RESTORED
     )
@@ -240,7 +240,7 @@ def _insert_iceberg_day(
 
 
 def _complete_manifest(attempt: Attempt, cfg: TableExport, window: Window, location: Location) -> Manifest:
-    found = read_partition(attempt.client, location, cfg.qualified_name, window.as_dict())
+    found = read_partition(attempt.store, location, cfg.qualified_name, window.as_dict())
     if found.missing:
         raise RestoreRefused(
             f"{location.uri} is not a complete partition ({' and '.join(found.missing)} missing): only complete "
@@ -353,9 +353,9 @@ def _copy_from(attempt: Attempt, target: TableExport, manifest: Manifest) -> Non
 
     if not manifest.objects:
         return
-    bucket = parse_s3_uri(manifest.partition).bucket
-    check_endpoint_kept(attempt, bucket)
-    uris = [cratedb_s3_uri(attempt.creds, Location(bucket, o.key)) for o in manifest.objects]
+    root = parse_target(manifest.partition).at("")
+    check_endpoint_kept(attempt, root.bucket)
+    uris = [cratedb_s3_uri(attempt.creds, root.at(o.key)) for o in manifest.objects]
     protocol = uris[0][1]
     statement = sql.copy_from(target, [u for u, _ in uris], gzip=manifest.compression == "gzip", protocol=protocol)
     cursor = execute(attempt.cursor, statement, target.attempt_seconds)
@@ -393,7 +393,7 @@ def _insert_files(
     convert = Converter(columns, text=manifest.format == "csv")
     for obj in manifest.objects:
         with tempfile.NamedTemporaryFile(prefix="cratedb-restore-", suffix=spec.extension) as local:
-            attempt.client.download_fileobj(location.bucket, obj.key, local)
+            attempt.store.download(location.bucket, obj.key, local)
             local.flush()
             rows = read_rows(spec, local.name, manifest.compression)
             count = sum(_insert(attempt, target, convert, batch) for batch in _batches(rows))

@@ -40,7 +40,7 @@ from cratedb_airflow_export.layout import PURGED, partition
 from cratedb_airflow_export.lease import held
 from cratedb_airflow_export.manifest import PurgeRecord, now_utc, selection_fingerprint
 from cratedb_airflow_export.source import PartitionValues, column_ids, execute, partition_scope, window_state
-from cratedb_airflow_export.storage import delete_keys, put_object, write_args
+from cratedb_airflow_export.storage import WriteOptions
 from cratedb_airflow_export.verify import check_archive
 from cratedb_airflow_export.windows import Window, to_utc_datetime
 
@@ -211,7 +211,7 @@ class Purger:
         archive of the day's rows (empty: every day's partition is), and each day's partition."""
         problems, found = list(unit.problems), {}
         for day in unit.days:
-            report, partition_read = check_archive(self.attempt.client, self.cfg, Window.for_day(day))
+            report, partition_read = check_archive(self.attempt.store, self.cfg, Window.for_day(day))
             manifest = partition_read.manifest
             if not report.ok or manifest is None:
                 problems.append(f"{day}: {'; '.join(report.problems) or 'no partition'} ({report.partition})")
@@ -286,10 +286,8 @@ class Purger:
             run_id=self.run.run_id if self.run else None,
             **done,
         )
-        args = write_args(self.cfg.sse, self.cfg.sse_kms_key_id)
-        put_object(
-            self.attempt.client, location.bucket, location.key(PURGED), record.to_bytes(), "application/json", **args
-        )
+        options = WriteOptions(self.cfg.sse, self.cfg.sse_kms_key_id)
+        self.attempt.store.put(location.bucket, location.key(PURGED), record.to_bytes(), "application/json", options)
 
     def _unrecord(self, unit: Unit) -> None:
         """Remove the ``started`` records of a DELETE that was rolled back (best effort: a record left
@@ -297,7 +295,7 @@ class Purger:
         for day in unit.days:
             location = partition(self.cfg, day)
             try:
-                delete_keys(self.attempt.client, location.bucket, [location.key(PURGED)])
+                self.attempt.store.delete(location.bucket, [location.key(PURGED)])
             except Exception as exc:
                 log.warning("could not remove %s of %s: %s", PURGED, location.uri, exc)
 
@@ -337,7 +335,7 @@ class Purger:
             if not dry_run:  # a dry run writes nothing, not even a lease
                 for day in unit.days:
                     what = describe("purge", self.cfg, Window.for_day(day))
-                    leases.enter_context(held(self.attempt.client, partition(self.cfg, day), self.holder, what))
+                    leases.enter_context(held(self.attempt.store, partition(self.cfg, day), self.holder, what))
             problems, found = self.check_archives(unit)  # the bucket, before the source is held still
             if problems:
                 return self._refused(unit, problems)

@@ -1,29 +1,20 @@
-"""The S3-compatible store: locations and the one ``s3://`` URI parser, the client, the bucket check,
-listing and deleting, and a memory-bounded multipart writer.
+"""The object store, whatever it is: locations, the one target URI parser, and :class:`Store`, the
+interface every backend implements (``stores/``: one module per store).
 
-Configuration parses its targets with :func:`parse_s3_uri` at DAG parse time, so this module
-imports boto3 and botocore only inside the functions that talk to S3.
+The publish protocol, manifests, the lease, ``verify``, ``restore``, retention's archive checks and
+Iceberg's file registration call a :class:`Store` and never a store's SDK, as common-sql's Dialect
+keeps callers dialect-agnostic. This module imports no SDK: configuration parses its targets here at
+DAG parse time.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import IO, Any, Literal, NamedTuple, Protocol
 
-from cratedb_airflow_export.errors import TargetError, TargetUnusable
-
-if TYPE_CHECKING:
-    from botocore.config import Config
-    from types_boto3_s3 import S3Client
-
-    from cratedb_airflow_export.credentials import S3Credentials
-
-log = logging.getLogger(__name__)
-
-MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last; every backend cuts parts this big
 BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 PARTS_PER_FILE = 9_000  # S3 allows 10,000 parts; a file may run past file_size_mb by one chunk or row group
@@ -53,221 +44,99 @@ def bucket_problem(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Location:
-    """A folder in a bucket: ``prefix`` has no leading or trailing slash."""
+    """A folder in a bucket (S3) or container (Azure): ``prefix`` has no leading or trailing slash;
+    ``scheme`` names the store (``s3``, ``az``)."""
 
     bucket: str
     prefix: str
+    scheme: str = "s3"
 
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}/"
+        return f"{self.scheme}://{self.bucket}/{self.prefix}/"
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}"
 
     def child(self, name: str) -> Location:
-        return Location(self.bucket, f"{self.prefix}/{name}" if self.prefix else name)
+        return self.at(f"{self.prefix}/{name}" if self.prefix else name)
+
+    def at(self, prefix: str) -> Location:
+        """Another folder of the same bucket."""
+        return replace(self, prefix=prefix)
+
+    def object_uri(self, key: str) -> str:
+        """The URI of the object ``key`` (a whole key, not a name in this folder) of this bucket."""
+        return f"{self.scheme}://{self.bucket}/{key}"
 
 
-def parse_s3_uri(uri: str) -> Location:
-    """``s3://bucket/some/prefix/`` -> ``Location("bucket", "some/prefix")``; the bucket name is
+CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+# The schemes a target may have, and the store each names: abfs:// (as Spark, fsspec and DuckDB
+# spell Azure Blob Storage) is read as az://, CrateDB's spelling.
+SCHEMES = {"s3": "s3", "az": "az", "abfs": "az"}
+
+
+def container_problem(name: str) -> str | None:
+    """Why ``name`` breaks Azure's container naming rules, or None: 3 to 63 lower-case letters,
+    digits and '-', starting and ending with a letter or digit, no '--'."""
+    if not CONTAINER.fullmatch(name):
+        return "3 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit, no '--'"
+    return None
+
+
+def parse_target(uri: str) -> Location:
+    """``s3://bucket/some/prefix/`` -> ``Location("bucket", "some/prefix")``; ``az://container/prefix``
+    (or ``abfs://``) -> ``Location("container", "prefix", "az")``. The bucket or container name is
     checked, and the prefix may not have empty, ``.`` or ``..`` segments. Raises ValueError."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"{uri!r} must start with 's3://'")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    problem = bucket_problem(bucket)
-    if problem:
-        raise ValueError(f"{bucket!r} is not a valid S3 bucket name ({problem})")
+    scheme, found, rest = uri.partition("://")
+    if not found or scheme not in SCHEMES:
+        raise ValueError(f"{uri!r} must start with 's3://' or 'az://' (or 'abfs://')")
+    bucket, _, prefix = rest.partition("/")
+    store = SCHEMES[scheme]
+    if store == "az":
+        if "@" in bucket:
+            raise ValueError(
+                f"{uri!r}: name the container alone (az://<container>/<path>); the account comes from the connection"
+            )
+        problem = container_problem(bucket)
+        if problem:
+            raise ValueError(f"{bucket!r} is not a valid Azure container name ({problem})")
+    else:
+        problem = bucket_problem(bucket)
+        if problem:
+            raise ValueError(f"{bucket!r} is not a valid S3 bucket name ({problem})")
     prefix = prefix.strip("/")
     if "//" in prefix or any(part in {".", ".."} for part in prefix.split("/")):
         raise ValueError(f"prefix {prefix!r} has an empty, '.' or '..' segment")
-    return Location(bucket, prefix)
+    return Location(bucket, prefix, store)
 
 
-def object_uri(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
-
-
-def split_object_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
-    location = parse_s3_uri(uri)
+def split_object_uri(uri: str) -> tuple[Location, str]:
+    """``s3://bucket/some/key`` -> (the bucket's root, ``"some/key"``)."""
+    location = parse_target(uri)
     if not location.prefix:
         raise ValueError(f"{uri!r} names a bucket, not an object")
-    return location.bucket, location.prefix
+    return location.at(""), location.prefix
 
 
-# Every S3 call is bounded: data calls wait up to a minute for an answer and retry 3 times; the
-# bucket check at the start of an attempt gives up within seconds (two tries of 5 s), so a
-# black-holed endpoint fails the attempt at once instead of after minutes per call.
-DATA_TIMEOUTS: dict[str, Any] = {
-    "connect_timeout": 10,
-    "read_timeout": 60,
-    "retries": {"mode": "standard", "total_max_attempts": 4},
-}
-PROBE_TIMEOUTS: dict[str, Any] = {
-    "connect_timeout": 5,
-    "read_timeout": 5,
-    "retries": {"mode": "standard", "total_max_attempts": 2},
-}
+@dataclass(frozen=True)
+class WriteOptions:
+    """What every object a table writes carries besides its bytes: the table's server-side
+    encryption (S3: ``AES256`` / ``aws:kms`` with a key). Every backend also has the store verify
+    and keep a checksum of what arrived (:meth:`Store.checksum`)."""
+
+    sse: str | None = None
+    kms_key_id: str | None = None
 
 
-def client_config(*, probe: bool = False, configured: Config | None = None) -> Config:
-    """The botocore config of a data client (what the connection configures wins) or of the
-    probe client (its short bounds win)."""
-    from botocore.config import Config
+class Checksum(NamedTuple):
+    """What a store computed over an object's bytes as they arrived and keeps with it (base64)."""
 
-    ours = Config(**(PROBE_TIMEOUTS if probe else DATA_TIMEOUTS))
-    if configured is None:
-        return ours
-    return configured.merge(ours) if probe else ours.merge(configured)
+    algorithm: Literal["sha256", "md5"]
+    value: str
 
-
-def make_clients(creds: S3Credentials) -> tuple[S3Client, S3Client]:
-    """The data client and the probe client (short bounds, for the bucket check) from plain
-    credentials, sharing one boto3 session (the command line; the Airflow edge uses S3Hook's).
-    Without keys, boto3's own chain applies (environment, profile, instance role). Custom
-    endpoints use path-style addressing."""
-    session = _session(creds)
-    return _client(session, creds, probe=False), _client(session, creds, probe=True)
-
-
-def make_client(creds: S3Credentials) -> S3Client:
-    """The data client of :func:`make_clients` alone."""
-    return _client(_session(creds), creds, probe=False)
-
-
-def _session(creds: S3Credentials) -> Any:
-    import boto3
-
-    return boto3.session.Session(
-        aws_access_key_id=creds.access_key,
-        aws_secret_access_key=creds.secret_key,
-        aws_session_token=creds.session_token,
-        region_name=creds.region,
-    )
-
-
-def _client(session: Any, creds: S3Credentials, *, probe: bool) -> S3Client:
-    from botocore.config import Config
-
-    addressing = Config(s3={"addressing_style": "path"} if creds.endpoint_url else {})
-    config = client_config(probe=probe).merge(addressing)
-    return session.client("s3", endpoint_url=creds.endpoint_url, config=config)  # type: ignore[no-any-return]
-
-
-def describe_client_error(exc: Exception) -> str:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return f"{error.get('Code', 'error')} (HTTP {status}): {error.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
-
-
-S3_ACCESS_ERRORS = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"}
-
-
-def check_target(probe: S3Client, location: Location) -> None:
-    """Fail fast when the bucket is missing, the endpoint unreachable, black-holed or not an S3
-    server, or the credentials are wrong. ``probe``: a client with short bounds (``probe=True``).
-
-    Lists at most one key (S3 answers in XML, which a web server that is not S3 does not), because
-    CrateDB takes about 15 minutes to fail on a wrong S3 URL (crate/crate#18102).
-    """
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        ReadTimeoutError,
-    )
-    from botocore.parsers import ResponseParserError
-
-    endpoint = probe.meta.endpoint_url
-    not_s3 = (
-        f"the endpoint {endpoint} does not answer like an S3 server (its reply is not S3's listing): "
-        "check the connection's endpoint_url"
-    )
-    try:
-        listing = probe.list_objects_v2(Bucket=location.bucket, Prefix=location.prefix + "/", MaxKeys=1)
-    except (EndpointConnectionError, ConnectTimeoutError) as exc:
-        raise TargetError(f"S3 endpoint unreachable: {exc}") from None
-    except ReadTimeoutError:
-        seconds = PROBE_TIMEOUTS["read_timeout"] * PROBE_TIMEOUTS["retries"]["total_max_attempts"]
-        raise TargetError(
-            f"S3 endpoint {endpoint} accepted the connection but did not answer (gave up after {seconds} s)"
-        ) from None
-    except ResponseParserError:
-        raise TargetUnusable(not_s3) from None
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code, status = error.get("Code", ""), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code == "NoSuchBucket":
-            raise TargetUnusable(f"bucket {location.bucket!r} does not exist") from None
-        if code in S3_ACCESS_ERRORS:
-            raise TargetUnusable(
-                f"bucket {location.bucket!r} access denied (check the credentials and bucket policy): {code}"
-            ) from None
-        if (not code or code.isdigit()) and status < 500:
-            raise TargetUnusable(
-                f"the endpoint {endpoint} answered HTTP {status} without an S3 error: it does not answer like an "
-                "S3 server (check the connection's endpoint_url)"
-            ) from None
-        raise TargetError(f"bucket {location.bucket!r}: {describe_client_error(exc)}") from None
-    except BotoCoreError as exc:
-        raise TargetError(f"S3 check of bucket {location.bucket!r} failed: {exc}") from None
-    if listing.get("Name") != location.bucket:  # every S3 listing names its bucket
-        raise TargetUnusable(not_s3)
-
-
-def write_args(sse: str | None = None, kms_key_id: str | None = None) -> dict[str, str]:
-    """What every object write carries: a SHA-256 checksum that S3 verifies on arrival and stores
-    (S3 additional checksums), and the table's server-side encryption."""
-    args = {"ChecksumAlgorithm": "SHA256"}
-    if sse:
-        args["ServerSideEncryption"] = sse
-    if kms_key_id:
-        args["SSEKMSKeyId"] = kms_key_id
-    return args
-
-
-def stored_checksum(client: S3Client, bucket: str, key: str) -> str | None:
-    """The SHA-256 checksum S3 stores for the object (for a multipart object: of its parts' checksums)."""
-    return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED").get("ChecksumSHA256")
-
-
-def stored_size(client: S3Client, bucket: str, key: str) -> int | None:
-    """The object's size (one HEAD), None when there is no such object."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-
-
-def default_encryption(client: S3Client, bucket: str) -> tuple[str | None, str | None]:
-    """The bucket's default encryption: (algorithm, KMS key id), or (None, None) without one."""
-    from botocore.exceptions import ClientError
-
-    try:
-        rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ServerSideEncryptionConfigurationNotFoundError":
-            return None, None
-        raise
-    default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
-    return default.get("SSEAlgorithm"), default.get("KMSMasterKeyID")
-
-
-def reported_region(client: S3Client, bucket: str) -> str | None:
-    """The region the S3 server names for ``bucket`` in its HEAD Bucket answer
-    (``x-amz-bucket-region``): AWS and moto do; MinIO does not unless a region is configured."""
-    headers = client.head_bucket(Bucket=bucket).get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    return headers.get("x-amz-bucket-region") or None
+    def __str__(self) -> str:
+        return f"{self.algorithm.upper()} {self.value}"
 
 
 @dataclass(frozen=True)
@@ -276,7 +145,7 @@ class StoredObject:
     size: int
     etag: str
     rows: int | None = None  # when the writer knows it
-    checksum_sha256: str | None = None  # as S3 stores it, when read
+    checksum: Checksum | None = None  # as the store keeps it, when read (:meth:`Store.checksum`)
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "size": self.size, "etag": self.etag, "rows": self.rows}
@@ -286,190 +155,131 @@ class StoredObject:
         return self.key.rsplit("/", 1)[-1]
 
 
-def list_objects(client: S3Client, location: Location) -> list[StoredObject]:
-    """Every object below the folder, in key order."""
-    found: list[StoredObject] = []
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix + "/"):
-        for item in page.get("Contents", []):
-            found.append(StoredObject(item["Key"], int(item["Size"]), item.get("ETag", "").strip('"')))
-    return sorted(found, key=lambda o: o.key)
-
-
-def list_folders(client: S3Client, bucket: str, prefix: str) -> list[str]:
-    """The "folders" (common prefixes up to the next '/') whose keys start with ``prefix``, without
-    their trailing '/', in key order: one request per 1,000 folders."""
-    found: list[str] = []
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-        found += [item["Prefix"].rstrip("/") for item in page.get("CommonPrefixes", [])]
-    return sorted(found)
-
-
 @dataclass(frozen=True)
 class OpenUpload:
     key: str
     upload_id: str
 
 
-def open_uploads(client: S3Client, location: Location) -> list[OpenUpload]:
-    """Multipart uploads started below the folder and neither completed nor aborted."""
-    found: list[OpenUpload] = []
-    paginator = client.get_paginator("list_multipart_uploads")
-    for page in paginator.paginate(Bucket=location.bucket, Prefix=location.prefix + "/"):
-        found += [OpenUpload(item["Key"], item["UploadId"]) for item in page.get("Uploads", [])]
-    return sorted(found, key=lambda u: (u.key, u.upload_id))
+class Writer(Protocol):
+    """One object written as a stream: memory bounded by two parts; the object appears only on
+    :meth:`close`, and :meth:`abort` leaves nothing behind."""
+
+    bytes_written: int
+
+    def write(self, data: Any) -> None: ...
+
+    def close(self, rows: int | None = None) -> StoredObject: ...
+
+    def abort(self) -> None: ...
 
 
-def abort_uploads(client: S3Client, location: Location) -> int:
-    """Abort the open multipart uploads below the folder; returns how many."""
-    uploads = open_uploads(client, location)
-    for upload in uploads:
-        client.abort_multipart_upload(Bucket=location.bucket, Key=upload.key, UploadId=upload.upload_id)
-    return len(uploads)
+class Store(ABC):
+    """One object store (one account or endpoint with its credentials). ``bucket`` is the bucket
+    (S3, GCS) or container (Azure); ``key`` a whole object key. Every call is bounded; the
+    store's own errors propagate (transient unless a backend says otherwise), and :meth:`check`
+    turns what it finds at the start of an attempt into :class:`~.errors.TargetError` /
+    :class:`~.errors.TargetUnusable`."""
 
+    scheme: str = ""
 
-def read_object(client: S3Client, bucket: str, key: str) -> bytes:
-    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    @abstractmethod
+    def check(self, location: Location) -> None:
+        """Fail fast (seconds) when the bucket is missing, the endpoint unreachable or not this
+        kind of store, or the credentials are wrong."""
 
+    @abstractmethod
+    def list_objects(self, location: Location) -> list[StoredObject]:
+        """Every object below the folder, in key order."""
 
-def put_object(
-    client: S3Client, bucket: str, key: str, body: bytes, content_type: str | None = None, **args: str
-) -> None:
-    """One object in one request; ``args``: :func:`write_args`."""
-    extra = {"ContentType": content_type, **args} if content_type else args
-    client.put_object(Bucket=bucket, Key=key, Body=body, **extra)  # type: ignore[arg-type]
+    @abstractmethod
+    def list_folders(self, bucket: str, prefix: str) -> list[str]:
+        """The "folders" (common prefixes up to the next '/') whose keys start with ``prefix``,
+        without their trailing '/', in key order."""
 
+    @abstractmethod
+    def open_uploads(self, location: Location) -> list[OpenUpload]:
+        """Streamed writes started below the folder and neither completed nor aborted (where the
+        store can list them)."""
 
-def delete_keys(client: S3Client, bucket: str, keys: list[str]) -> None:
-    for start in range(0, len(keys), 1000):
-        batch: Any = [{"Key": key} for key in keys[start : start + 1000]]
-        response = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        if response.get("Errors"):
-            first = response["Errors"][0]
-            raise TargetError(f"could not delete s3://{bucket}/{first.get('Key')}: {first.get('Message', '')}")
+    @abstractmethod
+    def abort_upload(self, bucket: str, upload: OpenUpload) -> None: ...
 
+    @abstractmethod
+    def read(self, bucket: str, key: str) -> bytes: ...
 
-def clear(client: S3Client, location: Location) -> int:
-    """Delete every object below the folder; returns how many there were."""
-    keys = [o.key for o in list_objects(client, location)]
-    delete_keys(client, location.bucket, keys)
-    return len(keys)
+    @abstractmethod
+    def read_tail(self, bucket: str, key: str, size: int) -> bytes:
+        """The object's last ``size`` bytes (all of it when shorter)."""
 
+    @abstractmethod
+    def open(self, bucket: str, key: str) -> IO[bytes]:
+        """The object as a stream (read it in chunks; close it)."""
 
-class MultipartWriter:
-    """Streams bytes into one S3 object; memory is bounded by two parts (the one being filled and
-    the one uploading).
+    @abstractmethod
+    def download(self, bucket: str, key: str, into: IO[bytes]) -> None: ...
 
-    A full part is uploaded by a background thread while the caller produces the next one (at most
-    one upload in flight). The object appears only on :meth:`close` (CompleteMultipartUpload, or
-    one PutObject when the data fit in a single part); :meth:`abort` discards every uploaded
-    part, so a failed export leaves no object behind.
-    """
+    @abstractmethod
+    def size(self, bucket: str, key: str) -> int | None:
+        """The object's size, None when there is no such object."""
 
-    def __init__(
+    @abstractmethod
+    def checksum(self, bucket: str, key: str) -> Checksum | None:
+        """The checksum the store computed on arrival and keeps with the object (S3: SHA-256, of
+        the parts' checksums for a multipart object; Azure: the whole object's MD5), None when it
+        keeps none."""
+
+    @abstractmethod
+    def put(
+        self, bucket: str, key: str, body: bytes, content_type: str | None = None, options: WriteOptions | None = None
+    ) -> None:
+        """One object in one request."""
+
+    @abstractmethod
+    def writer(
         self,
-        client: S3Client,
         bucket: str,
         key: str,
         part_size: int,
         content_type: str | None = None,
-        args: dict[str, str] | None = None,
-    ) -> None:
-        """``args``: :func:`write_args` (checksum, encryption) for the object."""
-        self.client, self.bucket, self.key = client, bucket, key
-        self.part_size = max(part_size, MIN_PART_SIZE)
-        self._extra: dict[str, Any] = {**({"ContentType": content_type} if content_type else {}), **(args or {})}
-        self._checksum = self._extra.get("ChecksumAlgorithm")
-        self._part: bytearray | None = None  # the part being filled, allocated at full size once
-        self._fill = 0
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-upload")
-        self._inflight: Future[None] | None = None
-        self._next_part = 1
-        self.bytes_written = 0
+        options: WriteOptions | None = None,
+    ) -> Writer: ...
 
-    def write(self, data: Any) -> None:
-        """Append ``data`` (bytes or any buffer; copied before this returns). Each byte is copied
-        once, into the part it belongs to; a full part goes to the uploader as it is."""
-        view = memoryview(data).cast("B")
-        self.bytes_written += len(view)
-        while len(view):
-            if self._part is None:
-                self._part, self._fill = bytearray(self.part_size), 0
-            n = min(len(view), self.part_size - self._fill)
-            self._part[self._fill : self._fill + n] = view[:n]
-            self._fill += n
-            view = view[n:]
-            if self._fill == self.part_size:
-                self._submit(self._take())
+    @abstractmethod
+    def copy(self, bucket: str, source_key: str, key: str, options: WriteOptions | None = None) -> None:
+        """Copy an object inside the bucket, on the server."""
 
-    def _take(self) -> bytearray:
-        part, fill = self._part if self._part is not None else bytearray(), self._fill
-        self._part, self._fill = None, 0
-        del part[fill:]  # in place: no copy
-        return part
+    @abstractmethod
+    def delete(self, bucket: str, keys: list[str]) -> None:
+        """Delete the objects; a key with no object is no error."""
 
-    def _submit(self, chunk: bytearray) -> None:
-        self._wait()
-        if self._upload_id is None:
-            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
-            self._upload_id = created["UploadId"]
-        self._next_part += 1
-        self._inflight = self._pool.submit(self._upload_part, self._next_part - 1, chunk)
+    # Conditional writes: the lease (lease.py). A version tag is what the store answers for the
+    # object as written (S3 and Azure: the ETag; GCS: the generation).
 
-    def _wait(self) -> None:
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            inflight.result()  # re-raises an upload error in the caller
+    @abstractmethod
+    def create(self, bucket: str, key: str, body: bytes, content_type: str | None = None) -> str | None:
+        """Write the object only if none exists; its version tag, or None when one exists."""
 
-    def _upload_part(self, number: int, chunk: bytearray) -> None:
-        assert self._upload_id is not None
-        checksum: Any = {"ChecksumAlgorithm": self._checksum} if self._checksum else {}
-        response = self.client.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=chunk,  # type: ignore[arg-type]  # any buffer: botocore sends it as it is
-            **checksum,
-        )
-        part = {"PartNumber": number, "ETag": response["ETag"]}
-        if response.get("ChecksumSHA256"):
-            part["ChecksumSHA256"] = response["ChecksumSHA256"]
-        self._parts.append(part)
-        log.info("uploaded part %d of s3://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
+    @abstractmethod
+    def replace_if(self, bucket: str, key: str, body: bytes, tag: str, content_type: str | None = None) -> str | None:
+        """Overwrite the object only if it is still at version ``tag``; the new tag, or None when
+        it changed or is gone."""
 
-    def close(self, rows: int | None = None) -> StoredObject:
-        try:
-            if self._upload_id is None:
-                body: Any = self._take()  # a bytearray: botocore sends any buffer as it is
-                response: Any = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **self._extra)
-            else:
-                if self._fill:
-                    self._submit(self._take())
-                self._wait()
-                parts: Any = sorted(self._parts, key=lambda p: p["PartNumber"])
-                response = self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
-                )
-        finally:
-            self._pool.shutdown(wait=True)
-        return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'), rows)
+    @abstractmethod
+    def fetch(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """The object and its version tag, None when there is none."""
 
-    def abort(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+    # Built on the above.
 
-        self._part, self._fill = None, 0
-        try:
-            self._wait()
-        except Exception:  # the upload that failed is why we abort
-            pass
-        self._pool.shutdown(wait=True)
-        if self._upload_id is not None:
-            try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
-            except (ClientError, BotoCoreError) as exc:  # pragma: no cover - best effort on a failing path
-                log.warning("could not abort multipart upload of s3://%s/%s: %s", self.bucket, self.key, exc)
-            self._upload_id = None
+    def abort_uploads(self, location: Location) -> int:
+        """Abort the open streamed writes below the folder; returns how many."""
+        uploads = self.open_uploads(location)
+        for upload in uploads:
+            self.abort_upload(location.bucket, upload)
+        return len(uploads)
+
+    def clear(self, location: Location) -> int:
+        """Delete every object below the folder; returns how many there were."""
+        keys = [o.key for o in self.list_objects(location)]
+        self.delete(location.bucket, keys)
+        return len(keys)

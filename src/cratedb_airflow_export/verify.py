@@ -15,15 +15,15 @@ from cratedb_airflow_export.errors import VerificationError
 from cratedb_airflow_export.layout import is_data_object, partition, staging_root
 from cratedb_airflow_export.manifest import Manifest, Partition, read_partition
 from cratedb_airflow_export.schema import as_read, file_type
-from cratedb_airflow_export.storage import list_objects, open_uploads, split_object_uri, stored_checksum, stored_size
+from cratedb_airflow_export.storage import split_object_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import CatalogParams
     from cratedb_airflow_export.source import SourceCounts
+    from cratedb_airflow_export.storage import Store
     from cratedb_airflow_export.windows import Window
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class PartitionReport:
         return "\n".join(lines)
 
 
-def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
+def verify_partition(store: Store, cursor: Any | None, cfg: TableExport, window: Window) -> PartitionReport:
     """Check a published partition: nothing left in its staging area (objects or open multipart
     uploads of failed attempts), the archive itself (:func:`check_archive`), and (with a source
     cursor) the source count of the window, unless retention purged the day from the source."""
@@ -99,16 +99,16 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
 
     staging = staging_root(cfg, window.day)
     problems = []
-    uploads = open_uploads(client, staging)
+    uploads = store.open_uploads(staging)
     if uploads:
         problems.append(
             f"{len(uploads)} open multipart upload(s) under {staging.uri} left by failed attempts "
             f"(the next export of this day aborts them): {sorted({u.key for u in uploads})}"
         )
-    leftovers = list_objects(client, staging)
+    leftovers = store.list_objects(staging)
     if leftovers:
         problems.append(f"{len(leftovers)} staged object(s) left under {staging.uri} by failed attempts")
-    report, found = check_archive(client, cfg, window)
+    report, found = check_archive(store, cfg, window)
     report.problems[:0] = problems
     manifest = found.manifest
     if manifest is None or cursor is None:
@@ -124,13 +124,13 @@ def verify_partition(client: S3Client, cursor: Any | None, cfg: TableExport, win
     return report
 
 
-def check_archive(client: S3Client, cfg: TableExport, window: Window) -> tuple[PartitionReport, Partition]:
+def check_archive(store: Store, cfg: TableExport, window: Window) -> tuple[PartitionReport, Partition]:
     """The partition of ``window`` as an archive: ``_SUCCESS``, manifest, every listed object with
     its size, ETag and SHA-256 checksum, no unlisted data object, the objects' rows adding up to the
     manifest's total; and retention's record, if the day was purged from the source."""
     location = partition(cfg, window.day)
     report = PartitionReport(location.uri)
-    found = read_partition(client, location, cfg.qualified_name, window.as_dict())
+    found = read_partition(store, location, cfg.qualified_name, window.as_dict())
     report.problems.extend(found.problems)
     report.empty = not found.stored
     manifest, stored = found.manifest, found.stored
@@ -161,12 +161,12 @@ def check_archive(client: S3Client, cfg: TableExport, window: Window) -> tuple[P
                 f"{entry.size}/{entry.etag}"
             )
         elif manifest.schema_ is not None:
-            report.problems += file_schema_problems(client, location.bucket, entry.key, manifest)
-        if entry.checksum_sha256 is not None:
-            checksum = stored_checksum(client, location.bucket, entry.key)
-            if checksum != entry.checksum_sha256:
+            report.problems += file_schema_problems(store, location.bucket, entry.key, manifest)
+        if entry.checksum is not None:
+            checksum = store.checksum(location.bucket, entry.key)
+            if checksum != entry.checksum:
                 report.problems.append(
-                    f"{entry.key}: SHA-256 checksum {checksum} differs from the manifest's {entry.checksum_sha256}"
+                    f"{entry.key}: the stored checksum ({checksum}) differs from the manifest's ({entry.checksum})"
                 )
     unlisted = sorted(k for k in stored if is_data_object(k) and k not in {o.key for o in manifest.objects})
     if unlisted:
@@ -182,26 +182,26 @@ PARQUET_TAIL = 64 * 1024  # one request reads the footer of most files; a larger
 FIRST_LINE_LIMIT = 16 * 1024 * 1024  # a text file's header or first row longer than this is not checked
 
 
-def file_schema_problems(client: S3Client, bucket: str, key: str, manifest: Manifest) -> list[str]:
+def file_schema_problems(store: Store, bucket: str, key: str, manifest: Manifest) -> list[str]:
     """Whether the object holds the columns the manifest's schema lists: a Parquet file's own schema
     (names and Arrow types, from its footer), a CSV file's header, a JSON Lines file's first row (its
     keys; the ``cratedb`` style leaves NULL columns out). Reads the footer or the first line only."""
     try:
-        return _schema_problems(client, bucket, key, manifest)
+        return _schema_problems(store, bucket, key, manifest)
     except (OSError, EOFError, ValueError) as exc:  # not gzip, not Parquet, not JSON: not what was written
         return [f"{key}: cannot be read as {manifest.format} ({type(exc).__name__}: {exc})"]
 
 
-def _schema_problems(client: S3Client, bucket: str, key: str, manifest: Manifest) -> list[str]:
+def _schema_problems(store: Store, bucket: str, key: str, manifest: Manifest) -> list[str]:
     assert manifest.schema_ is not None
     names = [c.name for c in manifest.schema_]
     if manifest.format == "parquet":
-        written = [(f.name, file_type(f, "parquet", None)) for f in _parquet_schema(client, bucket, key)]
+        written = [(f.name, file_type(f, "parquet", None)) for f in _parquet_schema(store, bucket, key)]
         expected = [(c.name, c.file_type) for c in manifest.schema_]
         if [(n, as_read(t)) for n, t in written] != [(n, as_read(t)) for n, t in expected]:
             return [f"{key}: its Parquet schema {_pairs(written)} is not the manifest's {_pairs(expected)}"]
         return []
-    line = _first_line(client, bucket, key, manifest.compression)
+    line = _first_line(store, bucket, key, manifest.compression)
     if line is None:
         return []  # empty, or a first line too long to check
     if manifest.format == "csv":
@@ -220,24 +220,24 @@ def _pairs(columns: list[tuple[str, str]]) -> str:
     return "[" + ", ".join(f"{name}: {kind}" for name, kind in columns) + "]"
 
 
-def _parquet_schema(client: S3Client, bucket: str, key: str) -> pa.Schema:
+def _parquet_schema(store: Store, bucket: str, key: str) -> pa.Schema:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tail = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{PARQUET_TAIL}")["Body"].read()
+    tail = store.read_tail(bucket, key, PARQUET_TAIL)
     footer = int.from_bytes(tail[-8:-4], "little") + 8
     if footer > len(tail):
-        tail = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{footer}")["Body"].read()
+        tail = store.read_tail(bucket, key, footer)
     return pq.read_schema(pa.BufferReader(tail))
 
 
-def _first_line(client: S3Client, bucket: str, key: str, compression: str) -> bytes | None:
+def _first_line(store: Store, bucket: str, key: str, compression: str) -> bytes | None:
     """The first line of a text object, its compression undone, streaming only as much as it takes."""
     import gzip
 
     import pyarrow as pa
 
-    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    body = store.open(bucket, key)
     try:
         stream: Any = body
         if compression == "gzip":
@@ -258,7 +258,7 @@ def _first_line(client: S3Client, bucket: str, key: str, compression: str) -> by
 
 
 def verify_iceberg_day(
-    client: S3Client, params: CatalogParams, cursor: Any | None, cfg: TableExport, window: Window
+    store: Store, params: CatalogParams, cursor: Any | None, cfg: TableExport, window: Window
 ) -> PartitionReport:
     """Check a day of an Iceberg table: the commit of this export that names the day (its snapshot
     summary), every data file of the day in the table's current snapshot stored with its size, the
@@ -282,8 +282,8 @@ def verify_iceberg_day(
         f"the table holds {rows} rows in the window in {len(day.files)} file(s)"
     )
     for path, size in day.files:  # the rows above come from metadata: a file gone fails every reader
-        bucket, key = split_object_uri(path)
-        stored = stored_size(client, bucket, key)
+        root, key = split_object_uri(path)
+        stored = store.size(root.bucket, key)
         if stored is None:
             report.problems.append(f"{path}: a data file of the day is missing")
         elif stored != size:

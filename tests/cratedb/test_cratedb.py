@@ -257,7 +257,7 @@ def test_verify_confirms_what_copy_published(crate_table, s3_conn, store):
     run_export(cfg, WINDOW)
     connections = from_environment(cfg)
     with closing(connect(connections.database)) as conn, conn.cursor() as cursor:
-        report = verify_partition(connections.client, cursor, cfg, WINDOW)
+        report = verify_partition(connections.store, cursor, cfg, WINDOW)
     assert report.ok, report.render()
     assert f"{len(rows_of_day(rows, DAY))} = manifest rows" in report.render()
 
@@ -484,7 +484,7 @@ def test_the_row_count_check_fails_a_mismatch_and_publishes_nothing(crate_table,
     folder = unique("count")
     cfg = entry(name, engine="stream", target=f"s3://{s3_conn}/{folder}")
     result = run_export(cfg, WINDOW)
-    manifest = read_manifest(store.client(), s3_conn, f"{folder}/{name}/dt=2024-01-04/_manifest.json")
+    manifest = read_manifest(store.store(), s3_conn, f"{folder}/{name}/dt=2024-01-04/_manifest.json")
     assert manifest.rows == manifest.source_count == result.rows == len(rows_of_day(rows, DAY))
 
     real_state = attempt.window_state
@@ -786,7 +786,7 @@ def test_run_verify_restore_and_reconcile_from_the_command_line(crate_table, s3_
             conn.execute(f"REFRESH TABLE {name}")
         again = cli("reconcile", "--days", "1", "--until", DAY.isoformat(), config=config, env=env)
         assert again.returncode == 0, again.stderr[-2000:]
-        manifest = read_manifest(store.client(), s3_conn, f"{folder}-stream/{name}/dt=2024-01-04/_manifest.json")
+        manifest = read_manifest(store.store(), s3_conn, f"{folder}-stream/{name}/dt=2024-01-04/_manifest.json")
         assert manifest.rows == manifest.source_count == expected + 1
     finally:
         with crate() as conn:
@@ -1182,14 +1182,14 @@ def test_reconcile_exports_a_day_again_when_a_row_was_updated_on_cratedb(crate_t
     for day in (first, second):
         run_export(cfg, Window.for_day(day))
     key = f"{folder}/{name}/dt={first}/_manifest.json"
-    manifest = read_manifest(store.client(), s3_conn, key)
+    manifest = read_manifest(store.store(), s3_conn, key)
     assert manifest.source_marker is not None and manifest.source_marker.startswith("sum(_seq_no)=")
     target = rows_of_day(rows, second)[0][0]
     with crate() as conn:
         conn.execute(f"UPDATE {name} SET \"name\" = 'changed' WHERE hash_id = %s", (target,))
     recounts = reconcile(cfg, [first, second])
     assert [(r.state, r.updated) for r in recounts] == [("unchanged", False), ("re-exported", True)]
-    assert read_manifest(store.client(), s3_conn, key) == manifest  # untouched: same exported_at
+    assert read_manifest(store.store(), s3_conn, key) == manifest  # untouched: same exported_at
     lines = lines_of(objects_under(store, s3_conn, f"{folder}/{name}/dt={second}/"))
     assert [line["name"] for line in lines if line["hash_id"] == target] == ["changed"]
     assert len(lines) == len(rows_of_day(rows, second))
@@ -1381,8 +1381,8 @@ def test_the_manifest_lists_the_object_keys_and_an_added_key_evolves_the_next_da
     folder = unique("schema")
     cfg = entry(name, target=f"s3://{s3_conn}/{folder}", **options)
     run_export(cfg, Window.for_day(first))
-    client = store.client()
-    before = read_manifest(client, s3_conn, f"{folder}/{name}/dt={first}/_manifest.json")
+    backend = store.store()
+    before = read_manifest(backend, s3_conn, f"{folder}/{name}/dt={first}/_manifest.json")
     assert before.schema_ is not None
     objects = {c.name: c for c in before.schema_ if c.source_type == "object"}
     assert {n: (c.keys, c.policy) for n, c in objects.items()} == {
@@ -1408,7 +1408,7 @@ def test_the_manifest_lists_the_object_keys_and_an_added_key_evolves_the_next_da
         )
         conn.execute(f"REFRESH TABLE {name}")
     result = run_export(cfg, Window.for_day(second))
-    after = read_manifest(client, s3_conn, f"{folder}/{name}/dt={second}/_manifest.json")
+    after = read_manifest(backend, s3_conn, f"{folder}/{name}/dt={second}/_manifest.json")
     assert after.schema_changes == [SchemaChange(column="tags['zone']", change="added", after="text")]
     assert after.schema_compared_with == str(first)
     assert result.as_dict()["schema_changes"] == ["tags['zone'] added (text)"]
@@ -1455,7 +1455,7 @@ def test_objects_as_structs_of_every_kind_read_back_in_duckdb(monkeypatch, s3_co
             }
         )
         assert run_export(cfg, WINDOW).rows == 3
-        manifest = read_manifest(store.client(), s3_conn, f"{folder}/{name}/dt={DAY}/_manifest.json")
+        manifest = read_manifest(store.store(), s3_conn, f"{folder}/{name}/dt={DAY}/_manifest.json")
         (data,) = data_objects(objects_under(store, s3_conn, f"{folder}/{name}/dt={DAY}/")).values()
     types = {c.name: c.file_type for c in manifest.schema_ or [] if c.source_type.startswith("object")}
     assert types == {

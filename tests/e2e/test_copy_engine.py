@@ -12,7 +12,7 @@ from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines.copy import check_endpoint_kept
 from cratedb_airflow_export.errors import TargetUnusable
 from cratedb_airflow_export.source import CRATEDB, SourceInfo
-from cratedb_airflow_export.storage import Location, list_objects, reported_region
+from cratedb_airflow_export.storage import Location
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 @dataclass
 class FakeAttempt:  # the parts of an Attempt the check reads
     creds: S3Credentials
-    client: Any
+    store: Any
     database: SourceInfo
 
 
@@ -36,15 +36,15 @@ def naming_server():
 
 def attempt_for(server: LocalS3, version: tuple[int, int, int] | None) -> FakeAttempt:
     creds = S3Credentials(server.access_key, server.secret_key, endpoint_url=server.endpoint_url, region="us-east-1")
-    return FakeAttempt(creds, server.client(), SourceInfo(CRATEDB, {}, "timestamp with time zone", version=version))
+    return FakeAttempt(creds, server.store(), SourceInfo(CRATEDB, {}, "timestamp with time zone", version=version))
 
 
 def test_the_local_s3_server_names_no_region_unless_asked(s3_server, naming_server):
     """As MinIO by default: CrateDB 5.x keeps the endpoint it is given."""
     for server in (s3_server, naming_server):
         server.ensure_bucket("regions")
-    assert reported_region(s3_server.client(), "regions") is None
-    assert reported_region(naming_server.client(), "regions") == "us-east-1"
+    assert s3_server.store().reported_region("regions") is None
+    assert naming_server.store().reported_region("regions") == "us-east-1"
 
 
 @pytest.mark.parametrize(
@@ -78,7 +78,9 @@ def test_copy_engine_drops_files_without_rows(s3_server, bucket):
 
     from cratedb_airflow_export.engines.copy import without_empty_files
 
-    client = s3_server.client()
+    store = s3_server.store()
+
+    client = store.client
     bodies = {
         "s/metrics_0_.json.gz": gz.compress(b""),
         "s/metrics_1_.json": b"",
@@ -88,6 +90,6 @@ def test_copy_engine_drops_files_without_rows(s3_server, bucket):
     }
     for key, body in bodies.items():
         client.put_object(Bucket=bucket, Key=key, Body=body)
-    kept = without_empty_files(client, bucket, list_objects(client, Location(bucket, "s")))
+    kept = without_empty_files(store, bucket, store.list_objects(Location(bucket, "s")))
     assert [o.key for o in kept] == ["s/metrics_2_.json.gz", "s/metrics_4_.json"]
-    assert [o.key for o in list_objects(client, Location(bucket, "s"))] == [o.key for o in kept]
+    assert [o.key for o in store.list_objects(Location(bucket, "s"))] == [o.key for o in kept]

@@ -18,7 +18,6 @@ from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.export import RunInfo, export_slice, run_export
 from cratedb_airflow_export.layout import staging_root
-from cratedb_airflow_export.storage import list_objects, open_uploads
 from cratedb_airflow_export.verify import verify_partition
 from cratedb_airflow_export.windows import Window
 from tests.helpers import BIG_ROWS as ROWS
@@ -41,9 +40,9 @@ def entry(table: str, bucket: str, **extra: object) -> dict[str, object]:
     }
 
 
-def leftovers(client, cfg: TableExport) -> tuple[list[str], list[str]]:
+def leftovers(store, cfg: TableExport) -> tuple[list[str], list[str]]:
     root = staging_root(cfg, DAY)
-    return [o.key for o in list_objects(client, root)], [u.key for u in open_uploads(client, root)]
+    return [o.key for o in store.list_objects(root)], [u.key for u in store.open_uploads(root)]
 
 
 def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(
@@ -57,7 +56,7 @@ def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(
         f"""
         import os, signal
         from datetime import date
-        from cratedb_airflow_export import storage
+        from cratedb_airflow_export.stores import s3 as storage
         from cratedb_airflow_export.config import TableExport
         from cratedb_airflow_export.export import run_export
         from cratedb_airflow_export.windows import Window
@@ -72,22 +71,23 @@ def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(
     )
     killed = subprocess.run([sys.executable, "-c", dies_after_first_part], cwd=REPO, capture_output=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    client = s3_server.client()
+    store = s3_server.store()
+    client = store.client
     lease = f"_cratedb_export_leases/lake/{big_table}/dt=2024-01-04.json"
     held_by = json.loads(client.get_object(Bucket=bucket, Key=lease)["Body"].read())
     assert held_by["what"].startswith(f"export of {big_table}") and held_by["holder"].startswith("manual-try0-")
-    staged, uploads = leftovers(client, cfg)
+    staged, uploads = leftovers(store, cfg)
     assert staged == [] and len(uploads) == 1 and uploads[0].endswith("/part-00000.jsonl")  # an open upload
-    report = verify_partition(client, None, cfg, WINDOW)
+    report = verify_partition(store, None, cfg, WINDOW)
     assert any("open multipart upload(s) under" in p for p in report.problems), report.render()
 
     result = run_export(cfg, WINDOW)
     assert result.rows == result.source_count == ROWS
-    assert leftovers(client, cfg) == ([], [])
+    assert leftovers(store, cfg) == ([], [])
     assert list(read_objects(s3_server, bucket, "_cratedb_export_leases/")) == []  # released
     folder = f"lake/{big_table}/dt=2024-01-04"
     assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
-    assert verify_partition(client, None, cfg, WINDOW).ok
+    assert verify_partition(store, None, cfg, WINDOW).ok
 
 
 def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
@@ -99,7 +99,7 @@ def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
     monkeypatch.setenv("CRATEDB_EXPORT_LEASE_SECONDS", "10")
     from devtools.devstack import LocalS3
 
-    from cratedb_airflow_export import storage
+    from cratedb_airflow_export.stores import s3 as storage
 
     s3 = LocalS3().start()
     outage_bucket = "outage-mid-upload"
@@ -123,11 +123,11 @@ def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
             dag_run = run_dag(dag, DAY)
             assert task_states(dag_run) == {cfg.task_id: "success"}
             assert task_tries(dag_run) == {cfg.task_id: 2}
-            client = s3.client()
-            assert leftovers(client, cfg) == ([], [])
+            store = s3.store()
+            assert leftovers(store, cfg) == ([], [])
             folder = f"lake/{big_table}/dt=2024-01-04"
             assert list(read_objects(s3, outage_bucket)) == partition_keys(folder, "part-00000.jsonl")
-            assert verify_partition(client, None, cfg, WINDOW).ok
+            assert verify_partition(store, None, cfg, WINDOW).ok
         finally:
             s3.stop()
 
@@ -144,18 +144,18 @@ def test_a_sliced_run_that_died_before_publishing_is_cleaned_by_the_next(
     dead = RunInfo(dag_id="e2e_sliced_dead", run_id="scheduled__2024-01-05T00:00:00+00:00", try_number=1)
     for index in range(2):
         export_slice(cfg, WINDOW, index, dead)
-    client = s3_server.client()
-    staged, _ = leftovers(client, cfg)
+    store = s3_server.store()
+    staged, _ = leftovers(store, cfg)
     assert len(staged) == 2 and all("/scheduled__2024-01-05T00-00-00-00-00/slice-00" in k for k in staged)
 
     dag = make_dag("e2e_sliced_rerun", [sliced])
     assert set(task_states(run_dag(dag, DAY)).values()) == {"success"}
-    assert leftovers(client, cfg) == ([], [])
+    assert leftovers(store, cfg) == ([], [])
     folder = "lake/doc.metrics/dt=2024-01-04"
     assert list(read_objects(s3_server, bucket)) == partition_keys(
         folder, "slice-000-part-00000.jsonl.gz", "slice-001-part-00000.jsonl.gz"
     )
-    assert verify_partition(client, None, cfg, WINDOW).ok
+    assert verify_partition(store, None, cfg, WINDOW).ok
 
 
 @pytest.mark.parametrize("reader", ["auto", "cursor"])
@@ -199,7 +199,7 @@ def test_a_source_stalled_mid_read_fails_within_its_bound_and_the_retry_publishe
     assert first_try["failed_after"] < 3 + 20  # the bound, plus connecting and the first megabyte
     folder = f"lake/{big_table}/dt=2024-01-04"
     assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
-    assert verify_partition(s3_server.client(), None, cfg, WINDOW).ok
+    assert verify_partition(s3_server.store(), None, cfg, WINDOW).ok
 
 
 def test_a_black_holed_s3_endpoint_fails_the_bucket_check_within_15_seconds(connections, metrics):

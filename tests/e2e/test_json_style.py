@@ -78,7 +78,7 @@ def test_stream_with_json_style_cratedb_writes_what_copy_to_writes(
         data = gzip.decompress(data)
     lines = sorted(data.decode("utf-8").splitlines(), key=lambda line: json.loads(line)["id"])
     assert lines == [copy_to_line(row) for row in JSON_STYLE_ROWS]
-    manifest = read_manifest(s3_server.client(), bucket, f"{folder}/_manifest.json")
+    manifest = read_manifest(s3_server.store(), bucket, f"{folder}/_manifest.json")
     assert manifest.json_style == "cratedb"
 
 
@@ -89,7 +89,7 @@ def test_iso_stays_the_stream_default_and_is_recorded(connections, s3_server, bu
     assert cfg.json_style == "iso"
     run_export(cfg, Window.for_day(DAY))
     folder = f"iso/{typed}/dt=2024-01-04"
-    manifest = read_manifest(s3_server.client(), bucket, f"{folder}/_manifest.json")
+    manifest = read_manifest(s3_server.store(), bucket, f"{folder}/_manifest.json")
     assert manifest.json_style == "iso"
     (data,) = data_objects(read_objects(s3_server, bucket, folder)).values()
     import gzip

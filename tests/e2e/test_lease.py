@@ -76,13 +76,13 @@ def test_two_runs_of_one_day_started_together_write_one_after_the_other(connecti
     waited = [err for _, err in outcomes if "waiting up to" in err]
     assert len(waited) == 1  # the second writer said why it waited, naming the first
     assert f"for export of {big_table} for [2024-01-04T00:00:00+00:00, 2024-01-05T00:00:00+00:00) (holder " in waited[0]
-    client = s3_server.client()
+    store = s3_server.store()
     cfg = TableExport.model_validate(entry(big_table, bucket))
     folder = f"lake/{big_table}/dt=2024-01-04"
     assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")
     assert list(read_objects(s3_server, bucket, "_cratedb_export_")) == []  # no staging left, lease released
     with __import__("psycopg").connect(os.environ["AIRFLOW_CONN_CRATEDB_CONNECTION"]) as conn, conn.cursor() as cur:
-        report = verify_partition(client, cur, cfg, WINDOW)
+        report = verify_partition(store, cur, cfg, WINDOW)
     assert report.ok, report.render()
     assert f"source count(*) over the window: {BIG_ROWS} = manifest rows" in report.render()
 
@@ -94,7 +94,7 @@ def test_a_run_while_another_writer_holds_the_day_fails_naming_it(
     the lease's duration (10 s here), then fails, retryable, naming the holder; nothing of it lands."""
     monkeypatch.setenv("CRATEDB_EXPORT_LEASE_SECONDS", "10")
     holder = start(slow_run(big_table, bucket, 5.0), CRATEDB_EXPORT_LEASE_SECONDS="10")  # 6 batches: 30 s
-    client = s3_server.client()
+    store = s3_server.store()
     key = lease_object(s3_server, bucket, big_table)
     deadline = time.monotonic() + 60
     while not read_objects(s3_server, bucket, key) and time.monotonic() < deadline:
@@ -110,15 +110,16 @@ def test_a_run_while_another_writer_holds_the_day_fails_naming_it(
     out, err = holder.communicate(timeout=600)
     assert holder.returncode == 0, err[-2000:]
     assert out.startswith(f"OK {big_table} 2024-01-04: {BIG_ROWS} rows")
-    assert verify_partition(client, None, TableExport.model_validate(entry(big_table, bucket)), WINDOW).ok
+    assert verify_partition(store, None, TableExport.model_validate(entry(big_table, bucket)), WINDOW).ok
 
 
 def test_an_expired_lease_is_taken_over_and_its_old_holder_can_neither_renew_nor_publish(s3_server, bucket):
-    client = s3_server.client()
+    store = s3_server.store()
+    client = store.client
     partition = Location(bucket, "lake/doc.t/dt=2024-01-04")
-    first = Lease(client, lease_key(partition), "first", "export of doc.t", seconds=10)
+    first = Lease(store, lease_key(partition), "first", "export of doc.t", seconds=10)
     first.acquire(wait=0)
-    second = Lease(client, lease_key(partition), "second", "export of doc.t", seconds=10)
+    second = Lease(store, lease_key(partition), "second", "export of doc.t", seconds=10)
     with pytest.raises(
         LeaseHeld, match=r"another writer is at work on this table's day: export of doc.t \(holder first"
     ):
@@ -127,7 +128,7 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_can_neither_renew_nor
     first.acquire(wait=0)  # the same holder again (the slice tasks of one run): fine
     expired = json.loads(client.get_object(Bucket=bucket, Key=first.key.prefix)["Body"].read())
     expired["expires_at"] = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
-    first.etag = client.put_object(Bucket=bucket, Key=first.key.prefix, Body=json.dumps(expired).encode())["ETag"]
+    first.tag = client.put_object(Bucket=bucket, Key=first.key.prefix, Body=json.dumps(expired).encode())["ETag"]
     second.acquire(wait=0)  # first stopped renewing: taken over
     assert json.loads(client.get_object(Bucket=bucket, Key=first.key.prefix)["Body"].read())["holder"] == "second"
     with pytest.raises(LeaseLost, match="lost its lease"):
@@ -145,7 +146,9 @@ def test_a_writer_that_lost_its_lease_publishes_nothing(connections, s3_server, 
     its expiry): the check right before publishing fails, and nothing of this attempt lands."""
     from cratedb_airflow_export.engines.stream import RollingFiles
 
-    client = s3_server.client()
+    store = s3_server.store()
+
+    client = store.client
     key = lease_object(s3_server, bucket, big_table)
     real_write = RollingFiles.write
 
@@ -165,9 +168,9 @@ def test_a_writer_that_lost_its_lease_publishes_nothing(connections, s3_server, 
 def test_the_tasks_of_one_sliced_run_share_their_lease(s3_server, bucket):
     """The slice tasks of a run hold the lease under the run's name: each renews it in turn (each
     renewal changes its ETag) without taking it from the others; another writer still waits."""
-    client = s3_server.client()
+    store = s3_server.store()
     key = lease_key(Location(bucket, "lake/doc.s/dt=2024-01-04"))
-    slices = [Lease(client, key, "run-1", f"export of slice {i}", seconds=10) for i in range(3)]
+    slices = [Lease(store, key, "run-1", f"export of slice {i}", seconds=10) for i in range(3)]
     for lease in slices:
         lease.acquire(wait=0)
     for _ in range(2):
@@ -175,7 +178,7 @@ def test_the_tasks_of_one_sliced_run_share_their_lease(s3_server, bucket):
             lease.renew()
             lease.check()
     with pytest.raises(LeaseHeld, match=r"\(holder run-1,"):
-        Lease(client, key, "run-2", "export of doc.s", seconds=10).acquire(wait=0)
+        Lease(store, key, "run-2", "export of doc.s", seconds=10).acquire(wait=0)
     slices[0].release()
     assert read_objects(s3_server, bucket, "_cratedb_export_leases/") == {}
 
@@ -207,6 +210,6 @@ def test_the_dags_task_meets_a_command_line_run_of_its_day(
     _, err = holder.communicate(timeout=600)
     assert holder.returncode == 0, err[-2000:]
     cfg = TableExport.model_validate(entry(big_table, bucket))
-    assert verify_partition(s3_server.client(), None, cfg, WINDOW).ok
+    assert verify_partition(s3_server.store(), None, cfg, WINDOW).ok
     folder = f"lake/{big_table}/dt=2024-01-04"
     assert list(read_objects(s3_server, bucket, "lake/")) == partition_keys(folder, "part-00000.jsonl")

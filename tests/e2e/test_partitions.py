@@ -341,7 +341,8 @@ def test_publish_touches_no_other_tables_objects(airflow_db, connections, s3_ser
         ],
     )
     assert set(task_states(run_dag(dag, DAY)).values()) == {"success"}
-    client = s3_server.client()
+    store = s3_server.store()
+    client = store.client
     others = {
         o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket, Prefix="data-2024-01-04x/")["Contents"]
     }

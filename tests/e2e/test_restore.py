@@ -115,7 +115,8 @@ def test_a_copy_engine_partition_is_restored_by_the_worker(connections, postgres
         {"table": "doc.metrics", "timestamp_column": "timestamp", "target": f"s3://{bucket}/cp"}
     )
     folder = f"cp/doc.metrics/dt={DAY}"
-    client = s3_server.client()
+    store = s3_server.store()
+    client = store.client
     bodies = {
         f"{folder}/metrics_0_.json.gz": gzip.compress((cratedb_copy_line(rows[0]) + "\n").encode()),
         f"{folder}/metrics_1_.json.gz": gzip.compress((cratedb_copy_line(rows[1]) + "\n").encode()),

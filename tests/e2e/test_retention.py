@@ -117,7 +117,8 @@ def _yaml(cfg: TableExport) -> str:
 
 def damage(kind: str, postgres, s3_server, bucket: str, table: str) -> None:
     """Make the archive of SECOND, or the source's SECOND, disagree with the other."""
-    client = s3_server.client()
+    store = s3_server.store()
+    client = store.client
     prefix = folder(table, SECOND)
     data = sorted(k for k in read_objects(s3_server, bucket, prefix) if "/part-" in k)
     if kind == "never exported":
@@ -157,7 +158,7 @@ DAMAGES = {
     "never exported": f"{SECOND}: _SUCCESS is missing",
     "no _SUCCESS": f"{SECOND}: _SUCCESS is missing",
     "object deleted": "is listed in the manifest but missing",
-    "object altered": "SHA-256 checksum",
+    "object altered": "the stored checksum (",
     "rows arrived": f"{SECOND}: the source holds {PER_DAY + 1} rows of the day now, it held {PER_DAY} at the export",
     "row updated": f"{SECOND}: rows of the day were updated since the export of 20",
     "row deleted": f"{SECOND}: the source holds {PER_DAY - 1} rows of the day now, it held {PER_DAY} at the export",

@@ -204,8 +204,9 @@ def test_verify_checks_each_file_against_the_manifests_schema(
     match it: only the schema check can tell."""
     cfg = config(table, bucket, fmt, compression=compression)
     first = run_export(cfg, Window.for_day(FIRST))
-    client = s3_server.client()
-    assert verify_partition(client, None, cfg, Window.for_day(FIRST)).problems == []
+    store = s3_server.store()
+    client = store.client
+    assert verify_partition(store, None, cfg, Window.for_day(FIRST)).problems == []
 
     run_sql(postgres, f'ALTER TABLE {table} ADD COLUMN "unit" TEXT', f"UPDATE {table} SET \"unit\" = 'C'")
     other = config(table, bucket, fmt, compression=compression, target=f"s3://{bucket}/other")
@@ -220,7 +221,7 @@ def test_verify_checks_each_file_against_the_manifests_schema(
     )
     client.put_object(Bucket=bucket, Key=key, Body=written.model_copy(update={"objects": [entry]}).to_bytes())
 
-    problems = verify_partition(client, None, cfg, Window.for_day(FIRST)).problems
+    problems = verify_partition(store, None, cfg, Window.for_day(FIRST)).problems
     names = ["hash_id", "timestamp", "name", "tags", "fields", "reading"]
     expected = {
         "parquet": f"{original.key}: its Parquet schema [hash_id: int64, timestamp: timestamp[us, tz=UTC], "

@@ -49,7 +49,8 @@ def test_verify_ok(exported, capsys):
 def test_verify_detects_tampering(exported, s3_server, postgres, capsys):
     name, config, result, folder = exported
     bucket = result.job.location.bucket
-    client = s3_server.client()
+    store = s3_server.store()
+    client = store.client
     client.put_object(Bucket=bucket, Key=f"{folder}/part-00000.jsonl.gz", Body=b"truncated")
     client.put_object(Bucket=bucket, Key=f"{folder}/stray.json", Body=b"{}")
     with psycopg.connect(postgres.url, autocommit=True) as conn:

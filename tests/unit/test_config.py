@@ -518,3 +518,17 @@ def test_an_iceberg_table_without_the_iceberg_extra_is_refused_naming_the_table_
     assert "pip install 'cratedb-airflow-export[iceberg]'" in str(refused.value)
     monkeypatch.delitem(sys.modules, "pyiceberg")
     assert parse_tables([ICEBERG_ENTRY])[0].format == "iceberg"  # with it installed, accepted
+
+
+def test_an_azure_target_streams_and_says_what_it_does_not_support():
+    base = {"table": "doc.metrics", "timestamp_column": "ts", "target": "az://lake/cratedb", "engine": "stream"}
+    cfg = TableExport.model_validate(base)
+    assert (cfg.store, cfg.wasb_conn_id) == ("az", "wasb_default")
+    assert TableExport.model_validate({**base, "target": "abfs://lake/cratedb"}).store == "az"
+    for extra, message in (
+        ({"sse": "AES256"}, "encrypts every blob at rest itself"),
+        ({"engine": "copy"}, "'copy' writes to az:// targets only in a later release"),
+        ({"format": "iceberg"}, "'iceberg' on az:// targets is not available yet"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TableExport.model_validate({**base, **extra})

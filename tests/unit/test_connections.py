@@ -9,6 +9,7 @@ import pytest
 
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.connections import (
+    ConnectionSpec,
     environment_lookup,
     from_environment,
     parse_connection,
@@ -268,3 +269,73 @@ def test_a_well_formed_uri_has_no_problem(uri):
     from cratedb_airflow_export.connections import uri_problem
 
     assert uri_problem("c", uri) is None
+
+
+# --- Azure Blob Storage (az:// targets) ------------------------------------------------------------
+
+AZ_KEY = "Az/Canary+Key==9q"
+AZ_SAS = "sv=2024-11-04&ss=b&srt=co&sp=rwdlac&se=2030-01-01T00:00:00Z&sig=Ab%2Fcd%2Bef%3D"
+
+
+def test_an_azure_connection_takes_the_fields_airflow_wasb_hook_reads():
+    from cratedb_airflow_export.connections import azure_credentials
+
+    with_key = azure_credentials(ConnectionSpec("wasb_default", "wasb", login="lake", password=AZ_KEY))
+    assert (with_key.account, with_key.key, with_key.blob_endpoint) == (
+        "lake",
+        AZ_KEY,
+        "https://lake.blob.core.windows.net",
+    )
+    emulator = azure_credentials(
+        ConnectionSpec(
+            "w", "wasb", host="http://127.0.0.1:10000/devstoreaccount1/", login="devstoreaccount1", password=AZ_KEY
+        )
+    )
+    assert emulator.blob_endpoint == "http://127.0.0.1:10000/devstoreaccount1"
+    sas = azure_credentials(ConnectionSpec("w", "wasb", login="lake", extra={"sas_token": AZ_SAS}))
+    assert (sas.key, sas.sas_token) == (None, AZ_SAS)
+    sas_url = azure_credentials(
+        ConnectionSpec("w", "wasb", extra={"sas_token": f"https://lake.blob.core.windows.net/?{AZ_SAS}"})
+    )
+    assert (sas_url.endpoint_url, sas_url.sas_token) == ("https://lake.blob.core.windows.net", AZ_SAS)
+    string = f"DefaultEndpointsProtocol=https;AccountName=lake;AccountKey={AZ_KEY};EndpointSuffix=core.windows.net"
+    assert (
+        azure_credentials(ConnectionSpec("w", "wasb", extra={"connection_string": string})).connection_string == string
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (ConnectionSpec("w", "wasb", login="lake"), "needs the account name"),
+        (ConnectionSpec("w", "wasb", password=AZ_KEY), "needs the account name"),
+        (ConnectionSpec("w", "wasb", login="lake", extra={"tenant_id": "t", "client_id": "c"}), "Entra ID"),
+    ],
+)
+def test_an_azure_connection_without_usable_credentials_is_refused_without_its_values(spec, message):
+    from cratedb_airflow_export.connections import azure_credentials
+
+    with pytest.raises(CredentialsError, match=message) as raised:
+        azure_credentials(spec)
+    assert AZ_KEY not in str(raised.value)
+
+
+def test_every_form_of_an_azure_secret_is_redacted():
+    from urllib.parse import quote
+
+    from cratedb_airflow_export.credentials import AzureCredentials, Redactor
+
+    string = f"AccountName=lake;AccountKey={AZ_KEY};BlobEndpoint=https://lake.blob.core.windows.net"
+    creds = AzureCredentials("lake", AZ_KEY, sas_token="?" + AZ_SAS, connection_string=string)
+    redact = Redactor(creds.secrets())
+    for text in (AZ_KEY, quote(AZ_KEY, safe=""), AZ_SAS, "Ab%2Fcd%2Bef%3D", "Ab/cd+ef=", string):
+        assert "***" in redact(f"x {text} y") and text not in redact(f"x {text} y"), text
+
+
+def test_the_environment_gives_the_cli_an_azure_connection_string():
+    from cratedb_airflow_export.connections import azure_environment
+
+    string = f"AccountName=lake;AccountKey={AZ_KEY}"
+    assert azure_environment("wasb_default", {"AZURE_STORAGE_CONNECTION_STRING": string}).connection_string == string
+    with pytest.raises(CredentialsError, match="AIRFLOW_CONN_WASB_DEFAULT, type wasb"):
+        azure_environment("wasb_default", {})

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from cratedb_airflow_export.manifest import MANIFEST_VERSION, Manifest, completed, fingerprint
 from cratedb_airflow_export.sql import Secret, Statement
-from cratedb_airflow_export.storage import StoredObject
+from cratedb_airflow_export.storage import Checksum, StoredObject
 
 DRAFT = Manifest(
     table="doc.metrics",
@@ -28,14 +28,17 @@ DRAFT = Manifest(
 
 def test_completed_lists_the_published_objects_and_the_time():
     objects = [
-        StoredObject("cratedb/doc.metrics/dt=2024-01-04/part-00000.parquet", 100, '"e0"', 4, "c0"),
-        StoredObject("cratedb/doc.metrics/dt=2024-01-04/part-00001.parquet", 80, '"e1"', 3, "c1"),
+        StoredObject("cratedb/doc.metrics/dt=2024-01-04/part-00000.parquet", 100, '"e0"', 4, Checksum("sha256", "c0")),
+        StoredObject("cratedb/doc.metrics/dt=2024-01-04/part-00001.parquet", 80, '"e1"', 3, Checksum("md5", "c1")),
     ]
     manifest = completed(DRAFT, objects)
-    assert [(o.key.rsplit("/", 1)[-1], o.size, o.etag, o.rows, o.checksum_sha256) for o in manifest.objects] == [
-        ("part-00000.parquet", 100, '"e0"', 4, "c0"),
-        ("part-00001.parquet", 80, '"e1"', 3, "c1"),
+    assert [
+        (o.key.rsplit("/", 1)[-1], o.size, o.etag, o.rows, o.checksum_sha256, o.checksum_md5) for o in manifest.objects
+    ] == [
+        ("part-00000.parquet", 100, '"e0"', 4, "c0", None),
+        ("part-00001.parquet", 80, '"e1"', 3, None, "c1"),
     ]
+    assert [o.checksum for o in manifest.objects] == [("sha256", "c0"), ("md5", "c1")]
     assert manifest.exported_at.endswith("+00:00") and DRAFT.exported_at == ""  # the draft is unchanged
     assert manifest.object_rows == 7
 

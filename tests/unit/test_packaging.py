@@ -69,6 +69,32 @@ def test_only_the_edge_imports_airflow():
     assert via_edge == ["cli.py"]
 
 
+# Each store's SDK (and its type stubs) belongs to its backend alone; every other module talks to
+# storage.Store. Airflow's hooks build a backend's clients in edge/resolve.py without naming the SDK.
+STORE_SDKS = {"boto3": "s3.py", "botocore": "s3.py", "types_boto3_s3": "s3.py", "azure": "azure.py"}
+
+
+def sdk_imports() -> dict[str, set[str]]:
+    """Which modules (paths relative to the package) import each store SDK, also lazily."""
+    found: dict[str, set[str]] = {sdk: set() for sdk in STORE_SDKS}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in found:
+                    found[name.split(".")[0]].add(str(path.relative_to(PACKAGE)))
+    return found
+
+
+def test_only_a_stores_backend_imports_its_sdk():
+    assert sdk_imports() == {sdk: {f"stores/{module}"} for sdk, module in STORE_SDKS.items()}
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
@@ -152,7 +178,7 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-@pytest.mark.parametrize("group", [None, "iceberg", "dev"])
+@pytest.mark.parametrize("group", [None, "iceberg", "azure", "dev"])
 def test_dependencies_are_ranges_that_admit_the_pinned_versions(group):
     """Installed into a user's Airflow, the package may not replace what is there: ranges from the
     lowest version tested to below the next major; exact versions only in constraints.txt."""
@@ -171,13 +197,15 @@ def test_a_check_that_would_see_an_exact_pin():
 
 def test_the_astro_image_installs_every_runtime_dependency_in_the_same_range():
     """The Dockerfile installs the package with --no-deps on Astro's Runtime (which brings Airflow):
-    requirements.txt must hold everything else, the iceberg extra too, as the same ranges."""
+    requirements.txt must hold everything else, the iceberg and azure extras too, as the same ranges."""
     listed = [
         str(Requirement(line))
         for line in (REPO / "requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    needed = [str(r) for r in requirements() + requirements("iceberg") if r.name != "apache-airflow"]
+    needed = [
+        str(r) for r in requirements() + requirements("iceberg") + requirements("azure") if r.name != "apache-airflow"
+    ]
     assert listed == needed
     assert "--no-deps" in (REPO / "Dockerfile").read_text()
 

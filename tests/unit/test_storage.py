@@ -1,21 +1,11 @@
-"""storage.py without a server: the one s3:// parser, S3's bucket naming rules, what every write
-carries, the bounds of the two clients. (Against a real S3 server: tests/e2e/test_storage.py.)"""
+"""storage.py without a server: the one target parser, S3's bucket naming rules, locations.
+(The S3 backend: tests/unit/stores/test_s3.py; against real servers: tests/e2e/test_storage.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
-from cratedb_airflow_export.storage import (
-    DATA_TIMEOUTS,
-    PROBE_TIMEOUTS,
-    Location,
-    bucket_problem,
-    client_config,
-    object_uri,
-    parse_s3_uri,
-    split_object_uri,
-    write_args,
-)
+from cratedb_airflow_export.storage import Location, bucket_problem, parse_target, split_object_uri
 
 
 @pytest.mark.parametrize(
@@ -27,8 +17,8 @@ from cratedb_airflow_export.storage import (
         ("s3://my.bucket-1/x", "my.bucket-1", "x"),
     ],
 )
-def test_parse_s3_uri(uri, bucket, prefix):
-    assert parse_s3_uri(uri) == Location(bucket, prefix)
+def test_parse_target(uri, bucket, prefix):
+    assert parse_target(uri) == Location(bucket, prefix)
 
 
 @pytest.mark.parametrize(
@@ -46,9 +36,9 @@ def test_parse_s3_uri(uri, bucket, prefix):
         ("s3://lake/./b", "empty, '.' or '..' segment"),
     ],
 )
-def test_parse_s3_uri_refuses(uri, message):
+def test_parse_target_refuses(uri, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        parse_s3_uri(uri)
+        parse_target(uri)
 
 
 def test_bucket_problem_is_none_for_good_names():
@@ -62,29 +52,39 @@ def test_locations_and_object_uris():
     assert folder.key("_SUCCESS") == "cratedb/doc.metrics/_SUCCESS"
     assert folder.child("dt=2024-01-04") == Location("lake", "cratedb/doc.metrics/dt=2024-01-04")
     assert Location("lake", "").child("x") == Location("lake", "x")
-    assert object_uri("lake", "a/b.json") == "s3://lake/a/b.json"
-    assert split_object_uri("s3://lake/a/b.json") == ("lake", "a/b.json")
+    assert folder.object_uri("a/b.json") == "s3://lake/a/b.json"
+    assert folder.at("other") == Location("lake", "other")
+    assert split_object_uri("s3://lake/a/b.json") == (Location("lake", ""), "a/b.json")
     with pytest.raises(ValueError, match="names a bucket, not an object"):
         split_object_uri("s3://lake/")
 
 
-def test_every_write_carries_a_checksum_and_the_tables_encryption():
-    assert write_args() == {"ChecksumAlgorithm": "SHA256"}
-    assert write_args("AES256") == {"ChecksumAlgorithm": "SHA256", "ServerSideEncryption": "AES256"}
-    assert write_args("aws:kms", "alias/lake") == {
-        "ChecksumAlgorithm": "SHA256",
-        "ServerSideEncryption": "aws:kms",
-        "SSEKMSKeyId": "alias/lake",
-    }
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("az://lake/cratedb/", Location("lake", "cratedb", "az")),
+        ("abfs://lake/a/b", Location("lake", "a/b", "az")),  # the lake tools' spelling: the same store
+        ("az://my-lake-1", Location("my-lake-1", "", "az")),
+    ],
+)
+def test_azure_targets(uri, expected):
+    location = parse_target(uri)
+    assert location == expected
+    assert location.uri == f"az://{expected.bucket}/{expected.prefix}/"
+    assert location.child("x").scheme == "az" and location.at("y").object_uri("y/z") == f"az://{expected.bucket}/y/z"
 
 
-def test_the_probe_gives_up_within_seconds_and_its_bounds_win():
-    from botocore.config import Config
-
-    probe = client_config(probe=True, configured=Config(connect_timeout=120, read_timeout=120))
-    assert (probe.connect_timeout, probe.read_timeout) == (PROBE_TIMEOUTS["connect_timeout"], 5)
-    assert probe.retries == PROBE_TIMEOUTS["retries"]
-    data = client_config()
-    assert (data.connect_timeout, data.read_timeout) == (DATA_TIMEOUTS["connect_timeout"], 60)
-    configured = client_config(configured=Config(read_timeout=300))
-    assert configured.read_timeout == 300  # what the connection configures wins for data calls
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("gs://lake/x", "must start with 's3://' or 'az://'"),
+        ("az://Lake/x", "not a valid Azure container name"),
+        ("az://a--b/x", "not a valid Azure container name"),
+        ("az://-ab/x", "not a valid Azure container name"),
+        ("abfs://lake@acct.dfs.core.windows.net/x", "name the container alone"),
+        ("az://lake/a//b", "empty, '.' or '..' segment"),
+    ],
+)
+def test_azure_targets_refused(uri, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        parse_target(uri)

@@ -32,9 +32,9 @@ def manifest_at(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest
     """The manifest at ``manifest_uri``, read with the AWS connection ``aws_conn_id``."""
     from cratedb_airflow_export.edge.resolve import s3_access  # boto3: at run time, not at parse time
 
-    bucket, key = split_object_uri(manifest_uri)
-    _, client, _ = s3_access(aws_conn_id)
-    return read_manifest(client, bucket, key)
+    root, key = split_object_uri(manifest_uri)
+    _, store = s3_access(aws_conn_id)
+    return read_manifest(store, root.bucket, key)
 
 
 def summarize(manifest: Manifest) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cratedb_airflow_export.storage import Location, parse_s3_uri
+from cratedb_airflow_export.storage import Location, parse_target
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
@@ -75,7 +75,7 @@ def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportR
     )
     partitions = [
         OutputDataset(
-            namespace=f"s3://{output_location(result).bucket}",
+            namespace=output_location(result).at("").uri.rstrip("/"),
             name=output_location(result).prefix,
             facets={
                 "schema": schema,
@@ -98,5 +98,5 @@ def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportR
 def output_location(result: ExportResult) -> Location:
     """Where the rows went: the partition folder, or (format iceberg) the Iceberg table's folder."""
     if result.committed is not None:  # the table's location: where its metadata folder is
-        return parse_s3_uri(result.committed.metadata_location.rsplit("/metadata/", 1)[0])
+        return parse_target(result.committed.metadata_location.rsplit("/metadata/", 1)[0])
     return result.job.location

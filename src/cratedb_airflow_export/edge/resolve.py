@@ -4,6 +4,9 @@
   client, so everything an Airflow AWS connection can express works: keys, session tokens, assumed
   roles, ``endpoint_url``); when no such connection exists, the tutorial's ``ACCESS_KEY_ID`` /
   ``SECRET_ACCESS_KEY`` variables.
+- Azure Blob Storage (an ``az://`` target): the table's ``wasb_conn_id`` (Airflow's ``wasb``
+  connection type: account and key, SAS token or connection string); when no such connection
+  exists, ``AZURE_STORAGE_CONNECTION_STRING``.
 - Source: the table's ``cratedb_conn_id`` (the tutorial's ``cratedb_connection``, a postgresql://
   URI) as libpq parameters.
 - Iceberg (``format: iceberg``): the table's ``iceberg_conn_id``, pyiceberg's catalog properties.
@@ -19,6 +22,8 @@ from typing import TYPE_CHECKING
 from cratedb_airflow_export.connections import (
     Connections,
     ConnectionSpec,
+    azure_credentials,
+    azure_environment,
     catalog_params,
     environment_problem,
     source_params,
@@ -26,11 +31,9 @@ from cratedb_airflow_export.connections import (
 )
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.errors import CredentialsError
-from cratedb_airflow_export.storage import client_config, make_clients
+from cratedb_airflow_export.stores.s3 import S3Store, client_config
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-
     from cratedb_airflow_export.config import TableExport
 
 log = logging.getLogger(__name__)
@@ -60,15 +63,16 @@ def airflow_connection(conn_id: str) -> ConnectionSpec | None:
     )
 
 
-def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client, S3Client]:
-    """The S3 credentials, data client and probe client (short bounds, for the bucket check) of
-    ``aws_conn_id`` (see the module docstring for the order). The connection is read once, by the hook."""
+def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Store]:
+    """The S3 credentials and the store (S3Hook's clients: one for data, one with short bounds for
+    the bucket check) of ``aws_conn_id`` (see the module docstring for the order). The connection is
+    read once, by the hook."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     hook = S3Hook(aws_conn_id=aws_conn_id)
     if not hook.conn_config:  # no such connection: S3Hook would fall back to boto3's own chain
         creds = tutorial_credentials(aws_conn_id)
-        return creds, *make_clients(creds)
+        return creds, S3Store.from_credentials(creds)
     frozen = hook.get_credentials()
     if frozen is None or frozen.access_key is None:
         raise CredentialsError(f"Airflow connection {aws_conn_id!r} resolves to no AWS credentials")
@@ -82,7 +86,7 @@ def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Client, S3Client]:
     )
     configured = hook.config  # the connection's botocore config (config_kwargs), or botocore's default
     data = hook.get_client_type(config=client_config(configured=configured))
-    return creds, data, hook.get_client_type(config=client_config(probe=True, configured=configured))
+    return creds, S3Store(data, hook.get_client_type(config=client_config(probe=True, configured=configured)))
 
 
 def resolve(cfg: TableExport) -> Connections:
@@ -98,7 +102,16 @@ def resolve(cfg: TableExport) -> Connections:
     source = source_params(database)
     for form in source.secrets():  # masked at once: the S3 lookup below may log or fail
         mask_secret(form)
-    creds, client, probe = s3_access(cfg.aws_conn_id)
+    if cfg.store == "az":
+        from cratedb_airflow_export.stores.azure import AzureStore
+
+        wasb = airflow_connection(cfg.wasb_conn_id)
+        azure = azure_credentials(wasb) if wasb is not None else azure_environment(cfg.wasb_conn_id)
+        for form in azure.secrets():
+            mask_secret(form)
+        log.info("Azure credentials from %s, account %s; source %s", azure.origin, azure.account or "-", source.origin)
+        return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, azure=azure)
+    creds, store = s3_access(cfg.aws_conn_id)
     for form in creds.secrets():
         mask_secret(form)
     catalog = None
@@ -106,7 +119,7 @@ def resolve(cfg: TableExport) -> Connections:
         catalog = catalog_params(airflow_connection(cfg.iceberg_conn_id), cfg.iceberg_conn_id, creds)
         for form in catalog.secrets():
             mask_secret(form)
-    connections = Connections(creds, client, source, probe, catalog)
+    connections = Connections(creds, store, source, catalog)
     log.info(
         "S3 credentials from %s%s; source %s",
         creds.origin,

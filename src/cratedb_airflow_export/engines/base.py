@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.layout import MANIFEST, partition, staging
-from cratedb_airflow_export.storage import Location, StoredObject, object_uri, write_args
+from cratedb_airflow_export.storage import Location, StoredObject, WriteOptions
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,9 +47,9 @@ class ExportJob:
         return partition(self.cfg, self.window.day)
 
     @property
-    def write_args(self) -> dict[str, str]:
-        """What every object this job writes carries: checksum and encryption (``storage.write_args``)."""
-        return write_args(self.cfg.sse, self.cfg.sse_kms_key_id)
+    def write_options(self) -> WriteOptions:
+        """What every object this job writes carries besides its bytes: the table's encryption."""
+        return WriteOptions(self.cfg.sse, self.cfg.sse_kms_key_id)
 
     @property
     def staging(self) -> Location:
@@ -90,7 +90,7 @@ class ExportResult:
             "engine": self.engine,
             "interval": self.job.window.as_dict(),
             "target": self.job.location.uri,
-            "manifest": object_uri(self.job.location.bucket, self.job.location.key(MANIFEST)),
+            "manifest": self.job.location.object_uri(self.job.location.key(MANIFEST)),
             "rows": self.rows,
             "source_count": self.source_count,
             "objects": [o.as_dict() for o in self.objects],

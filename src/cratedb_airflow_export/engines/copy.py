@@ -19,22 +19,14 @@ from cratedb_airflow_export.credentials import REDACTED
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.errors import CredentialsError, SourceError, TargetUnusable
 from cratedb_airflow_export.source import execute
-from cratedb_airflow_export.storage import (
-    StoredObject,
-    default_encryption,
-    delete_keys,
-    list_objects,
-    read_object,
-    reported_region,
-)
+from cratedb_airflow_export.storage import StoredObject
+from cratedb_airflow_export.stores.s3 import S3Store
 
 if TYPE_CHECKING:
-    from types_boto3_s3 import S3Client
-
     from cratedb_airflow_export.attempt import Attempt
     from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.source import SourceInfo
-    from cratedb_airflow_export.storage import Location
+    from cratedb_airflow_export.storage import Location, Store
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +68,19 @@ def cratedb_s3_uri(creds: S3Credentials | None, location: Location) -> tuple[sql
 EMPTY_PROBE_BYTES = 64  # an empty gzip member is 20 bytes; a file holding a row is larger than this
 
 
-def without_empty_files(client: S3Client, bucket: str, objects: list[StoredObject]) -> tuple[StoredObject, ...]:
+def without_empty_files(store: Store, bucket: str, objects: list[StoredObject]) -> tuple[StoredObject, ...]:
     """``objects`` without the files that hold no row, which are deleted. CrateDB writes a file for
     every shard, also for shards without rows in the window; an empty JSON file breaks readers
     such as pyarrow ("Empty JSON stream"), and a day without rows is a manifest with rows 0."""
     kept: list[StoredObject] = []
     empty: list[str] = []
     for obj in objects:
-        if obj.size <= EMPTY_PROBE_BYTES and not _holds_text(read_object(client, bucket, obj.key)):
+        if obj.size <= EMPTY_PROBE_BYTES and not _holds_text(store.read(bucket, obj.key)):
             empty.append(obj.key)
         else:
             kept.append(obj)
     if empty:
-        delete_keys(client, bucket, empty)
+        store.delete(bucket, empty)
         log.info("removed %d file(s) without rows (shards without rows in the window)", len(empty))
     return tuple(kept)
 
@@ -97,10 +89,10 @@ def _holds_text(data: bytes) -> bool:
     return bool((gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).strip())
 
 
-def check_default_encryption(client: S3Client, bucket: str, sse: str, kms_key_id: str | None) -> None:
+def check_default_encryption(store: S3Store, bucket: str, sse: str, kms_key_id: str | None) -> None:
     """CrateDB's COPY TO cannot be asked to encrypt what it writes (docs/cratedb.md): with ``sse``
     set, the bucket's default encryption must be that encryption, or the export is refused."""
-    algorithm, key = default_encryption(client, bucket)
+    algorithm, key = store.default_encryption(bucket)
     if algorithm == sse and (kms_key_id is None or key == kms_key_id):
         return
     wanted = sse + (f" with key {kms_key_id}" if kms_key_id else "")
@@ -121,8 +113,10 @@ class CopyEngine(Engine):
 
     def check(self, job: ExportJob, attempt: Attempt) -> None:
         cfg, source = job.cfg, attempt.database
+        if not isinstance(attempt.store, S3Store):
+            raise TargetUnusable(f"engine 'copy' writes through CrateDB's S3 client: {job.location.uri} is not in S3")
         if cfg.sse:
-            check_default_encryption(attempt.client, job.location.bucket, cfg.sse, cfg.sse_kms_key_id)
+            check_default_encryption(attempt.store, job.location.bucket, cfg.sse, cfg.sse_kms_key_id)
         if not source.dialect.copy_to_directory:
             raise SourceError(
                 f"engine 'copy' needs CrateDB's COPY ... TO DIRECTORY, and the source of {job.cfg.qualified_name} "
@@ -145,7 +139,7 @@ class CopyEngine(Engine):
         rows = attempt.cursor.rowcount
         if rows is None or rows < 0:
             raise RuntimeError(f"COPY returned no row count (command tag {attempt.cursor.statusmessage!r})")
-        objects = without_empty_files(attempt.client, job.staging.bucket, list_objects(attempt.client, job.staging))
+        objects = without_empty_files(attempt.store, job.staging.bucket, attempt.store.list_objects(job.staging))
         log.info(
             "COPY wrote %d rows of %s into %d object(s) under %s",
             rows,
@@ -171,7 +165,7 @@ def check_endpoint_kept(attempt: Attempt, bucket: str) -> None:
         return
     if (endpoint_parts(endpoint).hostname or "").endswith(".amazonaws.com"):
         return
-    region = reported_region(attempt.client, bucket)
+    region = attempt.store.reported_region(bucket) if isinstance(attempt.store, S3Store) else None
     if region:
         version = ".".join(map(str, attempt.database.version or ()))
         raise TargetUnusable(

@@ -46,15 +46,15 @@ from cratedb_airflow_export.readers import (
 )
 from cratedb_airflow_export.schema import object_keys
 from cratedb_airflow_export.source import connect, execute, shut_down
-from cratedb_airflow_export.storage import MultipartWriter, StoredObject
+from cratedb_airflow_export.storage import StoredObject
 
 if TYPE_CHECKING:
     import psycopg
-    from types_boto3_s3 import S3Client
 
     from cratedb_airflow_export.attempt import Attempt
     from cratedb_airflow_export.credentials import S3Credentials
     from cratedb_airflow_export.source import SourceInfo
+    from cratedb_airflow_export.storage import Store, Writer
     from cratedb_airflow_export.windows import TimeRange
 
 log = logging.getLogger(__name__)
@@ -114,11 +114,11 @@ class RollingFiles:
     chunks are written in order. Parquet is encoded in the writer.
     """
 
-    def __init__(self, job: ExportJob, client: S3Client, schema: pa.Schema) -> None:
-        self.job, self.client, self.schema = job, client, schema
+    def __init__(self, job: ExportJob, store: Store, schema: pa.Schema) -> None:
+        self.job, self.store, self.schema = job, store, schema
         self.spec = FORMATS[job.cfg.format]
         self.stored: list[StoredObject] = []
-        self._writer: MultipartWriter | None = None
+        self._writer: Writer | None = None
         self._encoder: Encoder | None = None
         self._rows = 0
         encoder = encoder_class(self.spec, job.cfg.json_style)
@@ -131,13 +131,12 @@ class RollingFiles:
     def _open(self, sample: pa.RecordBatch | None = None) -> None:
         cfg, spec = self.job.cfg, self.spec
         key = self.job.staging.key(spec.file_name(cfg.compression, len(self.stored)))
-        self._writer = MultipartWriter(
-            self.client,
+        self._writer = self.store.writer(
             self.job.staging.bucket,
             key,
             cfg.part_size_mb * 1024 * 1024,
             content_type=spec.content_type_for(cfg.compression),
-            args=self.job.write_args,
+            options=self.job.write_options,
         )
         self._encoder = make_encoder(
             spec,
@@ -371,7 +370,7 @@ class StreamEngine(Engine):
             schema = shape.schema
             if job.cfg.columns and job.cfg.json_style == "cratedb":
                 schema = schema.with_metadata(LISTED_COLUMNS)  # COPY TO with columns writes NULL as null
-            files = RollingFiles(job, attempt.client, schema)
+            files = RollingFiles(job, attempt.store, schema)
             checked = (shape.convert(guard.check(b)) for b in itertools.chain([first] if first else [], batches))
             # a slice's progress has no count of its own: the background count is the whole day's
             expected = attempt.expected_rows if job.slice_index is None else lambda: None
