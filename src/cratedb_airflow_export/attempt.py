@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.credentials import S3Credentials
+    from cratedb_airflow_export.credentials import StoreCredentials
     from cratedb_airflow_export.storage import Store
     from cratedb_airflow_export.windows import TimeRange, Window
 
@@ -52,8 +52,9 @@ class Attempt:
         return self.connections.store
 
     @property
-    def creds(self) -> S3Credentials:
-        return self.connections.s3
+    def creds(self) -> StoreCredentials:
+        """What the target's store was reached with (CrateDB's COPY needs it too)."""
+        return self.connections.azure if self.connections.azure is not None else self.connections.s3
 
     def count_in_background(self, window: TimeRange) -> None:
         """Start ``count(*)`` over ``window`` on a connection of its own, to run while the engine

@@ -384,8 +384,6 @@ class TableExport(BaseModel):
                 "sse: S3's server-side encryption; Azure Blob Storage encrypts every blob at rest itself "
                 "(with the account's keys or yours, set on the account)"
             )
-        if self.engine == "copy":
-            raise ValueError("engine: 'copy' writes to az:// targets only in a later release; use engine 'stream'")
         if self.format == "iceberg":
             raise ValueError("format: 'iceberg' on az:// targets is not available yet; use it on s3://")
 

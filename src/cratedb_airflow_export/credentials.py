@@ -95,11 +95,38 @@ class AzureCredentials:
             parts.get("SharedAccessSignature"),
         )
 
+    def _string(self) -> dict[str, str]:
+        """The connection string's ``Name=value`` parts."""
+        return dict(item.split("=", 1) for item in (self.connection_string or "").split(";") if "=" in item)
+
     @property
     def blob_endpoint(self) -> str:
+        """The Blob service's URL: the endpoint given, the connection string's, or Azure's public one."""
+        parts = self._string()
         if self.endpoint_url:
             return self.endpoint_url.rstrip("/")
-        return f"https://{self.account}.blob.core.windows.net"
+        if parts.get("BlobEndpoint"):
+            return parts["BlobEndpoint"].rstrip("/")
+        protocol = parts.get("DefaultEndpointsProtocol", "https")
+        suffix = parts.get("EndpointSuffix", "core.windows.net")
+        return f"{protocol}://{self.account_name}.blob.{suffix}"
+
+    @property
+    def account_name(self) -> str | None:
+        return self.account or self._string().get("AccountName")
+
+    @property
+    def account_key(self) -> str | None:
+        return self.key or self._string().get("AccountKey")
+
+    @property
+    def signature(self) -> str | None:
+        """The SAS token (without a leading '?'), given or in the connection string."""
+        token = self.sas_token or self._string().get("SharedAccessSignature")
+        return token.lstrip("?") if token else None
+
+
+StoreCredentials = S3Credentials | AzureCredentials  # what a target's store was reached with
 
 
 @dataclass(frozen=True)

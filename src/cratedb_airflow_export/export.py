@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.connections import Connections
-    from cratedb_airflow_export.credentials import S3Credentials
+    from cratedb_airflow_export.credentials import StoreCredentials
     from cratedb_airflow_export.storage import Location
     from cratedb_airflow_export.windows import Window
 
@@ -52,7 +52,7 @@ ASSUMED_SOURCE = SourceInfo(dialect=CRATEDB, columns={}, timestamp_type="timesta
 
 
 def plan_statements(
-    cfg: TableExport, window: Window, source: SourceInfo, creds: S3Credentials | None
+    cfg: TableExport, window: Window, source: SourceInfo, creds: StoreCredentials | None
 ) -> list[sql.Statement]:
     """Every statement an export sends, in order: source checks, the engine's (per slice, when the
     day is sliced: each slice task also runs the checks), the row count check."""
@@ -76,7 +76,7 @@ def plan_statements(
     return [*checks, *export, counted, *identity_statements(cfg, window, source)]
 
 
-def plan_export(cfg: TableExport, window: Window, creds: S3Credentials | None = None) -> dict[str, Any]:
+def plan_export(cfg: TableExport, window: Window, creds: StoreCredentials | None = None) -> dict[str, Any]:
     """The export of ``cfg`` for ``window`` as it would run, without touching the source or S3."""
     planned = plan_statements(cfg, window, ASSUMED_SOURCE, creds)
     return {

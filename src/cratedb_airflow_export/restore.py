@@ -349,15 +349,20 @@ def _choose(method: Method, manifest: Manifest, attempt: Attempt) -> Literal["co
 
 
 def _copy_from(attempt: Attempt, target: TableExport, manifest: Manifest) -> None:
-    from cratedb_airflow_export.engines.copy import check_endpoint_kept, cratedb_s3_uri
+    from cratedb_airflow_export.engines.copy import check_endpoint_kept, cratedb_target
 
     if not manifest.objects:
         return
     root = parse_target(manifest.partition).at("")
     check_endpoint_kept(attempt, root.bucket)
-    uris = [cratedb_s3_uri(attempt.creds, root.at(o.key)) for o in manifest.objects]
-    protocol = uris[0][1]
-    statement = sql.copy_from(target, [u for u, _ in uris], gzip=manifest.compression == "gzip", protocol=protocol)
+    files = [cratedb_target(attempt.creds, root.at(o.key)) for o in manifest.objects]
+    statement = sql.copy_from(
+        target,
+        [f.uri for f in files],
+        gzip=manifest.compression == "gzip",
+        protocol=files[0].protocol,
+        secrets=files[0].secrets,
+    )
     cursor = execute(attempt.cursor, statement, target.attempt_seconds)
     names = [column.name for column in cursor.description or ()]
     summary = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

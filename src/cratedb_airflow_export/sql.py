@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -111,7 +111,13 @@ def read_columns(cfg: TableExport) -> list[str] | None:
 
 
 def copy_to(
-    cfg: TableExport, window: TimeRange, uri: Secret, *, protocol: str | None = None, naive: bool = False
+    cfg: TableExport,
+    window: TimeRange,
+    uri: Secret,
+    *,
+    protocol: str | None = None,
+    naive: bool = False,
+    secrets: Mapping[str, Secret] | None = None,
 ) -> Statement:
     """``COPY t [(cols)] WHERE <window> TO DIRECTORY $3 WITH (...)``.
 
@@ -125,8 +131,9 @@ def copy_to(
         options.insert(0, "compression = 'gzip'")
     if protocol:
         options.append(f"protocol = '{protocol}'")
+    options += [f"{name} = %s" for name in secrets or {}]  # Azure's key or SAS token: bind parameters
     sql = f"COPY {qualified(cfg)}{columns} WHERE {condition} TO DIRECTORY %s WITH ({', '.join(options)})"
-    return Statement(sql, (*bounds, uri))
+    return Statement(sql, (*bounds, uri, *(secrets or {}).values()))
 
 
 @dataclass(frozen=True)
@@ -420,7 +427,14 @@ def insert_rows(cfg: TableExport, columns: list[str]) -> Statement:
     return Statement(f"INSERT INTO {qualified(cfg)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})")
 
 
-def copy_from(cfg: TableExport, uris: Sequence[Secret], *, gzip: bool, protocol: str | None = None) -> Statement:
+def copy_from(
+    cfg: TableExport,
+    uris: Sequence[Secret],
+    *,
+    gzip: bool,
+    protocol: str | None = None,
+    secrets: Mapping[str, Secret] | None = None,
+) -> Statement:
     """``COPY t FROM $1 WITH (...) RETURN SUMMARY``: CrateDB reads the listed files itself. The
     URIs (with the keys) go as one bind parameter typed ``text[]`` (:class:`TextArray`), shown
     redacted; ``shared = true`` makes each file read by one node only; RETURN SUMMARY reports every
@@ -431,4 +445,6 @@ def copy_from(cfg: TableExport, uris: Sequence[Secret], *, gzip: bool, protocol:
         options.insert(0, "compression = 'gzip'")
     if protocol:
         options.append(f"protocol = '{protocol}'")
-    return Statement(f"COPY {qualified(cfg)} FROM %s WITH ({', '.join(options)}) RETURN SUMMARY", (every,))
+    options += [f"{name} = %s" for name in secrets or {}]
+    statement = f"COPY {qualified(cfg)} FROM %s WITH ({', '.join(options)}) RETURN SUMMARY"
+    return Statement(statement, (every, *(secrets or {}).values()))

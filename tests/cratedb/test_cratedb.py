@@ -1647,3 +1647,105 @@ def test_a_purge_in_tokyo_drops_only_partitions_whose_days_were_exported(monkeyp
                 assert [r[0] for r in conn.execute(f'SELECT "id" FROM {name} ORDER BY "id"')] == [3]
     finally:
         set_process_zone(before)
+
+
+# --- Azure Blob Storage (Azurite) -------------------------------------------------------------------
+
+AZURE_HOST = os.environ.get("CRATEDB_AZURE_HOST", "devstoreaccount1.localhost")
+
+
+def azure_host_problem() -> str | None:
+    """Why CrateDB cannot reach Azurite here, or None. CrateDB's COPY addresses an Azure account by
+    host name (az://<account>.<endpoint>/...: the account is the host's first label), and Azurite
+    answers such production-style requests only on a name that starts with its account and resolves
+    to it: CRATEDB_AZURE_HOST (default devstoreaccount1.localhost, e.g. from /etc/hosts)."""
+    import socket
+
+    try:
+        address = socket.gethostbyname(AZURE_HOST)
+    except OSError:
+        return f"{AZURE_HOST} does not resolve (CRATEDB_AZURE_HOST: a name <account>.<anything> for 127.0.0.1)"
+    return None if address == "127.0.0.1" else f"{AZURE_HOST} resolves to {address}, not 127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def azurite_for_crate() -> Iterator[Any]:
+    problem = azure_host_problem()
+    if problem:
+        pytest.skip(f"CrateDB cannot reach Azurite: {problem}")
+    from devtools.emulators import LocalAzurite
+
+    server = LocalAzurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def az_conn(monkeypatch: pytest.MonkeyPatch, azurite_for_crate: Any) -> tuple[str, Any]:
+    """AIRFLOW_CONN_WASB_DEFAULT for Azurite, host-style (as CrateDB addresses it); a new container."""
+    from cratedb_airflow_export.credentials import AzureCredentials
+    from cratedb_airflow_export.stores.azure import AzureStore
+
+    creds = azurite_for_crate.credentials()
+    endpoint = f"http://{AZURE_HOST}:{azurite_for_crate.port}"
+    conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": endpoint}
+    monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
+    container = azurite_for_crate.create_container(f"it-{uuid.uuid4().hex[:10]}")
+    store = AzureStore.from_credentials(AzureCredentials(creds.account, creds.key, endpoint_url=endpoint))
+    return container, store
+
+
+@pytest.mark.parametrize(
+    ("engine", "fmt", "compression"),
+    [("copy", "jsonl", "gzip"), ("copy", "jsonl", "none"), ("stream", "parquet", "zstd"), ("stream", "jsonl", "gzip")],
+)
+def test_every_engine_exports_to_azure_and_restores_from_it(crate_table, az_conn, engine, fmt, compression):
+    """CrateDB's COPY TO az:// (the account key as a bind parameter) and the stream engine write
+    the day into Azurite; verify finds it complete and exact; a restore (COPY FROM az:// for what
+    copy wrote) puts exactly the day's rows into another table."""
+    from cratedb_airflow_export.restore import restore
+    from cratedb_airflow_export.storage import Location
+    from cratedb_airflow_export.verify import verify_partition
+
+    name, rows = crate_table
+    container, store = az_conn
+    cfg = entry(name, engine=engine, format=fmt, compression=compression, target=f"az://{container}/lake")
+    expected = rows_of_day(rows, DAY)
+    assert run_export(cfg, WINDOW).rows == len(expected)
+    folder = Location(container, f"lake/{name}/dt=2024-01-04", "az")
+    names = sorted(o.key.rsplit("/", 1)[1] for o in store.list_objects(folder))
+    assert {"_SUCCESS", "_manifest.json"} <= set(names) and len(names) > 2
+    with crate() as conn, conn.cursor() as cursor:
+        report = verify_partition(store, cursor, cfg, WINDOW)
+    assert report.ok, report.problems
+    copy_of = f"doc.{unique('az_restored')}"
+    with crate() as conn:
+        create_metrics(conn, [], cratedb=True, table=copy_of)
+    try:
+        (result,) = restore(cfg, [WINDOW], into=copy_of)
+        assert (result.method, result.rows) == ("copy" if engine == "copy" else "worker", len(expected))
+        with crate() as conn:
+            got = conn.execute(f'SELECT "hash_id", "name" FROM {copy_of} ORDER BY "hash_id"').fetchall()
+        assert [tuple(r) for r in got] == sorted((h, n) for h, _, n, _, _ in expected)
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+
+
+def test_the_copy_statement_to_azure_keeps_the_key_out_of_its_text(crate_table, az_conn):
+    from cratedb_airflow_export.connections import from_environment
+
+    table, _ = crate_table
+    container, _ = az_conn
+    cfg = entry(table, engine="copy", target=f"az://{container}/lake")
+    creds = from_environment(cfg).azure
+    assert creds is not None and creds.key is not None
+    plan = plan_export(cfg, WINDOW, creds)
+    (statement,) = [s for s in plan["statements"] if s.startswith("COPY")]
+    assert (
+        "TO DIRECTORY $3 WITH (compression = 'gzip', format = 'json_object', wait_for_completion = true, "
+        "protocol = 'http', key = $4)" in statement
+    )
+    assert f"az://{AZURE_HOST}:" in json.dumps(plan["parameters"]) and creds.key not in json.dumps(plan)

@@ -339,3 +339,32 @@ def test_the_environment_gives_the_cli_an_azure_connection_string():
     assert azure_environment("wasb_default", {"AZURE_STORAGE_CONNECTION_STRING": string}).connection_string == string
     with pytest.raises(CredentialsError, match="AIRFLOW_CONN_WASB_DEFAULT, type wasb"):
         azure_environment("wasb_default", {})
+
+
+def test_cratedb_addresses_an_azure_account_by_host_name_with_the_key_as_a_bind_parameter():
+    from cratedb_airflow_export.credentials import AzureCredentials
+    from cratedb_airflow_export.engines.copy import cratedb_target
+
+    folder = Location("lake", "_cratedb_export_staging/x", "az")
+    public = cratedb_target(AzureCredentials("acct", AZ_KEY), folder)
+    assert (public.uri.value, public.protocol) == (
+        "az://acct.blob.core.windows.net/lake/_cratedb_export_staging/x",
+        "https",
+    )
+    assert {k: (v.value, v.shown) for k, v in public.secrets.items()} == {"key": (AZ_KEY, "***")}
+    sas = cratedb_target(AzureCredentials("acct", sas_token="?" + AZ_SAS), folder)
+    assert {k: v.value for k, v in sas.secrets.items()} == {"sas_token": AZ_SAS}
+    string = (
+        f"DefaultEndpointsProtocol=http;AccountName=acct;AccountKey={AZ_KEY};BlobEndpoint=http://acct.localhost:10000"
+    )
+    emulator = cratedb_target(AzureCredentials(connection_string=string), folder)
+    assert (emulator.uri.value, emulator.protocol) == (
+        "az://acct.localhost:10000/lake/_cratedb_export_staging/x",
+        "http",
+    )
+    placeholder = cratedb_target(None, folder)  # plan, without credentials
+    assert placeholder.uri.shown.startswith("az://<account>.") and placeholder.secrets["key"].shown == "<key>"
+    path_style = AzureCredentials("devstoreaccount1", AZ_KEY, endpoint_url="http://127.0.0.1:10000/devstoreaccount1")
+    with pytest.raises(CredentialsError, match="addresses an Azure account by host name") as raised:
+        cratedb_target(path_style, folder)
+    assert AZ_KEY not in str(raised.value)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from cratedb_airflow_export.attempt import Attempt
     from cratedb_airflow_export.config import TableExport
-    from cratedb_airflow_export.credentials import S3Credentials
+    from cratedb_airflow_export.credentials import StoreCredentials
     from cratedb_airflow_export.evolution import Evolution
     from cratedb_airflow_export.iceberg import Committed
     from cratedb_airflow_export.source import SourceInfo
@@ -107,7 +107,7 @@ class Engine(ABC):
         """Raise (a permanent error) when the source or the target cannot do this engine's work."""
 
     @abstractmethod
-    def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[Statement]:
+    def statements(self, job: ExportJob, source: SourceInfo, creds: StoreCredentials | None) -> list[Statement]:
         """The export statements, in order, as they will be sent (``creds=None``: placeholders)."""
 
     @abstractmethod

@@ -1,4 +1,5 @@
-"""Engine ``copy``: CrateDB's server-side ``COPY ... TO DIRECTORY 's3://...'`` (the tutorial's).
+"""Engine ``copy``: CrateDB's server-side ``COPY ... TO DIRECTORY 's3://...'`` (the tutorial's), or
+``'az://...'`` for Azure Blob Storage (the account key or SAS token as bind parameters in ``WITH``).
 
 CrateDB writes the files itself, one per shard, so nothing passes through the worker; CrateDB needs
 network access to the bucket. The target URI, with the keys percent-encoded, is a bind parameter:
@@ -11,24 +12,71 @@ from __future__ import annotations
 
 import gzip
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, urlsplit
 
 from cratedb_airflow_export import sql
-from cratedb_airflow_export.credentials import REDACTED
+from cratedb_airflow_export.credentials import REDACTED, AzureCredentials, S3Credentials
 from cratedb_airflow_export.engines.base import Engine, ExportJob, ExportResult
 from cratedb_airflow_export.errors import CredentialsError, SourceError, TargetUnusable
 from cratedb_airflow_export.source import execute
 from cratedb_airflow_export.storage import StoredObject
+from cratedb_airflow_export.stores.azure import AzureStore
 from cratedb_airflow_export.stores.s3 import S3Store
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.attempt import Attempt
-    from cratedb_airflow_export.credentials import S3Credentials
+    from cratedb_airflow_export.credentials import StoreCredentials
     from cratedb_airflow_export.source import SourceInfo
     from cratedb_airflow_export.storage import Location, Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CrateTarget:
+    """Where CrateDB's COPY writes (or reads): the URI, its ``protocol`` option, and the secret
+    options (Azure's ``key`` or ``sas_token``), all bind parameters."""
+
+    uri: sql.Secret
+    protocol: str | None = None
+    secrets: dict[str, sql.Secret] = field(default_factory=dict)
+
+
+def cratedb_target(creds: StoreCredentials | None, location: Location) -> CrateTarget:
+    """:func:`cratedb_s3_uri` or :func:`cratedb_az_uri`, as ``location`` is in S3 or in Azure."""
+    if location.scheme == "az":
+        return cratedb_az_uri(creds if isinstance(creds, AzureCredentials) else None, location)
+    uri, protocol = cratedb_s3_uri(creds if isinstance(creds, S3Credentials) else None, location)
+    return CrateTarget(uri, protocol)
+
+
+def cratedb_az_uri(creds: AzureCredentials | None, location: Location) -> CrateTarget:
+    """``az://<account>.<endpoint suffix>/<container>/<prefix>``, CrateDB's form: the account is the
+    first label of the host (CrateDB addresses the account's endpoint by host name, so a path-style
+    endpoint such as Azurite's default ``http://127.0.0.1:10000/<account>`` cannot be reached by it);
+    ``protocol`` from the endpoint; the account key (or else the SAS token) as ``key`` / ``sas_token``.
+    Without credentials (``plan``) it shows placeholders."""
+    path = f"{location.bucket}/{location.prefix}"
+    if creds is None or not (creds.account_key or creds.signature):
+        shown = f"az://<account>.blob.core.windows.net/{path}"
+        return CrateTarget(sql.Secret(shown, shown), None, {"key": sql.Secret("<key>", "<key>")})
+    parts = endpoint_parts(creds.blob_endpoint)
+    host = parts.hostname or ""
+    account = creds.account_name
+    if parts.path.strip("/") or not account or not host.startswith(f"{account}."):
+        named = f" {account!r}" if account else ""
+        raise CredentialsError(
+            f"{creds.origin}: CrateDB's COPY addresses an Azure account by host name (az://<account>.<endpoint>/...), "
+            f"and the endpoint {creds.blob_endpoint} does not start with the account's name{named}: "
+            "use engine 'stream', or an endpoint of the form https://<account>.blob.core.windows.net"
+        )
+    authority = host + (f":{parts.port}" if parts.port else "")
+    uri = f"az://{authority}/{path}"
+    name, value = ("key", creds.account_key) if creds.account_key else ("sas_token", creds.signature)
+    assert value is not None
+    return CrateTarget(sql.Secret(uri, uri), parts.scheme.lower(), {name: sql.Secret(value, REDACTED)})
 
 
 def cratedb_s3_uri(creds: S3Credentials | None, location: Location) -> tuple[sql.Secret, str | None]:
@@ -113,9 +161,9 @@ class CopyEngine(Engine):
 
     def check(self, job: ExportJob, attempt: Attempt) -> None:
         cfg, source = job.cfg, attempt.database
-        if not isinstance(attempt.store, S3Store):
-            raise TargetUnusable(f"engine 'copy' writes through CrateDB's S3 client: {job.location.uri} is not in S3")
-        if cfg.sse:
+        if not isinstance(attempt.store, (S3Store, AzureStore)):
+            raise TargetUnusable(f"engine 'copy': CrateDB cannot write to {job.location.uri}")
+        if cfg.sse and isinstance(attempt.store, S3Store):
             check_default_encryption(attempt.store, job.location.bucket, cfg.sse, cfg.sse_kms_key_id)
         if not source.dialect.copy_to_directory:
             raise SourceError(
@@ -124,9 +172,16 @@ class CopyEngine(Engine):
             )
         check_endpoint_kept(attempt, job.location.bucket)
 
-    def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
-        uri, protocol = cratedb_s3_uri(creds, job.staging)
-        copy = sql.copy_to(job.cfg, job.range, uri, protocol=protocol, naive=source.naive_timestamps)
+    def statements(self, job: ExportJob, source: SourceInfo, creds: StoreCredentials | None) -> list[sql.Statement]:
+        target = cratedb_target(creds, job.staging)
+        copy = sql.copy_to(
+            job.cfg,
+            job.range,
+            target.uri,
+            protocol=target.protocol,
+            naive=source.naive_timestamps,
+            secrets=target.secrets,
+        )
         return [sql.refresh(job.cfg), copy] if source.dialect.needs_refresh else [copy]
 
     def run(self, job: ExportJob, attempt: Attempt, statements: list[sql.Statement]) -> ExportResult:

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from cratedb_airflow_export.attempt import Attempt
-    from cratedb_airflow_export.credentials import S3Credentials
+    from cratedb_airflow_export.credentials import StoreCredentials
     from cratedb_airflow_export.source import SourceInfo
     from cratedb_airflow_export.storage import Store, Writer
     from cratedb_airflow_export.windows import TimeRange
@@ -277,7 +277,7 @@ def _micros_text(value: int) -> str:
 class StreamEngine(Engine):
     name = "stream"
 
-    def statements(self, job: ExportJob, source: SourceInfo, creds: S3Credentials | None) -> list[sql.Statement]:
+    def statements(self, job: ExportJob, source: SourceInfo, creds: StoreCredentials | None) -> list[sql.Statement]:
         """ADBC: one SELECT. Cursor: REFRESH (CrateDB), the probe (where DECLARE may hang), then
         ``DECLARE``, ``FETCH``, ``CLOSE`` for each cursor, in the order of :func:`cursor_windows`."""
         cfg, naive, reading = job.cfg, source.naive_timestamps, source.reading(job.cfg)
