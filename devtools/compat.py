@@ -2,7 +2,7 @@
 
 For each Airflow release (the newest of each supported minor): a virtual environment of its own
 under ``.compat/``, Airflow with the providers this package uses (``apache-airflow[amazon,postgres,
-openlineage]``) installed from ``compat/airflow-<version>.txt``, then ``pip install .[iceberg,azure]`` with
+openlineage]``) installed from ``compat/airflow-<version>.txt``, then ``pip install .[iceberg,azure,gcs]`` with
 the same constraints (and constraints.txt's versions for what the release does not hold). That
 file is the release's resolution as of its release day (``uv pip compile --exclude-newer``, once,
 by ``lock``): our stand-in for Airflow's own constraint files, which are not reachable here;
@@ -147,7 +147,7 @@ def check(version: str) -> None:
     pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", constraints]
     run(*pip, f"apache-airflow[{AIRFLOW_EXTRAS}]=={version}")
     before = frozen(python)
-    run(*pip, f"{REPO}[iceberg,azure]")
+    run(*pip, f"{REPO}[iceberg,azure,gcs]")
     after = frozen(python)
     changed = {name: (old, after.get(name)) for name, old in before.items() if after.get(name) != old}
     if changed:

@@ -170,6 +170,22 @@ class LocalFakeGCS:
     def stop(self) -> None:
         _stop(self.proc)
 
+    def credentials(self) -> Any:
+        """The package's GCS credentials for this server (its endpoint, anonymous access)."""
+        from cratedb_airflow_export.credentials import GcsCredentials
+
+        return GcsCredentials(project="test", endpoint_url=self.endpoint, origin="fake-gcs-server")
+
+    def store(self) -> Any:
+        """The package's GCS backend on this server."""
+        from cratedb_airflow_export.stores.gcs import GcsStore
+
+        return GcsStore.from_credentials(self.credentials())
+
+    def create_bucket(self, name: str) -> str:
+        self.store().client.create_bucket(name)
+        return name
+
 
 def main() -> None:
     if sys.argv[1:] != ["install"]:

@@ -60,6 +60,18 @@ def azurite() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[Any]:
+    """fake-gcs-server (devtools/emulators.py: pinned, built under .tools/ by make)."""
+    from devtools.emulators import LocalFakeGCS
+
+    server = LocalFakeGCS().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def metrics(postgres: LocalPostgres) -> list[tuple[Any, ...]]:
     """``doc.metrics`` in PostgreSQL with ROWS_PER_DAY rows on each of SAMPLE_DAYS."""
     import psycopg
@@ -161,7 +173,33 @@ def oracle_setting(connections: None, postgres: LocalPostgres, s3_server: LocalS
     """The oracle (tests/oracle.py) on the local PostgreSQL and S3 server."""
     from tests.oracle import Setting, Source
 
-    return Setting(source=Source(postgres.url, cratedb=False), s3=s3_server, bucket=bucket)
+    return Setting(source=Source(postgres.url, cratedb=False), server=s3_server, bucket=bucket)
+
+
+@pytest.fixture(params=["azure", "gcs"])
+def oracle_other_store_setting(
+    request: pytest.FixtureRequest, connections: None, postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The oracle on the local PostgreSQL with the archive in Azurite or fake-gcs-server."""
+    import json
+
+    from tests.oracle import Setting, Source
+
+    name = f"oracle-{uuid.uuid4().hex[:12]}"
+    if request.param == "azure":
+        server = request.getfixturevalue("azurite")
+        server.create_container(name)
+        creds = server.credentials()
+        conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": creds.endpoint_url}
+        monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
+        scheme = "az"
+    else:
+        server = request.getfixturevalue("fake_gcs")
+        server.create_bucket(name)
+        conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": server.endpoint}}
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
+        scheme = "gs"
+    return Setting(source=Source(postgres.url, cratedb=False), server=server, bucket=name, scheme=scheme)
 
 
 @pytest.fixture

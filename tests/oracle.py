@@ -45,6 +45,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.errors import ExportError, RestoreRefused
+from cratedb_airflow_export.storage import Location
 from cratedb_airflow_export.windows import Window
 
 DAYS = [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)]
@@ -192,10 +193,10 @@ class Source:
 # --- reading archives (not with the product's readers) --------------------------------------------
 
 
-def archived_rows(client: Any, bucket: str, keys: list[str], fmt: str) -> Counter[Row]:
+def archived_rows(store: Any, bucket: str, keys: list[str], fmt: str) -> Counter[Row]:
     rows: Counter[Row] = Counter()
     for key in keys:
-        data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        data = store.read(bucket, key)
         if key.endswith(".gz"):
             data = gzip.decompress(data)
         for record in _records(data, fmt):
@@ -239,11 +240,12 @@ def _archived_row(record: dict[str, Any], fmt: str) -> Row:
 
 @dataclass
 class Setting:
-    """What a test hands the machine: the source, the S3 server, the config's fixed keys."""
+    """What a test hands the machine: the source, the store's server, the config's fixed keys."""
 
     source: Source
-    s3: Any  # LocalS3 / RemoteS3: .client()
-    bucket: str
+    server: Any  # LocalS3 / RemoteS3 / LocalAzurite / LocalFakeGCS: .store(), the package's backend on it
+    bucket: str  # bucket or container
+    scheme: str = "s3"  # of the targets: s3, az or gs
     engines: tuple[str, ...] = ("stream",)
     formats: tuple[str, ...] = ("jsonl", "csv", "parquet")
     timestamp_types: tuple[bool, ...] = (False, True)  # naive?
@@ -261,8 +263,7 @@ class ArchiveOracle(RuleBasedStateMachine):
         assert SETTING is not None
         self.setting = SETTING
         self.source = SETTING.source
-        self.store = SETTING.s3.store()
-        self.client = self.store.client  # the oracle looks at the bucket through S3's own API
+        self.store = SETTING.server.store()  # the oracle reads the bucket with the store's plain operations
         self.table = f"doc.oracle_{uuid.uuid4().hex[:10]}"
         self.live: Counter[Row] = Counter()
         self.expected: dict[date, Counter[Row]] = {}  # the content of each day's latest export
@@ -328,7 +329,7 @@ class ArchiveOracle(RuleBasedStateMachine):
             "timestamp_column": self.ts,
             "engine": self.engine,
             "format": self.fmt,
-            "target": f"s3://{self.setting.bucket}/lake",
+            "target": f"{self.setting.scheme}://{self.setting.bucket}/lake",
             "retain_days": 1,
             **({} if self.engine == "copy" else {"compression": "gzip" if self.fmt != "parquet" else "zstd"}),
             **self.setting.extra,
@@ -669,9 +670,9 @@ class ArchiveOracle(RuleBasedStateMachine):
             return
         self.enter(zone)
         key = archive.data_keys[0]
-        original = self.client.get_object(Bucket=self.setting.bucket, Key=key)["Body"].read()
+        original = self.store.read(self.setting.bucket, key)
         if how == "delete":
-            self.client.delete_object(Bucket=self.setting.bucket, Key=key)
+            self.store.delete(self.setting.bucket, [key])
         else:
             self.put(key, original[:-1] + bytes([original[-1] ^ 1]))
         try:
@@ -687,7 +688,7 @@ class ArchiveOracle(RuleBasedStateMachine):
             self.put(key, original)
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.setting.bucket, Key=key, Body=data, ChecksumAlgorithm="SHA256")
+        self.store.put(self.setting.bucket, key, data)
 
     # --- the invariants --------------------------------------------------------------------------
 
@@ -725,17 +726,15 @@ class ArchiveOracle(RuleBasedStateMachine):
 
     def partition(self, day: date) -> Archive:
         prefix = f"lake/{self.table}/dt={day.isoformat()}/"
-        listed = self.client.list_objects_v2(Bucket=self.setting.bucket, Prefix=prefix).get("Contents", [])
-        names = {o["Key"][len(prefix) :]: o["Key"] for o in listed}
+        listed = self.store.list_objects(Location(self.setting.bucket, prefix.rstrip("/"), self.setting.scheme))
+        names = {o.key[len(prefix) :]: o.key for o in listed}
         complete = "_SUCCESS" in names and "_manifest.json" in names
         data_keys = sorted(k for n, k in names.items() if not n.startswith(("_", ".")))
         manifest_rows = None
         if "_manifest.json" in names:
-            manifest = json.loads(
-                self.client.get_object(Bucket=self.setting.bucket, Key=names["_manifest.json"])["Body"].read()
-            )
+            manifest = json.loads(self.store.read(self.setting.bucket, names["_manifest.json"]))
             manifest_rows = manifest["rows"]
-        rows = archived_rows(self.client, self.setting.bucket, data_keys, self.fmt) if complete else Counter()
+        rows = archived_rows(self.store, self.setting.bucket, data_keys, self.fmt) if complete else Counter()
         return Archive(complete, data_keys, rows, manifest_rows, names)
 
     def purged_not_restored(self, day: date) -> bool:
@@ -744,12 +743,8 @@ class ArchiveOracle(RuleBasedStateMachine):
             return False
         if "_RESTORED.json" not in names:
             return True
-        purged = json.loads(
-            self.client.get_object(Bucket=self.setting.bucket, Key=names["_PURGED.json"])["Body"].read()
-        )
-        restored = json.loads(
-            self.client.get_object(Bucket=self.setting.bucket, Key=names["_RESTORED.json"])["Body"].read()
-        )
+        purged = json.loads(self.store.read(self.setting.bucket, names["_PURGED.json"]))
+        restored = json.loads(self.store.read(self.setting.bucket, names["_RESTORED.json"]))
         return bool(restored["restored_at"] < purged["started_at"])
 
 
@@ -819,14 +814,14 @@ class IcebergOracle(ArchiveOracle):
             "timestamp_column": self.ts,
             "engine": "stream",
             "format": "iceberg",
-            "target": f"s3://{self.setting.bucket}/lake",
+            "target": f"{self.setting.scheme}://{self.setting.bucket}/lake",
         }
         return TableExport.model_validate(entry)
 
     def iceberg(self) -> Any:
         from pyiceberg.catalog.sql import SqlCatalog
 
-        s3 = self.setting.s3
+        s3 = self.setting.server
         catalog = SqlCatalog(
             "iceberg_default",
             uri=f"sqlite:///{SETTING_CATALOG[0]}",

@@ -54,7 +54,8 @@ class Attempt:
     @property
     def creds(self) -> StoreCredentials:
         """What the target's store was reached with (CrateDB's COPY needs it too)."""
-        return self.connections.azure if self.connections.azure is not None else self.connections.s3
+        connections = self.connections
+        return connections.azure or connections.gcs or connections.s3
 
     def count_in_background(self, window: TimeRange) -> None:
         """Start ``count(*)`` over ``window`` on a connection of its own, to run while the engine

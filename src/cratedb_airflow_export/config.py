@@ -54,7 +54,7 @@ class TableExport(BaseModel):
     )
     target: str | None = Field(
         default=None,
-        description="Hive layout: 's3://bucket/prefix' (or 'az://container/prefix') exports to "
+        description="Hive layout: 's3://bucket/prefix' (or 'az://container/prefix', 'gs://bucket/prefix') exports to "
         "<prefix>/<schema>.<table>/dt=YYYY-MM-DD/.",
     )
     engine: Literal["copy", "stream"] = Field(
@@ -110,6 +110,11 @@ class TableExport(BaseModel):
         default="wasb_default",
         description="The Airflow connection (type wasb) of an az:// target: the storage account and its key, "
         "SAS token or connection string.",
+    )
+    gcp_conn_id: str = Field(
+        default="google_cloud_default",
+        description="The Airflow connection (type google_cloud_platform) of a gs:// target: a service account's "
+        "key (keyfile_dict or key_path) and the project, or Application Default Credentials.",
     )
     cratedb_conn_id: str = "cratedb_connection"
     reader: Literal["auto", "cursor"] = Field(
@@ -370,22 +375,31 @@ class TableExport(BaseModel):
 
     def _check_other_store(self) -> None:
         """What a target outside S3 supports so far."""
+        module, extra, name = {
+            "az": ("azure.storage.blob", "azure", "Azure Blob Storage"),
+            "gs": ("google.cloud.storage", "gcs", "Google Cloud Storage"),
+        }[self.store]
         try:
-            sdk = importlib.util.find_spec("azure.storage.blob")
-        except ModuleNotFoundError:  # no azure namespace at all
+            sdk = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # not even the namespace package
             sdk = None
         if sdk is None:
             raise ValueError(
-                "target: az:// needs the package's azure extra, which is not installed: "
-                "pip install 'cratedb-airflow-export[azure]'"
+                f"target: {self.store}:// needs the package's {extra} extra, which is not installed: "
+                f"pip install 'cratedb-airflow-export[{extra}]'"
             )
         if self.sse is not None:
             raise ValueError(
-                "sse: S3's server-side encryption; Azure Blob Storage encrypts every blob at rest itself "
-                "(with the account's keys or yours, set on the account)"
+                f"sse: S3's server-side encryption; {name} encrypts every object at rest itself "
+                "(with its own keys or yours, set on the account or bucket)"
+            )
+        if self.engine == "copy" and self.store == "gs":
+            raise ValueError(
+                "engine: 'copy' has CrateDB write the files, and CrateDB's COPY TO writes s3:// and az:// only "
+                "(no gs:// scheme); use engine 'stream'"
             )
         if self.format == "iceberg":
-            raise ValueError("format: 'iceberg' on az:// targets is not available yet; use it on s3://")
+            raise ValueError(f"format: 'iceberg' on {self.store}:// targets is not available yet; use it on s3://")
 
     def _check_retention(self, retain_days: int) -> None:
         """Retention deletes whole rows of whole days: only what an export holds whole, after the days
@@ -427,7 +441,7 @@ class TableExport(BaseModel):
 
     @property
     def store(self) -> str:
-        """The scheme of the store the table exports to: ``s3`` or ``az``."""
+        """The scheme of the store the table exports to: ``s3``, ``az`` or ``gs``."""
         return parse_target(self.target).scheme if self.target is not None else "s3"
 
     @property

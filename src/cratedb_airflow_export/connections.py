@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from cratedb_airflow_export.credentials import AzureCredentials, CatalogParams, Redactor, S3Credentials, SourceParams
+from cratedb_airflow_export.credentials import (
+    AzureCredentials,
+    CatalogParams,
+    GcsCredentials,
+    Redactor,
+    S3Credentials,
+    SourceParams,
+)
 from cratedb_airflow_export.errors import CredentialsError
 from cratedb_airflow_export.storage import Store
 from cratedb_airflow_export.stores.s3 import S3Store
@@ -46,12 +53,14 @@ class Connections:
     database: SourceParams
     catalog: CatalogParams | None = None  # format iceberg: the table's catalog
     azure: AzureCredentials | None = None  # an az:// target's
+    gcs: GcsCredentials | None = None  # a gs:// target's
 
     @property
     def secrets(self) -> set[str]:
         catalog = self.catalog.secrets() if self.catalog is not None else set()
         azure = self.azure.secrets() if self.azure is not None else set()
-        return self.s3.secrets() | self.database.secrets() | catalog | azure
+        gcs = self.gcs.secrets() if self.gcs is not None else set()
+        return self.s3.secrets() | self.database.secrets() | catalog | azure | gcs
 
     def redactor(self) -> Redactor:
         return Redactor(self.secrets)
@@ -240,6 +249,48 @@ def azure_environment(wasb_conn_id: str, environ: Mapping[str, str] | None = Non
     return AzureCredentials(connection_string=value, origin=f"environment ({ENV_AZURE_CONNECTION_STRING})")
 
 
+ENV_GCS_EMULATOR = "STORAGE_EMULATOR_HOST"  # google-cloud-storage's own variable for another endpoint
+
+
+def gcs_credentials(spec: ConnectionSpec) -> GcsCredentials:
+    """A Google Cloud connection (Airflow's ``google_cloud_platform`` type, its extra as Airflow's
+    Google hooks read it, with or without the ``extra__google_cloud_platform__`` prefix): the
+    service account's key as ``keyfile_dict`` (JSON) or ``key_path``, and ``project``; without a
+    key, Application Default Credentials. ``endpoint_url`` in the extra: another endpoint."""
+    prefix = "extra__google_cloud_platform__"
+    extra = {key.removeprefix(prefix): value for key, value in spec.extra.items()}
+    if extra.get("key_secret_name") or extra.get("credential_config_file") or extra.get("impersonation_chain"):
+        raise CredentialsError(
+            f"Google Cloud connection {spec.conn_id!r} uses Secret Manager, a credential configuration file or "
+            "impersonation, which only Airflow's Google hooks resolve: give it a keyfile_dict or key_path"
+        )
+    keyfile = extra.get("keyfile_dict")
+    if isinstance(keyfile, str) and keyfile.strip():
+        try:
+            keyfile = json.loads(keyfile)
+        except ValueError:
+            raise CredentialsError(f"Google Cloud connection {spec.conn_id!r}: keyfile_dict is not JSON") from None
+    if keyfile is not None and not (isinstance(keyfile, dict) and keyfile.get("private_key")):
+        raise CredentialsError(
+            f"Google Cloud connection {spec.conn_id!r}: keyfile_dict is not a service account key (no private_key)"
+        )
+    return GcsCredentials(
+        project=str(extra.get("project") or "") or None,
+        keyfile_dict=keyfile or None,
+        key_path=str(extra.get("key_path") or "") or None,
+        endpoint_url=str(extra.get("endpoint_url") or "") or None,
+        origin=f"connection {spec.conn_id!r}",
+    )
+
+
+def gcs_environment(environ: Mapping[str, str] | None = None) -> GcsCredentials:
+    """Without a connection: Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, the
+    metadata server), or ``STORAGE_EMULATOR_HOST``'s endpoint."""
+    env = os.environ if environ is None else environ
+    endpoint = env.get(ENV_GCS_EMULATOR) or None
+    return GcsCredentials(endpoint_url=endpoint, origin="environment (Application Default Credentials)")
+
+
 def tutorial_credentials(aws_conn_id: str, environ: Mapping[str, str] | None = None) -> S3Credentials:
     """The tutorial's ``ACCESS_KEY_ID`` / ``SECRET_ACCESS_KEY`` variables, for when the AWS
     connection ``aws_conn_id`` does not exist."""
@@ -331,6 +382,12 @@ def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connecti
         wasb = find(cfg.wasb_conn_id)
         azure = azure_credentials(wasb) if wasb is not None else azure_environment(cfg.wasb_conn_id)
         return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, azure=azure)
+    if cfg.store == "gs":
+        from cratedb_airflow_export.stores.gcs import GcsStore
+
+        gcp = find(cfg.gcp_conn_id)
+        gcs = gcs_credentials(gcp) if gcp is not None else gcs_environment()
+        return Connections(S3Credentials(), GcsStore.from_credentials(gcs), source, gcs=gcs)
     aws = find(cfg.aws_conn_id)
     creds = s3_credentials(aws) if aws is not None else tutorial_credentials(cfg.aws_conn_id)
     catalog = catalog_params(find(cfg.iceberg_conn_id), cfg.iceberg_conn_id, creds) if cfg.format == "iceberg" else None

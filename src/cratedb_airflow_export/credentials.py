@@ -126,7 +126,33 @@ class AzureCredentials:
         return token.lstrip("?") if token else None
 
 
-StoreCredentials = S3Credentials | AzureCredentials  # what a target's store was reached with
+@dataclass(frozen=True)
+class GcsCredentials:
+    """A Google Cloud project's storage access: a service account's key (its JSON, or a file), or
+    Application Default Credentials when neither is given; ``endpoint_url``: another endpoint than
+    Google's (fake-gcs-server, a private endpoint)."""
+
+    project: str | None = None
+    keyfile_dict: dict[str, Any] | None = field(default=None, repr=False)
+    key_path: str | None = None
+    endpoint_url: str | None = None
+    origin: str = ""  # where they came from, for messages
+
+    def secrets(self) -> set[str]:
+        """The private key (also as it appears JSON-escaped), its id, and the key's JSON."""
+        import json
+
+        info = self.keyfile_dict or {}
+        key = info.get("private_key")
+        return secret_forms(
+            key,
+            json.dumps(key)[1:-1] if key else None,
+            info.get("private_key_id"),
+            json.dumps(info) if info else None,
+        )
+
+
+StoreCredentials = S3Credentials | AzureCredentials | GcsCredentials  # what a target's store was reached with
 
 
 @dataclass(frozen=True)

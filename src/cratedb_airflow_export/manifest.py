@@ -47,12 +47,16 @@ class ManifestObject(BaseModel):
     checksum_sha256: str | None = None  # as S3 stores it (multipart objects: of the parts' checksums)
     # as Azure stores it (Content-MD5 of the whole object); left out of S3's manifests
     checksum_md5: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    # as GCS stores it (CRC32C of the whole object); left out of the others' manifests
+    checksum_crc32c: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @property
     def checksum(self) -> Checksum | None:
         if self.checksum_sha256 is not None:
             return Checksum("sha256", self.checksum_sha256)
-        return Checksum("md5", self.checksum_md5) if self.checksum_md5 is not None else None
+        if self.checksum_md5 is not None:
+            return Checksum("md5", self.checksum_md5)
+        return Checksum("crc32c", self.checksum_crc32c) if self.checksum_crc32c is not None else None
 
 
 class Manifest(BaseModel):

@@ -44,8 +44,8 @@ def bucket_problem(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Location:
-    """A folder in a bucket (S3) or container (Azure): ``prefix`` has no leading or trailing slash;
-    ``scheme`` names the store (``s3``, ``az``)."""
+    """A folder in a bucket (S3, GCS) or container (Azure): ``prefix`` has no leading or trailing
+    slash; ``scheme`` names the store (``s3``, ``az``, ``gs``)."""
 
     bucket: str
     prefix: str
@@ -73,7 +73,8 @@ class Location:
 CONTAINER = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 # The schemes a target may have, and the store each names: abfs:// (as Spark, fsspec and DuckDB
 # spell Azure Blob Storage) is read as az://, CrateDB's spelling.
-SCHEMES = {"s3": "s3", "az": "az", "abfs": "az"}
+SCHEMES = {"s3": "s3", "az": "az", "abfs": "az", "gs": "gs"}
+GCS_BUCKET = re.compile(r"[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]")
 
 
 def container_problem(name: str) -> str | None:
@@ -90,7 +91,7 @@ def parse_target(uri: str) -> Location:
     checked, and the prefix may not have empty, ``.`` or ``..`` segments. Raises ValueError."""
     scheme, found, rest = uri.partition("://")
     if not found or scheme not in SCHEMES:
-        raise ValueError(f"{uri!r} must start with 's3://' or 'az://' (or 'abfs://')")
+        raise ValueError(f"{uri!r} must start with 's3://', 'az://' (or 'abfs://') or 'gs://'")
     bucket, _, prefix = rest.partition("/")
     store = SCHEMES[scheme]
     if store == "az":
@@ -101,6 +102,12 @@ def parse_target(uri: str) -> Location:
         problem = container_problem(bucket)
         if problem:
             raise ValueError(f"{bucket!r} is not a valid Azure container name ({problem})")
+    elif store == "gs":
+        if not GCS_BUCKET.fullmatch(bucket) or ".." in bucket or any(len(p) > 63 for p in bucket.split(".")):
+            raise ValueError(
+                f"{bucket!r} is not a valid GCS bucket name (3 to 63 lower-case letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit; up to 222 with dots, each part up to 63)"
+            )
     else:
         problem = bucket_problem(bucket)
         if problem:
@@ -132,7 +139,7 @@ class WriteOptions:
 class Checksum(NamedTuple):
     """What a store computed over an object's bytes as they arrived and keeps with it (base64)."""
 
-    algorithm: Literal["sha256", "md5"]
+    algorithm: Literal["sha256", "md5", "crc32c"]
     value: str
 
     def __str__(self) -> str:
@@ -226,8 +233,8 @@ class Store(ABC):
     @abstractmethod
     def checksum(self, bucket: str, key: str) -> Checksum | None:
         """The checksum the store computed on arrival and keeps with the object (S3: SHA-256, of
-        the parts' checksums for a multipart object; Azure: the whole object's MD5), None when it
-        keeps none."""
+        the parts' checksums for a multipart object; Azure: the whole object's MD5; GCS: its
+        CRC32C), None when it keeps none."""
 
     @abstractmethod
     def put(

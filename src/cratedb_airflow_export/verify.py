@@ -155,19 +155,21 @@ def check_archive(store: Store, cfg: TableExport, window: Window) -> tuple[Parti
         stored_object = stored.get(entry.key)
         if stored_object is None:
             continue  # listed but missing: a problem of read_partition's
-        if (stored_object.size, stored_object.etag) != (entry.size, entry.etag):
+        # The content is what is compared: size and the checksum the store keeps. The ETag stands in
+        # only where the manifest has no checksum: Azure and GCS give identical bytes written again
+        # a new ETag, S3 gives a multipart object another than a single-part one with the same bytes.
+        checksum = store.checksum(location.bucket, entry.key) if entry.checksum is not None else None
+        if stored_object.size != entry.size or (entry.checksum is None and stored_object.etag != entry.etag):
             report.problems.append(
                 f"{entry.key}: size/ETag {stored_object.size}/{stored_object.etag} differ from the manifest's "
                 f"{entry.size}/{entry.etag}"
             )
+        elif checksum != entry.checksum:
+            report.problems.append(
+                f"{entry.key}: the stored checksum ({checksum}) differs from the manifest's ({entry.checksum})"
+            )
         elif manifest.schema_ is not None:
             report.problems += file_schema_problems(store, location.bucket, entry.key, manifest)
-        if entry.checksum is not None:
-            checksum = store.checksum(location.bucket, entry.key)
-            if checksum != entry.checksum:
-                report.problems.append(
-                    f"{entry.key}: the stored checksum ({checksum}) differs from the manifest's ({entry.checksum})"
-                )
     unlisted = sorted(k for k in stored if is_data_object(k) and k not in {o.key for o in manifest.objects})
     if unlisted:
         report.problems.append(f"data objects not in the manifest: {unlisted}")

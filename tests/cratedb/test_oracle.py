@@ -27,7 +27,7 @@ def test_nothing_lost_nothing_wrong_on_cratedb(monkeypatch, store, s3_conn):  # 
     monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
     setting = Setting(
         source=Source(CRATEDB_URL or "", cratedb=True, partitioned=True),
-        s3=store,
+        server=store,
         bucket=s3_conn,
         engines=("copy", "stream"),
         formats=("jsonl", "parquet"),

@@ -38,5 +38,11 @@ def test_nothing_lost_nothing_wrong_under_any_clock(oracle_setting):
     run(oracle_setting, ArchiveOracle, oracle_settings())
 
 
+def test_nothing_lost_nothing_wrong_on_azure_and_gcs(oracle_other_store_setting):
+    """The same machine with the archive in Azure Blob Storage (Azurite) or Google Cloud Storage
+    (fake-gcs-server): publish, the lease, verify, tampering, purge and restore on each store."""
+    run(oracle_other_store_setting, ArchiveOracle, oracle_settings(max(2, EXAMPLES // 3), STEPS))
+
+
 def test_iceberg_days_are_never_seen_empty_or_half(oracle_iceberg_setting):
     run(oracle_iceberg_setting, IcebergOracle, oracle_settings(max(2, EXAMPLES // 2), STEPS))

@@ -1,8 +1,9 @@
-"""Every backend keeps the storage.Store contract, against a real server each: S3 (moto) and Azure
-Blob Storage (Azurite). What the publish protocol, the lease, verify and restore rely on: listings
-in key order and by folder, exact bytes back (whole, tail, streamed), a streamed write that appears
-only on close and leaves nothing on abort, server-side copy, deletes that tolerate missing keys, a
-checksum that changes with the bytes, and conditional writes of which exactly one of two wins."""
+"""Every backend keeps the storage.Store contract, against a real server each: S3 (moto), Azure Blob
+Storage (Azurite) and Google Cloud Storage (fake-gcs-server). What the publish protocol, the lease,
+verify and restore rely on: listings in key order and by folder, exact bytes back (whole, tail,
+streamed), a streamed write that appears only on close and leaves nothing on abort, server-side
+copy, deletes that tolerate missing keys, a checksum that changes with the bytes, and conditional
+writes of which exactly one of two wins."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from cratedb_airflow_export.storage import Location, Store
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
-BACKENDS = ["s3", "azure"]
+BACKENDS = ["s3", "azure", "gcs"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -31,9 +32,12 @@ def target(request: pytest.FixtureRequest) -> Iterator[tuple[Store, str]]:
     if request.param == "s3":
         server: Any = request.getfixturevalue("s3_server")
         server.client().create_bucket(Bucket=name)
-    else:
+    elif request.param == "azure":
         server = request.getfixturevalue("azurite")
         server.create_container(name)
+    else:
+        server = request.getfixturevalue("fake_gcs")
+        server.create_bucket(name)
     yield server.store(), name
 
 

@@ -1,8 +1,9 @@
 """The whole pipeline on every store, against a real server each (S3: moto; Azure Blob Storage:
-Azurite), through the same code: export (stream engine, each format), rerun, verify (OK, then a
-tampered file and a missing manifest found), restore into an empty table (exact rows), retention
-(purged only where the archive verifies, then restored), the DAG through Airflow, and a second
-writer refused by the lease. Each store's bytes are read back through the store's own client."""
+Azurite; Google Cloud Storage: fake-gcs-server), through the same code: export (stream engine, each
+format), rerun, verify (OK, then a tampered file and a missing manifest found), restore into an
+empty table (exact rows), retention (purged only where the archive verifies, then restored), the DAG
+through Airflow, and a second writer refused by the lease. Each store's bytes are read back through
+the store's own client."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from tests.helpers import SAMPLE_DAYS, asset_events, make_dag, run_dag, task_sta
 pytestmark = pytest.mark.e2e
 FIRST, SECOND, THIRD = SAMPLE_DAYS
 PER_DAY = 30
+SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}
+CHECKSUMS = {"s3": "sha256", "azure": "md5", "gcs": "crc32c"}
 
 
 @dataclass
@@ -45,28 +48,29 @@ class Lake:
     store: Store
 
     def target(self) -> str:
-        return f"{'s3' if self.kind == 's3' else 'az'}://{self.bucket}/lake"
+        return f"{SCHEMES[self.kind]}://{self.bucket}/lake"
 
     def keys(self, prefix: str) -> list[str]:
         return [o.key for o in self.store.list_objects(Location(self.bucket, prefix.rstrip("/"), "s3"))]
 
 
-@pytest.fixture(params=["s3", "azure"])
+@pytest.fixture(params=list(SCHEMES))
 def lake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, connections: None) -> Iterator[Lake]:
     name = f"t-{uuid.uuid4().hex[:12]}"
     if request.param == "s3":
         server: Any = request.getfixturevalue("s3_server")
         server.client().create_bucket(Bucket=name)
-    else:
+    elif request.param == "azure":
         server = request.getfixturevalue("azurite")
         server.create_container(name)
         creds = server.credentials()
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_WASB_DEFAULT",
-            json.dumps(
-                {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": creds.endpoint_url}
-            ),
-        )
+        conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": creds.endpoint_url}
+        monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
+    else:
+        server = request.getfixturevalue("fake_gcs")
+        server.create_bucket(name)
+        conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": server.endpoint}}
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
     yield Lake(request.param, name, server.store())
 
 
@@ -111,7 +115,7 @@ def test_export_rerun_verify_and_restore_are_exact_on_every_store(postgres, lake
     manifest = Manifest.from_bytes(lake.store.read(lake.bucket, f"{folder}_manifest.json"))
     assert (manifest.rows, [o.rows for o in manifest.objects]) == (PER_DAY, [PER_DAY])
     assert manifest.partition == f"{lake.target()}/{table}/dt={SECOND}/"
-    algorithm = "sha256" if lake.kind == "s3" else "md5"
+    algorithm = CHECKSUMS[lake.kind]
     assert [o.checksum.algorithm for o in manifest.objects if o.checksum] == [algorithm]  # the store's own
 
     again = run_export(cfg, window)  # a rerun replaces the day: the same keys, nothing staged or leased left

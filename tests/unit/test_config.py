@@ -527,7 +527,7 @@ def test_an_azure_target_streams_and_says_what_it_does_not_support():
     assert TableExport.model_validate({**base, "target": "abfs://lake/cratedb"}).store == "az"
     assert TableExport.model_validate({**base, "engine": "copy"}).engine == "copy"  # CrateDB's COPY TO az://
     for extra, message in (
-        ({"sse": "AES256"}, "encrypts every blob at rest itself"),
+        ({"sse": "AES256"}, "encrypts every object at rest itself"),
         ({"format": "iceberg"}, "'iceberg' on az:// targets is not available yet"),
     ):
         with pytest.raises(ValueError, match=message):

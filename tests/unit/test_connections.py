@@ -368,3 +368,51 @@ def test_cratedb_addresses_an_azure_account_by_host_name_with_the_key_as_a_bind_
     with pytest.raises(CredentialsError, match="addresses an Azure account by host name") as raised:
         cratedb_target(path_style, folder)
     assert AZ_KEY not in str(raised.value)
+
+
+# --- Google Cloud Storage (gs:// targets) -----------------------------------------------------------
+
+GCS_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEv/Canary+Key==\n-----END PRIVATE KEY-----\n"
+KEYFILE = {"type": "service_account", "project_id": "lake-1", "private_key_id": "abc123def456", "private_key": GCS_KEY}
+
+
+def test_a_google_cloud_connection_takes_the_fields_airflow_google_hooks_read():
+    from cratedb_airflow_export.connections import gcs_credentials
+
+    plain = gcs_credentials(
+        ConnectionSpec("g", "google_cloud_platform", extra={"keyfile_dict": json.dumps(KEYFILE), "project": "p"})
+    )
+    assert (plain.keyfile_dict, plain.project) == (KEYFILE, "p")
+    prefixed = gcs_credentials(
+        ConnectionSpec("g", "google_cloud_platform", extra={"extra__google_cloud_platform__key_path": "/k.json"})
+    )
+    assert (prefixed.key_path, prefixed.keyfile_dict) == ("/k.json", None)
+    emulator = gcs_credentials(
+        ConnectionSpec("g", "google_cloud_platform", extra={"endpoint_url": "http://127.0.0.1:4443"})
+    )
+    assert emulator.endpoint_url == "http://127.0.0.1:4443"
+    for extra, message in (
+        ({"keyfile_dict": "{not json"}, "keyfile_dict is not JSON"),
+        ({"keyfile_dict": json.dumps({"type": "x"})}, "not a service account key"),
+        ({"impersonation_chain": "sa@p.iam.gserviceaccount.com"}, "only Airflow's Google hooks resolve"),
+    ):
+        with pytest.raises(CredentialsError, match=message):
+            gcs_credentials(ConnectionSpec("g", "google_cloud_platform", extra=extra))
+
+
+def test_every_form_of_a_service_account_key_is_redacted():
+    from cratedb_airflow_export.credentials import GcsCredentials, Redactor
+
+    redact = Redactor(GcsCredentials(keyfile_dict=KEYFILE).secrets())
+    for text in (GCS_KEY, json.dumps(GCS_KEY)[1:-1], "abc123def456", json.dumps(KEYFILE)):
+        assert text not in redact(f"x {text} y"), text
+
+
+def test_a_gcs_target_streams_and_refuses_the_copy_engine_with_the_reason():
+    base = {"table": "doc.metrics", "timestamp_column": "ts", "target": "gs://lake_1/cratedb", "engine": "stream"}
+    cfg = TableExport.model_validate(base)
+    assert (cfg.store, cfg.gcp_conn_id) == ("gs", "google_cloud_default")
+    with pytest.raises(ValueError, match="CrateDB's COPY TO writes s3:// and az:// only"):
+        TableExport.model_validate({**base, "engine": "copy"})
+    with pytest.raises(ValueError, match="not a valid GCS bucket name"):
+        TableExport.model_validate({**base, "target": "gs://-lake/x"})

@@ -60,7 +60,7 @@ def test_the_wheel_holds_the_package_alone_with_honest_metadata(dist):
     assert metadata["Requires-Python"] == ">=3.11"
     assert metadata["License-Expression"] == "Apache-2.0"
     assert metadata["Description-Content-Type"] == "text/markdown"
-    assert set(metadata.get_all("Provides-Extra")) == {"iceberg", "azure", "dev"}
+    assert set(metadata.get_all("Provides-Extra")) == {"iceberg", "azure", "gcs", "dev"}
     requires = metadata.get_all("Requires-Dist")
     runtime = [r for r in requires if "extra ==" not in r]
     assert any(r.startswith("apache-airflow<4,>=3.2.0") for r in runtime), runtime

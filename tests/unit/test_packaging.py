@@ -71,7 +71,13 @@ def test_only_the_edge_imports_airflow():
 
 # Each store's SDK (and its type stubs) belongs to its backend alone; every other module talks to
 # storage.Store. Airflow's hooks build a backend's clients in edge/resolve.py without naming the SDK.
-STORE_SDKS = {"boto3": "s3.py", "botocore": "s3.py", "types_boto3_s3": "s3.py", "azure": "azure.py"}
+STORE_SDKS = {
+    "boto3": "s3.py",
+    "botocore": "s3.py",
+    "types_boto3_s3": "s3.py",
+    "azure": "azure.py",
+    "google": "gcs.py",
+}
 
 
 def sdk_imports() -> dict[str, set[str]]:
@@ -178,7 +184,7 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-@pytest.mark.parametrize("group", [None, "iceberg", "azure", "dev"])
+@pytest.mark.parametrize("group", [None, "iceberg", "azure", "gcs", "dev"])
 def test_dependencies_are_ranges_that_admit_the_pinned_versions(group):
     """Installed into a user's Airflow, the package may not replace what is there: ranges from the
     lowest version tested to below the next major; exact versions only in constraints.txt."""
@@ -197,14 +203,16 @@ def test_a_check_that_would_see_an_exact_pin():
 
 def test_the_astro_image_installs_every_runtime_dependency_in_the_same_range():
     """The Dockerfile installs the package with --no-deps on Astro's Runtime (which brings Airflow):
-    requirements.txt must hold everything else, the iceberg and azure extras too, as the same ranges."""
+    requirements.txt must hold everything else, the iceberg, azure and gcs extras too, as the same ranges."""
     listed = [
         str(Requirement(line))
         for line in (REPO / "requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
     needed = [
-        str(r) for r in requirements() + requirements("iceberg") + requirements("azure") if r.name != "apache-airflow"
+        str(r)
+        for r in requirements() + requirements("iceberg") + requirements("azure") + requirements("gcs")
+        if r.name != "apache-airflow"
     ]
     assert listed == needed
     assert "--no-deps" in (REPO / "Dockerfile").read_text()

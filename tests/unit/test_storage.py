@@ -77,7 +77,7 @@ def test_azure_targets(uri, expected):
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("gs://lake/x", "must start with 's3://' or 'az://'"),
+        ("gcs://lake/x", "or 'gs://'"),
         ("az://Lake/x", "not a valid Azure container name"),
         ("az://a--b/x", "not a valid Azure container name"),
         ("az://-ab/x", "not a valid Azure container name"),

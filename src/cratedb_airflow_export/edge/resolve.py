@@ -7,6 +7,9 @@
 - Azure Blob Storage (an ``az://`` target): the table's ``wasb_conn_id`` (Airflow's ``wasb``
   connection type: account and key, SAS token or connection string); when no such connection
   exists, ``AZURE_STORAGE_CONNECTION_STRING``.
+- Google Cloud Storage (a ``gs://`` target): the table's ``gcp_conn_id`` (Airflow's
+  ``google_cloud_platform`` type: a service account's key and the project); without such a
+  connection, Application Default Credentials.
 - Source: the table's ``cratedb_conn_id`` (the tutorial's ``cratedb_connection``, a postgresql://
   URI) as libpq parameters.
 - Iceberg (``format: iceberg``): the table's ``iceberg_conn_id``, pyiceberg's catalog properties.
@@ -26,6 +29,8 @@ from cratedb_airflow_export.connections import (
     azure_environment,
     catalog_params,
     environment_problem,
+    gcs_credentials,
+    gcs_environment,
     source_params,
     tutorial_credentials,
 )
@@ -111,6 +116,15 @@ def resolve(cfg: TableExport) -> Connections:
             mask_secret(form)
         log.info("Azure credentials from %s, account %s; source %s", azure.origin, azure.account or "-", source.origin)
         return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, azure=azure)
+    if cfg.store == "gs":
+        from cratedb_airflow_export.stores.gcs import GcsStore
+
+        gcp = airflow_connection(cfg.gcp_conn_id)
+        gcs = gcs_credentials(gcp) if gcp is not None else gcs_environment()
+        for form in gcs.secrets():
+            mask_secret(form)
+        log.info("GCS credentials from %s, project %s; source %s", gcs.origin, gcs.project or "-", source.origin)
+        return Connections(S3Credentials(), GcsStore.from_credentials(gcs), source, gcs=gcs)
     creds, store = s3_access(cfg.aws_conn_id)
     for form in creds.secrets():
         mask_secret(form)
