@@ -181,25 +181,11 @@ def oracle_other_store_setting(
     request: pytest.FixtureRequest, connections: None, postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
 ) -> Any:
     """The oracle on the local PostgreSQL with the archive in Azurite or fake-gcs-server."""
-    import json
-
+    from tests.helpers import STORE_SCHEMES, new_bucket
     from tests.oracle import Setting, Source
 
-    name = f"oracle-{uuid.uuid4().hex[:12]}"
-    if request.param == "azure":
-        server = request.getfixturevalue("azurite")
-        server.create_container(name)
-        creds = server.credentials()
-        conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": creds.endpoint_url}
-        monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
-        scheme = "az"
-    else:
-        server = request.getfixturevalue("fake_gcs")
-        server.create_bucket(name)
-        conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": server.endpoint}}
-        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
-        scheme = "gs"
-    return Setting(source=Source(postgres.url, cratedb=False), server=server, bucket=name, scheme=scheme)
+    server, name = new_bucket(request, monkeypatch, request.param)
+    return Setting(Source(postgres.url, cratedb=False), server, name, scheme=STORE_SCHEMES[request.param])
 
 
 @pytest.fixture

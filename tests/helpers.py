@@ -258,3 +258,31 @@ def task_states(dag_run: Any) -> dict[str, str]:
 
 def task_tries(dag_run: Any) -> dict[str, int]:
     return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+
+
+STORE_SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}  # a store's fixture kind -> its targets' scheme
+
+
+def new_bucket(request: Any, monkeypatch: Any, kind: str) -> tuple[Any, str]:
+    """A new bucket (container) on the ``kind`` store's server fixture (``s3_server``, ``azurite``,
+    ``fake_gcs``), with the Airflow connection the product reads it with; (server, bucket name)."""
+    import json
+    import uuid
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    if kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        server.client().create_bucket(Bucket=name)
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", server.airflow_conn_uri())
+    elif kind == "azure":
+        server = request.getfixturevalue("azurite")
+        server.create_container(name)
+        creds = server.credentials()
+        conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": creds.endpoint_url}
+        monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
+    else:
+        server = request.getfixturevalue("fake_gcs")
+        server.create_bucket(name)
+        conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": server.endpoint}}
+        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
+    return server, name

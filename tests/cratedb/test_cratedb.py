@@ -1697,6 +1697,35 @@ def az_conn(monkeypatch: pytest.MonkeyPatch, azurite_for_crate: Any) -> tuple[st
     return container, store
 
 
+def round_trip(crate_table: tuple[str, list[Any]], store: Any, cfg: TableExport, method: str) -> None:
+    """Export ``cfg``'s day into ``store``'s bucket, find it complete and exact with verify, restore
+    it into another table by ``method`` and compare the rows with the source's."""
+    from cratedb_airflow_export.layout import partition
+    from cratedb_airflow_export.restore import restore
+    from cratedb_airflow_export.verify import verify_partition
+
+    _, rows = crate_table
+    expected = rows_of_day(rows, DAY)
+    assert run_export(cfg, WINDOW).rows == len(expected)
+    names = sorted(o.key.rsplit("/", 1)[1] for o in store.list_objects(partition(cfg, DAY)))
+    assert {"_SUCCESS", "_manifest.json"} <= set(names) and len(names) > 2
+    with crate() as conn, conn.cursor() as cursor:
+        report = verify_partition(store, cursor, cfg, WINDOW)
+    assert report.ok, report.problems
+    copy_of = f"doc.{unique('restored')}"
+    with crate() as conn:
+        create_metrics(conn, [], cratedb=True, table=copy_of)
+    try:
+        (result,) = restore(cfg, [WINDOW], into=copy_of)
+        assert (result.method, result.rows) == (method, len(expected))
+        with crate() as conn:
+            got = conn.execute(f'SELECT "hash_id", "name" FROM {copy_of} ORDER BY "hash_id"').fetchall()
+        assert [tuple(r) for r in got] == sorted((h, n) for h, _, n, _, _ in expected)
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+
+
 @pytest.mark.parametrize(
     ("engine", "fmt", "compression"),
     [("copy", "jsonl", "gzip"), ("copy", "jsonl", "none"), ("stream", "parquet", "zstd"), ("stream", "jsonl", "gzip")],
@@ -1705,33 +1734,9 @@ def test_every_engine_exports_to_azure_and_restores_from_it(crate_table, az_conn
     """CrateDB's COPY TO az:// (the account key as a bind parameter) and the stream engine write
     the day into Azurite; verify finds it complete and exact; a restore (COPY FROM az:// for what
     copy wrote) puts exactly the day's rows into another table."""
-    from cratedb_airflow_export.restore import restore
-    from cratedb_airflow_export.storage import Location
-    from cratedb_airflow_export.verify import verify_partition
-
-    name, rows = crate_table
     container, store = az_conn
-    cfg = entry(name, engine=engine, format=fmt, compression=compression, target=f"az://{container}/lake")
-    expected = rows_of_day(rows, DAY)
-    assert run_export(cfg, WINDOW).rows == len(expected)
-    folder = Location(container, f"lake/{name}/dt=2024-01-04", "az")
-    names = sorted(o.key.rsplit("/", 1)[1] for o in store.list_objects(folder))
-    assert {"_SUCCESS", "_manifest.json"} <= set(names) and len(names) > 2
-    with crate() as conn, conn.cursor() as cursor:
-        report = verify_partition(store, cursor, cfg, WINDOW)
-    assert report.ok, report.problems
-    copy_of = f"doc.{unique('az_restored')}"
-    with crate() as conn:
-        create_metrics(conn, [], cratedb=True, table=copy_of)
-    try:
-        (result,) = restore(cfg, [WINDOW], into=copy_of)
-        assert (result.method, result.rows) == ("copy" if engine == "copy" else "worker", len(expected))
-        with crate() as conn:
-            got = conn.execute(f'SELECT "hash_id", "name" FROM {copy_of} ORDER BY "hash_id"').fetchall()
-        assert [tuple(r) for r in got] == sorted((h, n) for h, _, n, _, _ in expected)
-    finally:
-        with crate() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+    cfg = entry(crate_table[0], engine=engine, format=fmt, compression=compression, target=f"az://{container}/lake")
+    round_trip(crate_table, store, cfg, "copy" if engine == "copy" else "worker")
 
 
 def test_the_copy_statement_to_azure_keeps_the_key_out_of_its_text(crate_table, az_conn):
@@ -1767,35 +1772,10 @@ def test_stream_exports_to_gcs_and_restores_from_it(crate_table, fake_gcs_for_cr
     """The stream engine reads CrateDB and writes the day into fake-gcs-server (CrateDB's COPY has
     no gs:// scheme: engine copy is refused for such a target when the configuration is read);
     verify finds it exact; the worker restores exactly the day's rows."""
-    from cratedb_airflow_export.restore import restore
-    from cratedb_airflow_export.storage import Location
-    from cratedb_airflow_export.verify import verify_partition
-
-    name, rows = crate_table
     server = fake_gcs_for_crate
     bucket = server.create_bucket(f"it-{uuid.uuid4().hex[:10]}")
     extra = {"project": "test", "endpoint_url": server.endpoint}
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
-    )
-    cfg = entry(name, engine="stream", format=fmt, target=f"gs://{bucket}/lake")
-    expected = rows_of_day(rows, DAY)
-    assert run_export(cfg, WINDOW).rows == len(expected)
-    store = server.store()
-    keys = [o.key for o in store.list_objects(Location(bucket, f"lake/{name}/dt=2024-01-04", "gs"))]
-    assert {k.rsplit("/", 1)[1] for k in keys} >= {"_SUCCESS", "_manifest.json"}
-    with crate() as conn, conn.cursor() as cursor:
-        report = verify_partition(store, cursor, cfg, WINDOW)
-    assert report.ok, report.problems
-    copy_of = f"doc.{unique('gs_restored')}"
-    with crate() as conn:
-        create_metrics(conn, [], cratedb=True, table=copy_of)
-    try:
-        (result,) = restore(cfg, [WINDOW], into=copy_of)
-        assert (result.method, result.rows) == ("worker", len(expected))
-        with crate() as conn:
-            got = conn.execute(f'SELECT "hash_id", "name" FROM {copy_of} ORDER BY "hash_id"').fetchall()
-        assert [tuple(r) for r in got] == sorted((h, n) for h, _, n, _, _ in expected)
-    finally:
-        with crate() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+    conn = {"conn_type": "google_cloud_platform", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
+    cfg = entry(crate_table[0], engine="stream", format=fmt, target=f"gs://{bucket}/lake")
+    round_trip(crate_table, server.store(), cfg, "worker")

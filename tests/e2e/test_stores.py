@@ -9,35 +9,25 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 
 from cratedb_airflow_export.errors import TargetUnusable
 from cratedb_airflow_export.lease import Lease, lease_key
 from cratedb_airflow_export.storage import Location, Store
+from tests.helpers import STORE_SCHEMES, new_bucket
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
-BACKENDS = ["s3", "azure", "gcs"]
+BACKENDS = list(STORE_SCHEMES)
 
 
 @pytest.fixture(params=BACKENDS)
-def target(request: pytest.FixtureRequest) -> Iterator[tuple[Store, str]]:
+def target(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, str]]:
     """A backend on its server, and a new empty bucket (container) in it."""
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    if request.param == "s3":
-        server: Any = request.getfixturevalue("s3_server")
-        server.client().create_bucket(Bucket=name)
-    elif request.param == "azure":
-        server = request.getfixturevalue("azurite")
-        server.create_container(name)
-    else:
-        server = request.getfixturevalue("fake_gcs")
-        server.create_bucket(name)
+    server, name = new_bucket(request, monkeypatch, request.param)
     yield server.store(), name
 
 

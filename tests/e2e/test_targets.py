@@ -7,12 +7,10 @@ the store's own client."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import psycopg
 import pytest
@@ -29,12 +27,11 @@ from cratedb_airflow_export.retention import purge
 from cratedb_airflow_export.storage import Location, Store
 from cratedb_airflow_export.verify import verify_partition
 from cratedb_airflow_export.windows import Window
-from tests.helpers import SAMPLE_DAYS, asset_events, make_dag, run_dag, task_states
+from tests.helpers import SAMPLE_DAYS, STORE_SCHEMES, asset_events, make_dag, new_bucket, run_dag, task_states
 
 pytestmark = pytest.mark.e2e
 FIRST, SECOND, THIRD = SAMPLE_DAYS
 PER_DAY = 30
-SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}
 CHECKSUMS = {"s3": "sha256", "azure": "md5", "gcs": "crc32c"}
 
 
@@ -48,29 +45,17 @@ class Lake:
     store: Store
 
     def target(self) -> str:
-        return f"{SCHEMES[self.kind]}://{self.bucket}/lake"
+        return f"{STORE_SCHEMES[self.kind]}://{self.bucket}/lake"
 
     def keys(self, prefix: str) -> list[str]:
-        return [o.key for o in self.store.list_objects(Location(self.bucket, prefix.rstrip("/"), "s3"))]
+        return [
+            o.key for o in self.store.list_objects(Location(self.bucket, prefix.rstrip("/"), STORE_SCHEMES[self.kind]))
+        ]
 
 
-@pytest.fixture(params=list(SCHEMES))
+@pytest.fixture(params=list(STORE_SCHEMES))
 def lake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, connections: None) -> Iterator[Lake]:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    if request.param == "s3":
-        server: Any = request.getfixturevalue("s3_server")
-        server.client().create_bucket(Bucket=name)
-    elif request.param == "azure":
-        server = request.getfixturevalue("azurite")
-        server.create_container(name)
-        creds = server.credentials()
-        conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": creds.endpoint_url}
-        monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
-    else:
-        server = request.getfixturevalue("fake_gcs")
-        server.create_bucket(name)
-        conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": server.endpoint}}
-        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
+    server, name = new_bucket(request, monkeypatch, request.param)
     yield Lake(request.param, name, server.store())
 
 
