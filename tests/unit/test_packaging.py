@@ -49,6 +49,17 @@ def test_the_import_check_can_fail():
     assert last_line_of_python(code) == "True"
 
 
+def imported_modules(path: Path) -> list[str]:
+    """Every module ``path`` imports, also lazily inside functions (``from a.b import c``: ``a.b``)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+    return names
+
+
 def test_only_the_edge_imports_airflow():
     """Also lazily, inside functions: no core module imports Airflow; one reaches for the edge: the
     command line, for connections stored in Airflow when Airflow is installed."""
@@ -56,15 +67,9 @@ def test_only_the_edge_imports_airflow():
     for path in PACKAGE.rglob("*.py"):
         if "edge" in path.relative_to(PACKAGE).parts[:-1]:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            direct += [path.name for n in names if n.split(".")[0] == "airflow"]
-            via_edge += [path.name for n in names if n.startswith("cratedb_airflow_export.edge")]
+        names = imported_modules(path)
+        direct += [path.name for n in names if n.split(".")[0] == "airflow"]
+        via_edge += [path.name for n in names if n.startswith("cratedb_airflow_export.edge")]
     assert direct == []
     assert via_edge == ["cli.py"]
 
@@ -84,16 +89,9 @@ def sdk_imports() -> dict[str, set[str]]:
     """Which modules (paths relative to the package) import each store SDK, also lazily."""
     found: dict[str, set[str]] = {sdk: set() for sdk in STORE_SDKS}
     for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                if name.split(".")[0] in found:
-                    found[name.split(".")[0]].add(str(path.relative_to(PACKAGE)))
+        for name in imported_modules(path):
+            if name.split(".")[0] in found:
+                found[name.split(".")[0]].add(str(path.relative_to(PACKAGE)))
     return found
 
 
