@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 from devtools.devstack import LocalPostgres, LocalS3, create_metrics, sample_metrics
 
-from tests.helpers import AIRFLOW_HOME, BIG_ROWS, ROWS_PER_DAY, SAMPLE_DAYS, airflow_cli  # sets the environment first
+from tests.helpers import (  # sets the environment first
+    AIRFLOW_HOME,
+    BIG_ROWS,
+    ROWS_PER_DAY,
+    SAMPLE_DAYS,
+    STORE_SCHEMES,
+    Lake,
+    airflow_cli,
+    new_bucket,
+)
 
 
 @pytest.fixture(scope="session")
@@ -143,6 +152,14 @@ def bucket(s3_server: LocalS3) -> str:
     return name
 
 
+@pytest.fixture(params=list(STORE_SCHEMES))
+def lake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, connections: None) -> Lake:
+    """A new bucket on each store's server in turn (S3, Azurite, fake-gcs-server), with the
+    connection the package reads it with: a test taking it runs on all three stores."""
+    server, name = new_bucket(request, monkeypatch, request.param)
+    return Lake(request.param, server, name)
+
+
 # Process time zones far from UTC, with odd offsets (+05:45, +12:45/+13:45, -03:30) and ones that
 # move the date (Tokyo, Los Angeles): a naive timestamp read as local time shifts its day.
 PROCESS_ZONES = ["UTC", "Asia/Kathmandu", "Pacific/Chatham", "America/St_Johns", "Asia/Tokyo", "America/Los_Angeles"]
@@ -188,9 +205,8 @@ def oracle_other_store_setting(
     return Setting(Source(postgres.url, cratedb=False), server, name, scheme=STORE_SCHEMES[request.param])
 
 
-@pytest.fixture
-def oracle_iceberg_setting(oracle_setting: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The oracle with a SQL catalog (SQLite) as AIRFLOW_CONN_ICEBERG_DEFAULT, for the product and the oracle."""
+def with_catalog(setting: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``setting`` with a SQL catalog (SQLite) as AIRFLOW_CONN_ICEBERG_DEFAULT, for the product and the oracle."""
     import json
 
     import tests.oracle as oracle
@@ -199,4 +215,18 @@ def oracle_iceberg_setting(oracle_setting: Any, tmp_path: Path, monkeypatch: pyt
     conn = {"conn_type": "generic", "extra": {"type": "sql", "uri": f"sqlite:///{path}"}}
     monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT", json.dumps(conn))
     monkeypatch.setattr(oracle, "SETTING_CATALOG", [str(path)])
-    return oracle_setting
+    return setting
+
+
+@pytest.fixture
+def oracle_iceberg_setting(oracle_setting: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The Iceberg oracle on the local PostgreSQL and S3 server."""
+    return with_catalog(oracle_setting, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def oracle_other_iceberg_setting(
+    oracle_other_store_setting: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """The Iceberg oracle with the table in Azurite or fake-gcs-server."""
+    return with_catalog(oracle_other_store_setting, tmp_path, monkeypatch)

@@ -286,3 +286,61 @@ def new_bucket(request: Any, monkeypatch: Any, kind: str) -> tuple[Any, str]:
         conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": server.endpoint}}
         monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
     return server, name
+
+
+class Lake:
+    """A new bucket (container) on one store's server (``kind``: s3, azure, gcs), the target URI of
+    a folder in it, the package's store to look at it with, and what an outside reader (pyiceberg's
+    own PyArrow file IO) needs to read it."""
+
+    def __init__(self, kind: str, server: Any, bucket: str) -> None:
+        self.kind, self.server, self.bucket = kind, server, bucket
+        self.store = server.store()
+
+    def target(self, folder: str = "lake") -> str:
+        return f"{STORE_SCHEMES[self.kind]}://{self.bucket}/{folder}"
+
+    def location(self, prefix: str) -> Any:
+        from cratedb_airflow_export.storage import Location
+
+        return Location(self.bucket, prefix.rstrip("/"), STORE_SCHEMES[self.kind])
+
+    def keys(self, prefix: str) -> list[str]:
+        return [o.key for o in self.store.list_objects(self.location(prefix))]
+
+    def objects(self, prefix: str) -> dict[str, bytes]:
+        return {key: self.store.read(self.bucket, key) for key in self.keys(prefix)}
+
+    def uri(self, key: str) -> str:
+        """How an Iceberg table here records the object ``key`` (Azurite's endpoint is path-style:
+        ``abfs://<container>/...``, the account left to the reader)."""
+        scheme = {"s3": "s3", "azure": "abfs", "gcs": "gs"}[self.kind]
+        return f"{scheme}://{self.bucket}/{key}"
+
+    def reader_properties(self) -> dict[str, str]:
+        """pyiceberg's PyArrowFileIO properties for this server: a reader that is not the package."""
+        io = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}
+        if self.kind == "s3":
+            server = self.server
+            return io | {
+                "s3.endpoint": server.endpoint_url,
+                "s3.access-key-id": server.access_key,
+                "s3.secret-access-key": server.secret_key,
+                "s3.region": "us-east-1",
+            }
+        if self.kind == "azure":
+            creds, authority = self.server.credentials(), f"127.0.0.1:{self.server.port}"
+            return io | {
+                "adls.account-name": creds.account,
+                "adls.account-key": creds.key,
+                "adls.blob-storage-authority": authority,
+                "adls.dfs-storage-authority": authority,
+                "adls.blob-storage-scheme": "http",
+                "adls.dfs-storage-scheme": "http",
+            }
+        # fake-gcs-server takes any token; pyarrow wants one with an expiry
+        return io | {
+            "gcs.service.host": self.server.endpoint,
+            "gcs.oauth2.token": "anonymous",
+            "gcs.oauth2.token-expires-at": "4102444800000",
+        }

@@ -819,19 +819,14 @@ class IcebergOracle(ArchiveOracle):
         return TableExport.model_validate(entry)
 
     def iceberg(self) -> Any:
+        """The table as an outside reader sees it: pyiceberg's own file IO on the store."""
         from pyiceberg.catalog.sql import SqlCatalog
 
-        s3 = self.setting.server
-        catalog = SqlCatalog(
-            "iceberg_default",
-            uri=f"sqlite:///{SETTING_CATALOG[0]}",
-            **{
-                "s3.endpoint": s3.endpoint_url,
-                "s3.access-key-id": s3.access_key,
-                "s3.secret-access-key": s3.secret_key,
-                "s3.region": "us-east-1",
-            },
-        )
+        from tests.helpers import STORE_SCHEMES, Lake
+
+        kind = {scheme: kind for kind, scheme in STORE_SCHEMES.items()}[self.setting.scheme]
+        properties = Lake(kind, self.setting.server, self.setting.bucket).reader_properties()
+        catalog = SqlCatalog("iceberg_default", uri=f"sqlite:///{SETTING_CATALOG[0]}", **properties)
         return catalog.load_table(self.table)
 
     def day_rows(self, table: Any, day: date, snapshot_id: int | None = None) -> Counter[Row]:

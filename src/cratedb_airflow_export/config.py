@@ -398,8 +398,6 @@ class TableExport(BaseModel):
                 "engine: 'copy' has CrateDB write the files, and CrateDB's COPY TO writes s3:// and az:// only "
                 "(no gs:// scheme); use engine 'stream'"
             )
-        if self.format == "iceberg":
-            raise ValueError(f"format: 'iceberg' on {self.store}:// targets is not available yet; use it on s3://")
 
     def _check_retention(self, retain_days: int) -> None:
         """Retention deletes whole rows of whole days: only what an export holds whole, after the days

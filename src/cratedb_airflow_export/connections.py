@@ -331,12 +331,13 @@ def source_params(spec: ConnectionSpec) -> SourceParams:
     )
 
 
-def catalog_params(spec: ConnectionSpec | None, conn_id: str, s3: S3Credentials) -> CatalogParams:
+def catalog_params(spec: ConnectionSpec | None, conn_id: str) -> CatalogParams:
     """An Iceberg catalog from a connection: its ``extra`` holds pyiceberg's catalog properties
     (``{"type": "sql", "uri": "postgresql+psycopg://..."}``, ``{"type": "rest", "uri": "https://..."}``,
     ``{"type": "glue"}``); ``host`` stands for a missing ``uri``, ``login``/``password`` for a REST
-    catalog's ``credential``. Files are read and written with the table's S3 credentials unless the
-    extra sets pyiceberg's ``s3.*`` properties itself."""
+    catalog's ``credential``. The table's files are read and written through the target's store, with
+    its credentials (``iceberg_io.py``): file system properties (``s3.*``, ``adls.*``, ``gcs.*``)
+    here are not used."""
     if spec is None:
         raise CredentialsError(
             f"no connection {conn_id!r} for the Iceberg catalog: define it with the catalog's properties in "
@@ -352,16 +353,6 @@ def catalog_params(spec: ConnectionSpec | None, conn_id: str, s3: S3Credentials)
         raise CredentialsError(f"connection {conn_id!r}: say the catalog's type in its extra (sql, rest, glue, ...)")
     if kind == "rest" and spec.password and "credential" not in properties:
         properties["credential"] = f"{spec.login}:{spec.password}" if spec.login else spec.password
-    defaults = {
-        "s3.access-key-id": s3.access_key,
-        "s3.secret-access-key": s3.secret_key,
-        "s3.session-token": s3.session_token,
-        "s3.endpoint": s3.endpoint_url,
-        "s3.region": s3.region,
-    }
-    for key, value in defaults.items():
-        if value and key not in properties:
-            properties[key] = value
     return CatalogParams(conn_id, properties, f"connection {conn_id!r} ({kind} catalog)")
 
 
@@ -376,19 +367,25 @@ def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connecti
             "postgresql://<user>:<password>@<host>:5432/doc"
         )
     source = source_params(database)
+    catalog = catalog_params(find(cfg.iceberg_conn_id), cfg.iceberg_conn_id) if cfg.format == "iceberg" else None
+    if cfg.store != "s3":
+        return other_store(cfg, source, catalog, find)
+    aws = find(cfg.aws_conn_id)
+    creds = s3_credentials(aws) if aws is not None else tutorial_credentials(cfg.aws_conn_id)
+    return Connections(creds, S3Store.from_credentials(creds), source, catalog)
+
+
+def other_store(cfg: TableExport, source: SourceParams, catalog: CatalogParams | None, find: Lookup) -> Connections:
+    """``cfg``'s connections on Azure or GCS: the store's credentials from its connection
+    (``wasb_conn_id``, ``gcp_conn_id``), else from the environment."""
     if cfg.store == "az":
         from cratedb_airflow_export.stores.azure import AzureStore
 
         wasb = find(cfg.wasb_conn_id)
         azure = azure_credentials(wasb) if wasb is not None else azure_environment(cfg.wasb_conn_id)
-        return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, azure=azure)
-    if cfg.store == "gs":
-        from cratedb_airflow_export.stores.gcs import GcsStore
+        return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, catalog, azure=azure)
+    from cratedb_airflow_export.stores.gcs import GcsStore
 
-        gcp = find(cfg.gcp_conn_id)
-        gcs = gcs_credentials(gcp) if gcp is not None else gcs_environment()
-        return Connections(S3Credentials(), GcsStore.from_credentials(gcs), source, gcs=gcs)
-    aws = find(cfg.aws_conn_id)
-    creds = s3_credentials(aws) if aws is not None else tutorial_credentials(cfg.aws_conn_id)
-    catalog = catalog_params(find(cfg.iceberg_conn_id), cfg.iceberg_conn_id, creds) if cfg.format == "iceberg" else None
-    return Connections(creds, S3Store.from_credentials(creds), source, catalog)
+    gcp = find(cfg.gcp_conn_id)
+    gcs = gcs_credentials(gcp) if gcp is not None else gcs_environment()
+    return Connections(S3Credentials(), GcsStore.from_credentials(gcs), source, catalog, gcs=gcs)

@@ -31,7 +31,7 @@ from cratedb_airflow_export.publish import publish, refuse_purged
 from cratedb_airflow_export.readers import schema_from_types
 from cratedb_airflow_export.schema import SchemaColumn, compare, schema_columns
 from cratedb_airflow_export.source import CRATEDB, SourceCounts, SourceInfo, identity_statements
-from cratedb_airflow_export.storage import StoredObject, parse_target
+from cratedb_airflow_export.storage import StoredObject
 from cratedb_airflow_export.verify import check_counts
 
 if TYPE_CHECKING:
@@ -300,6 +300,7 @@ def _verify_and_commit(
     """count(*) check, then one Iceberg commit replacing the day (``iceberg.py``), if this attempt
     still holds the day's lease."""
     from cratedb_airflow_export.iceberg import commit_day
+    from cratedb_airflow_export.iceberg_io import split_location
 
     job, cfg = result.job, result.job.cfg
     assert attempt.connections.catalog is not None and result.written is not None
@@ -328,10 +329,11 @@ def _verify_and_commit(
         summary,
         naive=attempt.database.naive_timestamps,
         attempt_id=job.attempt_id,
+        options=job.write_options,
     )
     # the files as the table holds them (the staged copies are gone)
     files = tuple(
-        replace(staged, key=parse_target(path).prefix, etag="")
+        replace(staged, key=split_location(attempt.store, path)[1], etag="")
         for staged, path in zip(result.objects, committed.files, strict=True)
     )
     final = replace(result, objects=files, source_count=counts.after, source=attempt.database, committed=committed)

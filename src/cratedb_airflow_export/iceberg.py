@@ -35,7 +35,6 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import SchemaChanged, TargetError
-from cratedb_airflow_export.storage import parse_target
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
 
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import CatalogParams
-    from cratedb_airflow_export.storage import Location, Store, StoredObject
+    from cratedb_airflow_export.storage import Store, StoredObject, WriteOptions
     from cratedb_airflow_export.windows import TimeRange, Window
 
 log = logging.getLogger(__name__)
@@ -77,10 +76,13 @@ class Committed:
         }
 
 
-def load_catalog(params: CatalogParams) -> Catalog:
+def load_catalog(params: CatalogParams, store: Store, options: WriteOptions | None = None) -> Catalog:
+    """The catalog, its tables' files read and written through ``store`` (``iceberg_io.py``)."""
     from pyiceberg.catalog import load_catalog as load
 
-    return load(params.name, **dict(params.properties))
+    from cratedb_airflow_export.iceberg_io import io_properties
+
+    return load(params.name, **{**params.properties, **io_properties(store, options)})
 
 
 def day_filter(cfg: TableExport, window: TimeRange, naive: bool) -> Any:
@@ -92,14 +94,15 @@ def day_filter(cfg: TableExport, window: TimeRange, naive: bool) -> Any:
     return And(GreaterThanOrEqual(term=column, value=start.isoformat()), LessThan(term=column, value=end.isoformat()))
 
 
-def table_location(cfg: TableExport) -> str:
-    """Where a table created by the export keeps its data and metadata: the table folder of ``target``."""
+def table_location(store: Store, cfg: TableExport) -> str:
+    """Where a table created by the export keeps its data and metadata: the table folder of
+    ``target``, as lake tools spell it (on Azure ``abfss://<container>@<account>.dfs...``)."""
     from cratedb_airflow_export.layout import table_folder
 
-    return table_folder(cfg).uri.rstrip("/")
+    return store.lake_uri(table_folder(cfg))
 
 
-def open_table(catalog: Catalog, cfg: TableExport, schema: pa.Schema) -> Table:
+def open_table(catalog: Catalog, store: Store, cfg: TableExport, schema: pa.Schema) -> Table:
     """The Iceberg table of ``cfg``: loaded, or created (in one commit) partitioned by day of the
     timestamp column."""
     from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
@@ -113,7 +116,7 @@ def open_table(catalog: Catalog, cfg: TableExport, schema: pa.Schema) -> Table:
     catalog.create_namespace_if_not_exists(identifier.rsplit(".", 1)[0])
     try:
         with catalog.create_table_transaction(
-            identifier, schema=plain_schema(schema), location=table_location(cfg)
+            identifier, schema=plain_schema(schema), location=table_location(store, cfg)
         ) as create:
             with create.update_spec() as spec:
                 spec.add_field(cfg.timestamp_column, DayTransform(), f"{cfg.timestamp_column}_day")
@@ -207,27 +210,33 @@ def commit_day(
     *,
     naive: bool,
     attempt_id: str,
+    options: WriteOptions | None = None,
 ) -> Committed:
     """Replace ``window``'s day of ``cfg``'s Iceberg table with the ``staged`` Parquet files in one
     commit (see the module docstring). Raises :class:`SchemaChanged` when the policy refuses the
     day's schema, before anything is copied or committed."""
+    from cratedb_airflow_export.iceberg_io import split_location
+
     with _OPENING:
-        catalog = load_catalog(params)
-        table = open_table(catalog, cfg, schema)
+        catalog = load_catalog(params, store, options)
+        table = open_table(catalog, store, cfg, schema)
     changes = schema_difference(table, schema)
     if changes:
         _check_policy(cfg, window, changes)
-    folder = parse_target(f"{table.location().rstrip('/')}/data/{cfg.timestamp_column}_day={window.day.isoformat()}")
-    copied = []
+    base = table.location().rstrip("/")
+    bucket, table_key = split_location(store, base)
+    day = f"data/{cfg.timestamp_column}_day={window.day.isoformat()}"
+    copied: list[str] = []
+    paths: list[str] = []
     try:
         for index, source in enumerate(staged):
-            key = folder.key(f"{attempt_id}-{index:05d}.parquet")
-            store.copy(folder.bucket, source.key, key)
-            copied.append(key)
-        paths = [folder.object_uri(key) for key in copied]
+            name = f"{day}/{attempt_id}-{index:05d}.parquet"
+            store.copy(bucket, source.key, f"{table_key}/{name}", options)
+            copied.append(f"{table_key}/{name}")
+            paths.append(f"{base}/{name}")
         snapshot = _commit(catalog, cfg, window, schema, paths, summary, naive=naive, evolve=bool(changes))
     except BaseException:
-        _remove(store, folder, copied)
+        _remove(store, bucket, copied)
         raise
     log.info(
         "committed %d file(s) to Iceberg table %s as snapshot %d (the day %s replaced)%s",
@@ -337,11 +346,11 @@ def day_files(table: Table, cfg: TableExport, window: TimeRange, naive: bool) ->
     return files
 
 
-def _remove(store: Store, folder: Location, keys: list[str]) -> None:
+def _remove(store: Store, bucket: str, keys: list[str]) -> None:
     try:
-        store.delete(folder.bucket, keys)
+        store.delete(bucket, keys)
     except Exception as exc:  # best effort: files no snapshot references
-        log.warning("could not remove %d uncommitted file(s) from %s: %s", len(keys), folder.uri, exc)
+        log.warning("could not remove %d uncommitted file(s) from %s: %s", len(keys), bucket, exc)
 
 
 @dataclass(frozen=True)
@@ -356,9 +365,9 @@ class Day:
 
 
 @released()
-def read_day(params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> Day:
+def read_day(store: Store, params: CatalogParams, cfg: TableExport, window: TimeRange, naive: bool) -> Day:
     """The day of ``window`` as the table's current snapshot holds it."""
-    catalog = load_catalog(params)
+    catalog = load_catalog(params, store)
     table = catalog.load_table(cfg.iceberg_identifier)
     rows = table.scan(row_filter=day_filter(cfg, window, naive)).count()
     files = tuple((f.file_path, int(f.file_size_in_bytes)) for f in day_files(table, cfg, window, naive))

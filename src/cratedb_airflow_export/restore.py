@@ -119,7 +119,7 @@ def _restore_iceberg_day(
     ):
         assert attempt.connections.catalog is not None
         naive = attempt.database.naive_timestamps
-        day = read_day(attempt.connections.catalog, cfg, window, naive)
+        day = read_day(attempt.store, attempt.connections.catalog, cfg, window, naive)
         expected, summary = day.rows, day.summary
         if not summary:
             raise RestoreRefused(f"{where} has no commit of this export for {window.day}: export the day first")
@@ -225,7 +225,7 @@ def _insert_iceberg_day(
     from cratedb_airflow_export.iceberg import day_filter, load_catalog
 
     assert attempt.connections.catalog is not None
-    table = load_catalog(attempt.connections.catalog).load_table(cfg.iceberg_identifier)
+    table = load_catalog(attempt.connections.catalog, attempt.store).load_table(cfg.iceberg_identifier)
     convert = Converter(columns, text=False)
     objects = {name for name, column in columns.items() if column.data_type in ("object", "json", "jsonb")}
     scan = table.scan(row_filter=day_filter(cfg, window, attempt.database.naive_timestamps))

@@ -220,6 +220,10 @@ class Store(ABC):
         """The object's last ``size`` bytes (all of it when shorter)."""
 
     @abstractmethod
+    def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (fewer at the end of the object)."""
+
+    @abstractmethod
     def open(self, bucket: str, key: str) -> IO[bytes]:
         """The object as a stream (read it in chunks; close it)."""
 
@@ -277,6 +281,11 @@ class Store(ABC):
         """The object and its version tag, None when there is none."""
 
     # Built on the above.
+
+    def lake_uri(self, location: Location) -> str:
+        """The folder as lake tools (Spark, Trino, DuckDB, pyiceberg) spell it in a table's metadata,
+        without a trailing slash: its own URI unless a store spells it otherwise."""
+        return location.uri.rstrip("/")
 
     def abort_uploads(self, location: Location) -> int:
         """Abort the open streamed writes below the folder; returns how many."""

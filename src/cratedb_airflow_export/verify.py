@@ -15,7 +15,6 @@ from cratedb_airflow_export.errors import VerificationError
 from cratedb_airflow_export.layout import is_data_object, partition, staging_root
 from cratedb_airflow_export.manifest import Manifest, Partition, read_partition
 from cratedb_airflow_export.schema import as_read, file_type
-from cratedb_airflow_export.storage import split_object_uri
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -267,11 +266,12 @@ def verify_iceberg_day(
     rows the snapshot holds in the window against the commit, and (with a source cursor) against the
     source's count(*)."""
     from cratedb_airflow_export.iceberg import read_day
+    from cratedb_airflow_export.iceberg_io import split_location
     from cratedb_airflow_export.source import check_table, count_window
 
     report = PartitionReport(f"iceberg:{cfg.iceberg_identifier} {window.day}")
     source = check_table(cursor, cfg) if cursor is not None else None
-    day = read_day(params, cfg, window, naive=bool(source and source.naive_timestamps))
+    day = read_day(store, params, cfg, window, naive=bool(source and source.naive_timestamps))
     rows, summary = day.rows, day.summary
     if not summary:
         report.empty = rows == 0
@@ -284,8 +284,8 @@ def verify_iceberg_day(
         f"the table holds {rows} rows in the window in {len(day.files)} file(s)"
     )
     for path, size in day.files:  # the rows above come from metadata: a file gone fails every reader
-        root, key = split_object_uri(path)
-        stored = store.size(root.bucket, key)
+        bucket, key = split_location(store, path)
+        stored = store.size(bucket, key)
         if stored is None:
             report.problems.append(f"{path}: a data file of the day is missing")
         elif stored != size:

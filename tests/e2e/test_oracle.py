@@ -46,3 +46,9 @@ def test_nothing_lost_nothing_wrong_on_azure_and_gcs(oracle_other_store_setting)
 
 def test_iceberg_days_are_never_seen_empty_or_half(oracle_iceberg_setting):
     run(oracle_iceberg_setting, IcebergOracle, oracle_settings(max(2, EXAMPLES // 2), STEPS))
+
+
+def test_iceberg_days_on_azure_and_gcs(oracle_other_iceberg_setting):
+    """The Iceberg machine with the table's files in Azurite or fake-gcs-server, read back by
+    pyiceberg's own file IO."""
+    run(oracle_other_iceberg_setting, IcebergOracle, oracle_settings(2, STEPS))

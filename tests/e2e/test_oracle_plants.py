@@ -129,3 +129,21 @@ def test_an_iceberg_rerun_as_two_snapshots_is_found(oracle_iceberg_setting):
 
     said = hunt(oracle_iceberg_setting, IcebergOracle, lambda: patched(iceberg, "_commit", two_snapshots))
     assert "shows" in said or "current snapshot" in said
+
+
+def test_an_iceberg_read_one_byte_off_is_found(oracle_other_iceberg_setting):
+    """A ranged read of the store's file IO one byte past where the reader stands (the class of an
+    inclusive / exclusive end mixed up between stores: GCS takes an inclusive end, Azure a length),
+    the byte count right: verify and restore read Parquet chunks through it."""
+    import cratedb_airflow_export.iceberg_io as iceberg_io
+
+    real = iceberg_io.RangeReader.read
+
+    def shifted(self: Any, size: int | None = -1) -> bytes:
+        if self.position:
+            self.position += 1
+            self.size += 1  # the same number of bytes, from the wrong place
+        return real(self, size)
+
+    said = hunt(oracle_other_iceberg_setting, IcebergOracle, lambda: patched(iceberg_io.RangeReader, "read", shifted))
+    assert "restore" in said or "File" in said or "bytes" in said

@@ -59,6 +59,8 @@ def test_a_streamed_write_appears_on_close_with_exact_bytes(target):
     assert [o.as_dict() for o in store.list_objects(Location(bucket, "big"))] == [{**stored.as_dict(), "rows": None}]
     assert store.read_tail(bucket, "big/x.bin", 1000) == payload[-1000:]
     assert store.read_tail(bucket, "big/x.bin", 20 * MIB) == payload
+    for start, length in ((0, 1), (5 * MIB - 3, 7), (len(payload) - 10, 10), (len(payload) - 4, 100), (12, 0)):
+        assert store.read_range(bucket, "big/x.bin", start, length) == payload[start : start + length], (start, length)
     with store.open(bucket, "big/x.bin") as stream:
         assert stream.read(10) == payload[:10]
     into = io.BytesIO()

@@ -8,8 +8,6 @@ the store's own client."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
 
 import psycopg
@@ -24,39 +22,14 @@ from cratedb_airflow_export.lease import held
 from cratedb_airflow_export.manifest import Manifest
 from cratedb_airflow_export.restore import restore
 from cratedb_airflow_export.retention import purge
-from cratedb_airflow_export.storage import Location, Store
 from cratedb_airflow_export.verify import verify_partition
 from cratedb_airflow_export.windows import Window
-from tests.helpers import SAMPLE_DAYS, STORE_SCHEMES, asset_events, make_dag, new_bucket, run_dag, task_states
+from tests.helpers import SAMPLE_DAYS, Lake, asset_events, make_dag, run_dag, task_states
 
 pytestmark = pytest.mark.e2e
 FIRST, SECOND, THIRD = SAMPLE_DAYS
 PER_DAY = 30
 CHECKSUMS = {"s3": "sha256", "azure": "md5", "gcs": "crc32c"}
-
-
-@dataclass
-class Lake:
-    """A new bucket (container) on one store's server, the target URI of a table folder in it, and
-    the store to look at it with."""
-
-    kind: str
-    bucket: str
-    store: Store
-
-    def target(self) -> str:
-        return f"{STORE_SCHEMES[self.kind]}://{self.bucket}/lake"
-
-    def keys(self, prefix: str) -> list[str]:
-        return [
-            o.key for o in self.store.list_objects(Location(self.bucket, prefix.rstrip("/"), STORE_SCHEMES[self.kind]))
-        ]
-
-
-@pytest.fixture(params=list(STORE_SCHEMES))
-def lake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, connections: None) -> Iterator[Lake]:
-    server, name = new_bucket(request, monkeypatch, request.param)
-    yield Lake(request.param, name, server.store())
 
 
 @pytest.fixture

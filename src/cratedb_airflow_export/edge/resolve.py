@@ -25,12 +25,9 @@ from typing import TYPE_CHECKING
 from cratedb_airflow_export.connections import (
     Connections,
     ConnectionSpec,
-    azure_credentials,
-    azure_environment,
     catalog_params,
     environment_problem,
-    gcs_credentials,
-    gcs_environment,
+    other_store,
     source_params,
     tutorial_credentials,
 )
@@ -107,32 +104,25 @@ def resolve(cfg: TableExport) -> Connections:
     source = source_params(database)
     for form in source.secrets():  # masked at once: the S3 lookup below may log or fail
         mask_secret(form)
-    if cfg.store == "az":
-        from cratedb_airflow_export.stores.azure import AzureStore
-
-        wasb = airflow_connection(cfg.wasb_conn_id)
-        azure = azure_credentials(wasb) if wasb is not None else azure_environment(cfg.wasb_conn_id)
-        for form in azure.secrets():
+    catalog = None
+    if cfg.format == "iceberg":
+        catalog = catalog_params(airflow_connection(cfg.iceberg_conn_id), cfg.iceberg_conn_id)
+        for form in catalog.secrets():
             mask_secret(form)
-        log.info("Azure credentials from %s, account %s; source %s", azure.origin, azure.account or "-", source.origin)
-        return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, azure=azure)
-    if cfg.store == "gs":
-        from cratedb_airflow_export.stores.gcs import GcsStore
-
-        gcp = airflow_connection(cfg.gcp_conn_id)
-        gcs = gcs_credentials(gcp) if gcp is not None else gcs_environment()
-        for form in gcs.secrets():
+    if cfg.store != "s3":
+        connections = other_store(cfg, source, catalog, airflow_connection)
+        for form in connections.secrets:
             mask_secret(form)
-        log.info("GCS credentials from %s, project %s; source %s", gcs.origin, gcs.project or "-", source.origin)
-        return Connections(S3Credentials(), GcsStore.from_credentials(gcs), source, gcs=gcs)
+        azure, gcs = connections.azure, connections.gcs
+        if azure is not None:
+            account = azure.account or "-"
+            log.info("Azure credentials from %s, account %s; source %s", azure.origin, account, source.origin)
+        elif gcs is not None:
+            log.info("GCS credentials from %s, project %s; source %s", gcs.origin, gcs.project or "-", source.origin)
+        return connections
     creds, store = s3_access(cfg.aws_conn_id)
     for form in creds.secrets():
         mask_secret(form)
-    catalog = None
-    if cfg.format == "iceberg":
-        catalog = catalog_params(airflow_connection(cfg.iceberg_conn_id), cfg.iceberg_conn_id, creds)
-        for form in catalog.secrets():
-            mask_secret(form)
     connections = Connections(creds, store, source, catalog)
     log.info(
         "S3 credentials from %s%s; source %s",

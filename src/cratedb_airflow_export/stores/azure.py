@@ -78,6 +78,16 @@ class AzureStore(Store):
     def from_credentials(cls, creds: AzureCredentials) -> AzureStore:
         return cls(make_service(creds), make_service(creds, probe=True))
 
+    def lake_uri(self, location: Location) -> str:
+        """``abfss://<container>@<account>.dfs.<suffix>/<prefix>``, as Spark, Trino and DuckDB address
+        a storage account; an endpoint of another shape (an emulator's path-style one) gives
+        ``abfs://<container>/<prefix>``, the account left to the reader's configuration."""
+        account, host = self.service.account_name, self.service.primary_hostname or ""
+        path = f"/{location.prefix}" if location.prefix else ""
+        if account and host.startswith(f"{account}.blob."):
+            return f"abfss://{location.bucket}@{account}.dfs.{host[len(account) + 6 :]}{path}"
+        return f"abfs://{location.bucket}{path}"
+
     def container(self, name: str) -> ContainerClient:
         return self.service.get_container_client(name)
 
@@ -139,6 +149,11 @@ class AzureStore(Store):
         blob = self.container(bucket).get_blob_client(key)
         total = int(blob.get_blob_properties().size)
         return blob.download_blob(offset=max(0, total - size)).readall()
+
+    def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        return self.container(bucket).download_blob(key, offset=start, length=length).readall()
 
     def open(self, bucket: str, key: str) -> IO[bytes]:
         return io.BufferedReader(_ChunkStream(self.container(bucket).download_blob(key).chunks()))

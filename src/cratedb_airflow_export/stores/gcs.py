@@ -120,6 +120,13 @@ class GcsStore(Store):
         start = max(0, int(blob.size or 0) - size)
         return bytes(blob.download_as_bytes(start=start, timeout=DATA_TIMEOUT, checksum=None))
 
+    def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        blob = self.bucket(bucket).blob(key)
+        end = start + length - 1  # inclusive
+        return bytes(blob.download_as_bytes(start=start, end=end, timeout=DATA_TIMEOUT, checksum=None))
+
     def open(self, bucket: str, key: str) -> IO[bytes]:
         return self.bucket(bucket).blob(key).open("rb")  # type: ignore[no-any-return]
 

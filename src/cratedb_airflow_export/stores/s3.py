@@ -203,6 +203,12 @@ class S3Store(Store):
     def read_tail(self, bucket: str, key: str, size: int) -> bytes:
         return self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{size}")["Body"].read()
 
+    def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        span = f"bytes={start}-{start + length - 1}"
+        return self.client.get_object(Bucket=bucket, Key=key, Range=span)["Body"].read()
+
     def open(self, bucket: str, key: str) -> IO[bytes]:
         return self.client.get_object(Bucket=bucket, Key=key)["Body"]  # type: ignore[return-value]
 
