@@ -79,10 +79,12 @@ def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float, ok: tuple[
 
 
 def _stop(proc: subprocess.Popen[Any] | None) -> None:
+    """Stop an emulator: its data is throwaway, and a graceful shutdown waits for the clients' idle
+    keep-alive connections (10 s and more), so it gets 2 s before it is killed."""
     if proc is not None and proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

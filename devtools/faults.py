@@ -37,6 +37,9 @@ class _Listener:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            if self._stopped.is_set():  # accepted as stop() ran: refused like every later one
+                conn.close()
+                return
             self._open.append(conn)
             self.handle(conn)
 
@@ -47,6 +50,10 @@ class _Listener:
         """Stop listening and end every connection: the peers see them closed at once (a shutdown
         first, as a plain close leaves a connection open while a thread still waits on it)."""
         self._stopped.set()
+        try:  # wakes the thread blocked in accept() (a close alone leaves it accepting one more)
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
         for conn in self._open:
             try:

@@ -47,7 +47,6 @@ for _name in (
 ):
     os.environ.pop(_name, None)
 
-from devtools.devstack import LocalS3  # noqa: E402
 
 SAMPLE_DAYS = [date(2024, 1, 3), date(2024, 1, 4), date(2024, 1, 5)]
 ROWS_PER_DAY = 50
@@ -165,11 +164,22 @@ def as_exported(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def read_objects(s3: LocalS3, bucket: str, prefix: str = "") -> dict[str, bytes]:
-    store = s3.store()
-    client = store.client
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
-    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in sorted(keys)}
+def list_keys(store: Any, bucket: str, prefix: str = "") -> list[str]:
+    """Every key starting with ``prefix`` (any string, not only a folder), through the store's SDK."""
+    if store.scheme == "az":
+        keys = [blob.name for blob in store.container(bucket).list_blobs(name_starts_with=prefix or None)]
+    elif store.scheme == "gs":
+        keys = [blob.name for blob in store.client.list_blobs(bucket, prefix=prefix or None)]
+    else:
+        pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return sorted(keys)
+
+
+def read_objects(server: Any, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    """The objects whose keys start with ``prefix`` on any store's server (``.store()``), by key."""
+    store = server.store()
+    return {key: store.read(bucket, key) for key in list_keys(store, bucket, prefix)}
 
 
 def data_objects(objects: dict[str, bytes]) -> dict[str, bytes]:
@@ -261,30 +271,41 @@ def task_tries(dag_run: Any) -> dict[str, int]:
 
 
 STORE_SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}  # a store's fixture kind -> its targets' scheme
+CHECKSUMS = {"s3": "sha256", "azure": "md5", "gcs": "crc32c"}  # the checksum each store keeps
+
+
+def store_connection(kind: str, server: Any, port: int | None = None) -> tuple[str, str]:
+    """The ``AIRFLOW_CONN_*`` variable and value through which the package reaches the ``kind``
+    store's server, or the same store at 127.0.0.1:``port`` (a proxy, or nothing listening)."""
+    if kind == "s3":
+        value = server.airflow_conn_uri() if port is None else aws_connection(f"http://127.0.0.1:{port}")
+        return "AIRFLOW_CONN_AWS_DEFAULT", value
+    if kind == "azure":
+        creds = server.credentials()
+        host = creds.endpoint_url if port is None else f"http://127.0.0.1:{port}/{creds.account}"
+        conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": host}
+        return "AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn)
+    endpoint = server.endpoint if port is None else f"http://127.0.0.1:{port}"
+    conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": endpoint}}
+    return "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn)
 
 
 def new_bucket(request: Any, monkeypatch: Any, kind: str) -> tuple[Any, str]:
     """A new bucket (container) on the ``kind`` store's server fixture (``s3_server``, ``azurite``,
     ``fake_gcs``), with the Airflow connection the product reads it with; (server, bucket name)."""
-    import json
     import uuid
 
     name = f"t-{uuid.uuid4().hex[:12]}"
     if kind == "s3":
         server = request.getfixturevalue("s3_server")
         server.client().create_bucket(Bucket=name)
-        monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", server.airflow_conn_uri())
     elif kind == "azure":
         server = request.getfixturevalue("azurite")
         server.create_container(name)
-        creds = server.credentials()
-        conn = {"conn_type": "wasb", "login": creds.account, "password": creds.key, "host": creds.endpoint_url}
-        monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
     else:
         server = request.getfixturevalue("fake_gcs")
         server.create_bucket(name)
-        conn = {"conn_type": "google_cloud_platform", "extra": {"project": "test", "endpoint_url": server.endpoint}}
-        monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
+    monkeypatch.setenv(*store_connection(kind, server))
     return server, name
 
 
@@ -305,11 +326,20 @@ class Lake:
 
         return Location(self.bucket, prefix.rstrip("/"), STORE_SCHEMES[self.kind])
 
+    @property
+    def scheme(self) -> str:
+        return STORE_SCHEMES[self.kind]
+
+    def point_at(self, monkeypatch: Any, port: int) -> None:
+        """Have the package reach this store at 127.0.0.1:``port`` from now on."""
+        monkeypatch.setenv(*store_connection(self.kind, self.server, port))
+
     def keys(self, prefix: str) -> list[str]:
         return [o.key for o in self.store.list_objects(self.location(prefix))]
 
-    def objects(self, prefix: str) -> dict[str, bytes]:
-        return {key: self.store.read(self.bucket, key) for key in self.keys(prefix)}
+    def objects(self, prefix: str = "") -> dict[str, bytes]:
+        """The objects whose keys start with ``prefix`` (any string), by key."""
+        return read_objects(self.server, self.bucket, prefix)
 
     def uri(self, key: str) -> str:
         """How an Iceberg table here records the object ``key`` (Azurite's endpoint is path-style:

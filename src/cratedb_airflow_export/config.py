@@ -443,6 +443,11 @@ class TableExport(BaseModel):
         return parse_target(self.target).scheme if self.target is not None else "s3"
 
     @property
+    def store_conn_id(self) -> str:
+        """The connection of the target's store: ``aws_conn_id``, ``wasb_conn_id`` or ``gcp_conn_id``."""
+        return {"s3": self.aws_conn_id, "az": self.wasb_conn_id, "gs": self.gcp_conn_id}[self.store]
+
+    @property
     def task_id(self) -> str:
         return f"export_{self.qualified_name}"
 

@@ -378,14 +378,25 @@ def from_environment(cfg: TableExport, lookup: Lookup | None = None) -> Connecti
 def other_store(cfg: TableExport, source: SourceParams, catalog: CatalogParams | None, find: Lookup) -> Connections:
     """``cfg``'s connections on Azure or GCS: the store's credentials from its connection
     (``wasb_conn_id``, ``gcp_conn_id``), else from the environment."""
-    if cfg.store == "az":
+    store, creds = cloud_store(cfg.store, cfg.store_conn_id, find)
+    if isinstance(creds, AzureCredentials):
+        return Connections(S3Credentials(), store, source, catalog, azure=creds)
+    return Connections(S3Credentials(), store, source, catalog, gcs=creds)
+
+
+def cloud_store(scheme: str, conn_id: str, find: Lookup) -> tuple[Store, AzureCredentials | GcsCredentials]:
+    """The Azure (``az``) or GCS (``gs``) store of connection ``conn_id`` and its credentials; without
+    such a connection, from the environment."""
+    if scheme == "az":
         from cratedb_airflow_export.stores.azure import AzureStore
 
-        wasb = find(cfg.wasb_conn_id)
-        azure = azure_credentials(wasb) if wasb is not None else azure_environment(cfg.wasb_conn_id)
-        return Connections(S3Credentials(), AzureStore.from_credentials(azure), source, catalog, azure=azure)
-    from cratedb_airflow_export.stores.gcs import GcsStore
+        wasb = find(conn_id)
+        azure = azure_credentials(wasb) if wasb is not None else azure_environment(conn_id)
+        return AzureStore.from_credentials(azure), azure
+    if scheme == "gs":
+        from cratedb_airflow_export.stores.gcs import GcsStore
 
-    gcp = find(cfg.gcp_conn_id)
-    gcs = gcs_credentials(gcp) if gcp is not None else gcs_environment()
-    return Connections(S3Credentials(), GcsStore.from_credentials(gcs), source, catalog, gcs=gcs)
+        gcp = find(conn_id)
+        gcs = gcs_credentials(gcp) if gcp is not None else gcs_environment()
+        return GcsStore.from_credentials(gcs), gcs
+    raise ValueError(f"no cloud store for {scheme}://")

@@ -18,7 +18,7 @@ from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.manifest import Manifest
 from cratedb_airflow_export.restore import restore
 from cratedb_airflow_export.windows import Window
-from tests.helpers import make_dag, run_dag, task_states
+from tests.helpers import Lake, make_dag, run_dag, task_states
 from tests.samples import TYPED_DDL, TYPED_IN_DAY, TYPED_NAMES, TYPED_ROWS
 
 DAY = date(2024, 1, 4)
@@ -50,8 +50,8 @@ def rows_in_day(postgres, table: str) -> list[tuple]:
         return conn.execute(f"SELECT * FROM {table} WHERE ts >= %s AND ts < %s ORDER BY id", WINDOW.bounds()).fetchall()
 
 
-def entry(table: str, bucket: str, **extra: object) -> dict[str, object]:
-    base = {"table": table, "timestamp_column": "ts", "engine": "stream", "target": f"s3://{bucket}/lake"}
+def entry(table: str, lake: Lake, **extra: object) -> dict[str, object]:
+    base = {"table": table, "timestamp_column": "ts", "engine": "stream", "target": lake.target()}
     return {**base, **extra}
 
 
@@ -68,10 +68,10 @@ def entry(table: str, bucket: str, **extra: object) -> dict[str, object]:
         ("parquet", "snappy"),
     ],
 )
-def test_round_trip_equals_the_source_rows(connections, postgres, s3_server, bucket, fmt, compression):
+def test_round_trip_equals_the_source_rows(connections, postgres, lake, fmt, compression):
     source = create(postgres, with_rows=True)
     target = create(postgres, with_rows=False)
-    cfg = TableExport.model_validate(entry(source, bucket, format=fmt, compression=compression))
+    cfg = TableExport.model_validate(entry(source, lake, format=fmt, compression=compression))
     assert run_export(cfg, WINDOW).rows == len(TYPED_IN_DAY)
     (result,) = restore(cfg, [WINDOW], into=target)
     assert (result.table, result.rows, result.method, result.deleted) == (target, len(TYPED_IN_DAY), "worker", 0)
@@ -99,10 +99,12 @@ def cratedb_copy_line(row: tuple) -> str:
 
 
 @pytest.mark.e2e
-def test_a_copy_engine_partition_is_restored_by_the_worker(connections, postgres, s3_server, bucket):
+@pytest.mark.parametrize("lake", ["s3", "azure"], indirect=True)  # where CrateDB's COPY TO writes
+def test_a_copy_engine_partition_is_restored_by_the_worker(connections, postgres, lake):
     """CrateDB's own output shape, written as its COPY TO would (no CrateDB can run here), restored
     into PostgreSQL, which cannot COPY FROM S3: the worker converts epoch milliseconds and fills
     the missing NULL columns; the generated partition column is left to the database."""
+    bucket = lake.bucket
     rows = [
         (1, datetime(2024, 1, 4, 0, 0, 0, 123000, tzinfo=timezone.utc), "cpu", {"host": "a"}, {"v": 1.5}),
         (2, datetime(2024, 1, 4, 23, 59, 59, 999000, tzinfo=timezone.utc), None, {"host": "b"}, None),
@@ -112,23 +114,21 @@ def test_a_copy_engine_partition_is_restored_by_the_worker(connections, postgres
         conn.execute("CREATE SCHEMA IF NOT EXISTS doc")
         conn.execute(COPY_DDL.format(t=target))
     cfg = TableExport.model_validate(
-        {"table": "doc.metrics", "timestamp_column": "timestamp", "target": f"s3://{bucket}/cp"}
+        {"table": "doc.metrics", "timestamp_column": "timestamp", "target": f"{lake.scheme}://{bucket}/cp"}
     )
     folder = f"cp/doc.metrics/dt={DAY}"
-    store = s3_server.store()
-    client = store.client
+    store = lake.store
     bodies = {
         f"{folder}/metrics_0_.json.gz": gzip.compress((cratedb_copy_line(rows[0]) + "\n").encode()),
         f"{folder}/metrics_1_.json.gz": gzip.compress((cratedb_copy_line(rows[1]) + "\n").encode()),
     }
-    objects = []
     for key, body in bodies.items():
-        etag = client.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
-        objects.append({"key": key, "size": len(body), "etag": etag, "rows": None})
+        store.put(bucket, key, body)
+    objects = [{**o.as_dict(), "rows": None} for o in store.list_objects(lake.location(folder))]
     manifest = Manifest(
         table="doc.metrics",
         interval=WINDOW.as_dict(),
-        partition=f"s3://{bucket}/{folder}/",
+        partition=f"{lake.scheme}://{bucket}/{folder}/",
         engine="copy",
         format="jsonl",
         compression="gzip",
@@ -139,8 +139,8 @@ def test_a_copy_engine_partition_is_restored_by_the_worker(connections, postgres
         statements_fingerprint="sha256:x",
         exported_at="2024-01-05T00:00:00+00:00",
     )
-    client.put_object(Bucket=bucket, Key=f"{folder}/_manifest.json", Body=manifest.to_bytes())
-    client.put_object(Bucket=bucket, Key=f"{folder}/_SUCCESS", Body=b"")
+    store.put(bucket, f"{folder}/_manifest.json", manifest.to_bytes())
+    store.put(bucket, f"{folder}/_SUCCESS", b"")
     (result,) = restore(cfg, [WINDOW], into=target, method="auto")
     assert (result.method, result.rows) == ("worker", 2)
     with psycopg.connect(postgres.url, autocommit=True) as conn:
@@ -156,10 +156,10 @@ def test_a_copy_engine_partition_is_restored_by_the_worker(connections, postgres
 
 
 @pytest.mark.e2e
-def test_a_second_restore_is_refused_and_replace_leaves_exactly_one_copy(connections, postgres, s3_server, bucket):
+def test_a_second_restore_is_refused_and_replace_leaves_exactly_one_copy(connections, postgres, lake):
     source = create(postgres, with_rows=True)
     target = create(postgres, with_rows=False)
-    cfg = TableExport.model_validate(entry(source, bucket))
+    cfg = TableExport.model_validate(entry(source, lake))
     run_export(cfg, WINDOW)
     restore(cfg, [WINDOW], into=target)
     with pytest.raises(ExportError) as refused:
@@ -174,24 +174,25 @@ def test_a_second_restore_is_refused_and_replace_leaves_exactly_one_copy(connect
 
 
 @pytest.mark.e2e
-def test_an_incomplete_partition_is_not_restored(connections, postgres, s3_server, bucket):
+def test_an_incomplete_partition_is_not_restored(connections, postgres, lake):
+    bucket = lake.bucket
     source = create(postgres, with_rows=True)
     target = create(postgres, with_rows=False)
-    cfg = TableExport.model_validate(entry(source, bucket))
+    cfg = TableExport.model_validate(entry(source, lake))
     run_export(cfg, WINDOW)
-    s3_server.client().delete_object(Bucket=bucket, Key=f"lake/{source}/dt={DAY}/_SUCCESS")
+    lake.store.delete(bucket, [f"lake/{source}/dt={DAY}/_SUCCESS"])
     with pytest.raises(ExportError, match="is not a complete partition \\(_SUCCESS missing\\)"):
         restore(cfg, [WINDOW], into=target)
     assert rows_in_day(postgres, target) == []
 
 
 @pytest.mark.e2e
-def test_the_restore_dag_restores_what_its_trigger_form_asks(airflow_db, connections, postgres, s3_server, bucket):
+def test_the_restore_dag_restores_what_its_trigger_form_asks(airflow_db, connections, postgres, lake):
     source = create(postgres, with_rows=True)
     target = create(postgres, with_rows=False)
-    cfg = TableExport.model_validate(entry(source, bucket, format="parquet"))
+    cfg = TableExport.model_validate(entry(source, lake, format="parquet"))
     run_export(cfg, WINDOW)
-    dag = make_dag("e2e_restore", [entry(source, bucket, format="parquet")], kind="restore")
+    dag = make_dag("e2e_restore", [entry(source, lake, format="parquet")], kind="restore")
     dag_run = run_dag(dag, DAY, conf={"table": source, "day": str(DAY), "into": target})
     assert task_states(dag_run) == {"restore": "success"}
     assert rows_in_day(postgres, target) == rows_in_day(postgres, source)
@@ -200,17 +201,19 @@ def test_the_restore_dag_restores_what_its_trigger_form_asks(airflow_db, connect
 
 
 @pytest.mark.e2e
-def test_the_command_line_restores(connections, postgres, s3_server, bucket, tmp_path, capsys):
+def test_the_command_line_restores(connections, postgres, lake, tmp_path, capsys):
+    bucket = lake.bucket
     from cratedb_airflow_export.cli import main
 
     source = create(postgres, with_rows=True)
     target = create(postgres, with_rows=False)
     config = tmp_path / "exports.yaml"
-    config.write_text(json.dumps({"tables": [entry(source, bucket, format="csv")]}))
-    run_export(TableExport.model_validate(entry(source, bucket, format="csv")), WINDOW)
+    config.write_text(json.dumps({"tables": [entry(source, lake, format="csv")]}))
+    run_export(TableExport.model_validate(entry(source, lake, format="csv")), WINDOW)
     args = ["restore", "--table", source, "--date", str(DAY), "--into", target, "--config", str(config)]
     assert main(args) == 0
-    assert capsys.readouterr().out.strip() == (f"OK s3://{bucket}/lake/{source}/dt={DAY}/ -> {target}: 3 rows (worker)")
+    said = f"OK {lake.scheme}://{bucket}/lake/{source}/dt={DAY}/ -> {target}: 3 rows (worker)"
+    assert capsys.readouterr().out.strip() == said
     assert main(args) == 1  # refused: the rows are there
     assert "already holds 3 rows" in capsys.readouterr().out
     assert main([*args, "--replace"]) == 0
@@ -294,6 +297,7 @@ def exact(postgres, table: str, *, milliseconds: bool = False) -> list[str]:
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the values' formats; every store: the tests above
 @pytest.mark.parametrize(
     ("fmt", "compression", "json_style"),
     [
@@ -310,13 +314,13 @@ def exact(postgres, table: str, *, milliseconds: bool = False) -> list[str]:
         ("parquet", "none", None),
     ],
 )
-def test_values_at_the_edges_come_back_exactly(connections, postgres, s3_server, bucket, fmt, compression, json_style):
+def test_values_at_the_edges_come_back_exactly(connections, postgres, lake, fmt, compression, json_style):
     """NaN, the infinities and -0.0 (also inside arrays), text that other tools read as NULL, integers
     beyond 2^53, long numerics, subnormal floats, the first and the last microsecond of the calendar:
     restored, they equal the source (the ``cratedb`` JSON style keeps milliseconds, as COPY TO does)."""
     source, target = edge_table(postgres, with_rows=True), edge_table(postgres, with_rows=False)
     extra = {"format": fmt, "compression": compression, **({"json_style": json_style} if json_style else {})}
-    cfg = TableExport.model_validate({**entry(source, bucket, **extra), "timestamp_column": "at"})
+    cfg = TableExport.model_validate({**entry(source, lake, **extra), "timestamp_column": "at"})
     assert run_export(cfg, WINDOW).rows == len(EDGE_ROWS)
     (result,) = restore(cfg, [WINDOW], into=target)
     assert result.rows == len(EDGE_ROWS)
@@ -327,15 +331,16 @@ def test_values_at_the_edges_come_back_exactly(connections, postgres, s3_server,
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_a_json_null_value_comes_back_apart_from_sql_null(connections, postgres, s3_server, bucket, fmt):
+def test_a_json_null_value_comes_back_apart_from_sql_null(connections, postgres, lake, fmt):
     """Formats that keep JSON as text tell ``'null'::json`` from SQL NULL; so does the restore. (JSON
     Lines writes both as ``null``: one of the limits in docs/engines-and-formats.md.)"""
     ddl = "CREATE TABLE {t} (id INT, ts TIMESTAMPTZ, doc JSON, docb JSONB)"
     insert = "INSERT INTO {t} VALUES (%s, '2024-01-04 12:00:00+00', %s::json, %s::jsonb)"
     rows = [(1, "null", "null"), (2, None, None), (3, '{"a": null}', "[null]")]
     source, target = new_table(postgres, "jn", ddl, insert, rows), new_table(postgres, "jn", ddl)
-    cfg = TableExport.model_validate(entry(source, bucket, format=fmt))
+    cfg = TableExport.model_validate(entry(source, lake, format=fmt))
     assert run_export(cfg, WINDOW).rows == 3
     restore(cfg, [WINDOW], into=target)
     query = "SELECT id, doc IS NULL, doc::text, docb IS NULL, docb::text FROM {} ORDER BY id"

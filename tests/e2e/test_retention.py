@@ -1,5 +1,6 @@
-"""Retention against the local PostgreSQL and S3 server: a verified archive is purged (through the
-retention DAG and by hand) and restored exactly; every way the archive or the source can disagree
+"""Retention against the local PostgreSQL and each store's real server (S3, Azurite,
+fake-gcs-server): a verified archive is purged (through the retention DAG and by hand) and
+restored exactly; every way the archive or the source can disagree
 deletes nothing of that day and says why. (Partitioned tables are CrateDB's: tests/cratedb.)"""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cratedb_airflow_export.reconcile import reconcile
 from cratedb_airflow_export.restore import restore
 from cratedb_airflow_export.retention import purge
 from cratedb_airflow_export.windows import Window
-from tests.helpers import SAMPLE_DAYS, make_dag, read_objects, run_dag, task_states
+from tests.helpers import SAMPLE_DAYS, Lake, make_dag, read_objects, run_dag, task_states
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +37,8 @@ def table(postgres):
     return name
 
 
-def config(table: str, bucket: str, **extra: object) -> TableExport:
-    entry = {"table": table, "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/lake"}
+def config(table: str, lake: Lake, **extra: object) -> TableExport:
+    entry = {"table": table, "timestamp_column": "timestamp", "engine": "stream", "target": lake.target()}
     return TableExport.model_validate({**entry, "retain_days": 1, **extra})
 
 
@@ -58,9 +59,9 @@ def folder(table: str, day: date) -> str:
     return f"lake/{table}/dt={day}/"
 
 
-def purge_record(s3_server, bucket: str, table: str, day: date) -> PurgeRecord | None:
+def purge_record(server, bucket: str, table: str, day: date) -> PurgeRecord | None:
     key = folder(table, day) + "_PURGED.json"
-    found = read_objects(s3_server, bucket, key)
+    found = read_objects(server, bucket, key)
     return PurgeRecord.model_validate_json(found[key]) if key in found else None
 
 
@@ -70,9 +71,10 @@ def export_days(cfg: TableExport, *days: date) -> None:
 
 
 def test_the_retention_dag_purges_verified_days_and_restore_brings_every_row_back(
-    airflow_db, connections, postgres, s3_server, bucket, table
+    airflow_db, connections, postgres, lake, table
 ):
-    cfg = config(table, bucket)
+    server, bucket = lake.server, lake.bucket
+    cfg = config(table, lake)
     export_days(cfg, *SAMPLE_DAYS)
     before = all_rows(postgres, table)
     dag = make_dag("e2e_retention", [cfg.model_dump(mode="json", exclude_defaults=True)], kind="retention")
@@ -85,13 +87,13 @@ def test_the_retention_dag_purges_verified_days_and_restore_brings_every_row_bac
     ]
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [0, 0, PER_DAY]
     for day in (FIRST, SECOND):
-        record = purge_record(s3_server, bucket, table, day)
+        record = purge_record(server, bucket, table, day)
         assert record is not None
         assert (record.state, record.rows, record.deleted, record.run_id) == ("done", PER_DAY, PER_DAY, dag_run.run_id)
         quoted = '"doc"."' + table.split(".")[1] + '"'
         assert record.statement.startswith(f'DELETE FROM {quoted} WHERE "timestamp" >= $1 AND "timestamp" < $2')
-    assert purge_record(s3_server, bucket, table, THIRD) is None
-    assert not read_objects(s3_server, bucket, "_cratedb_export_leases/")  # every lease released
+    assert purge_record(server, bucket, table, THIRD) is None
+    assert not read_objects(server, bucket, "_cratedb_export_leases/")  # every lease released
 
     # the archive is now the only copy: nothing exports over it, reconcile leaves it, verify says so
     with pytest.raises(ExportError, match=r"PartitionPurged: .*the archive of rows that were purged"):
@@ -115,22 +117,21 @@ def _yaml(cfg: TableExport) -> str:
     return path
 
 
-def damage(kind: str, postgres, s3_server, bucket: str, table: str) -> None:
+def damage(kind: str, postgres, server, bucket: str, table: str) -> None:
     """Make the archive of SECOND, or the source's SECOND, disagree with the other."""
-    store = s3_server.store()
-    client = store.client
+    store = server.store()
     prefix = folder(table, SECOND)
-    data = sorted(k for k in read_objects(s3_server, bucket, prefix) if "/part-" in k)
+    data = sorted(k for k in read_objects(server, bucket, prefix) if "/part-" in k)
     if kind == "never exported":
-        for key in read_objects(s3_server, bucket, prefix):
-            client.delete_object(Bucket=bucket, Key=key)
+        for key in read_objects(server, bucket, prefix):
+            store.delete(bucket, [key])
     elif kind == "no _SUCCESS":
-        client.delete_object(Bucket=bucket, Key=prefix + "_SUCCESS")
+        store.delete(bucket, [prefix + "_SUCCESS"])
     elif kind == "object deleted":
-        client.delete_object(Bucket=bucket, Key=data[0])
+        store.delete(bucket, [data[0]])
     elif kind == "object altered":
-        body = read_objects(s3_server, bucket, data[0])[data[0]]
-        client.put_object(Bucket=bucket, Key=data[0], Body=body[:-1] + bytes([body[-1] ^ 1]))
+        body = read_objects(server, bucket, data[0])[data[0]]
+        store.put(bucket, data[0], body[:-1] + bytes([body[-1] ^ 1]))
     elif kind == "column dropped and added again":  # no row rewritten: count and change marker stay
         with psycopg.connect(postgres.url, autocommit=True) as conn:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN name")
@@ -169,13 +170,14 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("kind", list(DAMAGES))
-def test_a_day_whose_archive_does_not_check_out_is_not_deleted(connections, postgres, s3_server, bucket, table, kind):
-    cfg = config(table, bucket)
+def test_a_day_whose_archive_does_not_check_out_is_not_deleted(connections, postgres, lake, table, kind):
+    server, bucket = lake.server, lake.bucket
+    cfg = config(table, lake)
     export_days(cfg, FIRST, SECOND)
     if kind.startswith("exported with"):  # the day as an earlier configuration exported it
         earlier = {"columns": ["hash_id", "timestamp", "name"]} if "columns" in kind else {"filter": "name <> 'x'"}
-        export_days(config(table, bucket, retain_days=None, **earlier), SECOND)
-    damage(kind, postgres, s3_server, bucket, table)
+        export_days(config(table, lake, retain_days=None, **earlier), SECOND)
+    damage(kind, postgres, server, bucket, table)
     second_before = day_count(postgres, table, SECOND)
     outcomes = purge(cfg, THIRD)
     if kind == "column dropped and added again":  # every day's name values are gone: every day refused
@@ -188,15 +190,15 @@ def test_a_day_whose_archive_does_not_check_out_is_not_deleted(connections, post
     (reason,) = outcomes[1].reasons
     assert DAMAGES[kind] in reason
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [0, second_before, PER_DAY]
-    assert purge_record(s3_server, bucket, table, SECOND) is None
-    assert purge_record(s3_server, bucket, table, FIRST) is not None
+    assert purge_record(server, bucket, table, SECOND) is None
+    assert purge_record(server, bucket, table, FIRST) is not None
 
 
-def test_a_failed_export_leaves_the_day_in_the_source(connections, postgres, s3_server, bucket, table, monkeypatch):
+def test_a_failed_export_leaves_the_day_in_the_source(connections, postgres, lake, table, monkeypatch):
     """The export of SECOND fails half way (its upload dies): no partition, so retention keeps it."""
     import cratedb_airflow_export.publish as publish
 
-    cfg = config(table, bucket)
+    cfg = config(table, lake)
     export_days(cfg, FIRST)
 
     def broken(*args, **kwargs):
@@ -211,39 +213,35 @@ def test_a_failed_export_leaves_the_day_in_the_source(connections, postgres, s3_
     assert day_count(postgres, table, SECOND) == PER_DAY
 
 
-def test_with_the_s3_server_unreachable_nothing_is_deleted(
-    connections, postgres, s3_server, bucket, table, monkeypatch
-):
+def test_with_the_server_unreachable_nothing_is_deleted(connections, postgres, lake, table, monkeypatch):
     import socket
 
-    from tests.helpers import aws_connection
-
-    cfg = config(table, bucket)
+    cfg = config(table, lake)
     export_days(cfg, FIRST, SECOND)
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{port}"))
+    lake.point_at(monkeypatch, port)
     with pytest.raises(ExportError) as failure:
         purge(cfg, THIRD)
     assert failure.value.retryable
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, PER_DAY, PER_DAY]
 
 
-def test_with_the_s3_server_gone_in_the_middle_of_the_checks_nothing_more_is_deleted(
-    connections, postgres, s3_server, bucket, table, monkeypatch
+def test_with_the_server_gone_in_the_middle_of_the_checks_nothing_more_is_deleted(
+    connections, postgres, lake, table, monkeypatch
 ):
-    """S3 reached through a proxy that is stopped (listener closed, connections cut) just before the
+    """The store reached through a proxy that is stopped (listener closed, connections cut) just before the
     second day's archive is read: the first day, checked before, is purged; the second is not."""
+    server, bucket = lake.server, lake.bucket
     from devtools.faults import FreezingProxy
 
     import cratedb_airflow_export.retention as retention
-    from tests.helpers import aws_connection
 
-    cfg = config(table, bucket)
+    cfg = config(table, lake)
     export_days(cfg, FIRST, SECOND)
-    proxy = FreezingProxy(s3_server.port).start()
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{proxy.port}"))
+    proxy = FreezingProxy(server.port).start()
+    lake.point_at(monkeypatch, proxy.port)
     real = retention.check_archive
 
     def cut_before_the_second_day(client, cfg, window):
@@ -259,13 +257,14 @@ def test_with_the_s3_server_gone_in_the_middle_of_the_checks_nothing_more_is_del
         proxy.stop()
     assert failure.value.retryable
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [0, PER_DAY, PER_DAY]
-    assert purge_record(s3_server, bucket, table, SECOND) is None
+    assert purge_record(server, bucket, table, SECOND) is None
 
 
-def test_purge_by_hand_dry_run_then_for_real(connections, postgres, s3_server, bucket, table, capsys):
+def test_purge_by_hand_dry_run_then_for_real(connections, postgres, lake, table, capsys):
+    server, bucket = lake.server, lake.bucket
     from cratedb_airflow_export.cli import main
 
-    cfg = config(table, bucket)
+    cfg = config(table, lake)
     export_days(cfg, FIRST, SECOND)
     path = _yaml(cfg)
     assert main(["purge", "--table", table, "--before", str(THIRD), "--dry-run", "--config", path]) == 0
@@ -276,7 +275,7 @@ def test_purge_by_hand_dry_run_then_for_real(connections, postgres, s3_server, b
     ]
     assert all(": would be deleted (dry run): 1 archived day(s) verified: DELETE FROM" in line for line in lines)
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, PER_DAY, PER_DAY]
-    written = read_objects(s3_server, bucket)
+    written = read_objects(server, bucket)
     assert not [k for k in written if k.endswith("_PURGED.json") or k.startswith("_cratedb_export_leases/")]
 
     assert main(["purge", "--table", table, "--before", str(THIRD), "--config", path]) == 0
@@ -293,22 +292,23 @@ def test_purge_by_hand_dry_run_then_for_real(connections, postgres, s3_server, b
 
 @pytest.mark.parametrize("reader", ["auto", "cursor"])  # cursor: through the CrateDB dialect guard
 def test_an_update_moves_the_change_marker_and_reconcile_exports_the_day_again(
-    connections, postgres, s3_server, bucket, table, reader
+    connections, postgres, lake, table, reader
 ):
-    cfg = config(table, bucket, retain_days=None, reader=reader)
+    server, bucket = lake.server, lake.bucket
+    cfg = config(table, lake, retain_days=None, reader=reader)
     export_days(cfg, FIRST, SECOND)
     key = folder(table, FIRST) + "_manifest.json"
-    first = Manifest.from_bytes(read_objects(s3_server, bucket, key)[key])
+    first = Manifest.from_bytes(read_objects(server, bucket, key)[key])
     assert first.source_marker is not None and first.source_marker.startswith("sum(xmin)=")
-    damage("row updated", postgres, s3_server, bucket, table)  # a row of SECOND: count unchanged
+    damage("row updated", postgres, server, bucket, table)  # a row of SECOND: count unchanged
     recounts = reconcile(cfg, [FIRST, SECOND])
     assert [(r.state, r.recorded, r.counted, r.updated) for r in recounts] == [
         ("unchanged", PER_DAY, PER_DAY, False),
         ("re-exported", PER_DAY, PER_DAY, True),
     ]
     assert recounts[1].describe(table) == f"{table} {SECOND}: re-exported, rows updated in the source ({PER_DAY} rows)"
-    assert Manifest.from_bytes(read_objects(s3_server, bucket, key)[key]) == first  # untouched: same exported_at
-    objects = read_objects(s3_server, bucket, folder(table, SECOND))
+    assert Manifest.from_bytes(read_objects(server, bucket, key)[key]) == first  # untouched: same exported_at
+    objects = read_objects(server, bucket, folder(table, SECOND))
     lines = [json.loads(line) for k, v in objects.items() if "/part-" in k for line in _lines(k, v)]
     assert sorted(row["name"] for row in lines).count("changed") == 1
     assert reconcile(cfg, [SECOND])[0].state == "unchanged"  # the new marker is recorded
@@ -320,18 +320,17 @@ def _lines(key: str, data: bytes) -> list[str]:
     return (gzip.decompress(data) if key.endswith(".gz") else data).decode().splitlines()
 
 
-def test_a_row_written_while_the_day_is_purged_waits_and_is_kept(
-    connections, postgres, s3_server, bucket, table, monkeypatch
-):
+def test_a_row_written_while_the_day_is_purged_waits_and_is_kept(connections, postgres, lake, table, monkeypatch):
     """PostgreSQL: the checks and the DELETE run in one transaction that locks writers out. A row
     inserted into the day right before the DELETE (from another connection, for real) waits for the
     purge to commit and lands after it: the DELETE removed exactly the archived rows, the new row is
     still in the source."""
+    server, bucket = lake.server, lake.bucket
     import threading
 
     import cratedb_airflow_export.retention as retention
 
-    cfg = config(table, bucket)
+    cfg = config(table, lake)
     export_days(cfg, FIRST)
     real, writers = retention.execute, []
     noon = datetime(FIRST.year, FIRST.month, FIRST.day, 12, tzinfo=timezone.utc)
@@ -355,7 +354,7 @@ def test_a_row_written_while_the_day_is_purged_waits_and_is_kept(
     assert not writers[0].is_alive()
     assert (outcome.state, outcome.rows, outcome.deleted, outcome.unarchived) == ("purged", PER_DAY, PER_DAY, 0)
     assert day_count(postgres, table, FIRST) == 1  # the racing row, kept
-    record = purge_record(s3_server, bucket, table, FIRST)
+    record = purge_record(server, bucket, table, FIRST)
     assert record is not None and (record.state, record.rows, record.deleted) == ("done", PER_DAY, PER_DAY)
 
 
@@ -371,12 +370,13 @@ def no_transactions(monkeypatch):
 
 
 def test_without_transactions_an_unpartitioned_table_is_refused_unless_the_window_is_accepted(
-    connections, postgres, s3_server, bucket, table, no_transactions, monkeypatch, capsys
+    connections, postgres, lake, table, no_transactions, monkeypatch, capsys
 ):
+    server, bucket = lake.server, lake.bucket
     import cratedb_airflow_export.retention as retention
     from cratedb_airflow_export.cli import main
 
-    cfg = config(table, bucket)
+    cfg = config(table, lake)
     export_days(cfg, FIRST)
     (outcome,) = purge(cfg, SECOND)
     assert outcome.state == "refused"
@@ -384,7 +384,7 @@ def test_without_transactions_an_unpartitioned_table_is_refused_unless_the_windo
     assert "unpartitioned_retention: accept_window" in outcome.reasons[0]
     assert day_count(postgres, table, FIRST) == PER_DAY
 
-    accepted = config(table, bucket, unpartitioned_retention="accept_window")
+    accepted = config(table, lake, unpartitioned_retention="accept_window")
     real = retention.execute
 
     def racing(cursor, statement, seconds):
@@ -399,14 +399,12 @@ def test_without_transactions_an_unpartitioned_table_is_refused_unless_the_windo
     printed = capsys.readouterr().out
     assert code == 1  # rows deleted that were not archived: the command fails, as the retention task does
     assert f"{PER_DAY + 1} rows deleted; 1 OF THEM WERE NOT ARCHIVED" in printed
-    record = purge_record(s3_server, bucket, table, FIRST)
+    record = purge_record(server, bucket, table, FIRST)
     assert record is not None and (record.rows, record.deleted) == (PER_DAY, PER_DAY + 1)
 
 
-def test_a_column_added_since_the_export_keeps_every_day_until_it_is_exported_again(
-    connections, postgres, s3_server, bucket, table
-):
-    cfg = config(table, bucket)
+def test_a_column_added_since_the_export_keeps_every_day_until_it_is_exported_again(connections, postgres, lake, table):
+    cfg = config(table, lake)
     export_days(cfg, FIRST, SECOND)
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute(f"ALTER TABLE {table} ADD COLUMN unit TEXT")
@@ -420,7 +418,7 @@ def test_a_column_added_since_the_export_keeps_every_day_until_it_is_exported_ag
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, 0, PER_DAY]
 
 
-def test_rows_chosen_by_another_timestamp_column_are_not_deleted(connections, postgres, s3_server, bucket):
+def test_rows_chosen_by_another_timestamp_column_are_not_deleted(connections, postgres, lake):
     """The attack: the day was exported by ``created``; the configuration now names ``updated``,
     whose day holds other rows with the same count and change marker (one transaction wrote them all).
     The archive is no proof for them: refused, nothing deleted."""
@@ -433,9 +431,9 @@ def test_rows_chosen_by_another_timestamp_column_are_not_deleted(connections, po
                 created = datetime(FIRST.year, FIRST.month, FIRST.day, n, tzinfo=timezone.utc)
                 conn.execute(f"INSERT INTO {table} VALUES (%s, %s, %s)", (n, created, created + timedelta(days=1)))
                 conn.execute(f"INSERT INTO {table} VALUES (%s, %s, %s)", (10 + n, created - timedelta(days=1), created))
-    by_created = config(table, bucket, timestamp_column="created")
+    by_created = config(table, lake, timestamp_column="created")
     assert run_export(by_created, Window.for_day(FIRST)).rows == 4
-    by_updated = config(table, bucket, timestamp_column="updated")
+    by_updated = config(table, lake, timestamp_column="updated")
     (outcome,) = purge(by_updated, SECOND)
     assert outcome.state == "refused"
     assert (
@@ -446,18 +444,17 @@ def test_rows_chosen_by_another_timestamp_column_are_not_deleted(connections, po
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 8
 
 
-def test_after_a_purge_and_a_restore_the_restored_rows_are_the_baseline(
-    connections, postgres, s3_server, bucket, table
-):
+def test_after_a_purge_and_a_restore_the_restored_rows_are_the_baseline(connections, postgres, lake, table):
     """A restore puts new copies of the rows back (new row versions): it records them as what the
     archive is the copy of. An update of a restored row then keeps the day (the archive does not hold
     it); with the row as restored, the day can be purged again; and a restored day can be exported
     again, after which the purge takes the new export."""
-    cfg = config(table, bucket)
+    server, bucket = lake.server, lake.bucket
+    cfg = config(table, lake)
     export_days(cfg, FIRST)
     assert [o.state for o in purge(cfg, SECOND)] == ["purged"]
     assert [r.rows for r in restore(cfg, [Window.for_day(FIRST)])] == [PER_DAY]
-    restored = read_objects(s3_server, bucket, folder(table, FIRST) + "_RESTORED.json")
+    restored = read_objects(server, bucket, folder(table, FIRST) + "_RESTORED.json")
     record = json.loads(next(iter(restored.values())))
     assert (record["rows"], record["method"]) == (PER_DAY, "worker")
     assert record["source_marker"].startswith("sum(xmin)=") and record["table_id"].startswith("oid:")
@@ -476,15 +473,15 @@ def test_after_a_purge_and_a_restore_the_restored_rows_are_the_baseline(
 
     # the day is in the source again: exported again (replacing the purge and restore records), then purged
     assert run_export(cfg, Window.for_day(FIRST)).rows == PER_DAY
-    assert purge_record(s3_server, bucket, table, FIRST) is None
+    assert purge_record(server, bucket, table, FIRST) is None
     assert [o.state for o in purge(cfg, SECOND)] == ["purged"]
-    names = [r["name"] for r in _archived_rows(s3_server, bucket, table, FIRST)]
+    names = [r["name"] for r in _archived_rows(server, bucket, table, FIRST)]
     assert "changed after the restore" in names
 
 
-def _archived_rows(s3_server, bucket: str, table: str, day: date) -> list[dict]:
+def _archived_rows(server, bucket: str, table: str, day: date) -> list[dict]:
     rows = []
-    for key, data in read_objects(s3_server, bucket, folder(table, day)).items():
+    for key, data in read_objects(server, bucket, folder(table, day)).items():
         if "/part-" in key:
             rows += [json.loads(line) for line in _lines(key, data)]
     return rows

@@ -24,12 +24,11 @@ from cratedb_airflow_export.restore import restore
 from cratedb_airflow_export.retention import purge
 from cratedb_airflow_export.verify import verify_partition
 from cratedb_airflow_export.windows import Window
-from tests.helpers import SAMPLE_DAYS, Lake, asset_events, make_dag, run_dag, task_states
+from tests.helpers import CHECKSUMS, SAMPLE_DAYS, Lake, asset_events, make_dag, run_dag, task_states
 
 pytestmark = pytest.mark.e2e
 FIRST, SECOND, THIRD = SAMPLE_DAYS
 PER_DAY = 30
-CHECKSUMS = {"s3": "sha256", "azure": "md5", "gcs": "crc32c"}
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""``cratedb-export verify`` and the example consumer, against real exports in the local S3 server."""
+"""``cratedb-export verify`` and the example consumer, against real exports on each store's real server
+(S3, Azurite, fake-gcs-server)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ DAY = date(2024, 1, 4)
 
 
 @pytest.fixture
-def exported(postgres, connections, s3_server, bucket, tmp_path):
+def exported(postgres, connections, lake, tmp_path):
     name = f"doc.v_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         create_metrics(conn, sample_metrics(SAMPLE_DAYS, 50, seed=3), table=name)
-    entry = {"table": name, "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/lake"}
+    entry = {"table": name, "timestamp_column": "timestamp", "engine": "stream", "target": lake.target()}
     config = tmp_path / "exports.yaml"
     config.write_text(json.dumps({"tables": [entry]}))
     result = run_export(TableExport.model_validate(entry), Window.for_day(DAY))
@@ -41,18 +42,17 @@ def test_verify_ok(exported, capsys):
     name, config, result, folder = exported
     assert verify(config, name) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0] == f"OK: s3://{result.job.location.bucket}/{folder}/"
+    assert out.splitlines()[0] == f"OK: {result.job.location.scheme}://{result.job.location.bucket}/{folder}/"
     assert "manifest: 50 rows in 1 object(s), engine stream" in out
     assert "source count(*) over the window: 50 = manifest rows" in out
 
 
-def test_verify_detects_tampering(exported, s3_server, postgres, capsys):
+def test_verify_detects_tampering(exported, lake, postgres, capsys):
     name, config, result, folder = exported
     bucket = result.job.location.bucket
-    store = s3_server.store()
-    client = store.client
-    client.put_object(Bucket=bucket, Key=f"{folder}/part-00000.jsonl.gz", Body=b"truncated")
-    client.put_object(Bucket=bucket, Key=f"{folder}/stray.json", Body=b"{}")
+    store = lake.store
+    store.put(bucket, f"{folder}/part-00000.jsonl.gz", b"truncated")
+    store.put(bucket, f"{folder}/stray.json", b"{}")
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute(f"DELETE FROM {name} WHERE \"timestamp\" = '2024-01-04T00:00:00+00:00'")
     assert verify(config, name) == 1
@@ -61,7 +61,7 @@ def test_verify_detects_tampering(exported, s3_server, postgres, capsys):
     assert f"! {folder}/part-00000.jsonl.gz: size/ETag 9/" in out
     assert f"! data objects not in the manifest: ['{folder}/stray.json']" in out
     assert "! source count(*) over the window is 49, the manifest says 50" in out
-    client.delete_object(Bucket=bucket, Key=f"{folder}/_SUCCESS")
+    store.delete(bucket, [f"{folder}/_SUCCESS"])
     assert verify(config, name, "--no-source") == 1
     assert "! _SUCCESS is missing: the partition is incomplete or being replaced" in capsys.readouterr().out
 
@@ -87,15 +87,12 @@ def test_consumer_reads_the_manifest(exported):
     }
 
 
-def test_verify_every_table_over_days_prints_one_line_per_partition(
-    postgres, connections, s3_server, bucket, tmp_path, capsys
-):
+def test_verify_every_table_over_days_prints_one_line_per_partition(postgres, connections, lake, tmp_path, capsys):
     """After an incident: every configured table, a range of days, one line per partition, exit 1
     when any is not complete."""
     names = [f"doc.w_{uuid.uuid4().hex[:8]}" for _ in range(2)]
     entries = [
-        {"table": name, "timestamp_column": "timestamp", "engine": "stream", "target": f"s3://{bucket}/lake"}
-        for name in names
+        {"table": name, "timestamp_column": "timestamp", "engine": "stream", "target": lake.target()} for name in names
     ]
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         for name in names:
@@ -121,7 +118,7 @@ def test_verify_every_table_over_days_prints_one_line_per_partition(
     assert lines[5:] == [f"{names[1]} 2024-01-05 missing"]
 
     broken = f"lake/{names[0]}/dt=2024-01-04/part-00000.jsonl.gz"
-    s3_server.client().put_object(Bucket=bucket, Key=broken, Body=b"truncated")
+    lake.store.put(lake.bucket, broken, b"truncated")
     code, lines = states()
     assert code == 1 and len(lines) == 6
     assert lines[1].startswith(f"{names[0]} 2024-01-04 failed: {broken}: size/ETag 9/")
@@ -144,7 +141,7 @@ def test_verify_every_table_over_days_prints_one_line_per_partition(
 
 
 @pytest.mark.parametrize("reader", ["auto", "cursor"])
-def test_a_parquet_partition_with_arrays_verifies(postgres, connections, s3_server, bucket, tmp_path, capsys, reader):
+def test_a_parquet_partition_with_arrays_verifies(postgres, connections, lake, tmp_path, capsys, reader):
     """Arrow calls a list's item ``item``, the Parquet files pyarrow writes ``element``: no reader
     sees the name, and verify compares the types as readers see them (it reported every such
     partition FAILED, so retention could never purge it)."""
@@ -154,7 +151,7 @@ def test_a_parquet_partition_with_arrays_verifies(postgres, connections, s3_serv
         conn.execute(f"CREATE TABLE {name} (id INT, ts TIMESTAMPTZ, tags TEXT[], nested INT[])")
         conn.execute(f"INSERT INTO {name} VALUES (1, '2024-01-04 12:00:00+00', ARRAY['a', NULL], ARRAY[1, 2])")
     entry = {"table": name, "timestamp_column": "ts", "engine": "stream", "format": "parquet", "reader": reader}
-    cfg = TableExport.model_validate({**entry, "target": f"s3://{bucket}/lake"})
+    cfg = TableExport.model_validate({**entry, "target": lake.target()})
     run_export(cfg, Window.for_day(date(2024, 1, 4)))
     config_file = tmp_path / "exports.yaml"
     config_file.write_text(json.dumps({"tables": [cfg.model_dump(mode="json", exclude_defaults=True)]}))

@@ -28,12 +28,16 @@ log = logging.getLogger(__name__)
 CONSUMER_DAG_ID = "cratedb_export_consumer"
 
 
-def manifest_at(manifest_uri: str, aws_conn_id: str = "aws_default") -> Manifest:
-    """The manifest at ``manifest_uri``, read with the AWS connection ``aws_conn_id``."""
-    from cratedb_airflow_export.edge.resolve import s3_access  # boto3: at run time, not at parse time
+DEFAULT_CONN_IDS = {"s3": "aws_default", "az": "wasb_default", "gs": "google_cloud_default"}
+
+
+def manifest_at(manifest_uri: str, conn_id: str | None = None) -> Manifest:
+    """The manifest at ``manifest_uri`` (``s3://``, ``az://`` or ``gs://``), read with the store's
+    Airflow connection ``conn_id`` (default: the store's default connection)."""
+    from cratedb_airflow_export.edge.resolve import store_of  # the SDKs: at run time, not at parse time
 
     root, key = split_object_uri(manifest_uri)
-    _, store = s3_access(aws_conn_id)
+    store = store_of(root.scheme, conn_id or DEFAULT_CONN_IDS[root.scheme])
     return read_manifest(store, root.bucket, key)
 
 
@@ -51,7 +55,7 @@ def build_consumer_dag(
     tables: list[TableExport] | None = None, *, tables_file: Path | None = None, dag_id: str = CONSUMER_DAG_ID
 ) -> DAG:
     tables = tables if tables is not None else load_tables(tables_file)
-    conn_of = {export_asset(t).uri: t.aws_conn_id for t in tables}
+    conn_of = {export_asset(t).uri: t.store_conn_id for t in tables}
     assets = AssetAny(*(export_asset(t) for t in tables))
     partitioned = per_event_partitions()
     with DAG(
@@ -74,7 +78,7 @@ def build_consumer_dag(
                     if day is not None and event.partition_key != day:
                         continue
                     extra = partition_of(event.extra, event.partition_key)
-                    manifest = manifest_at(extra["manifest"], conn_of.get(asset.uri, "aws_default"))
+                    manifest = manifest_at(extra["manifest"], conn_of.get(asset.uri))
                     log.info(
                         "%s %s: %d rows in %d object(s)",
                         manifest.table,

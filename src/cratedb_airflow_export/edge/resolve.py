@@ -26,6 +26,7 @@ from cratedb_airflow_export.connections import (
     Connections,
     ConnectionSpec,
     catalog_params,
+    cloud_store,
     environment_problem,
     other_store,
     source_params,
@@ -37,6 +38,7 @@ from cratedb_airflow_export.stores.s3 import S3Store, client_config
 
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,22 @@ def s3_access(aws_conn_id: str) -> tuple[S3Credentials, S3Store]:
     configured = hook.config  # the connection's botocore config (config_kwargs), or botocore's default
     data = hook.get_client_type(config=client_config(configured=configured))
     return creds, S3Store(data, hook.get_client_type(config=client_config(probe=True, configured=configured)))
+
+
+def store_of(scheme: str, conn_id: str) -> Store:
+    """The store of ``scheme`` through the Airflow connection ``conn_id`` (its secrets masked)."""
+    from airflow.sdk.log import mask_secret
+
+    store: Store
+    if scheme == "s3":
+        creds, store = s3_access(conn_id)
+        secrets = creds.secrets()
+    else:
+        store, other = cloud_store(scheme, conn_id, airflow_connection)
+        secrets = other.secrets()
+    for form in secrets:
+        mask_secret(form)
+    return store
 
 
 def resolve(cfg: TableExport) -> Connections:

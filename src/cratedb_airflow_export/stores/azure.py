@@ -37,10 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Bounded like the S3 backend: data calls wait up to a minute and retry 3 times; the container
-# check at the start of an attempt gives up within seconds.
-DATA_BOUNDS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 3}
-PROBE_BOUNDS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 5, "retry_total": 1}
+# Bounded like the S3 backend: data calls wait up to a minute and retry 3 times, 1 + 2^n seconds
+# apart (the SDK's default waits 15 s and more between tries: an endpoint gone held one call for a
+# minute); the container check at the start of an attempt gives up within seconds.
+BACKOFF: dict[str, Any] = {"initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1}
+DATA_BOUNDS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 3, **BACKOFF}
+PROBE_BOUNDS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 5, "retry_total": 1, **BACKOFF}
 COPY_SECONDS = 600  # a server-side copy still pending after this fails the step
 
 

@@ -10,6 +10,7 @@ preconditions (``ifGenerationMatch: 0`` to create, the generation read to replac
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import IO, TYPE_CHECKING, Any
 
@@ -33,7 +34,22 @@ log = logging.getLogger(__name__)
 
 DATA_TIMEOUT = (10, 60)  # connect, read: as the other backends
 PROBE_TIMEOUT = (5, 5)
+# how long one call retries what GCS calls transient (the library's default: 120 s): an endpoint
+# gone fails the attempt within about this, and Airflow's retry takes over
+RETRY_SECONDS = 20.0
 CHUNK = 256 * 1024  # resumable upload parts are multiples of this
+
+
+@functools.cache
+def _retry() -> Any:
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(RETRY_SECONDS)
+
+
+def _bounded() -> dict[str, Any]:
+    """The bounds of every data call: its socket timeouts and its retries."""
+    return {"timeout": DATA_TIMEOUT, "retry": _retry()}
 
 
 def make_client(creds: GcsCredentials) -> Client:
@@ -92,12 +108,12 @@ class GcsStore(Store):
             ) from None
 
     def list_objects(self, location: Location) -> list[StoredObject]:
-        blobs = self.client.list_blobs(location.bucket, prefix=location.prefix + "/", timeout=DATA_TIMEOUT)
+        blobs = self.client.list_blobs(location.bucket, prefix=location.prefix + "/", **_bounded())
         found = [StoredObject(b.name, int(b.size or 0), str(b.etag or "")) for b in blobs]
         return sorted(found, key=lambda o: o.key)
 
     def list_folders(self, bucket: str, prefix: str) -> list[str]:
-        pages = self.client.list_blobs(bucket, prefix=prefix, delimiter="/", timeout=DATA_TIMEOUT)
+        pages = self.client.list_blobs(bucket, prefix=prefix, delimiter="/", **_bounded())
         folders: set[str] = set()
         for page in pages.pages:
             folders.update(page.prefixes)
@@ -111,41 +127,41 @@ class GcsStore(Store):
         return None
 
     def read(self, bucket: str, key: str) -> bytes:
-        return bytes(self.bucket(bucket).blob(key).download_as_bytes(timeout=DATA_TIMEOUT))
+        return bytes(self.bucket(bucket).blob(key).download_as_bytes(**_bounded()))
 
     def read_tail(self, bucket: str, key: str, size: int) -> bytes:
-        blob = self.bucket(bucket).get_blob(key, timeout=DATA_TIMEOUT)
+        blob = self.bucket(bucket).get_blob(key, **_bounded())
         if blob is None:
             raise FileNotFoundError(f"gs://{bucket}/{key}")
         start = max(0, int(blob.size or 0) - size)
-        return bytes(blob.download_as_bytes(start=start, timeout=DATA_TIMEOUT, checksum=None))
+        return bytes(blob.download_as_bytes(start=start, **_bounded(), checksum=None))
 
     def read_range(self, bucket: str, key: str, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
         blob = self.bucket(bucket).blob(key)
         end = start + length - 1  # inclusive
-        return bytes(blob.download_as_bytes(start=start, end=end, timeout=DATA_TIMEOUT, checksum=None))
+        return bytes(blob.download_as_bytes(start=start, end=end, **_bounded(), checksum=None))
 
     def open(self, bucket: str, key: str) -> IO[bytes]:
         return self.bucket(bucket).blob(key).open("rb")  # type: ignore[no-any-return]
 
     def download(self, bucket: str, key: str, into: IO[bytes]) -> None:
-        self.bucket(bucket).blob(key).download_to_file(into, timeout=DATA_TIMEOUT)
+        self.bucket(bucket).blob(key).download_to_file(into, **_bounded())
 
     def size(self, bucket: str, key: str) -> int | None:
-        blob = self.bucket(bucket).get_blob(key, timeout=DATA_TIMEOUT)
+        blob = self.bucket(bucket).get_blob(key, **_bounded())
         return None if blob is None else int(blob.size or 0)
 
     def checksum(self, bucket: str, key: str) -> Checksum | None:
-        blob = self.bucket(bucket).get_blob(key, timeout=DATA_TIMEOUT)
+        blob = self.bucket(bucket).get_blob(key, **_bounded())
         return Checksum("crc32c", blob.crc32c) if blob is not None and blob.crc32c else None
 
     def put(
         self, bucket: str, key: str, body: bytes, content_type: str | None = None, options: WriteOptions | None = None
     ) -> None:
         self.bucket(bucket).blob(key).upload_from_string(
-            body, content_type=content_type or "application/octet-stream", timeout=DATA_TIMEOUT, checksum="crc32c"
+            body, content_type=content_type or "application/octet-stream", **_bounded(), checksum="crc32c"
         )
 
     def writer(
@@ -163,6 +179,7 @@ class GcsStore(Store):
         container = self.bucket(bucket)
         target, token = container.blob(key), None
         while True:
+            # the library's own retry: none for a copy without a generation precondition
             token, _, _ = target.rewrite(container.blob(source_key), token=token, timeout=DATA_TIMEOUT)
             if token is None:
                 return
@@ -173,7 +190,7 @@ class GcsStore(Store):
         container = self.bucket(bucket)
         for key in keys:
             try:
-                container.delete_blob(key, timeout=DATA_TIMEOUT)
+                container.delete_blob(key, **_bounded())
             except NotFound:
                 continue
 
@@ -186,7 +203,7 @@ class GcsStore(Store):
                 body,
                 content_type=content_type or "application/octet-stream",
                 if_generation_match=generation,
-                timeout=DATA_TIMEOUT,
+                **_bounded(),  # retried: the generation precondition makes a repeat harmless
             )
         except (PreconditionFailed, NotFound):
             return None
@@ -202,11 +219,11 @@ class GcsStore(Store):
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
         for _ in range(5):  # the object changed between reading its generation and its bytes: again
-            blob = self.bucket(bucket).get_blob(key, timeout=DATA_TIMEOUT)
+            blob = self.bucket(bucket).get_blob(key, **_bounded())
             if blob is None:
                 return None
             try:
-                data = blob.download_as_bytes(if_generation_match=blob.generation, timeout=DATA_TIMEOUT)
+                data = blob.download_as_bytes(if_generation_match=blob.generation, **_bounded())
             except NotFound:
                 return None
             except PreconditionFailed:
@@ -229,7 +246,7 @@ class ResumableWriter:
             chunk_size=size - size % CHUNK,
             content_type=content_type or "application/octet-stream",
             ignore_flush=True,
-            timeout=DATA_TIMEOUT,
+            **_bounded(),
         )
         self.bytes_written = 0
 
@@ -240,7 +257,7 @@ class ResumableWriter:
 
     def close(self, rows: int | None = None) -> StoredObject:
         self._stream.close()
-        self.blob.reload(timeout=DATA_TIMEOUT)
+        self.blob.reload(**_bounded())
         return StoredObject(self.key, self.bytes_written, str(self.blob.etag or ""), rows)
 
     def abort(self) -> None:
