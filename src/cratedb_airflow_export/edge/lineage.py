@@ -7,20 +7,21 @@ Astro) show CrateDB -> S3 without user code. Dataset names follow OpenLineage's 
 - input: ``crate://<host>:<port>`` / ``<schema>.<table>`` for CrateDB (which has no databases above
   its schemas), ``postgres://<host>:<port>`` / ``<database>.<schema>.<table>`` for PostgreSQL, with the
   exported columns and their types (schema facet);
-- output: ``s3://<bucket>`` / ``<partition folder>``, with the same schema, an identity column
-  lineage, the row count, bytes and file count, and ``OVERWRITE`` (a rerun replaces the partition).
+- output: ``s3://<bucket>`` / ``<partition folder>`` (``gs://<bucket>``; on Azure
+  ``abfss://<container>@<account>.dfs.core.windows.net``: the spelling lake tools use, from the
+  store), or an Iceberg table's folder, with the same schema, an identity column lineage, the row
+  count, bytes and file count, and ``OVERWRITE`` (a rerun replaces the partition).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cratedb_airflow_export.storage import Location, parse_target
-
 if TYPE_CHECKING:
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.credentials import SourceParams
     from cratedb_airflow_export.engines import ExportResult
+    from cratedb_airflow_export.storage import Store
 
 DEFAULT_PORT = 5432
 
@@ -33,7 +34,7 @@ def source_dataset_id(cfg: TableExport, params: SourceParams, dialect: str) -> t
     return f"postgres://{authority}", f"{params.dbname or 'postgres'}.{cfg.qualified_name}"
 
 
-def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportResult]) -> Any:
+def export_lineage(cfg: TableExport, params: SourceParams, store: Store, results: list[ExportResult]) -> Any:
     """The OpenLineage ``OperatorLineage`` of published exports: the table in, each partition out."""
     from airflow.providers.common.compat.openlineage.facet import (
         ColumnLineageDatasetFacet,
@@ -75,8 +76,7 @@ def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportR
     )
     partitions = [
         OutputDataset(
-            namespace=output_location(result).at("").uri.rstrip("/"),
-            name=output_location(result).prefix,
+            *output_dataset_id(store, result),
             facets={
                 "schema": schema,
                 "columnLineage": lineage,
@@ -95,8 +95,13 @@ def export_lineage(cfg: TableExport, params: SourceParams, results: list[ExportR
     return OperatorLineage(inputs=[table], outputs=partitions)
 
 
-def output_location(result: ExportResult) -> Location:
-    """Where the rows went: the partition folder, or (format iceberg) the Iceberg table's folder."""
-    if result.committed is not None:  # the table's location: where its metadata folder is
-        return parse_target(result.committed.metadata_location.rsplit("/metadata/", 1)[0])
-    return result.job.location
+def output_dataset_id(store: Store, result: ExportResult) -> tuple[str, str]:
+    """(namespace, name) of where the rows went: the partition folder, or (format iceberg) the
+    Iceberg table's folder (where its metadata folder is), as the store spells it for lake tools."""
+    if result.committed is not None:
+        uri = result.committed.metadata_location.rsplit("/metadata/", 1)[0]
+    else:
+        uri = store.lake_uri(result.job.location)
+    scheme, _, rest = uri.partition("://")
+    authority, _, path = rest.partition("/")
+    return f"{scheme}://{authority}", path

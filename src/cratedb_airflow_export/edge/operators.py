@@ -272,7 +272,8 @@ class CrateDBExportOperator(_TableTask):
 
         if not self._results or self._connections is None:
             return None
-        return export_lineage(self.export, self._connections.database, self._results)
+        connections = self._connections
+        return export_lineage(self.export, connections.database, connections.store, self._results)
 
 
 class CrateDBExportSliceOperator(_TableTask):

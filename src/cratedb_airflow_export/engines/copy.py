@@ -190,7 +190,14 @@ class CopyEngine(Engine):
             execute(attempt.cursor, statement, job.cfg.attempt_seconds)
         if job.slice_index is None:
             attempt.count_in_background(job.window)  # the rows are settled: count them while CrateDB writes
-        execute(attempt.cursor, copy, job.cfg.attempt_seconds)
+        try:
+            execute(attempt.cursor, copy, job.cfg.attempt_seconds)
+        except Exception as exc:
+            refused = refused_by_store(exc, job.staging.uri)
+            if refused is None:
+                raise
+            raise refused from None
+
         rows = attempt.cursor.rowcount
         if rows is None or rows < 0:
             raise RuntimeError(f"COPY returned no row count (command tag {attempt.cursor.statusmessage!r})")
@@ -203,6 +210,24 @@ class CopyEngine(Engine):
             job.staging.uri,
         )
         return ExportResult(job, self.name, rows, objects)
+
+
+# What CrateDB's COPY reports when the store refuses it for good (its S3 client's access errors; its
+# Azure client (opendal) marks every error "(permanent)" or "(temporary)"): another try would be refused
+# the same way, so the attempt fails as unusable instead of being retried
+STORE_REFUSALS = ("(permanent)", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Status Code: 403")
+
+
+def refused_by_store(exc: BaseException, where: str) -> TargetUnusable | None:
+    """A :class:`TargetUnusable` for a COPY the store refused for good (see STORE_REFUSALS), else None."""
+    text = str(exc)
+    if not any(mark in text for mark in STORE_REFUSALS):
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return TargetUnusable(
+        f"CrateDB's COPY was refused by the store at {where} ({first}): check the credentials CrateDB is given "
+        "and what they may do there (a retry would be refused the same way)"
+    )
 
 
 def endpoint_parts(endpoint_url: str) -> SplitResult:
