@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import IO, Any, Literal, NamedTuple, Protocol
 
@@ -179,6 +180,104 @@ class Writer(Protocol):
     def close(self, rows: int | None = None) -> StoredObject: ...
 
     def abort(self) -> None: ...
+
+
+class PartedWriter(ABC):
+    """A :class:`Writer` that sends an object in parts of ``part_size`` bytes: memory is bounded by
+    two parts (the one being filled and the one being sent by a background thread while the caller
+    produces the next; at most one in flight). Each byte is copied once, into the part it belongs
+    to. The object appears only when :meth:`close` finishes it (one request when everything fit in
+    one part); :meth:`abort` leaves none. A backend says how a part is sent and the object made."""
+
+    def __init__(self, key: str, part_size: int, thread_name: str) -> None:
+        self.key = key
+        self.part_size = max(part_size, MIN_PART_SIZE)
+        self.bytes_written = 0
+        self.parts_sent = 0
+        self._part: bytearray | None = None  # the part being filled, allocated at full size once
+        self._fill = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self._inflight: Future[None] | None = None
+
+    # what a backend does
+
+    @abstractmethod
+    def _send_part(self, number: int, chunk: bytearray) -> None:
+        """Send part ``number`` (1, 2, ...; in the background thread)."""
+
+    @abstractmethod
+    def _finish_whole(self, body: bytearray) -> str:
+        """Store everything (less than a part) as the object in one request; its ETag."""
+
+    @abstractmethod
+    def _finish_parts(self) -> str:
+        """Make the object of the parts sent; its ETag."""
+
+    def _before_first_part(self) -> None:  # noqa: B027  # a hook: most backends need none
+        """Called in the caller's thread before part 1 is sent (S3: start the multipart upload)."""
+
+    def _seen(self, view: memoryview) -> None:  # noqa: B027
+        """Every byte written, in order (Azure: the whole object's MD5)."""
+
+    def _discard(self) -> None:  # noqa: B027
+        """After :meth:`abort`: drop what the store holds of the parts sent (S3: the upload)."""
+
+    # the buffering
+
+    def write(self, data: Any) -> None:
+        """Append ``data`` (bytes or any buffer; copied before this returns)."""
+        view = memoryview(data).cast("B")
+        self.bytes_written += len(view)
+        self._seen(view)
+        while len(view):
+            if self._part is None:
+                self._part, self._fill = bytearray(self.part_size), 0
+            n = min(len(view), self.part_size - self._fill)
+            self._part[self._fill : self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == self.part_size:
+                self._submit(self._take())
+
+    def _take(self) -> bytearray:
+        part, fill = self._part if self._part is not None else bytearray(), self._fill
+        self._part, self._fill = None, 0
+        del part[fill:]  # in place: no copy
+        return part
+
+    def _submit(self, chunk: bytearray) -> None:
+        self._wait()
+        if not self.parts_sent:
+            self._before_first_part()
+        self.parts_sent += 1
+        self._inflight = self._pool.submit(self._send_part, self.parts_sent, chunk)
+
+    def _wait(self) -> None:
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            inflight.result()  # re-raises a send error in the caller
+
+    def close(self, rows: int | None = None) -> StoredObject:
+        try:
+            if not self.parts_sent:
+                etag = self._finish_whole(self._take())
+            else:
+                if self._fill:
+                    self._submit(self._take())
+                self._wait()
+                etag = self._finish_parts()
+        finally:
+            self._pool.shutdown(wait=True)
+        return StoredObject(self.key, self.bytes_written, etag.strip('"'), rows)
+
+    def abort(self) -> None:
+        self._part, self._fill = None, 0
+        try:
+            self._wait()
+        except Exception:  # the send that failed is why we abort
+            pass
+        self._pool.shutdown(wait=True)
+        self._discard()
 
 
 class Store(ABC):

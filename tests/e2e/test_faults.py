@@ -61,11 +61,11 @@ def test_a_worker_killed_mid_upload_leaves_nothing_after_the_rerun(
         from cratedb_airflow_export.export import run_export
         from cratedb_airflow_export.windows import Window
 
-        upload_part = storage.MultipartWriter._upload_part
+        upload_part = storage.MultipartWriter._send_part
         def upload_then_die(self, number, chunk):
             upload_part(self, number, chunk)
             os.kill(os.getpid(), signal.SIGKILL)  # the worker dies, as under the OOM killer
-        storage.MultipartWriter._upload_part = upload_then_die
+        storage.MultipartWriter._send_part = upload_then_die
         run_export(TableExport.model_validate({entry(big_table, bucket)!r}), Window.for_day(date(2024, 1, 4)))
         """
     )
@@ -105,7 +105,7 @@ def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
     outage_bucket = "outage-mid-upload"
     s3.client().create_bucket(Bucket=outage_bucket)
     cfg = TableExport.model_validate(entry(big_table, outage_bucket))
-    upload_part = storage.MultipartWriter._upload_part
+    upload_part = storage.MultipartWriter._send_part
     state = {"stopped": False}
 
     def upload_then_outage(self, number, chunk):
@@ -116,7 +116,7 @@ def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", s3.airflow_conn_uri())
-        patch.setattr(storage.MultipartWriter, "_upload_part", upload_then_outage)
+        patch.setattr(storage.MultipartWriter, "_send_part", upload_then_outage)
         dag = make_dag("e2e_outage_mid_upload", [entry(big_table, outage_bucket)])
         dag.get_task(cfg.task_id).on_retry_callback = [lambda context: s3.start()]
         try:

@@ -34,7 +34,7 @@ def test_multipart_writer_uploads_parts_and_completes(s3_server, bucket):
     writer = store.writer(bucket, "big/object.bin", 5 * 1024 * 1024)
     for offset in range(0, len(payload), 1_000_000):
         writer.write(payload[offset : offset + 1_000_000])
-    assert writer._next_part == 3  # two full parts handed to the uploader while writing
+    assert writer.parts_sent == 2  # two full parts handed to the uploader while writing
     assert writer._fill == len(payload) - 2 * 5 * 1024 * 1024  # parts are exactly part_size
     stored = writer.close()
     assert stored.size == len(payload)

@@ -16,15 +16,14 @@ import hashlib
 import io
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import TargetError, TargetUnusable
 from cratedb_airflow_export.storage import (
-    MIN_PART_SIZE,
     Checksum,
     Location,
     OpenUpload,
+    PartedWriter,
     Store,
     StoredObject,
     WriteOptions,
@@ -276,87 +275,43 @@ class _ChunkStream(io.RawIOBase):
         return n
 
 
-class BlockWriter:
-    """Streams bytes into one block blob; memory is bounded by two parts (the one being filled and
-    the one staging), as the S3 backend's multipart writer. The blob appears only on :meth:`close`
-    (the block list committed, or one Put Blob when the data fit in a single part)."""
+class BlockWriter(PartedWriter):
+    """Streams bytes into one block blob (:class:`~.storage.PartedWriter`): each part a block staged
+    with its MD5 (checked by Azure); the blob appears only on :meth:`close` (the block list
+    committed with the whole blob's MD5, or one Put Blob when the data fit in a single part); the
+    blocks of an aborted write are never part of a blob (Azure discards them)."""
 
     def __init__(self, store: AzureStore, bucket: str, key: str, part_size: int, content_type: str | None) -> None:
+        super().__init__(key, part_size, "azure-upload")
         self.blob = store.container(bucket).get_blob_client(key)
-        self.bucket, self.key, self.content_type = bucket, key, content_type
-        self.part_size = max(part_size, MIN_PART_SIZE)
-        self._part: bytearray | None = None
-        self._fill = 0
-        self._blocks: list[str] = []
+        self.bucket, self.content_type = bucket, content_type
         self._md5 = hashlib.md5()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="azure-upload")
-        self._inflight: Future[None] | None = None
-        self.bytes_written = 0
 
-    def write(self, data: Any) -> None:
-        view = memoryview(data).cast("B")
-        self.bytes_written += len(view)
+    def _seen(self, view: memoryview) -> None:
         self._md5.update(view)
-        while len(view):
-            if self._part is None:
-                self._part, self._fill = bytearray(self.part_size), 0
-            n = min(len(view), self.part_size - self._fill)
-            self._part[self._fill : self._fill + n] = view[:n]
-            self._fill += n
-            view = view[n:]
-            if self._fill == self.part_size:
-                self._submit(self._take())
 
-    def _take(self) -> bytearray:
-        part, fill = self._part if self._part is not None else bytearray(), self._fill
-        self._part, self._fill = None, 0
-        del part[fill:]
-        return part
+    def _block_id(self, number: int) -> str:
+        return base64.b64encode(f"{number - 1:08d}".encode()).decode()
 
-    def _submit(self, chunk: bytearray) -> None:
-        self._wait()
-        block = base64.b64encode(f"{len(self._blocks):08d}".encode()).decode()
-        self._blocks.append(block)
-        self._inflight = self._pool.submit(self._stage, block, chunk)
-
-    def _stage(self, block: str, chunk: bytearray) -> None:
+    def _send_part(self, number: int, chunk: bytearray) -> None:
+        block = self._block_id(number)
         self.blob.stage_block(block, bytes(chunk), validate_content=True)
-        log.info(
-            "staged block %d of az://%s/%s (%d bytes so far)",
-            len(self._blocks),
-            self.bucket,
-            self.key,
-            self.bytes_written,
+        log.info("staged block %d of az://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
+
+    def _settings(self) -> Any:
+        from azure.storage.blob import ContentSettings
+
+        return ContentSettings(content_type=self.content_type, content_md5=bytearray(self._md5.digest()))
+
+    def _finish_whole(self, body: bytearray) -> str:
+        answer: Any = self.blob.upload_blob(
+            bytes(body), overwrite=True, content_settings=self._settings(), validate_content=True
         )
+        return str(answer["etag"])
 
-    def _wait(self) -> None:
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            inflight.result()
+    def _finish_parts(self) -> str:
+        from azure.storage.blob import BlobBlock
 
-    def close(self, rows: int | None = None) -> StoredObject:
-        from azure.storage.blob import BlobBlock, ContentSettings
-
-        settings = ContentSettings(content_type=self.content_type, content_md5=bytearray(self._md5.digest()))
-        try:
-            if not self._blocks:
-                answer: Any = self.blob.upload_blob(
-                    bytes(self._take()), overwrite=True, content_settings=settings, validate_content=True
-                )
-            else:
-                if self._fill:
-                    self._submit(self._take())
-                self._wait()
-                answer = self.blob.commit_block_list([BlobBlock(b) for b in self._blocks], content_settings=settings)
-        finally:
-            self._pool.shutdown(wait=True)
-        return StoredObject(self.key, self.bytes_written, str(answer["etag"]).strip('"'), rows)
-
-    def abort(self) -> None:
-        """Nothing is committed: the staged blocks are never part of a blob."""
-        self._part, self._fill = None, 0
-        try:
-            self._wait()
-        except Exception:  # the upload that failed is why we abort
-            pass
-        self._pool.shutdown(wait=True)
+        blocks = [BlobBlock(self._block_id(n)) for n in range(1, self.parts_sent + 1)]
+        answer: Any = self.blob.commit_block_list(blocks, content_settings=self._settings())
+        return str(answer["etag"])

@@ -9,15 +9,14 @@ checksums) and the table's server-side encryption; the lease uses S3's condition
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
 from cratedb_airflow_export.errors import TargetError, TargetUnusable
 from cratedb_airflow_export.storage import (
-    MIN_PART_SIZE,
     Checksum,
     Location,
     OpenUpload,
+    PartedWriter,
     Store,
     StoredObject,
     WriteOptions,
@@ -312,15 +311,11 @@ class S3Store(Store):
         return headers.get("x-amz-bucket-region") or None
 
 
-class MultipartWriter:
-    """Streams bytes into one S3 object; memory is bounded by two parts (the one being filled and
-    the one uploading).
-
-    A full part is uploaded by a background thread while the caller produces the next one (at most
-    one upload in flight). The object appears only on :meth:`close` (CompleteMultipartUpload, or
-    one PutObject when the data fit in a single part); :meth:`abort` discards every uploaded
-    part, so a failed export leaves no object behind.
-    """
+class MultipartWriter(PartedWriter):
+    """Streams bytes into one S3 object (:class:`~.storage.PartedWriter`): a multipart upload,
+    started with the first full part; CompleteMultipartUpload on :meth:`close` (one PutObject when
+    the data fit in a single part); :meth:`abort` discards every uploaded part, so a failed export
+    leaves no object behind."""
 
     def __init__(
         self,
@@ -332,54 +327,18 @@ class MultipartWriter:
         args: dict[str, str] | None = None,
     ) -> None:
         """``args``: :func:`write_args` (checksum, encryption) for the object."""
-        self.client, self.bucket, self.key = client, bucket, key
-        self.part_size = max(part_size, MIN_PART_SIZE)
+        super().__init__(key, part_size, "s3-upload")
+        self.client, self.bucket = client, bucket
         self._extra: dict[str, Any] = {**({"ContentType": content_type} if content_type else {}), **(args or {})}
         self._checksum = self._extra.get("ChecksumAlgorithm")
-        self._part: bytearray | None = None  # the part being filled, allocated at full size once
-        self._fill = 0
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-upload")
-        self._inflight: Future[None] | None = None
-        self._next_part = 1
-        self.bytes_written = 0
 
-    def write(self, data: Any) -> None:
-        """Append ``data`` (bytes or any buffer; copied before this returns). Each byte is copied
-        once, into the part it belongs to; a full part goes to the uploader as it is."""
-        view = memoryview(data).cast("B")
-        self.bytes_written += len(view)
-        while len(view):
-            if self._part is None:
-                self._part, self._fill = bytearray(self.part_size), 0
-            n = min(len(view), self.part_size - self._fill)
-            self._part[self._fill : self._fill + n] = view[:n]
-            self._fill += n
-            view = view[n:]
-            if self._fill == self.part_size:
-                self._submit(self._take())
+    def _before_first_part(self) -> None:
+        created = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
+        self._upload_id = created["UploadId"]
 
-    def _take(self) -> bytearray:
-        part, fill = self._part if self._part is not None else bytearray(), self._fill
-        self._part, self._fill = None, 0
-        del part[fill:]  # in place: no copy
-        return part
-
-    def _submit(self, chunk: bytearray) -> None:
-        self._wait()
-        if self._upload_id is None:
-            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
-            self._upload_id = created["UploadId"]
-        self._next_part += 1
-        self._inflight = self._pool.submit(self._upload_part, self._next_part - 1, chunk)
-
-    def _wait(self) -> None:
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            inflight.result()  # re-raises an upload error in the caller
-
-    def _upload_part(self, number: int, chunk: bytearray) -> None:
+    def _send_part(self, number: int, chunk: bytearray) -> None:
         assert self._upload_id is not None
         checksum: Any = {"ChecksumAlgorithm": self._checksum} if self._checksum else {}
         response = self.client.upload_part(
@@ -396,32 +355,22 @@ class MultipartWriter:
         self._parts.append(part)
         log.info("uploaded part %d of s3://%s/%s (%d bytes so far)", number, self.bucket, self.key, self.bytes_written)
 
-    def close(self, rows: int | None = None) -> StoredObject:
-        try:
-            if self._upload_id is None:
-                body: Any = self._take()  # a bytearray: botocore sends any buffer as it is
-                response: Any = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **self._extra)
-            else:
-                if self._fill:
-                    self._submit(self._take())
-                self._wait()
-                parts: Any = sorted(self._parts, key=lambda p: p["PartNumber"])
-                response = self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
-                )
-        finally:
-            self._pool.shutdown(wait=True)
-        return StoredObject(self.key, self.bytes_written, str(response.get("ETag", "")).strip('"'), rows)
+    def _finish_whole(self, body: bytearray) -> str:
+        # a bytearray: botocore sends any buffer as it is
+        response: Any = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **self._extra)  # type: ignore[arg-type]
+        return str(response.get("ETag", ""))
 
-    def abort(self) -> None:
+    def _finish_parts(self) -> str:
+        assert self._upload_id is not None
+        parts: Any = sorted(self._parts, key=lambda p: p["PartNumber"])
+        response: Any = self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
+        )
+        return str(response.get("ETag", ""))
+
+    def _discard(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        self._part, self._fill = None, 0
-        try:
-            self._wait()
-        except Exception:  # the upload that failed is why we abort
-            pass
-        self._pool.shutdown(wait=True)
         if self._upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
