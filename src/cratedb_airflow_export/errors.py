@@ -150,12 +150,36 @@ class RestoreUnreadable(TransientError):
     """A file of the partition could not be read by the target (it may be readable later)."""
 
 
+def store_status(exc: BaseException) -> int | None:
+    """The HTTP status an object store's SDK error carries (read without importing the SDKs):
+    azure-core's ``status_code``, botocore's ``response["ResponseMetadata"]["HTTPStatusCode"]``,
+    google-api-core's ``code``; None for any other exception."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return status
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return code
+    return None
+
+
+# A store that refuses the credentials or what they may do (401, 403) refuses every retry the same way
+REFUSED_STATUSES = frozenset({401, 403})
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether another attempt can succeed where ``exc`` ended this one."""
     if isinstance(exc, (PermanentError, TransientError)):
         return exc.retryable
     sqlstate = getattr(exc, "sqlstate", None)  # psycopg errors carry the server's SQLSTATE
     if isinstance(sqlstate, str) and sqlstate[:2] in PERMANENT_SQLSTATE_CLASSES:
+        return False
+    if store_status(exc) in REFUSED_STATUSES:
         return False
     return not isinstance(exc, (ValueError, TypeError, LookupError))
 

@@ -1779,3 +1779,81 @@ def test_stream_exports_to_gcs_and_restores_from_it(crate_table, fake_gcs_for_cr
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(conn))
     cfg = entry(crate_table[0], engine="stream", format=fmt, target=f"gs://{bucket}/lake")
     round_trip(crate_table, server.store(), cfg, "worker")
+
+
+def test_a_sas_token_that_may_not_write_fails_the_export_at_once(crate_table, az_conn, azurite_for_crate, monkeypatch):
+    """A SAS token that may read and list but not write: the container check (a listing) passes, the
+    first write (the day's lease) is refused with 403: the attempt fails as not retryable (Airflow's
+    retries would meet the same refusal), naming Azure's reason, without the token; nothing is
+    published."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from cratedb_airflow_export.errors import ExportError
+    from cratedb_airflow_export.layout import partition
+
+    container, store = az_conn
+    creds = azurite_for_crate.credentials()
+    sas = generate_container_sas(
+        creds.account,
+        container,
+        account_key=creds.key,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+    endpoint = f"http://{AZURE_HOST}:{azurite_for_crate.port}"
+    conn = {"conn_type": "wasb", "login": creds.account, "host": endpoint, "extra": {"sas_token": sas}}
+    monkeypatch.setenv("AIRFLOW_CONN_WASB_DEFAULT", json.dumps(conn))
+    cfg = entry(crate_table[0], engine="copy", target=f"az://{container}/lake")
+    with pytest.raises(ExportError) as refused:
+        run_export(cfg, WINDOW)
+    assert not refused.value.retryable, refused.value
+    assert "AuthorizationPermissionMismatch" in str(refused.value) and sas not in str(refused.value)
+    assert store.list_objects(partition(cfg, DAY)) == []
+
+
+@pytest.mark.parametrize("where", ["azure", "gcs"])
+def test_an_iceberg_table_on_azure_and_gcs_restores_exactly(
+    crate_table, az_conn, fake_gcs_for_crate, monkeypatch, tmp_path, where
+):
+    """CrateDB -> Iceberg with the table's files in Azurite or fake-gcs-server (through the package's
+    store), verified against CrateDB's count and restored by the worker: exactly the day's rows."""
+    from cratedb_airflow_export.connections import from_environment
+    from cratedb_airflow_export.restore import restore
+    from cratedb_airflow_export.verify import verify_iceberg_day
+
+    name, rows = crate_table
+    catalog = {"conn_type": "generic", "extra": {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db"}}
+    monkeypatch.setenv("AIRFLOW_CONN_ICEBERG_DEFAULT", json.dumps(catalog))
+    if where == "azure":
+        bucket, _ = az_conn
+        target = f"az://{bucket}/{unique('ice')}"
+    else:
+        server = fake_gcs_for_crate
+        bucket = server.create_bucket(f"it-{uuid.uuid4().hex[:10]}")
+        extra = {"project": "test", "endpoint_url": server.endpoint}
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+        )
+        target = f"gs://{bucket}/{unique('ice')}"
+    cfg = entry(name, engine="stream", format="iceberg", target=target)
+    expected = rows_of_day(rows, DAY)
+    assert run_export(cfg, WINDOW).rows == len(expected)
+    connections = from_environment(cfg)
+    assert connections.catalog is not None
+    with crate() as conn, conn.cursor() as cursor:
+        report = verify_iceberg_day(connections.store, connections.catalog, cursor, cfg, WINDOW)
+    assert report.ok, report.problems
+    copy_of = f"doc.{unique('restored')}"
+    with crate() as conn:
+        create_metrics(conn, [], cratedb=True, table=copy_of)
+    try:
+        (result,) = restore(cfg, [WINDOW], into=copy_of)
+        assert (result.method, result.rows) == ("worker", len(expected))
+        with crate() as conn:
+            got = conn.execute(f'SELECT "hash_id", "name" FROM {copy_of} ORDER BY "hash_id"').fetchall()
+        assert [tuple(r) for r in got] == sorted((h, n) for h, _, n, _, _ in expected)
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")

@@ -81,12 +81,33 @@ def api_server(leak_home):
         proc.wait(timeout=30)
 
 
-def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, bucket, tmp_path):
+def azure_sas(azurite, container: str) -> str:
+    """A SAS token for the container (the export's permissions: racwdl), signed now: unique per run."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    creds = azurite.credentials()
+    permission = ContainerSasPermissions(read=True, add=True, create=True, write=True, delete=True, list=True)
+    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+    return generate_container_sas(creds.account, container, account_key=creds.key, permission=permission, expiry=expiry)
+
+
+def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, azurite, metrics, bucket, tmp_path):
+    """Also with Azure Blob Storage through a container's SAS token (its signature is the secret): one
+    table streams into Azurite, one asks for CrateDB's COPY TO az:// and is refused (Azurite's
+    path-style endpoint), so the failure path holds the token too."""
+    from urllib.parse import parse_qs
+
     airflow_home, server_env, metadata = api_server
+    container = azurite.create_container(f"leak-{bucket[-12:]}")
+    sas = azure_sas(azurite, container)
+    signature = parse_qs(sas)["sig"][0]
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS leaktest")
         conn.execute(f"CREATE ROLE leaktest LOGIN PASSWORD '{PG_PASSWORD}'")
-        conn.execute("CREATE TABLE IF NOT EXISTS doc.metrics_copy AS SELECT * FROM doc.metrics")
+        for copy in ("metrics_copy", "metrics_az", "metrics_azcopy"):
+            conn.execute(f"CREATE TABLE IF NOT EXISTS doc.{copy} AS SELECT * FROM doc.metrics")
         conn.execute("GRANT USAGE ON SCHEMA doc TO leaktest")
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA doc TO leaktest")
 
@@ -107,6 +128,18 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
                         "engine": "copy",
                         "target": f"s3://{bucket}/cp",
                     },
+                    {
+                        "table": "doc.metrics_az",
+                        "timestamp_column": "timestamp",
+                        "engine": "stream",
+                        "target": f"az://{container}/ok",
+                    },
+                    {
+                        "table": "doc.metrics_azcopy",
+                        "timestamp_column": "timestamp",
+                        "engine": "copy",
+                        "target": f"az://{container}/cp",
+                    },
                 ]
             }
         )
@@ -122,6 +155,14 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
             f"aws://AKIALEAKTEST:{quote(AWS_SECRET, safe='')}@/?endpoint_url="
             f"{quote(s3_server.endpoint_url, safe='')}&region_name=us-east-1"
         ),
+        "AIRFLOW_CONN_WASB_DEFAULT": json.dumps(
+            {
+                "conn_type": "wasb",
+                "login": azurite.credentials().account,
+                "host": azurite.endpoint,
+                "extra": {"sas_token": sas},
+            }
+        ),
     }
     assert airflow_cli("pools", "set", "cratedb_export", "4", "CrateDB exports", env=env).returncode == 0
     _, console = run_in_group(
@@ -133,6 +174,8 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
     objects = read_objects(s3_server, bucket)
     assert list(objects) == partition_keys("ok/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz")
     assert len(json_lines(objects["ok/doc.metrics/dt=2024-01-04/part-00000.jsonl.gz"])) == 50
+    in_azure = read_objects(azurite, container)
+    assert list(in_azure) == partition_keys("ok/doc.metrics_az/dt=2024-01-04", "part-00000.jsonl.gz")
 
     logs = {p: p.read_text(errors="replace") for p in (airflow_home / "logs").rglob("*.log")}
     copy_logs = [text for p, text in logs.items() if "task_id=export_doc.metrics_copy" in str(p)]
@@ -146,6 +189,10 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
         "SourceError: engine 'copy' needs CrateDB's COPY ... TO DIRECTORY" in copy_logs[0]
     )
     assert "Exported 50 rows of doc.metrics" in stream_logs[0]
+    (az_copy_log,) = [text for p, text in logs.items() if "task_id=export_doc.metrics_azcopy" in str(p)]
+    assert "CrateDB's COPY addresses an Azure account by host name" in az_copy_log  # Azurite's path-style endpoint
+    (az_log,) = [text for p, text in logs.items() if "task_id=export_doc.metrics_az/" in str(p)]
+    assert "Exported 50 rows of doc.metrics_az" in az_log
 
     with psycopg.connect(metadata) as db:
         tables = [name for (name,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
@@ -161,7 +208,7 @@ def test_no_secret_leaks_anywhere(api_server, postgres, s3_server, metrics, buck
     assert "doc.metrics_copy" in dump  # the dump holds the run: the failed task's config is in it
 
     places = {"console": console, "metadata database": dump, **{str(p): t for p, t in logs.items()}}
-    for secret in (AWS_SECRET, PG_PASSWORD):
+    for secret in (AWS_SECRET, PG_PASSWORD, sas, signature):
         for form in forms(secret):
             leaked = [place for place, text in places.items() if form in text]
             assert not leaked, f"{form!r} found in {leaked}"

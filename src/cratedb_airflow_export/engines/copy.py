@@ -212,14 +212,24 @@ class CopyEngine(Engine):
         return ExportResult(job, self.name, rows, objects)
 
 
-# What CrateDB's COPY reports when the store refuses it for good (its S3 client's access errors; its
-# Azure client (opendal) marks every error "(permanent)" or "(temporary)"): another try would be refused
-# the same way, so the attempt fails as unusable instead of being retried
-STORE_REFUSALS = ("(permanent)", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Status Code: 403")
+# What CrateDB's COPY reports when the store refuses its credentials or what they may do (its S3
+# client's access errors; its Azure client (opendal) "PermissionDenied"): another try would be refused
+# the same way, so the attempt fails as unusable instead of being retried. Not every error opendal
+# calls "(permanent)": with an endpoint out of reach, CrateDB 6.4.3 reports "ConfigInvalid
+# (permanent) ... region is missing", which a network path that comes back heals.
+STORE_REFUSALS = (
+    "PermissionDenied",
+    "AuthorizationPermissionMismatch",
+    "AuthenticationFailed",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "Status Code: 403",
+)
 
 
 def refused_by_store(exc: BaseException, where: str) -> TargetUnusable | None:
-    """A :class:`TargetUnusable` for a COPY the store refused for good (see STORE_REFUSALS), else None."""
+    """A :class:`TargetUnusable` for a COPY the store refused (see STORE_REFUSALS), else None."""
     text = str(exc)
     if not any(mark in text for mark in STORE_REFUSALS):
         return None

@@ -103,7 +103,12 @@ class AzureStore(Store):
 
         endpoint = self.probe.url
         try:
-            self.probe.get_container_client(location.bucket).get_container_properties()
+            # a listing of one blob, not Get Container Properties: a container's SAS token (service SAS)
+            # may list, but never read the container's properties (Azure allows that to account SAS)
+            blobs = self.probe.get_container_client(location.bucket).list_blobs(
+                name_starts_with=location.prefix, results_per_page=1
+            )
+            next(iter(blobs.by_page()), None)
         except ResourceNotFoundError:
             raise TargetUnusable(f"container {location.bucket!r} does not exist in {endpoint}") from None
         except ClientAuthenticationError as exc:
@@ -114,6 +119,12 @@ class AzureStore(Store):
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise TargetError(f"Azure endpoint {endpoint} unreachable or not answering: {type(exc).__name__}") from None
         except HttpResponseError as exc:
+            if _status(exc) in (401, 403):  # e.g. a SAS token without the permissions the export needs
+                raise TargetUnusable(
+                    f"container {location.bucket!r} access denied: {getattr(exc, 'error_code', None) or _status(exc)} "
+                    "(the export needs to read, add, create, write, delete and list: sp=racwdl, or the role "
+                    "Storage Blob Data Contributor)"
+                ) from None
             if _status(exc) < 500 and not getattr(exc, "error_code", None):
                 raise TargetUnusable(
                     f"the endpoint {endpoint} answered HTTP {_status(exc)} without an Azure error: it does not "
