@@ -1701,7 +1701,6 @@ def round_trip(crate_table: tuple[str, list[Any]], store: Any, cfg: TableExport,
     """Export ``cfg``'s day into ``store``'s bucket, find it complete and exact with verify, restore
     it into another table by ``method`` and compare the rows with the source's."""
     from cratedb_airflow_export.layout import partition
-    from cratedb_airflow_export.restore import restore
     from cratedb_airflow_export.verify import verify_partition
 
     _, rows = crate_table
@@ -1712,6 +1711,13 @@ def round_trip(crate_table: tuple[str, list[Any]], store: Any, cfg: TableExport,
     with crate() as conn, conn.cursor() as cursor:
         report = verify_partition(store, cursor, cfg, WINDOW)
     assert report.ok, report.problems
+    restored_exactly(cfg, expected, method)
+
+
+def restored_exactly(cfg: TableExport, expected: list[Any], method: str) -> None:
+    """Restore ``cfg``'s day into a new table by ``method``: exactly the ``expected`` rows."""
+    from cratedb_airflow_export.restore import restore
+
     copy_of = f"doc.{unique('restored')}"
     with crate() as conn:
         create_metrics(conn, [], cratedb=True, table=copy_of)
@@ -1820,7 +1826,6 @@ def test_an_iceberg_table_on_azure_and_gcs_restores_exactly(
     """CrateDB -> Iceberg with the table's files in Azurite or fake-gcs-server (through the package's
     store), verified against CrateDB's count and restored by the worker: exactly the day's rows."""
     from cratedb_airflow_export.connections import from_environment
-    from cratedb_airflow_export.restore import restore
     from cratedb_airflow_export.verify import verify_iceberg_day
 
     name, rows = crate_table
@@ -1845,15 +1850,4 @@ def test_an_iceberg_table_on_azure_and_gcs_restores_exactly(
     with crate() as conn, conn.cursor() as cursor:
         report = verify_iceberg_day(connections.store, connections.catalog, cursor, cfg, WINDOW)
     assert report.ok, report.problems
-    copy_of = f"doc.{unique('restored')}"
-    with crate() as conn:
-        create_metrics(conn, [], cratedb=True, table=copy_of)
-    try:
-        (result,) = restore(cfg, [WINDOW], into=copy_of)
-        assert (result.method, result.rows) == ("worker", len(expected))
-        with crate() as conn:
-            got = conn.execute(f'SELECT "hash_id", "name" FROM {copy_of} ORDER BY "hash_id"').fetchall()
-        assert [tuple(r) for r in got] == sorted((h, n) for h, _, n, _, _ in expected)
-    finally:
-        with crate() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {copy_of}")
+    restored_exactly(cfg, expected, "worker")
