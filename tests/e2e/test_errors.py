@@ -10,7 +10,7 @@ from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.errors import ExportError
 from cratedb_airflow_export.export import run_export
 from cratedb_airflow_export.windows import Window
-from tests.helpers import aws_connection, make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
+from tests.helpers import make_dag, partition_keys, read_objects, run_dag, task_states, task_tries
 
 pytestmark = pytest.mark.e2e
 WINDOW = Window.for_day(date(2024, 1, 4))
@@ -45,12 +45,16 @@ def test_bad_table_or_column_fails_before_writing(connections, metrics, s3_serve
     assert read_objects(s3_server, bucket) == {}
 
 
-def test_missing_bucket_fails_fast(connections, metrics, s3_server):
-    cfg = TableExport.model_validate(entry("no-such-bucket-here"))
+def test_missing_bucket_fails_fast(connections, metrics, lake):
+    """On each store: named, and not retried (it cannot heal by itself)."""
+    target = f"{lake.scheme}://no-such-bucket-here/x"
+    cfg = TableExport.model_validate(entry("-", target=target))
+    kind = "container" if lake.kind == "azure" else "bucket"
     with pytest.raises(
-        ExportError, match=r"doc\.metrics .* failed: TargetUnusable: bucket 'no-such-bucket-here' does not exist"
-    ):
+        ExportError, match=rf"doc\.metrics .* failed: TargetUnusable: {kind} 'no-such-bucket-here' does not exist"
+    ) as failure:
         run_export(cfg, WINDOW)
+    assert not failure.value.retryable
 
 
 def test_unreachable_database(monkeypatch, connections, s3_server, bucket):
@@ -63,13 +67,18 @@ def test_unreachable_database(monkeypatch, connections, s3_server, bucket):
     assert read_objects(s3_server, bucket) == {}
 
 
-def test_unreachable_s3_endpoint(monkeypatch, connections, metrics):
+def test_an_unreachable_endpoint(monkeypatch, connections, metrics, lake):
+    """On each store: named, and retried (an outage can heal)."""
     from devtools.devstack import free_port
 
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(f"http://127.0.0.1:{free_port()}"))
-    cfg = TableExport.model_validate(entry("some-bucket"))
-    with pytest.raises(ExportError, match=r"doc\.metrics .* failed: TargetError: S3 endpoint unreachable"):
+    lake.point_at(monkeypatch, free_port())
+    cfg = TableExport.model_validate(entry("-", target=lake.target("x")))
+    name = {"s3": "S3", "azure": "Azure", "gcs": "GCS"}[lake.kind]
+    with pytest.raises(
+        ExportError, match=rf"doc\.metrics .* failed: TargetError: {name} endpoint .*unreachable"
+    ) as failure:
         run_export(cfg, WINDOW)
+    assert failure.value.retryable
 
 
 def test_no_credentials_at_all(monkeypatch, connections, metrics, bucket):
