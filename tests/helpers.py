@@ -347,6 +347,24 @@ class Lake:
         scheme = {"s3": "s3", "azure": "abfs", "gcs": "gs"}[self.kind]
         return f"{scheme}://{self.bucket}/{key}"
 
+    def arrow_filesystem(self) -> Any:
+        """A pyarrow file system on this server: a reader that is not the package (pyarrow.dataset)."""
+        import pyarrow.fs as pafs
+
+        if self.kind == "s3":
+            return self.server.arrow_filesystem()
+        if self.kind == "azure":
+            creds, authority = self.server.credentials(), f"127.0.0.1:{self.server.port}"
+            return pafs.AzureFileSystem(
+                account_name=creds.account,
+                account_key=creds.key,
+                blob_storage_authority=authority,
+                dfs_storage_authority=authority,
+                blob_storage_scheme="http",
+                dfs_storage_scheme="http",
+            )
+        return pafs.GcsFileSystem(anonymous=True, scheme="http", endpoint_override=f"127.0.0.1:{self.server.port}")
+
     def reader_properties(self) -> dict[str, str]:
         """pyiceberg's PyArrowFileIO properties for this server: a reader that is not the package."""
         io = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}

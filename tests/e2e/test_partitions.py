@@ -18,6 +18,7 @@ from cratedb_airflow_export.manifest import Manifest
 from cratedb_airflow_export.windows import Window
 from tests.helpers import (
     SAMPLE_DAYS,
+    Lake,
     asset_events,
     data_objects,
     json_lines,
@@ -43,12 +44,12 @@ def table(postgres):
     return name, rows
 
 
-def entry(name: str, bucket: str, **extra):
+def entry(name: str, lake: Lake, **extra):
     return {
         "table": name,
         "timestamp_column": "timestamp",
         "engine": "stream",
-        "target": f"s3://{bucket}/lake",
+        "target": lake.target(),
         **extra,
     }
 
@@ -58,12 +59,13 @@ def manifest_of(objects: dict[str, bytes]) -> Manifest:
     return Manifest.from_bytes(objects[key])
 
 
-def test_rerun_replaces_the_partition(airflow_db, connections, postgres, s3_server, bucket, table):
+def test_rerun_replaces_the_partition(airflow_db, connections, postgres, lake, table):
+    server, bucket = lake.server, lake.bucket
     name, rows = table
     folder = f"lake/{name}/dt=2024-01-04"
-    first = make_dag("e2e_rerun_1", [entry(name, bucket)])
+    first = make_dag("e2e_rerun_1", [entry(name, lake)])
     assert task_states(run_dag(first, DAY)) == {f"export_{name}": "success"}
-    objects = read_objects(s3_server, bucket)
+    objects = read_objects(server, bucket)
     assert list(objects) == partition_keys(folder, "part-00000.jsonl.gz")
     first_manifest = manifest_of(objects)
 
@@ -72,10 +74,10 @@ def test_rerun_replaces_the_partition(airflow_db, connections, postgres, s3_serv
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute(f"DELETE FROM {name} WHERE hash_id = ANY(%s)", (deleted,))
     # the rerun also writes different file names (no compression): nothing of the first run may remain
-    second = make_dag("e2e_rerun_2", [entry(name, bucket, compression="none")])
+    second = make_dag("e2e_rerun_2", [entry(name, lake, compression="none")])
     assert task_states(run_dag(second, DAY)) == {f"export_{name}": "success"}
 
-    objects = read_objects(s3_server, bucket)
+    objects = read_objects(server, bucket)
     assert list(objects) == partition_keys(folder, "part-00000.jsonl")  # no staging leftovers either
     exported = json_lines(objects[f"{folder}/part-00000.jsonl"])
     assert sorted(r["hash_id"] for r in exported) == sorted(r[0] for r in expected[7:])
@@ -86,7 +88,9 @@ def test_rerun_replaces_the_partition(airflow_db, connections, postgres, s3_serv
     assert objects[f"{folder}/_SUCCESS"] == b""
 
 
-def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket, table):
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # S3's SHA-256; each store's checksum: test_targets.py
+def test_manifest_contents(airflow_db, connections, postgres, lake, table):
+    server, bucket = lake.server, lake.bucket
     name, _ = table
     with psycopg.connect(postgres.url, autocommit=True) as conn:  # the rows' versions: PostgreSQL's xmin
         query = f'SELECT sum(xmin::text::bigint) FROM {name} WHERE "timestamp" >= %s AND "timestamp" < %s'
@@ -95,20 +99,20 @@ def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket,
         numbers = dict(
             conn.execute("SELECT attname, attnum FROM pg_attribute WHERE attrelid = %s AND attnum > 0", (oid,))
         )
-    dag = make_dag("e2e_manifest", [entry(name, bucket)])
+    dag = make_dag("e2e_manifest", [entry(name, lake)])
     dag_run = run_dag(dag, DAY)
-    objects = read_objects(s3_server, bucket)
+    objects = read_objects(server, bucket)
     manifest = manifest_of(objects)
     folder = f"lake/{name}/dt=2024-01-04"
     data_key = f"{folder}/part-00000.jsonl.gz"
-    head = s3_server.client().head_object(Bucket=bucket, Key=data_key, ChecksumMode="ENABLED")
+    head = server.client().head_object(Bucket=bucket, Key=data_key, ChecksumMode="ENABLED")
     sha256 = base64.b64encode(hashlib.sha256(objects[data_key]).digest()).decode()
     assert head["ChecksumSHA256"] == sha256  # one part: the checksum of the whole object
     assert manifest.model_dump(by_alias=True, exclude={"exported_at", "statements_fingerprint"}) == {
         "version": 1,
         "table": name,
         "interval": {"start": "2024-01-04T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00"},
-        "partition": f"s3://{bucket}/{folder}/",
+        "partition": f"{lake.scheme}://{bucket}/{folder}/",
         "engine": "stream",
         "format": "jsonl",
         "compression": "gzip",
@@ -157,12 +161,13 @@ def test_manifest_contents(airflow_db, connections, postgres, s3_server, bucket,
     assert manifest.exported_at.endswith("+00:00")
 
 
-def test_failure_between_data_and_manifest_leaves_no_success(airflow_db, connections, s3_server, bucket, table):
+def test_failure_between_data_and_manifest_leaves_no_success(airflow_db, connections, lake, table):
+    server, bucket = lake.server, lake.bucket
     from cratedb_airflow_export import publish
 
     name, _ = table
     folder = f"lake/{name}/dt=2024-01-04"
-    dag = make_dag("e2e_inject", [entry(name, bucket)])
+    dag = make_dag("e2e_inject", [entry(name, lake)])
     assert task_states(run_dag(dag, DAY)) == {f"export_{name}": "success"}  # a complete partition first
 
     def crash(*args, **kwargs):
@@ -171,22 +176,21 @@ def test_failure_between_data_and_manifest_leaves_no_success(airflow_db, connect
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(publish, "write_manifest", crash)
         assert task_states(run_dag(dag, DAY)) == {f"export_{name}": "failed"}
-    objects = read_objects(s3_server, bucket)
+    objects = read_objects(server, bucket)
     assert f"{folder}/_SUCCESS" not in objects  # the old partition is clearly invalidated
     assert f"{folder}/_manifest.json" not in objects
     assert list(data_objects(objects)) == [f"{folder}/part-00000.jsonl.gz"]  # data copied, not marked complete
 
     assert task_states(run_dag(dag, DAY)) == {f"export_{name}": "success"}
-    objects = read_objects(s3_server, bucket)
+    objects = read_objects(server, bucket)
     assert list(objects) == partition_keys(folder, "part-00000.jsonl.gz")
     assert len(json_lines(objects[f"{folder}/part-00000.jsonl.gz"])) == manifest_of(objects).rows == 50
 
 
-def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
-    airflow_db, connections, s3_server, bucket, table, monkeypatch
-):
+def test_row_count_mismatch_fails_strict_and_publishes_under_warn(airflow_db, connections, lake, table, monkeypatch):
     """Rows arriving for a past day between the export and the count (a race that cannot be
     caused on demand) are simulated by adding 3 to the real count(*)."""
+    server, bucket = lake.server, lake.bucket
     from cratedb_airflow_export import attempt
 
     name, _ = table
@@ -198,9 +202,9 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
 
     monkeypatch.setattr(attempt, "window_state", three_more)
 
-    strict = make_dag("e2e_count_strict", [entry(name, bucket)])
+    strict = make_dag("e2e_count_strict", [entry(name, lake)])
     assert task_states(run_dag(strict, DAY)) == {f"export_{name}": "failed"}
-    assert read_objects(s3_server, bucket) == {}  # nothing published, staging removed
+    assert read_objects(server, bucket) == {}  # nothing published, staging removed
 
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.errors import ExportError
@@ -208,22 +212,23 @@ def test_row_count_mismatch_fails_strict_and_publishes_under_warn(
     from cratedb_airflow_export.windows import Window
 
     with pytest.raises(ExportError, match=r"50 rows exported, but count\(\*\) over the same window is 53"):
-        run_export(TableExport.model_validate(entry(name, bucket)), Window.for_day(DAY))
+        run_export(TableExport.model_validate(entry(name, lake)), Window.for_day(DAY))
 
-    lenient = make_dag("e2e_count_warn", [entry(name, bucket, row_count_check="warn")])
+    lenient = make_dag("e2e_count_warn", [entry(name, lake, row_count_check="warn")])
     assert task_states(run_dag(lenient, DAY)) == {f"export_{name}": "success"}
-    manifest = manifest_of(read_objects(s3_server, bucket))
+    manifest = manifest_of(read_objects(server, bucket))
     assert (manifest.rows, manifest.source_count, manifest.row_count_check) == (50, 53, "warn")
 
 
 @pytest.mark.parametrize("reader", ["auto", "cursor"])  # ADBC's COPY binary, and the cursor path
 def test_rows_written_into_the_day_while_it_is_exported_are_noticed(
-    connections, postgres, s3_server, bucket, table, monkeypatch, reader
+    connections, postgres, lake, table, monkeypatch, reader
 ):
     """10 rows are inserted into the day once the first batch is being written: the read does not
     see them, the count taken after the last row was read does. ``strict`` fails naming both
     numbers and publishes nothing; ``warn`` publishes and records the later count, which is what
     ``reconcile`` compares with."""
+    server, bucket = lake.server, lake.bucket
     from cratedb_airflow_export.config import TableExport
     from cratedb_airflow_export.engines.stream import RollingFiles
     from cratedb_airflow_export.errors import ExportError
@@ -246,23 +251,23 @@ def test_rows_written_into_the_day_while_it_is_exported_are_noticed(
         return real_write(self, batch)
 
     monkeypatch.setattr(RollingFiles, "write", write_then_insert)
-    strict = TableExport.model_validate(entry(name, bucket, reader=reader))
+    strict = TableExport.model_validate(entry(name, lake, reader=reader))
     with pytest.raises(ExportError, match=r"50 rows exported, but count\(\*\) over the same window is 60") as failure:
         run_export(strict, Window.for_day(DAY))
     assert "row_count_check: strict" in str(failure.value) and failure.value.retryable  # the retry exports all 60
-    assert read_objects(s3_server, bucket) == {}
+    assert read_objects(server, bucket) == {}
 
     with psycopg.connect(postgres.url, autocommit=True) as conn:  # the next attempt starts from the same state
         conn.execute(f"DELETE FROM {name} WHERE name = 'written during the export'")
     inserted.clear()
-    lenient = TableExport.model_validate(entry(name, bucket, reader=reader, row_count_check="warn"))
+    lenient = TableExport.model_validate(entry(name, lake, reader=reader, row_count_check="warn"))
     result = run_export(lenient, Window.for_day(DAY))
-    manifest = manifest_of(read_objects(s3_server, bucket))
+    manifest = manifest_of(read_objects(server, bucket))
     assert (result.rows, result.source_count) == (50, 60)
     assert (manifest.rows, manifest.source_count, manifest.row_count_check) == (50, 60, "warn")
 
 
-def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_server, bucket, table, monkeypatch):
+def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, lake, table, monkeypatch):
     """count(*) runs on a connection of its own during the read: here it waits until the first
     rows have been written (it would wait forever, and fail, if it ran before the read)."""
     import threading
@@ -289,18 +294,20 @@ def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, s3_serv
     monkeypatch.setattr(RollingFiles, "write", write)
     for reader in ("auto", "cursor"):
         writing.clear()
-        cfg = TableExport.model_validate({**entry(name, bucket), "reader": reader})
+        cfg = TableExport.model_validate({**entry(name, lake), "reader": reader})
         assert run_export(cfg, Window.for_day(DAY)).rows == len(rows_of_day(rows, DAY)) == 50
 
 
-def test_hive_partition_reads_back_exactly_the_source_rows(airflow_db, connections, s3_server, bucket, table):
+def test_hive_partition_reads_back_exactly_the_source_rows(airflow_db, connections, lake, table):
+    """pyarrow's own file system on each store reads the Hive layout back (not the package)."""
     import pyarrow.dataset as ds
 
+    bucket = lake.bucket
     name, rows = table
-    dag = make_dag("e2e_pyarrow", [entry(name, bucket)])
+    dag = make_dag("e2e_pyarrow", [entry(name, lake)])
     for day in SAMPLE_DAYS:
         assert task_states(run_dag(dag, day)) == {f"export_{name}": "success"}
-    fs = s3_server.arrow_filesystem()
+    fs = lake.arrow_filesystem()
     dataset = ds.dataset(f"{bucket}/lake/{name}", filesystem=fs, format="json", partitioning="hive")
     assert len(dataset.files) == 3  # _SUCCESS and _manifest.json are ignored by readers
     table_ = dataset.to_table(filter=ds.field("dt") == "2024-01-04")
@@ -309,13 +316,16 @@ def test_hive_partition_reads_back_exactly_the_source_rows(airflow_db, connectio
     assert dataset.to_table().num_rows == len(rows)
 
 
-def test_asset_event_per_table(airflow_db, connections, s3_server, bucket, table, metrics):
+def test_asset_event_per_table(airflow_db, connections, lake, table, metrics):
+    bucket = lake.bucket
     name, _ = table
-    dag = make_dag("e2e_assets", [entry(name, bucket), entry("doc.metrics", bucket)])
+    dag = make_dag("e2e_assets", [entry(name, lake), entry("doc.metrics", lake)])
     dag_run = run_dag(dag, DAY)
     assert set(task_states(dag_run).values()) == {"success"}
     events = asset_events("e2e_assets", dag_run.run_id)
-    assert [uri for uri, _, _ in events] == sorted([f"s3://{bucket}/lake/doc.metrics", f"s3://{bucket}/lake/{name}"])
+    assert [uri for uri, _, _ in events] == sorted(
+        [f"{lake.scheme}://{bucket}/lake/doc.metrics", f"{lake.scheme}://{bucket}/lake/{name}"]
+    )
     for uri, _, extra in events:
         table_name = uri.rsplit("/", 1)[-1]
         assert extra == {
@@ -328,27 +338,29 @@ def test_asset_event_per_table(airflow_db, connections, s3_server, bucket, table
         }
 
 
-def test_publish_touches_no_other_tables_objects(airflow_db, connections, s3_server, bucket, table, metrics):
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the tutorial's target_bucket names an S3 bucket
+def test_publish_touches_no_other_tables_objects(airflow_db, connections, lake, table, metrics):
     """Two tables whose folders are as close as configuration allows: 'data-2024-01-04/' (tutorial
     layout) is a string prefix of the other's 'data-2024-01-04x/...' keys. Publishing (and
     republishing) the first leaves every object of the second as it was."""
+    server, bucket = lake.server, lake.bucket
     name, _ = table
     dag = make_dag(
         "e2e_close_folders",
         [
-            entry(name, bucket, target=None, target_bucket=f"{bucket}/data"),
-            entry("doc.metrics", bucket, target=f"s3://{bucket}/data-2024-01-04x"),
+            entry(name, lake, target=None, target_bucket=f"{bucket}/data"),
+            entry("doc.metrics", lake, target=f"{lake.scheme}://{bucket}/data-2024-01-04x"),
         ],
     )
     assert set(task_states(run_dag(dag, DAY)).values()) == {"success"}
-    store = s3_server.store()
+    store = server.store()
     client = store.client
     others = {
         o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket, Prefix="data-2024-01-04x/")["Contents"]
     }
     assert sorted(others) == partition_keys("data-2024-01-04x/doc.metrics/dt=2024-01-04", "part-00000.jsonl.gz")
-    only_first = make_dag("e2e_close_folders_rerun", [entry(name, bucket, target=None, target_bucket=f"{bucket}/data")])
+    only_first = make_dag("e2e_close_folders_rerun", [entry(name, lake, target=None, target_bucket=f"{bucket}/data")])
     assert task_states(run_dag(only_first, DAY)) == {f"export_{name}": "success"}
-    objects = read_objects(s3_server, bucket)
+    objects = read_objects(server, bucket)
     assert sorted(objects) == sorted([*partition_keys("data-2024-01-04", "part-00000.jsonl.gz"), *others])
     assert {k: client.head_object(Bucket=bucket, Key=k)["ETag"] for k in others} == others
