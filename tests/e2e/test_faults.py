@@ -156,6 +156,7 @@ def test_an_s3_outage_mid_upload_leaves_nothing_after_the_retry(
             s3.stop()
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # a lease expiry wait; each store: the killed worker above
 def test_a_sliced_run_that_died_before_publishing_is_cleaned_by_the_next(
     airflow_db, connections, lake, metrics, monkeypatch
 ):

@@ -189,6 +189,7 @@ def test_a_failure_in_the_commit_leaves_the_table_as_it_was(catalog_db, postgres
     assert iceberg_rows(lake, catalog_db, cfg, SECOND) == normalised(source_rows(postgres, table, SECOND))
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the catalog's schema policy: one store is enough
 def test_the_tables_schema_evolves_or_is_refused(catalog_db, postgres, lake, table):
     cfg = config(table, lake)
     run_export(cfg, Window.for_day(FIRST))
@@ -242,6 +243,7 @@ def test_verify_and_restore_an_iceberg_day(catalog_db, postgres, lake, table, tm
         assert conn.execute(query.format(copy_of)).fetchall() == original
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # Airflow's path; every store's connections: test_targets
 def test_the_dag_commits_the_day_through_airflow_connections(airflow_db, catalog_db, postgres, lake, table):
     from tests.helpers import make_dag, run_dag, task_states
 
@@ -252,6 +254,7 @@ def test_the_dag_commits_the_day_through_airflow_connections(airflow_db, catalog
     assert iceberg_rows(lake, catalog_db, cfg, SECOND) == normalised(source_rows(postgres, table, SECOND))
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the catalog's database: one store is enough
 def test_a_sql_catalog_in_postgresql(connections, postgres, lake, table, monkeypatch):
     """The SQL catalog most deployments would use: PostgreSQL through SQLAlchemy and psycopg 3."""
     from pyiceberg.catalog.sql import SqlCatalog
@@ -332,6 +335,7 @@ def test_verify_finds_a_data_file_of_the_day_gone(catalog_db, postgres, lake, ta
     assert f"! {path}: a data file of the day is missing" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # JSON values: one store is enough
 def test_restore_keeps_a_json_null_apart_from_sql_null(catalog_db, postgres, lake, tmp_path):
     """PostgreSQL's json holds ``null`` as a value, distinct from SQL NULL: both survive the trip."""
     from cratedb_airflow_export.restore import restore

@@ -88,6 +88,8 @@ def test_two_runs_of_one_day_started_together_write_one_after_the_other(connecti
     assert f"source count(*) over the window: {BIG_ROWS} = manifest rows" in report.render()
 
 
+# 30 s of a slowed writer; each store: test_targets' second writer
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)
 def test_a_run_while_another_writer_holds_the_day_fails_naming_it(connections, lake, big_table, monkeypatch):
     """The export a task runs (run_export), while a command-line run holds the day: it waits for
     the lease's duration (10 s here), then fails, retryable, naming the holder; nothing of it lands."""

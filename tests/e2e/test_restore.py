@@ -55,18 +55,24 @@ def entry(table: str, lake: Lake, **extra: object) -> dict[str, object]:
     return {**base, **extra}
 
 
+ROUND_TRIPS = [
+    ("jsonl", "gzip"),
+    ("jsonl", "zstd"),
+    ("jsonl", "none"),
+    ("csv", "gzip"),
+    ("csv", "none"),
+    ("parquet", "zstd"),
+    ("parquet", "snappy"),
+]
+
+
+# every format on S3; each format on one other store too
 @pytest.mark.e2e
 @pytest.mark.parametrize(
-    ("fmt", "compression"),
-    [
-        ("jsonl", "gzip"),
-        ("jsonl", "zstd"),
-        ("jsonl", "none"),
-        ("csv", "gzip"),
-        ("csv", "none"),
-        ("parquet", "zstd"),
-        ("parquet", "snappy"),
-    ],
+    ("lake", "fmt", "compression"),
+    [("s3", *trip) for trip in ROUND_TRIPS]
+    + [("azure", "jsonl", "gzip"), ("azure", "parquet", "zstd"), ("gcs", "csv", "gzip"), ("gcs", "parquet", "snappy")],
+    indirect=["lake"],
 )
 def test_round_trip_equals_the_source_rows(connections, postgres, lake, fmt, compression):
     source = create(postgres, with_rows=True)

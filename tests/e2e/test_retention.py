@@ -290,6 +290,7 @@ def test_purge_by_hand_dry_run_then_for_real(connections, postgres, lake, table,
     assert "would delete days that are not over yet" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's change marker: one store is enough
 @pytest.mark.parametrize("reader", ["auto", "cursor"])  # cursor: through the CrateDB dialect guard
 def test_an_update_moves_the_change_marker_and_reconcile_exports_the_day_again(
     connections, postgres, lake, table, reader
@@ -320,6 +321,7 @@ def _lines(key: str, data: bytes) -> list[str]:
     return (gzip.decompress(data) if key.endswith(".gz") else data).decode().splitlines()
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's locks: one store is enough
 def test_a_row_written_while_the_day_is_purged_waits_and_is_kept(connections, postgres, lake, table, monkeypatch):
     """PostgreSQL: the checks and the DELETE run in one transaction that locks writers out. A row
     inserted into the day right before the DELETE (from another connection, for real) waits for the
@@ -369,6 +371,7 @@ def no_transactions(monkeypatch):
     monkeypatch.setattr(source, "POSTGRESQL", dataclasses.replace(source.POSTGRESQL, transactions=False))
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's transactions: one store
 def test_without_transactions_an_unpartitioned_table_is_refused_unless_the_window_is_accepted(
     connections, postgres, lake, table, no_transactions, monkeypatch, capsys
 ):
@@ -403,6 +406,7 @@ def test_without_transactions_an_unpartitioned_table_is_refused_unless_the_windo
     assert record is not None and (record.rows, record.deleted) == (PER_DAY, PER_DAY + 1)
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's columns: one store is enough
 def test_a_column_added_since_the_export_keeps_every_day_until_it_is_exported_again(connections, postgres, lake, table):
     cfg = config(table, lake)
     export_days(cfg, FIRST, SECOND)
@@ -418,6 +422,7 @@ def test_a_column_added_since_the_export_keeps_every_day_until_it_is_exported_ag
     assert [day_count(postgres, table, d) for d in SAMPLE_DAYS] == [PER_DAY, 0, PER_DAY]
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's rows: one store is enough
 def test_rows_chosen_by_another_timestamp_column_are_not_deleted(connections, postgres, lake):
     """The attack: the day was exported by ``created``; the configuration now names ``updated``,
     whose day holds other rows with the same count and change marker (one transaction wrote them all).
@@ -444,6 +449,7 @@ def test_rows_chosen_by_another_timestamp_column_are_not_deleted(connections, po
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 8
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's baseline: one store is enough
 def test_after_a_purge_and_a_restore_the_restored_rows_are_the_baseline(connections, postgres, lake, table):
     """A restore puts new copies of the rows back (new row versions): it records them as what the
     archive is the copy of. An update of a restored row then keeps the day (the archive does not hold
