@@ -358,7 +358,9 @@ class TableExport(BaseModel):
     def _check_iceberg(self) -> None:
         """What an Iceberg table of days supports so far."""
         if self.target is None:
-            raise ValueError("format: 'iceberg' needs 'target' (s3://, az:// or gs://<bucket>/<prefix>: the table's folder)")
+            raise ValueError(
+                "format: 'iceberg' needs 'target' (s3://, az:// or gs://<bucket>/<prefix>: the table's folder)"
+            )
         if importlib.util.find_spec("pyiceberg") is None:
             raise ValueError(
                 "format: 'iceberg' needs the package's iceberg extra, which is not installed: "
