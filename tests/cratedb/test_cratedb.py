@@ -1762,23 +1762,12 @@ def test_the_copy_statement_to_azure_keeps_the_key_out_of_its_text(crate_table, 
     assert f"az://{AZURE_HOST}:" in json.dumps(plan["parameters"]) and creds.key not in json.dumps(plan)
 
 
-@pytest.fixture(scope="module")
-def fake_gcs_for_crate() -> Iterator[Any]:
-    from devtools.emulators import LocalFakeGCS
-
-    server = LocalFakeGCS().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
-def test_stream_exports_to_gcs_and_restores_from_it(crate_table, fake_gcs_for_crate, monkeypatch, fmt):
+def test_stream_exports_to_gcs_and_restores_from_it(crate_table, fake_gcs, monkeypatch, fmt):
     """The stream engine reads CrateDB and writes the day into fake-gcs-server (CrateDB's COPY has
     no gs:// scheme: engine copy is refused for such a target when the configuration is read);
     verify finds it exact; the worker restores exactly the day's rows."""
-    server = fake_gcs_for_crate
+    server = fake_gcs
     bucket = server.create_bucket(f"it-{uuid.uuid4().hex[:10]}")
     extra = {"project": "test", "endpoint_url": server.endpoint}
     conn = {"conn_type": "google_cloud_platform", "extra": extra}
@@ -1821,7 +1810,7 @@ def test_a_sas_token_that_may_not_write_fails_the_export_at_once(crate_table, az
 
 @pytest.mark.parametrize("where", ["azure", "gcs"])
 def test_an_iceberg_table_on_azure_and_gcs_restores_exactly(
-    crate_table, az_conn, fake_gcs_for_crate, monkeypatch, tmp_path, where
+    crate_table, az_conn, fake_gcs, monkeypatch, tmp_path, where
 ):
     """CrateDB -> Iceberg with the table's files in Azurite or fake-gcs-server (through the package's
     store), verified against CrateDB's count and restored by the worker: exactly the day's rows."""
@@ -1835,7 +1824,7 @@ def test_an_iceberg_table_on_azure_and_gcs_restores_exactly(
         bucket, _ = az_conn
         target = f"az://{bucket}/{unique('ice')}"
     else:
-        server = fake_gcs_for_crate
+        server = fake_gcs
         bucket = server.create_bucket(f"it-{uuid.uuid4().hex[:10]}")
         extra = {"project": "test", "endpoint_url": server.endpoint}
         monkeypatch.setenv(
