@@ -21,7 +21,8 @@ rows are counted from what it wrote (Parquet footers, lines of JSON Lines and CS
 
 The last line printed is one JSON object:
 {"rows": N, "raw_read_rows_per_s": ..., "results": [{"tool": ..., "format": ..., "rows_per_s": ...,
- "share_of_raw": ..., "spread": ..., "peak_rss_mb": ..., "baseline_rss_mb": ...}]}
+ "share_of_raw": ..., "spread": ..., "peak_rss_mb": ..., "baseline_rss_mb": ..., "cpu_seconds": {...},
+ "ceiling_rows_per_s": ..., "share_of_ceiling": ...}]}
 (median rows/s; baseline: RSS after imports, before the export; for ``cli`` the interpreter's own).
 
 Every tool runs with ARROW_DEFAULT_MEMORY_POOL=system, as the project's Dockerfile sets it (set the
@@ -42,6 +43,12 @@ day, ``COPY ... TO DIRECTORY`` a local folder of CrateDB's (``raw``; BENCH_CRATE
 (CrateDB's ``COPY TO`` the S3 server, gzip; JSON Lines only), the others as above; ``raw_cursor``
 (a diagnostic) reads the day through the declared cursor and discards it, which is CrateDB producing
 and sending the rows with no conversion.
+
+CPU: every run reports the CPU seconds of the measured process (the worker), of the S3 server and,
+when CrateDB runs on this machine (the process listening on CRATEDB_URL's port, or
+BENCH_CRATEDB_PID), of CrateDB; the run's ceiling is rows x cores / those seconds summed (what this
+machine could do if every process kept its cores busy), and the CrateDB mode ends with one Markdown
+table: each tool's rows/s against ``copy`` and against its ceiling, the CPU seconds and peak RSS.
 """
 
 from __future__ import annotations
@@ -185,7 +192,7 @@ def measure(tool: str, fmt: str, run: int) -> dict[str, float]:
         from airflow.providers.amazon.aws.transfers.sql_to_s3 import SqlToS3Operator
 
     baseline = peak_rss_mb()
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     bounds = {"start": START, "end": END}
     if tool == "raw" and os.environ.get("CRATEDB_URL"):  # CrateDB's own unload of the day to its disk
         where = '"timestamp" >= %(start)s AND "timestamp" < %(end)s'
@@ -228,7 +235,13 @@ def measure(tool: str, fmt: str, run: int) -> dict[str, float]:
         operator.execute(context={})  # type: ignore[arg-type]
         rows = -1  # counted from what it wrote
     seconds = time.monotonic() - started
-    return {"rows": rows, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "baseline_rss_mb": baseline}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+    }
 
 
 CLI = (
@@ -242,7 +255,8 @@ def status(name):
 baseline = status("VmRSS")
 from cratedb_airflow_export.cli import main
 code = main(sys.argv[1:])
-report = {"peak_rss_mb": status("VmHWM"), "baseline_rss_mb": baseline}
+import time
+report = {"peak_rss_mb": status("VmHWM"), "baseline_rss_mb": baseline, "cpu_seconds": time.process_time()}
 os.write(int(os.environ["BENCH_REPORT_FD"]), json.dumps(report).encode())
 sys.exit(code)
 """
@@ -360,6 +374,40 @@ class MotoProcess:
             self.proc.wait(timeout=30)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process and its waited-for children have used (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1/0.0.0.0 ``port`` on this machine (None: none here, or not
+    visible to this user): CrateDB's, whose CPU the CrateDB mode reports."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
 def chosen(variable: str, default: tuple[str, ...], known: tuple[str, ...]) -> list[str]:
     names = [n.strip() for n in os.environ.get(variable, ",".join(default)).split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
@@ -387,10 +435,13 @@ def base_env(home: str, source_url: str, s3: Any) -> dict[str, str]:
 
 def main_cratedb(url: str, rows: int, runs: int, formats: list[str]) -> int:
     """The benchmark against the CrateDB at ``url`` (see the module's docstring)."""
+    from urllib.parse import urlparse
+
     import psycopg
 
     tools = chosen("BENCH_TOOLS", CRATEDB_TOOLS, CRATEDB_KNOWN)
-    with tempfile.TemporaryDirectory(prefix="cratedb-export-bench-") as home, MotoProcess() as s3:
+    moto = MotoProcess()
+    with tempfile.TemporaryDirectory(prefix="cratedb-export-bench-") as home, moto as s3:
         client = s3.client()
         client.create_bucket(Bucket=BUCKET)
         started = time.monotonic()
@@ -400,17 +451,49 @@ def main_cratedb(url: str, rows: int, runs: int, formats: list[str]) -> int:
             version = conn.execute("SELECT version()").fetchone()[0]  # type: ignore[index]
         print(f"generated {rows:,} rows of {CRATEDB_TABLE} for {DAY} in {time.monotonic() - started:.1f}s ({version})")
         env = base_env(home, url, s3)
+        crate = int(os.environ.get("BENCH_CRATEDB_PID") or 0) or listening_pid(urlparse(url).port or 5432)
+        assert moto.proc is not None
+        watched = {"S3 server": moto.proc.pid, **({"CrateDB": crate} if crate else {})}
+        if not crate:
+            print("CrateDB's process is not on this machine (BENCH_CRATEDB_PID): no CPU figures, no ceiling")
         try:
-            results, raws = bench(tools, formats, runs, rows, env, client, Path(home))
+            results, raws = bench(tools, formats, runs, rows, env, client, Path(home), watched if crate else {})
         finally:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(f"DROP TABLE IF EXISTS {CRATEDB_TABLE}")
+    print(comparison(results, rows, cores()))
     print(
         json.dumps(
             {"rows": rows, "source": version, "raw_read_rows_per_s": round(statistics.mean(raws)), "results": results}
         )
     )
     return 0
+
+
+def comparison(results: list[dict[str, Any]], rows: int, cpus: int) -> str:
+    """The CrateDB mode's results as one Markdown table: each tool against the ``copy`` engine and
+    against the machine's ceiling (rows x cores / the CPU seconds every process of the run used)."""
+    copy = next((r["rows_per_s"] for r in results if r["tool"] == "copy" and "rows_per_s" in r), None)
+    lines = [
+        f"{rows:,} rows, {cpus} cores, medians",
+        "| tool | format | rows/s | x copy | CPU s CrateDB / worker / S3 | ceiling rows/s | of ceiling | peak RSS |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "rows_per_s" not in r:
+            lines.append(f"| {r['tool']} | {r['format']} | does not run | | | | | |")
+            continue
+        cpu = r.get("cpu_seconds", {})
+        spent = " / ".join(f"{cpu[k]:.1f}" if k in cpu else "-" for k in ("CrateDB", "worker", "S3 server"))
+        ceiling = r.get("ceiling_rows_per_s")
+        lines.append(
+            f"| {r['tool']} | {r['format']} | {r['rows_per_s']:,} | "
+            + (f"{r['rows_per_s'] / copy:.2f}" if copy else "-")
+            + f" | {spent} | "
+            + (f"{ceiling:,} | {r['share_of_ceiling']:.0%}" if ceiling else "- | -")
+            + f" | {r['peak_rss_mb']:.0f} MB |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -443,8 +526,19 @@ def main() -> int:
 
 
 def bench(
-    tools: list[str], formats: list[str], runs: int, rows: int, env: dict[str, str], client: Any, workdir: Path
+    tools: list[str],
+    formats: list[str],
+    runs: int,
+    rows: int,
+    env: dict[str, str],
+    client: Any,
+    workdir: Path,
+    watched: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[float]]:
+    """Every tool in every format ``runs`` times; ``watched``: processes (name -> PID) whose CPU
+    seconds during each run are reported beside the worker's own (the database, the S3 server)."""
+    watched = watched or {}
+
     def raw() -> float:
         measured = child("raw", "-", 0, env)
         if measured["rows"] != rows:
@@ -464,8 +558,10 @@ def bench(
             if tool == "raw_cursor" and fmt != formats[0]:
                 continue  # writes nothing: once is enough
             speeds, shares, peaks, baselines = [], [], [], []
+            cpus: dict[str, list[float]] = {name: [] for name in ("worker", *watched)}
             for run in range(runs):
                 before = raws[-1]
+                cpu_before = {name: process_cpu(pid) for name, pid in watched.items()}
                 try:
                     measured = run_cli(fmt, run, env, workdir) if tool == "cli" else child(tool, fmt, run, env)
                 except RuntimeError as exc:
@@ -477,6 +573,9 @@ def bench(
                     print(f"{tool:13} {fmt:8} does not run against CrateDB: {error}", flush=True)
                     results.append({"tool": tool, "format": fmt, "error": error})
                     break
+                for name, pid in watched.items():
+                    cpus[name].append(process_cpu(pid) - cpu_before[name])
+                cpus["worker"].append(measured["cpu_seconds"])
                 written = rows if tool == "raw_cursor" else rows_written(client, fmt, prefix(tool, fmt, run))
                 remove_run(client, prefix(tool, fmt, run))  # the S3 server holds the same, whichever run is next
                 if written != rows or measured["rows"] not in (-1, rows):
@@ -492,13 +591,25 @@ def bench(
             median = statistics.median(speeds)
             spread = (max(speeds) - min(speeds)) / median
             share = statistics.median(shares)
+            cpu = {name: round(statistics.median(values), 2) for name, values in cpus.items()}
+            used = [sum(values) for values in zip(*cpus.values(), strict=True)]
+            # what this machine's cores could do if every process of the run kept them busy
+            ceiling = statistics.median(rows * cores() / seconds for seconds in used) if len(cpus) > 1 else None
             print(
                 f"{tool:13} {fmt:8} {median:>10,.0f} rows/s ({share:4.0%} of raw read, spread {spread:4.0%})  "
-                f"peak RSS {max(peaks):,.0f} MB (after imports {statistics.median(baselines):,.0f} MB)",
+                f"peak RSS {max(peaks):,.0f} MB (after imports {statistics.median(baselines):,.0f} MB)  "
+                f"CPU s {' / '.join(f'{k} {v:.1f}' for k, v in cpu.items())}"
+                + (f"  ceiling {ceiling:,.0f} rows/s ({median / ceiling:.0%})" if ceiling else ""),
                 flush=True,
             )
             results.append(
                 {
+                    "cpu_seconds": cpu,
+                    **(
+                        {"ceiling_rows_per_s": round(ceiling), "share_of_ceiling": round(median / ceiling, 3)}
+                        if ceiling
+                        else {}
+                    ),
                     "tool": tool,
                     "format": fmt,
                     "rows_per_s": round(median),

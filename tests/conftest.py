@@ -5,6 +5,7 @@ Helpers and constants are in ``tests/helpers.py``, imported first: it sets up Ai
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -191,6 +192,13 @@ def oracle_setting(connections: None, postgres: LocalPostgres, s3_server: LocalS
     from tests.oracle import Setting, Source
 
     return Setting(source=Source(postgres.url, cratedb=False), server=s3_server, bucket=bucket)
+
+
+@pytest.fixture
+def oracle_cursor_setting(oracle_setting: Any) -> Any:
+    """The oracle on the cursor path (CrateDB's) instead of ADBC: three connections taking twelve
+    sub-windows one by one, two rows per FETCH, so that a day's rows spread over pieces and FETCHes."""
+    return dataclasses.replace(oracle_setting, extra={"reader": "cursor", "cursors": 3, "batch_size": 2})
 
 
 @pytest.fixture(params=["azure", "gcs"])

@@ -191,14 +191,22 @@ class TableExport(BaseModel):
         description="Split the day into this many sub-windows, exported concurrently by mapped tasks and "
         "published together as one partition.",
     )
-    batch_size: int = Field(strict=True, default=10_000, ge=1, le=1_000_000, description="Rows per FETCH (stream).")
-    cursors: int = Field(
+    batch_size: int = Field(
         strict=True,
-        default=4,
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Rows per FETCH at most (stream, cursor path); fewer when wide rows would exceed the "
+        "read's memory budget.",
+    )
+    cursors: int | None = Field(
+        strict=True,
+        default=None,
         ge=1,
         le=16,
-        description="Cursors that read the window at once (stream, cursor path: CrateDB), each a sub-window on "
-        "a connection of its own: CrateDB runs a cursor's query on about one core.",
+        description="Connections that read the window at once (stream, cursor path: CrateDB), each taking "
+        "sub-windows one by one. Default: one per processor of the CrateDB cluster (sys.nodes), 2 to 16; "
+        "CrateDB runs a cursor's query on about one core.",
     )
     part_size_mb: int = Field(
         strict=True, default=8, ge=5, le=5_000, description="Multipart upload part size (stream)."

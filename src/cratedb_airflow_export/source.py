@@ -79,6 +79,10 @@ class Dialect:
     identity: str = "oid"
     # statements inside BEGIN ... COMMIT, and a lock that keeps writers out until the end of one
     transactions: bool = True
+    # the cursor path asks for results in the binary format where every column allows it
+    # (readers.BINARY_OIDS): PostgreSQL's cursor path stays on text, where psycopg's own loaders
+    # name what Arrow cannot hold (infinity, BC); it normally reads through ADBC anyway
+    binary_results: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -95,6 +99,7 @@ CRATEDB = Dialect(
     column_policy="column_details['policy']",
     identity="shards",
     transactions=False,
+    binary_results=True,
 )
 POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False, copy_from_uri=False)
 
@@ -150,6 +155,7 @@ class SourceInfo:
     # column -> its number in the catalog (pg_attribute.attnum): a column dropped and added again
     # under the same name gets a new one
     column_ids: Mapping[str, int] = field(default_factory=dict)
+    processors: int | None = None  # CrateDB: the cluster's processors (sys.nodes); None: not known
 
     @property
     def naive_timestamps(self) -> bool:
@@ -303,6 +309,7 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
         raise SourceError(f"columns {missing} do not exist in {cfg.qualified_name} (columns: {available})")
     partitions = _one(cursor, sql.describe_partitioning(cfg), seconds) if dialect is CRATEDB else None
     numbered = column_ids(cursor, cfg)
+    processors = cluster_processors(cursor, seconds) if dialect is CRATEDB else None
     return SourceInfo(
         dialect=dialect,
         columns=columns,
@@ -312,7 +319,19 @@ def check_table(cursor: psycopg.Cursor[Any], cfg: TableExport) -> SourceInfo:
         not_null=not_null,
         policies=policies,
         column_ids={name: number for name, number in numbered.items() if name in columns},
+        processors=processors,
     )
+
+
+def cluster_processors(cursor: psycopg.Cursor[Any], seconds: float) -> int | None:
+    """The processors of the CrateDB cluster's nodes, summed (``sys.nodes``); None when the user may
+    not read ``sys.nodes`` or the cluster does not say."""
+    try:
+        total = _one(cursor, sql.cluster_processors(), seconds)
+    except psycopg.Error as exc:  # no privilege on sys: the readers fall back to their default
+        log.info("the cluster's processors are not known (%s)", str(exc).splitlines()[0])
+        return None
+    return int(total) if total else None
 
 
 PartitionValues = tuple[tuple[str, Any], ...]

@@ -203,6 +203,11 @@ def close_cursor(name: str = CURSOR_NAME) -> Statement:
     return Statement(f"CLOSE {quote_ident(name)}")
 
 
+def cluster_processors() -> Statement:
+    """The processors of every node of a CrateDB cluster, summed."""
+    return Statement("SELECT sum(os_info['available_processors']) FROM sys.nodes")
+
+
 def refresh(cfg: TableExport) -> Statement:
     """CrateDB exports only refreshed data."""
     return Statement(f"REFRESH TABLE {qualified(cfg)}")

@@ -15,6 +15,7 @@ import dataclasses
 import gzip
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -475,6 +476,109 @@ def test_stream_keeps_cratedb_types_in_every_format(typed_table, s3_conn, store,
         got = [_normalised(r, text=False) for r in pq.read_table(io.BytesIO(data)).to_pylist()]
     got.sort(key=lambda r: r["id"])
     assert [{k: r.get(k) for k in EXPECTED_TYPED[0]} for r in got] == EXPECTED_TYPED
+
+
+BINARY_DDL = """CREATE TABLE {name} (
+    id INT, flag BOOLEAN, small SMALLINT, big BIGINT, r REAL, d DOUBLE PRECISION, t TEXT, v VARCHAR(20),
+    obj OBJECT(DYNAMIC), ts TIMESTAMP WITH TIME ZONE, local_ts TIMESTAMP WITHOUT TIME ZONE
+)"""
+BINARY_ROWS = [
+    (
+        1,
+        True,
+        -32768,
+        -(2**62),
+        0.1,
+        1e308,
+        "température",
+        "電力",
+        {"a": [1, 2.5, None], "b": "ü"},
+        "2024-01-04T00:00:00.001+00:00",
+        "1999-12-31T23:59:59.999",
+    ),
+    (
+        2,
+        False,
+        32767,
+        2**62 + 12345,
+        float("nan"),
+        float("-inf"),
+        "",
+        "x",
+        {},
+        "1969-12-31T23:59:59.999+00:00",
+        "0001-01-01T00:00:00",
+    ),
+    (3, None, None, None, None, None, None, None, None, None, None),
+    (
+        4,
+        True,
+        0,
+        0,
+        -0.0,
+        5e-324,
+        "a\nb",
+        "y",
+        {"n": {"m": [True]}},
+        "9999-12-31T23:59:59.999+00:00",
+        "2000-01-01T00:00:00",
+    ),
+    (5, False, 1, 1, 3.5, -2.25, "z", "w", {"k": 1}, "1900-03-01T12:00:00+00:00", "1800-06-01T06:30:00.5"),
+]
+
+
+def test_the_binary_format_reads_what_the_text_format_reads_on_cratedb():
+    """The stream engine asks CrateDB for the binary format once a result showed every column in
+    readers.BINARY_OIDS: the same values as the text format, at the types' edges (before 1970 and
+    2000, the last millisecond of 9999, int extremes, NaN, unicode, nested objects, NULL). A DATE
+    column keeps the read on text (CrateDB 5.10.16 sends a wrong binary DATE)."""
+    import pyarrow as pa
+    from psycopg.types.json import Json
+
+    from cratedb_airflow_export.readers import CursorReader, FetchBudget, Piece, Prefetcher, register_loaders
+
+    name = f"doc.{unique('binary')}"
+    with crate() as conn:
+        conn.execute(BINARY_DDL.format(name=name))
+        for row in BINARY_ROWS:  # one by one: CrateDB's bulk insert skips a refused row silently
+            conn.execute(
+                f"INSERT INTO {name} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (*row[:8], None if row[8] is None else Json(row[8]), *row[9:]),
+            )
+        conn.execute(f"REFRESH TABLE {name}")
+
+    def read(query: str, binary: bool) -> tuple[pa.Table, int]:
+        with crate() as conn:
+            conn.execute(f"DECLARE c NO SCROLL CURSOR WITH HOLD FOR {query}")
+            turns = [conn.cursor(), conn.cursor()]
+            for cursor in turns:
+                register_loaders(cursor)
+            piece = Piece(fetch=lambda rows: "FETCH FORWARD 1 FROM c", close="CLOSE c")
+            reader = CursorReader(turns, [piece], budget=FetchBudget.fixed(1), binary=binary)
+            with Prefetcher(reader, stall_seconds=30, what="test") as prefetcher:
+                table = pa.Table.from_batches(list(prefetcher), schema=prefetcher.schema)
+            return table, reader.binary_fetches
+
+    try:
+        query = f"SELECT * FROM {name} ORDER BY id"
+        (text, _), (binary, fetches) = read(query, False), read(query, True)
+        assert fetches == len(BINARY_ROWS)  # every FETCH after the first, the empty last one too
+        assert binary.schema == text.schema
+        got, want = binary.to_pylist(), text.to_pylist()
+        assert str(got[1].pop("r")) == str(want[1].pop("r")) == "nan"
+        assert got == want
+        assert [row["id"] for row in got] == [1, 2, 3, 4, 5]
+        assert got[3]["ts"] == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+        assert got[1]["ts"] == datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+        assert got[4]["local_ts"] == datetime(1800, 6, 1, 6, 30, 0, 500000)
+        assert json.loads(got[0]["obj"]) == BINARY_ROWS[0][8]
+        dated_query = f"SELECT id, ts::date AS day FROM {name} ORDER BY id"
+        (dated, fetches), (dated_text, _) = read(dated_query, True), read(dated_query, False)
+        assert fetches == 0
+        assert dated == dated_text and dated.column("day")[0].as_py() == date(2024, 1, 4)
+    finally:
+        with crate() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def test_the_row_count_check_fails_a_mismatch_and_publishes_nothing(crate_table, s3_conn, store, monkeypatch):
@@ -986,9 +1090,11 @@ def test_an_s3_endpoint_only_cratedb_cannot_reach_fails_the_copy_and_publishes_n
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
-def test_a_sliced_day_from_cratedb_publishes_one_exact_partition(big_crate_table, s3_conn, store, fmt):
-    """Four slices read by cursors of their own (as four mapped tasks would), published together:
-    one manifest, every row once."""
+def test_a_sliced_day_from_cratedb_publishes_one_exact_partition(big_crate_table, s3_conn, store, fmt, caplog):
+    """Four slices at once (as four mapped tasks would run), each reading on connections of its own
+    (its share of the cluster's processors), published together: one manifest, every row once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow.parquet as pq
 
     from cratedb_airflow_export.export import RunInfo, export_slice, publish_slices
@@ -997,7 +1103,13 @@ def test_a_sliced_day_from_cratedb_publishes_one_exact_partition(big_crate_table
     folder = unique(f"sliced-{fmt}")
     cfg = entry(name, timestamp_column="ts", engine="stream", format=fmt, slices=4, target=f"s3://{s3_conn}/{folder}")
     run = RunInfo(dag_id="it", run_id=unique("run"), try_number=1)
-    reports = [export_slice(cfg, WINDOW, index, run) for index in range(4)]
+    with crate() as conn:
+        processors = conn.execute("SELECT sum(os_info['available_processors']) FROM sys.nodes").fetchone()[0]
+    share = -(-max(2, min(16, processors)) // 4)
+    with caplog.at_level(logging.INFO, logger="cratedb_airflow_export"), ThreadPoolExecutor(4) as pool:
+        reports = list(pool.map(lambda index: export_slice(cfg, WINDOW, index, run), range(4)))
+    reading = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"Reading {name} in ")]
+    assert len(reading) == 4 and all(f" on {share} connection(s)" in line for line in reading), reading
     assert sum(report["rows"] for report in reports) == total
     assert all(report["rows"] > 0 for report in reports)
     result = publish_slices(cfg, WINDOW, reports, run)

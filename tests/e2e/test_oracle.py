@@ -38,6 +38,12 @@ def test_nothing_lost_nothing_wrong_under_any_clock(oracle_setting):
     run(oracle_setting, ArchiveOracle, oracle_settings())
 
 
+def test_the_cursor_path_reads_every_row_once(oracle_cursor_setting):
+    """The machine on the cursor path CrateDB sources take: sub-windows shared by several
+    connections, FETCHes sized by the read's budget."""
+    run(oracle_cursor_setting, ArchiveOracle, oracle_settings(max(2, EXAMPLES // 3), STEPS))
+
+
 def test_nothing_lost_nothing_wrong_on_azure_and_gcs(oracle_other_store_setting):
     """The same machine with the archive in Azure Blob Storage (Azurite) or Google Cloud Storage
     (fake-gcs-server): publish, the lease, verify, tampering, purge and restore on each store."""

@@ -147,3 +147,19 @@ def test_an_iceberg_read_one_byte_off_is_found(oracle_other_iceberg_setting):
 
     said = hunt(oracle_other_iceberg_setting, IcebergOracle, lambda: patched(iceberg_io.RangeReader, "read", shifted))
     assert "restore" in said or "File" in said or "bytes" in said
+
+
+def test_a_reader_that_leaves_its_last_sub_window_unread_is_found(oracle_cursor_setting):
+    """On the cursor path each connection reads its sub-windows one after the other: one left
+    unread is rows missing from the partition. The count check refuses such an export; the oracle
+    must see it refused."""
+    from cratedb_airflow_export.readers import CursorReader
+
+    real_init = CursorReader.__init__
+
+    def leaves_the_last(self: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        self.pieces = self.pieces[:-1]
+
+    said = hunt(oracle_cursor_setting, ArchiveOracle, lambda: patched(CursorReader, "__init__", leaves_the_last))
+    assert "row count" in said, said

@@ -5,6 +5,7 @@ what psycopg's own default loaders make of it (the reference the path replaced).
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,15 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from cratedb_airflow_export.readers import CursorReader, Prefetcher, register_loaders, schema_for
+from cratedb_airflow_export.readers import (
+    CursorReader,
+    FetchBudget,
+    ParallelReader,
+    Piece,
+    Prefetcher,
+    register_loaders,
+    schema_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -48,13 +57,19 @@ def typed(postgres) -> str:
     return name
 
 
-def read(url: str, sql: str, batch: int, time_zone: str = "UTC") -> Iterator[pa.RecordBatch]:
+def fixed(fetch: str) -> Piece:
+    """A piece declared already whose FETCH asks for the same rows whatever the budget says."""
+    return Piece(fetch=lambda rows: fetch)
+
+
+def read(url: str, sql: str, batch: int, time_zone: str = "UTC", binary: bool = False) -> Iterator[pa.RecordBatch]:
     with psycopg.connect(url, autocommit=True, options=f"-c TimeZone={time_zone}") as conn:
         conn.execute(f"DECLARE c NO SCROLL CURSOR WITH HOLD FOR {sql}")
         turns = [conn.cursor(), conn.cursor()]
         for cursor in turns:
             register_loaders(cursor)
-        with Prefetcher(CursorReader(turns, f"FETCH {batch} FROM c"), stall_seconds=30, what="test") as prefetcher:
+        reader = CursorReader(turns, [fixed(f"FETCH {batch} FROM c")], budget=FetchBudget.fixed(batch), binary=binary)
+        with Prefetcher(reader, stall_seconds=30, what="test") as prefetcher:
             yield from prefetcher
         conn.execute("CLOSE c")
 
@@ -119,8 +134,6 @@ def test_values_python_cannot_hold_fail_as_psycopg_fails(postgres, value, error)
 
 def parallel(url: str, sqls: list[str], batch: int) -> list[pa.RecordBatch]:
     """One cursor per query, each on a connection of its own, read together by a ParallelReader."""
-    from cratedb_airflow_export.readers import ParallelReader
-
     # WITHOUT HOLD, in a transaction: PostgreSQL then runs the query as it is fetched (a WITH HOLD
     # cursor in autocommit is computed whole when declared), so an error arrives with a FETCH
     conns = [psycopg.connect(url) for _ in sqls]
@@ -131,7 +144,7 @@ def parallel(url: str, sqls: list[str], batch: int) -> list[pa.RecordBatch]:
             turns = [conn.cursor(), conn.cursor()]
             for cursor in turns:
                 register_loaders(cursor)
-            readers.append(CursorReader(turns, f"FETCH {batch} FROM c{n}"))
+            readers.append(CursorReader(turns, [fixed(f"FETCH {batch} FROM c{n}")], budget=FetchBudget.fixed(batch)))
         with Prefetcher(ParallelReader(readers), stall_seconds=30, what="test") as prefetcher:
             batches = list(prefetcher)
             assert prefetcher.schema is not None
@@ -201,3 +214,126 @@ def test_numerics_special_values_are_written_as_postgresql_spells_them(
     rows = sorted(pq.read_table(io.BytesIO(body)).to_pylist(), key=lambda r: r["id"])
     assert [r["n"] for r in rows] == values
     assert [r["ns"] for r in rows] == [[v] for v in values]
+
+
+BINARY_COLUMNS = """
+    id INT, flag BOOLEAN, small SMALLINT, big BIGINT, r REAL, d DOUBLE PRECISION, t TEXT, v VARCHAR(20),
+    doc JSON, ts TIMESTAMPTZ, local_ts TIMESTAMP
+"""
+BINARY_VALUES = [
+    "(1, true, -32768, -9223372036854775808, 0.1, 1e308, 'température', '電力', '{\"a\": [1, 2.5, null]}', "
+    "'2024-01-04 00:00:00.000001+00', '1999-12-31 23:59:59.999999')",
+    "(2, false, 32767, 9223372036854775807, 'NaN', '-Infinity', '', 'x', '\"text\"', "
+    "'1969-12-31 23:59:59.999999+00', '0001-01-01 00:00:00')",
+    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "(4, true, 0, 0, -0.0, 5e-324, 'a\nb', 'y', '{}', '9999-12-31 23:59:59.999999+00', '2000-01-01 00:00:00')",
+]
+
+
+def test_the_binary_format_reads_what_the_text_format_reads(postgres):
+    """Every type of readers.BINARY_OIDS, at its edges (before 1970 and 2000, the last microsecond of
+    9999, int extremes, NaN, unicode, NULL): the same values whichever format the server sends."""
+    name = f"public.binary_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {name} ({BINARY_COLUMNS})")
+        conn.execute(f"INSERT INTO {name} VALUES {', '.join(BINARY_VALUES)}")
+    query = f"SELECT * FROM {name} ORDER BY id"
+    text = pa.Table.from_batches(list(read(postgres.url, query, 1)))
+    binary = pa.Table.from_batches(list(read(postgres.url, query, 1, binary=True)))
+    assert binary.schema == text.schema
+    got_rows, want_rows = binary.to_pylist(), text.to_pylist()
+    assert [got_rows[0], *got_rows[2:]] == [want_rows[0], *want_rows[2:]]  # NaN is not equal to itself: row 2 below
+    got, want = got_rows[1], want_rows[1]
+    assert str(got.pop("r")) == str(want.pop("r")) == "nan"
+    assert got == want
+    assert binary.column("ts")[3].as_py() == datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    assert binary.column("ts")[1].as_py() == datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    assert binary.column("doc")[0].as_py() == '{"a": [1, 2.5, null]}'  # JSON's own text
+
+
+def test_the_binary_format_is_asked_for_only_after_a_result_showed_every_column_allows_it(postgres):
+    """The first FETCH is text; later ones binary when every column is in BINARY_OIDS, else text
+    (a date or a numeric column keeps the whole read on text)."""
+    seen: list[int] = []
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        for query in (
+            "SELECT g AS id, now() AS ts FROM generate_series(1, 5) AS g",
+            "SELECT g AS id, current_date AS day FROM generate_series(1, 5) AS g",
+        ):
+            conn.execute(f"DECLARE c NO SCROLL CURSOR WITH HOLD FOR {query}")
+            turns = [conn.cursor(), conn.cursor()]
+            for cursor in turns:
+                register_loaders(cursor)
+            reader = CursorReader(turns, [fixed("FETCH 2 FROM c")], budget=FetchBudget.fixed(2), binary=True)
+            with Prefetcher(reader, stall_seconds=30, what="test") as prefetcher:
+                batches = list(prefetcher)
+            seen.append(reader.binary_fetches)
+            assert [b.num_rows for b in batches] == [2, 2, 1]
+            assert sorted(pa.Table.from_batches(batches).column("id").to_pylist()) == [1, 2, 3, 4, 5]
+            conn.execute("CLOSE c")
+    assert seen == [3, 0]  # 4 FETCHes: the first text, the rest (3, the empty one too) binary; none with a date
+
+
+def declared(conn: psycopg.Connection[Any], name: str, lows: list[int], size: int) -> list[Piece]:
+    """A cursor of its own on ``conn`` per ``low``, over ``size`` ids from there: declared now, fetched
+    and closed by the reader."""
+    pieces = []
+    for n, low in enumerate(lows):
+        query = "SELECT g AS id FROM generate_series(%s::int, %s::int) AS g"
+        conn.execute(f"DECLARE {name}_{n} NO SCROLL CURSOR WITH HOLD FOR {query}", (low, low + size - 1))
+        pieces.append(Piece(fetch=lambda rows, n=n: f"FETCH {rows} FROM {name}_{n}", close=f"CLOSE {name}_{n}"))
+    return pieces
+
+
+class CountingBudget(FetchBudget):
+    """A FetchBudget that records the most results it ever had out at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.out = self.most = 0
+        self._lock = threading.Lock()
+
+    def acquire(self, stopped: Any) -> bool:
+        taken = super().acquire(stopped)
+        with self._lock:
+            self.out += taken
+            self.most = max(self.most, self.out)
+        return taken
+
+    def release(self) -> None:
+        with self._lock:
+            self.out -= 1
+        super().release()
+
+
+@pytest.mark.parametrize("readers", [1, 3])
+def test_readers_read_their_cursors_one_by_one_and_hold_no_more_than_the_budget(postgres, readers):
+    """Each connection's cursors (one empty, one much larger than the rest) read one after the
+    other: every row exactly once, every cursor closed, and never more results out than the budget's
+    slots for all readers together, with a slow consumer."""
+    conns = [psycopg.connect(postgres.url, autocommit=True) for _ in range(readers)]
+    budget = CountingBudget(slots=2, batch_bytes=1 << 30, max_rows=64, first_rows=16)
+    try:
+        parts = []
+        for n, conn in enumerate(conns):
+            lows = [low for low in range(0, 800, 100) if (low // 100) % readers == n]
+            pieces = declared(conn, f"p{n}", lows, 100) + declared(conn, f"e{n}", [0], 0)  # 0 to -1: nothing
+            if n == readers - 1:
+                pieces += declared(conn, "q", [10_000], 2_000)
+            turns = [conn.cursor(), conn.cursor()]
+            for cursor in turns:
+                register_loaders(cursor)
+            parts.append(CursorReader(turns, pieces, budget=budget))
+        ids: list[int] = []
+        with Prefetcher(ParallelReader(parts), stall_seconds=30, what="test") as prefetcher:
+            for batch in prefetcher:
+                time.sleep(0.002)  # a consumer slower than the readers: the budget is what holds them
+                ids += batch.column("id").to_pylist()
+        assert sorted(ids) == list(range(800)) + list(range(10_000, 12_000))
+        assert budget.most <= 2 and budget.out == 0
+        assert sum(part.fetches for part in parts) > 2_800 // 64  # the budget's 64 rows per FETCH, at most
+        for conn in conns:
+            assert conn.execute("SELECT count(*) FROM pg_cursors").fetchone() == (0,)
+    finally:
+        for conn in conns:
+            conn.close()

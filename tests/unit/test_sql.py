@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import date
 
@@ -14,6 +15,7 @@ from cratedb_airflow_export.config import TableExport
 from cratedb_airflow_export.credentials import S3Credentials
 from cratedb_airflow_export.engines import get_engine
 from cratedb_airflow_export.engines.base import ExportJob
+from cratedb_airflow_export.engines.stream import cursor_windows, reader_count
 from cratedb_airflow_export.export import plan_statements as statements
 from cratedb_airflow_export.source import CRATEDB, POSTGRESQL, SourceInfo
 from cratedb_airflow_export.windows import Window
@@ -153,20 +155,38 @@ def test_stream_statements_use_a_with_hold_cursor_and_never_rollback():
         assert "TO STDOUT" not in statement.wire_sql.upper()
 
 
-def test_several_cursors_read_adjacent_sub_windows_that_cover_the_day():
-    """``cursors: 4`` (the default): four cursors of their own names over four quarters of the day,
-    each declared, fetched and closed; together exactly the window, each row in one of them."""
+@pytest.mark.parametrize(("processors", "readers"), [(None, 4), (1, 2), (2, 2), (6, 6), (64, 16)])
+def test_several_cursors_read_adjacent_sub_windows_that_cover_the_day(processors, readers):
+    """By default one connection per processor of the cluster (2 to 16; 4 when it does not say),
+    four sub-windows each: cursors of their own names, each declared, fetched and closed; together
+    exactly the window, each row in one of them."""
     cfg = CONFIGS[2].model_copy(update={"engine": "stream"})
-    assert cfg.cursors == 4
-    engine_statements = get_engine("stream").statements(ExportJob(cfg, WINDOW), SOURCES[1], None)
-    per_cursor = engine_statements[-12:]
-    names = [f'"cratedb_export_{n}"' for n in range(4)]
+    assert cfg.cursors is None
+    source = dataclasses.replace(SOURCES[1], processors=processors)
+    job = ExportJob(cfg, WINDOW)
+    assert reader_count(job, source) == readers
+    engine_statements = get_engine("stream").statements(job, source, None)
+    count = 4 * readers
+    per_cursor = engine_statements[-3 * count :]
+    names = [f'"cratedb_export_{n}"' for n in range(count)]
     assert [s.wire_sql.split(" ", 2)[1] for s in per_cursor[0::3]] == names
     assert [s.wire_sql for s in per_cursor[1::3]] == [f"FETCH FORWARD {cfg.batch_size} FROM {n}" for n in names]
     assert [s.wire_sql for s in per_cursor[2::3]] == [f"CLOSE {n}" for n in names]
     bounds = [s.params[:2] for s in per_cursor[0::3]]
     assert bounds[0][0] == WINDOW.start.replace(tzinfo=None) and bounds[-1][1] == WINDOW.end.replace(tzinfo=None)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # adjacent, half-open: no row twice
+
+
+def test_pinned_cursors_and_slices_set_the_readers():
+    """``cursors`` pins the connections; a slice of ``slices`` takes its share of the cluster's
+    processors."""
+    cfg = CONFIGS[2].model_copy(update={"engine": "stream"})
+    source = dataclasses.replace(SOURCES[1], processors=12)
+    assert reader_count(ExportJob(cfg.model_copy(update={"cursors": 3}), WINDOW), source) == 3
+    sliced = cfg.model_copy(update={"slices": 4})
+    assert reader_count(ExportJob(sliced, WINDOW, slice_index=1), source) == 3
+    assert reader_count(ExportJob(sliced.model_copy(update={"cursors": 5}), WINDOW, slice_index=1), source) == 5
+    assert len(cursor_windows(ExportJob(cfg, WINDOW), 1)) == 1  # one reader: one cursor over the window
 
 
 def test_refresh_only_on_cratedb():
