@@ -376,14 +376,21 @@ class Piece:
 
 class FetchBudget:
     """What the readers of one read may hold at once: at most ``slots`` results fetched (or on
-    the wire) and not yet taken by the consumer, of about ``batch_bytes`` each, at most two of them
-    being turned from Python values into Arrow at a time (the step that holds the most memory
-    per row, and the GIL). A ``FETCH`` asks for as many rows as fit ``batch_bytes`` at the widest
-    row seen so far (``first_rows`` until one was seen), never more than ``max_rows``. So the memory
-    a read holds is about ``slots * batch_bytes`` however many readers there are and however wide
-    the rows."""
+    the wire) and not yet taken by the consumer, of about ``batch_bytes`` of Arrow each, at most
+    :attr:`CONVERTING` of them being turned from Python values into Arrow at a time (the step that
+    holds the most memory per row, and the GIL). A ``FETCH`` asks for as many rows as fit
+    ``batch_bytes`` at the widest row seen so far (``first_rows`` until one was seen), never more than
+    ``max_rows``.
+
+    :meth:`within` sizes ``batch_bytes`` from a total: a result held costs about
+    :data:`HELD_PER_ARROW_BYTE` times its Arrow size (libpq's copy of the rows, then the batch; 1.7 +
+    1 measured on the tutorial's table) and one being converted :data:`PYTHON_PER_ARROW_BYTE` times
+    more (its rows as Python tuples and values: 3.5). So the memory a read holds stays near the total
+    however many readers there are and however wide the rows."""
 
     CONVERTING = 2
+    HELD_PER_ARROW_BYTE = 3
+    PYTHON_PER_ARROW_BYTE = 4
 
     def __init__(self, slots: int, batch_bytes: int, max_rows: int, first_rows: int = 1_000) -> None:
         self.slots, self.batch_bytes, self.max_rows = slots, batch_bytes, max_rows
@@ -391,6 +398,17 @@ class FetchBudget:
         self._row_bytes = 0.0
         self._free = threading.Semaphore(slots)
         self.converting = threading.Semaphore(self.CONVERTING)
+
+    @classmethod
+    def within(cls, total_bytes: int, slots: int, max_rows: int) -> FetchBudget:
+        """``slots`` results in about ``total_bytes`` of memory, converting ones included."""
+        share = slots * cls.HELD_PER_ARROW_BYTE + cls.CONVERTING * cls.PYTHON_PER_ARROW_BYTE
+        return cls(slots=slots, batch_bytes=max(1, total_bytes // share), max_rows=max_rows)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the read may hold at most, as :meth:`within` counts it."""
+        return self.batch_bytes * (self.slots * self.HELD_PER_ARROW_BYTE + self.CONVERTING * self.PYTHON_PER_ARROW_BYTE)
 
     @classmethod
     def fixed(cls, rows: int) -> FetchBudget:

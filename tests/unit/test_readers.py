@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from cratedb_airflow_export.formats.fields import is_json, is_partition, source_type
-from cratedb_airflow_export.readers import field_for, normalize_schema, schema_for, to_batch, wire_type
+from cratedb_airflow_export.readers import FetchBudget, field_for, normalize_schema, schema_for, to_batch, wire_type
 
 Column = namedtuple("Column", "name type_code")
 
@@ -90,3 +90,26 @@ def test_adbcs_extension_types_become_their_storage():
 
     schema = normalize_schema(pa.schema([pa.field("amount", Opaque()), pa.field("id", pa.int64())]))
     assert schema == pa.schema([pa.field("amount", pa.string()), pa.field("id", pa.int64())])
+
+
+def test_a_fetch_asks_for_the_rows_that_fit_the_budget_at_the_widest_row_seen():
+    """FetchBudget.within: the memory of the held results (3 per Arrow byte) and of the two being
+    converted (4 more per Arrow byte) fit the total; a FETCH asks for what fits a result's share at
+    the widest row so far, never more than max_rows, never fewer than one."""
+    budget = FetchBudget.within(48 * 2**20, slots=4, max_rows=10_000)
+    assert budget.batch_bytes == 48 * 2**20 // (4 * 3 + 2 * 4)
+    assert budget.held_bytes <= 48 * 2**20
+    assert budget.fetch_rows == 1_000  # nothing seen yet
+    narrow = pa.record_batch({"v": pa.array([1] * 100, pa.int64())})  # 8 bytes a row
+    budget.observe(narrow)
+    assert budget.fetch_rows == 10_000  # max_rows: 2.4 MiB would take 300,000
+    wide = pa.record_batch({"v": pa.array(["x" * 1_000_000] * 2)})  # about 1 MB a row
+    budget.observe(wide)
+    assert budget.fetch_rows == budget.batch_bytes // (wide.nbytes // 2)
+    budget.observe(narrow)
+    assert budget.fetch_rows == budget.batch_bytes // (wide.nbytes // 2)  # the widest row stays the measure
+    huge = pa.record_batch({"v": pa.array(["x" * (8 * 2**20)])})
+    budget.observe(huge)
+    assert budget.fetch_rows == 1
+    many = FetchBudget.within(48 * 2**20, slots=32, max_rows=10_000)
+    assert many.held_bytes <= 48 * 2**20 and many.batch_bytes < budget.batch_bytes  # more readers, smaller FETCHes

@@ -338,7 +338,7 @@ class StreamEngine(Engine):
             readers,
             cfg.batch_size,
             budget.slots,
-            budget.slots * budget.batch_bytes / 2**20,
+            budget.held_bytes / 2**20,
         )
         # connections of their own (the attempt's keeps no cursor open, whatever happens to a reader),
         # every cursor declared before the first FETCH: the read starts from one moment
@@ -495,8 +495,7 @@ def cursor_windows(job: ExportJob, readers: int) -> list[tuple[str, TimeRange]]:
 def read_budget(job: ExportJob, readers: int) -> FetchBudget:
     """:data:`READ_BUDGET_BYTES` shared by ``readers``: two results each (one on the wire while the
     other converts), FETCHes of at most ``batch_size`` rows."""
-    slots = 2 * readers
-    return FetchBudget(slots=slots, batch_bytes=READ_BUDGET_BYTES // slots, max_rows=job.cfg.batch_size)
+    return FetchBudget.within(READ_BUDGET_BYTES, slots=2 * readers, max_rows=job.cfg.batch_size)
 
 
 def _fetch_sql(name: str, rows: int) -> str:
