@@ -83,6 +83,11 @@ class Dialect:
     # (readers.BINARY_OIDS): PostgreSQL's cursor path stays on text, where psycopg's own loaders
     # name what Arrow cannot hold (infinity, BC); it normally reads through ADBC anyway
     binary_results: bool = False
+    # several cursors over parts of the window read faster than one: CrateDB runs a cursor's query
+    # as it is fetched, on about one core; PostgreSQL computes a WITH HOLD cursor whole when it is
+    # declared (autocommit), so reading it is the client's work alone, which one connection does
+    # fastest (2,000,000 rows, Parquet: 814,000 rows/s on 1 connection, 515,000 on 4)
+    parallel_cursors: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -100,6 +105,7 @@ CRATEDB = Dialect(
     identity="shards",
     transactions=False,
     binary_results=True,
+    parallel_cursors=True,
 )
 POSTGRESQL = Dialect("PostgreSQL", needs_refresh=False, copy_binary=True, copy_to_directory=False, copy_from_uri=False)
 

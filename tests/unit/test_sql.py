@@ -179,7 +179,7 @@ def test_several_cursors_read_adjacent_sub_windows_that_cover_the_day(processors
 
 def test_pinned_cursors_and_slices_set_the_readers():
     """``cursors`` pins the connections; a slice of ``slices`` takes its share of the cluster's
-    processors."""
+    processors; PostgreSQL reads on one unless pinned."""
     cfg = CONFIGS[2].model_copy(update={"engine": "stream"})
     source = dataclasses.replace(SOURCES[1], processors=12)
     assert reader_count(ExportJob(cfg.model_copy(update={"cursors": 3}), WINDOW), source) == 3
@@ -187,6 +187,9 @@ def test_pinned_cursors_and_slices_set_the_readers():
     assert reader_count(ExportJob(sliced, WINDOW, slice_index=1), source) == 3
     assert reader_count(ExportJob(sliced.model_copy(update={"cursors": 5}), WINDOW, slice_index=1), source) == 5
     assert len(cursor_windows(ExportJob(cfg, WINDOW), 1)) == 1  # one reader: one cursor over the window
+    # PostgreSQL computes a WITH HOLD cursor when it is declared: one connection reads it fastest
+    assert reader_count(ExportJob(cfg, WINDOW), SOURCES[-1]) == 1
+    assert reader_count(ExportJob(cfg.model_copy(update={"cursors": 3}), WINDOW), SOURCES[-1]) == 3
 
 
 def test_refresh_only_on_cratedb():

@@ -470,10 +470,13 @@ def reader_count(job: ExportJob, source: SourceInfo) -> int:
     """Connections that read the window at once: ``cursors`` when the table pins it; otherwise one
     per processor of the CrateDB cluster (``SourceInfo.processors``: CrateDB runs a cursor's query on
     about one core), at least 2 and at most 16, :data:`DEFAULT_READERS` where the cluster does not
-    say; a slice (one of ``slices`` tasks) takes its share. Never more than the window has seconds."""
+    say; a slice (one of ``slices`` tasks) takes its share; one where the database gains nothing from
+    more (``Dialect.parallel_cursors``: PostgreSQL). Never more than the window has seconds."""
     cfg = job.cfg
     if cfg.cursors is not None:
         wanted = cfg.cursors
+    elif not source.dialect.parallel_cursors:
+        wanted = 1
     else:
         wanted = min(MAX_READERS, max(MIN_READERS, source.processors or DEFAULT_READERS))
         if job.slice_index is not None:
