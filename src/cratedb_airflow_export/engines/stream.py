@@ -1,13 +1,14 @@
 """Engine ``stream``: read the window through a server-side cursor, write JSON Lines, CSV or
 Parquet to S3 by multipart upload.
 
-CrateDB has no ``COPY ... TO STDOUT`` and no ROLLBACK, so the rows come through a
-``DECLARE ... NO SCROLL CURSOR WITH HOLD`` in autocommit mode, ``FETCH FORWARD <batch_size>`` at a
-time, and the cursor is closed explicitly. Each batch becomes an Arrow record batch (typed from
-the column OIDs, ``readers.py``) and is encoded column by column (``formats/``). Files roll over
-at ``file_size_mb`` (``part-00000``, ``part-00001``, ...); parts upload while the next batch is
-read. Memory is bounded by one batch, one Parquet row group and two upload parts, whatever the
-table size. Objects appear only when their upload completes.
+CrateDB has no ``COPY ... TO STDOUT`` and no ROLLBACK, so the rows come through
+``DECLARE ... NO SCROLL CURSOR WITH HOLD`` cursors over sub-windows in autocommit mode, all
+declared before the first ``FETCH FORWARD`` and read by several connections (:func:`reader_count`,
+:func:`cursor_windows`), each cursor closed explicitly. Each result becomes an Arrow record batch
+(typed from the column OIDs, ``readers.py``) and is encoded column by column (``formats/``). Files
+roll over at ``file_size_mb`` (``part-00000``, ``part-00001``, ...); parts upload while the next
+batch is read. Memory is bounded by the read's budget (:func:`read_budget`), one Parquet row group
+and two upload parts, whatever the table size. Objects appear only when their upload completes.
 """
 
 from __future__ import annotations
