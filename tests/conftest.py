@@ -201,6 +201,37 @@ def oracle_cursor_setting(oracle_setting: Any) -> Any:
     return dataclasses.replace(oracle_setting, extra={"reader": "cursor", "cursors": 3, "batch_size": 2})
 
 
+def fetch_phase_on_postgres(monkeypatch: pytest.MonkeyPatch, rows: int, readers: int) -> None:
+    """PostgreSQL standing in for CrateDB on its default read: a dialect that has the fetch phase,
+    a heap and a table size (PostgreSQL has no sys.shards) that make sub-windows of ``rows`` rows
+    for ``readers`` connections. PostgreSQL runs the LIMITs as any query: what is tested is the cut,
+    the probe and the reading, not CrateDB's speed."""
+    from cratedb_airflow_export import attempt, sql
+    from cratedb_airflow_export.engines import stream
+
+    real_check = attempt.check_table
+
+    def with_fetch_phase(cursor: Any, cfg: Any) -> Any:
+        found = real_check(cursor, cfg)
+        dialect = dataclasses.replace(found.dialect, query_then_fetch=True)
+        return dataclasses.replace(found, dialect=dialect, heap_bytes=rows * readers * stream.HEAP_SHARE * 1000)
+
+    monkeypatch.setattr(attempt, "check_table", with_fetch_phase)
+    monkeypatch.setattr(stream, "MIN_WINDOW_ROWS", 1)
+    monkeypatch.setattr(
+        sql, "table_size", lambda cfg: sql.Statement(f"SELECT 1000 * count(*), count(*) FROM {sql.qualified(cfg)}")
+    )
+
+
+@pytest.fixture
+def oracle_fetch_phase_setting(oracle_cursor_setting: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The oracle on the path CrateDB sources take by default: the window cut by a histogram of its
+    rows into sub-windows of one row each, each declared with a LIMIT (CrateDB's fetch phase),
+    dealt to three connections (:func:`fetch_phase_on_postgres`)."""
+    fetch_phase_on_postgres(monkeypatch, rows=1, readers=3)
+    return dataclasses.replace(oracle_cursor_setting, extra={**oracle_cursor_setting.extra, "fetch_phase": "always"})
+
+
 @pytest.fixture(params=["azure", "gcs"])
 def oracle_other_store_setting(
     request: pytest.FixtureRequest, connections: None, postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch

@@ -208,6 +208,14 @@ class TableExport(BaseModel):
         "sub-windows one by one. Default: one per processor of the CrateDB cluster (sys.nodes), 2 to 16; "
         "CrateDB runs a cursor's query on about one core.",
     )
+    fetch_phase: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="CrateDB, stream: read the window in sub-windows of a bounded number of rows (cut by a "
+        "histogram of the window) through CrateDB's fetch phase (a LIMIT no sub-window reaches), which reads "
+        "stored rows in order where the table holds them so: about 45% less CPU for CrateDB where rows were "
+        "written in about timestamp order, about 20% more where not. 'auto' reads one sub-window both ways "
+        "first and takes the fetch phase when it was faster; 'always' and 'never' decide without that.",
+    )
     part_size_mb: int = Field(
         strict=True, default=8, ge=5, le=5_000, description="Multipart upload part size (stream)."
     )

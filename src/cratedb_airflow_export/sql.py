@@ -14,7 +14,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 CURSOR_NAME = "cratedb_export"
 WINDOW_ALIAS = "window_rows"
+BUCKET_ALIAS = "bucket"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TIMESTAMP_TYPES = frozenset({"timestamp with time zone", "timestamp without time zone", "timestamp"})
 
 
@@ -188,11 +190,44 @@ def cursor_name(index: int | None = None) -> str:
 
 
 def declare_cursor(
-    cfg: TableExport, window: TimeRange, *, naive: bool = False, reading: Reading | None = None, name: str = CURSOR_NAME
+    cfg: TableExport,
+    window: TimeRange,
+    *,
+    naive: bool = False,
+    reading: Reading | None = None,
+    name: str = CURSOR_NAME,
+    limit: int | None = None,
 ) -> Statement:
-    """A WITH HOLD cursor: works in autocommit mode, as CrateDB has no transactions or ROLLBACK."""
+    """A WITH HOLD cursor: works in autocommit mode, as CrateDB has no transactions or ROLLBACK.
+    ``limit``: a ``LIMIT`` above the window's rows, which makes CrateDB read them through its fetch
+    phase (see ``engines.stream.FETCH_PHASE_LIMIT``)."""
     select = select_window(cfg, window, naive=naive, reading=reading)
-    return Statement(f"DECLARE {quote_ident(name)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}", select.params)
+    bounded = f" LIMIT {int(limit)}" if limit is not None else ""
+    return Statement(f"DECLARE {quote_ident(name)} NO SCROLL CURSOR WITH HOLD FOR {select.sql}{bounded}", select.params)
+
+
+def window_histogram(cfg: TableExport, window: TimeRange, buckets: int, *, naive: bool = False) -> Statement:
+    """The window's rows (the table's filter applied) counted in ``buckets`` equal parts of it:
+    ``(bucket, count)`` for the parts that hold rows, bucket ``i`` being about ``window.slices(buckets)[i]``
+    (floating point may put a row at a cut into its neighbour: the counts only guide how the window
+    is cut, never what is read)."""
+    condition, params = _where(cfg, window, naive)
+    micros = (window.end - window.start) // timedelta(microseconds=1)
+    start = (window.start - EPOCH) // timedelta(microseconds=1)
+    column = quote_ident(cfg.timestamp_column)
+    bucket = f"floor((extract(epoch FROM {column}) * 1000000 - {start}) * {int(buckets)} / {micros})"
+    return Statement(
+        f"SELECT {bucket} AS {quote_ident(BUCKET_ALIAS)}, count(*) FROM {qualified(cfg)} WHERE {condition} GROUP BY 1",
+        params,
+    )
+
+
+def table_size(cfg: TableExport) -> Statement:
+    """CrateDB only: the bytes and rows of the table's primary shards (``sys.shards``)."""
+    return Statement(
+        'SELECT sum(size), sum(num_docs) FROM sys.shards WHERE schema_name = %s AND table_name = %s AND "primary"',
+        (cfg.schema_name, cfg.table_name),
+    )
 
 
 def fetch_forward(batch_size: int, name: str = CURSOR_NAME) -> Statement:
@@ -203,9 +238,9 @@ def close_cursor(name: str = CURSOR_NAME) -> Statement:
     return Statement(f"CLOSE {quote_ident(name)}")
 
 
-def cluster_processors() -> Statement:
-    """The processors of every node of a CrateDB cluster, summed."""
-    return Statement("SELECT sum(os_info['available_processors']) FROM sys.nodes")
+def cluster_resources() -> Statement:
+    """The processors of every node of a CrateDB cluster, summed, and the smallest node's heap."""
+    return Statement("SELECT sum(os_info['available_processors']), min(heap['max']) FROM sys.nodes")
 
 
 def refresh(cfg: TableExport) -> Statement:

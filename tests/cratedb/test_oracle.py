@@ -33,3 +33,22 @@ def test_nothing_lost_nothing_wrong_on_cratedb(monkeypatch, store, s3_conn):  # 
         formats=("jsonl", "parquet"),
     )
     run(setting, ArchiveOracle, oracle_settings(EXAMPLES, STEPS))
+
+
+def test_the_fetch_phase_on_cratedb_reads_every_row_once(monkeypatch, store, s3_conn):  # noqa: F811
+    """The machine with the stream engine reading through CrateDB's fetch phase: each day cut by its
+    histogram into sub-windows of one row, each declared with a LIMIT."""
+    from cratedb_airflow_export.engines import stream
+
+    monkeypatch.setenv("AIRFLOW_CONN_CRATEDB_CONNECTION", CRATEDB_URL or "")
+    monkeypatch.setattr(stream, "MIN_WINDOW_ROWS", 1)
+    monkeypatch.setattr(stream, "MAX_WINDOW_ROWS", 1)
+    setting = Setting(
+        source=Source(CRATEDB_URL or "", cratedb=True, partitioned=True),
+        server=store,
+        bucket=s3_conn,
+        engines=("stream",),
+        formats=("jsonl", "parquet"),
+        extra={"fetch_phase": "always"},
+    )
+    run(setting, ArchiveOracle, oracle_settings(max(2, EXAMPLES // 2), STEPS))

@@ -44,6 +44,12 @@ def test_the_cursor_path_reads_every_row_once(oracle_cursor_setting):
     run(oracle_cursor_setting, ArchiveOracle, oracle_settings(max(2, EXAMPLES // 3), STEPS))
 
 
+def test_the_fetch_phase_reads_every_row_once(oracle_fetch_phase_setting):
+    """The machine on CrateDB's default path: sub-windows cut by a histogram of the window's rows,
+    each declared with a LIMIT, dealt to three connections."""
+    run(oracle_fetch_phase_setting, ArchiveOracle, oracle_settings(max(2, EXAMPLES // 3), STEPS))
+
+
 def test_nothing_lost_nothing_wrong_on_azure_and_gcs(oracle_other_store_setting):
     """The same machine with the archive in Azure Blob Storage (Azurite) or Google Cloud Storage
     (fake-gcs-server): publish, the lease, verify, tampering, purge and restore on each store."""

@@ -163,3 +163,19 @@ def test_a_reader_that_leaves_its_last_sub_window_unread_is_found(oracle_cursor_
 
     said = hunt(oracle_cursor_setting, ArchiveOracle, lambda: patched(CursorReader, "__init__", leaves_the_last))
     assert "row count" in said, said
+
+
+def test_a_histogram_cut_that_leaves_a_sub_window_out_is_found(oracle_fetch_phase_setting):
+    """On CrateDB's default path the histogram decides where the window is cut: cuts that do not
+    cover it leave rows unread. The count check refuses such an export; the oracle must see it."""
+    from cratedb_airflow_export.engines import stream
+
+    real_cut = stream.cut_by_counts
+
+    def leaves_the_last_out(*args: Any, **kwargs: Any) -> Any:
+        cuts, held, rows = real_cut(*args, **kwargs)
+        return (cuts[:-1], held[:-1], rows) if len(cuts) > 1 else (cuts, held, rows)
+
+    plant = lambda: patched(stream, "cut_by_counts", leaves_the_last_out)  # noqa: E731
+    said = hunt(oracle_fetch_phase_setting, ArchiveOracle, plant)
+    assert "row count" in said, said

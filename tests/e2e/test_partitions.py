@@ -269,6 +269,39 @@ def test_rows_written_into_the_day_while_it_is_exported_are_noticed(
     assert (manifest.rows, manifest.source_count, manifest.row_count_check) == (50, 60, "warn")
 
 
+@pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's reading: one store is enough
+def test_auto_probes_the_fetch_phase_and_publishes_the_day_exactly_either_way(
+    connections, postgres, lake, table, monkeypatch, caplog
+):
+    """``fetch_phase: auto`` on a source that has a fetch phase: the day cut by its histogram, the
+    first halves of the largest sub-windows read both ways on the read's connections (cursors of
+    their own names, left closed), then the day read the way that was faster, every row once."""
+    import logging
+
+    from cratedb_airflow_export.config import TableExport
+    from cratedb_airflow_export.engines import stream
+    from cratedb_airflow_export.export import run_export
+    from cratedb_airflow_export.windows import Window
+    from tests.conftest import fetch_phase_on_postgres
+
+    name, rows = table
+    fetch_phase_on_postgres(monkeypatch, rows=5, readers=2)
+    monkeypatch.setattr(stream, "PROBE_SHARE", 1)
+    cfg = TableExport.model_validate(entry(name, lake, reader="cursor", cursors=2, batch_size=3))
+    with caplog.at_level(logging.INFO, logger="cratedb_airflow_export"):
+        result = run_export(cfg, Window.for_day(DAY))
+    said = [r.getMessage() for r in caplog.records]
+    probed = [line for line in said if "sub-window(s) read in" in line]
+    assert len(probed) == 1 and probed[0].startswith(f"{name}: about 5 rows of 2 sub-window(s) read in "), probed
+    reading = [line for line in said if line.startswith(f"Reading {name} in ")]
+    assert len(reading) == 1 and ("fetch phase" in reading[0]) == probed[0].endswith("through the fetch phase")
+    expected = sorted(r[0] for r in rows_of_day(rows, DAY))
+    assert result.rows == len(expected)
+    data = data_objects(read_objects(lake.server, lake.bucket)).values()
+    exported = [line["hash_id"] for blob in data for line in json_lines(blob)]
+    assert sorted(exported) == expected
+
+
 @pytest.mark.parametrize("lake", ["s3"], indirect=True)  # the source's count: one store is enough
 def test_the_count_runs_while_the_rows_are_read(airflow_db, connections, lake, table, monkeypatch):
     """count(*) runs on a connection of its own during the read: here it waits until the first

@@ -60,6 +60,7 @@ SOURCES = [
     SourceInfo(CRATEDB, {}, "timestamp with time zone"),
     SourceInfo(CRATEDB, {}, "timestamp without time zone", version=(6, 4, 3)),  # DECLARE answers failures
     SourceInfo(CRATEDB, GEO_TABLE, "timestamp with time zone", version=(5, 10, 16)),  # _doc['pos'], the probe
+    SourceInfo(CRATEDB, {}, "timestamp with time zone", version=(6, 4, 3), heap_bytes=2**31),  # the fetch phase
     SourceInfo(POSTGRESQL, {}, "timestamp with time zone"),
 ]
 
@@ -175,6 +176,29 @@ def test_several_cursors_read_adjacent_sub_windows_that_cover_the_day(processors
     bounds = [s.params[:2] for s in per_cursor[0::3]]
     assert bounds[0][0] == WINDOW.start.replace(tzinfo=None) and bounds[-1][1] == WINDOW.end.replace(tzinfo=None)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # adjacent, half-open: no row twice
+
+
+def test_with_the_heap_known_cratedb_reads_histogram_cut_sub_windows_through_its_fetch_phase():
+    """The table's size and the window's histogram come first; one DECLARE stands for the cursors
+    of every sub-window, each with a LIMIT no sub-window reaches (CrateDB then runs it as
+    query-then-fetch; ``auto`` first reads one sub-window both ways). ``never`` reads plain sub-windows."""
+    cfg = CONFIGS[2].model_copy(update={"engine": "stream", "filter": "name <> 'cpu'"})
+    source = SOURCES[3]
+    texts = [s.wire_sql for s in get_engine("stream").statements(ExportJob(cfg, WINDOW), source, None)]
+    assert texts[-5] == (
+        'SELECT sum(size), sum(num_docs) FROM sys.shards WHERE schema_name = $1 AND table_name = $2 AND "primary"'
+    )
+    assert texts[-4] == (
+        f'SELECT floor((extract(epoch FROM "{cfg.timestamp_column}") * 1000000 - 1704326400000000) * 4096 '
+        f'/ 86400000000) AS "bucket", count(*) FROM {sql.qualified(cfg)} '
+        f'WHERE "{cfg.timestamp_column}" >= $1 AND "{cfg.timestamp_column}" < $2 AND (name <> \'cpu\') GROUP BY 1'
+    )
+    assert texts[-3].startswith('DECLARE "cratedb_export_0" NO SCROLL CURSOR WITH HOLD FOR SELECT ')
+    assert texts[-3].endswith(" AND (name <> 'cpu') LIMIT 2147483647")
+    assert texts[-2:] == [f'FETCH FORWARD {cfg.batch_size} FROM "cratedb_export_0"', 'CLOSE "cratedb_export_0"']
+    plain = cfg.model_copy(update={"fetch_phase": "never"})
+    texts = [s.wire_sql for s in get_engine("stream").statements(ExportJob(plain, WINDOW), source, None)]
+    assert not any("LIMIT" in t or "sys.shards" in t for t in texts)
 
 
 def test_pinned_cursors_and_slices_set_the_readers():
