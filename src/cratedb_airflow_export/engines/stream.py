@@ -92,6 +92,7 @@ MAX_SUB_WINDOWS = 1024
 # window holds at least PROBE_SHARE times what the probe reads
 PROBE_RATIO = 0.85
 PROBE_SHARE = 10
+PROBE_FETCH_ROWS = 1_000  # rows of a width not seen yet: what the read's own first FETCH asks (FetchBudget)
 PROBE_CURSOR = "cratedb_export_probe"
 ASSUMED_ROW_BYTES = 1024  # where sys.shards does not say: a wide row, so few rows per sub-window
 
@@ -637,13 +638,14 @@ def fetch_phase_pays(
         log.info("%s: %s rows: reading plain, without a probe", cfg.qualified_name, f"{sum(held):,}")
         return False
     naive, reading = source.naive_timestamps, source.reading(cfg)
+    fetched_rows = min(cfg.batch_size, PROBE_FETCH_ROWS)
 
     def read(conn: psycopg.Connection[Any], window: TimeRange, name: str, limit: int | None) -> None:
         with conn.cursor() as cursor:
             declare = sql.declare_cursor(cfg, window, naive=naive, reading=reading, name=name, limit=limit)
             execute(cursor, declare, seconds)
             try:
-                while execute(cursor, sql.fetch_forward(cfg.batch_size, name), seconds).rowcount > 0:
+                while execute(cursor, sql.fetch_forward(fetched_rows, name), seconds).rowcount > 0:
                     pass
             finally:
                 execute(cursor, sql.close_cursor(name), seconds)
