@@ -1181,8 +1181,8 @@ def test_auto_reads_one_sub_window_both_ways_and_the_day_exactly_either_way(
     s3_conn, store, monkeypatch, caplog, ordered
 ):
     """``fetch_phase: auto`` (the default) reads the largest sub-windows (one per connection, at
-    once) plain and through the fetch phase before declaring the day's cursors, logs both times and
-    what it chose, and whichever it
+    once) plain and through the fetch phase before declaring the day's cursors (twice where the
+    first round was not clear), logs the times and what it chose, and whichever it
     chose the partition holds the day exactly: rows written in timestamp order, or each up to 5 s
     early or late (where the fetch phase does not read in order). Which it chose is timing, not
     asserted (docs/benchmark.md has the figures)."""
@@ -1209,13 +1209,14 @@ def test_auto_reads_one_sub_window_both_ways_and_the_day_exactly_either_way(
     finally:
         with crate() as conn:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
-    probed = [r.getMessage() for r in caplog.records if " sub-window(s) read in " in r.getMessage()]
-    pattern = r"[0-9,]+ rows of [0-9]+ sub-window\(s\) read in [0-9.]+ s plain, [0-9.]+ s through CrateDB's "
-    assert len(probed) == 1 and re.search(pattern + "fetch phase: reading ", probed[0]), probed
-    reading = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"Reading {name} in ")]
-    assert len(reading) == 1 and (
-        ("through CrateDB's fetch phase" in reading[0]) == probed[0].endswith("through the fetch phase")
-    )
+    said = [r.getMessage() for r in caplog.records]
+    probed = [line for line in said if " sub-window(s) read in " in line]
+    pattern = r"[0-9,]+ rows of [0-9]+ sub-window\(s\) read in [0-9.]+ s plain, [0-9.]+ s through CrateDB's fetch phase"
+    assert 1 <= len(probed) <= 2 and all(re.search(pattern, line) for line in probed), probed
+    chose = [line for line in said if line.startswith(f"{name}: reading ")]
+    reading = [line for line in said if line.startswith(f"Reading {name} in ")]
+    assert len(chose) == len(reading) == 1
+    assert ("fetch phase" in reading[0]) == chose[0].endswith("through CrateDB's fetch phase"), (chose, reading)
     assert result.rows == 60_000
     exported = lines_of(objects_under(store, s3_conn, f"{folder}/{name}/dt=2024-01-04/"))
     assert sorted(line["id"] for line in exported) == list(range(60_000))

@@ -292,9 +292,12 @@ def test_auto_probes_the_fetch_phase_and_publishes_the_day_exactly_either_way(
         result = run_export(cfg, Window.for_day(DAY))
     said = [r.getMessage() for r in caplog.records]
     probed = [line for line in said if "sub-window(s) read in" in line]
-    assert len(probed) == 1 and probed[0].startswith(f"{name}: about 5 rows of 2 sub-window(s) read in "), probed
+    assert 1 <= len(probed) <= 2, probed  # a second round where the first was not clear
+    assert all(line.startswith(f"{name}: about 5 rows of 2 sub-window(s) read in ") for line in probed), probed
+    chose = [line for line in said if line.startswith(f"{name}: reading ")]
     reading = [line for line in said if line.startswith(f"Reading {name} in ")]
-    assert len(reading) == 1 and ("fetch phase" in reading[0]) == probed[0].endswith("through the fetch phase")
+    assert len(chose) == len(reading) == 1
+    assert ("fetch phase" in reading[0]) == chose[0].endswith("through CrateDB's fetch phase"), (chose, reading)
     expected = sorted(r[0] for r in rows_of_day(rows, DAY))
     assert result.rows == len(expected)
     data = data_objects(read_objects(lake.server, lake.bucket)).values()
