@@ -613,8 +613,8 @@ def balanced_cuts(
         table_bytes, table_rows = ASSUMED_ROW_BYTES, 1
     buckets = histogram_buckets(job.range)
     counts = [0] * buckets
-    for bucket, held in execute(cursor, histogram, seconds).fetchall():
-        counts[min(buckets - 1, max(0, int(bucket)))] += int(held)
+    for bucket, in_bucket in execute(cursor, histogram, seconds).fetchall():
+        counts[min(buckets - 1, max(0, int(bucket)))] += int(in_bucket)
     assert source.heap_bytes is not None  # fetch_phase() holds
     per_row = (table_bytes or 0) / max(1, table_rows or 0)
     cuts, held, rows = cut_by_counts(job.range, counts, window_rows(source.heap_bytes, per_row, readers))
