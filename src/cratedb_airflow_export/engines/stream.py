@@ -4,7 +4,9 @@ Parquet to S3 by multipart upload.
 CrateDB has no ``COPY ... TO STDOUT`` and no ROLLBACK, so the rows come through
 ``DECLARE ... NO SCROLL CURSOR WITH HOLD`` cursors over sub-windows in autocommit mode, all
 declared before the first ``FETCH FORWARD`` and read by several connections (:func:`reader_count`,
-:func:`cursor_windows`), each cursor closed explicitly. Each result becomes an Arrow record batch
+:func:`cursor_windows`), each cursor closed explicitly. By default the sub-windows come from a
+histogram of the window and are read through CrateDB's fetch phase where a probe finds it faster
+(:func:`balanced_cuts`, :func:`fetch_phase_pays`). Each result becomes an Arrow record batch
 (typed from the column OIDs, ``readers.py``) and is encoded column by column (``formats/``). Files
 roll over at ``file_size_mb`` (``part-00000``, ``part-00001``, ...); parts upload while the next
 batch is read. Memory is bounded by the read's budget (:func:`read_budget`), one Parquet row group
@@ -90,9 +92,11 @@ MAX_SUB_WINDOWS = 1024
 # ``auto`` reads the largest sub-windows (one per connection, at once) plain and through the fetch
 # phase first and takes the fetch phase when it took at most PROBE_RATIO of the time (a ratio up to
 # PROBE_AGAIN is measured once more); only where the window holds at least PROBE_SHARE times what the
-# probe reads. Ratios seen (6.4.3, 2 connections): 0.59-0.67 for the tutorial's day written in order,
-# 1.10-1.33 for rows written up to 5 s early or late; 0.93-1.13 in order right after CrateDB started.
-PROBE_RATIO = 0.85
+# probe reads. Ratios seen (2 connections): on 6.4.3 0.48-0.67 for the tutorial's day written in order,
+# 1.11-1.43 for rows written up to 5 s early or late, 0.88 then 0.62 in order right after CrateDB
+# started; on 5.10.16, where the fetch phase gains less (CPU 12.2 against 14.5), about 0.8-1.15 in
+# order and 1.45 jittered. Near 1 both reads cost about the same: the fetch phase is taken below 0.95.
+PROBE_RATIO = 0.95
 PROBE_AGAIN = 1.1
 PROBE_SHARE = 10
 # the probe's FETCHes, of rows not converted: at most about PROBE_FETCH_BYTES (at the table's bytes per
