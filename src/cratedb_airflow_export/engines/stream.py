@@ -364,11 +364,12 @@ class StreamEngine(Engine):
         cfg, source = job.cfg, attempt.database
         readers = reader_count(job, source)
         planned = fetch_phase(job, source)
-        per_cursor = 3 if planned else 3 * len(cursor_windows(job, readers))
-        prepare = statements[: -per_cursor - (2 if planned else 0)]
+        windows, limit, how = cursor_windows(job, readers), None, ""
+        # after the REFRESH and the probe: the size, the histogram and one DECLARE/FETCH/CLOSE, or a
+        # DECLARE/FETCH/CLOSE per plain sub-window (see statements())
+        prepare = statements[:-5] if planned else statements[: -3 * len(windows)]
         for statement in prepare:  # REFRESH, and the probe where DECLARE may hang: bounded by the attempt
             execute(attempt.cursor, statement, cfg.attempt_seconds)
-        windows, limit, how = cursor_windows(job, readers), None, ""
         if planned:
             size, histogram = statements[-5:-3]
             cuts, held, rows, per_row = balanced_cuts(attempt.cursor, job, source, readers, size, histogram)
